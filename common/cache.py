@@ -1,0 +1,31 @@
+"""The tile cache client: rendered tiles and unstyled intermediates in the cache Redis.
+
+Every lookup is one round trip. Values are plain bytes (never pickles); entries carry
+a TTL when one is configured so that a Redis shared with state can use volatile-lru.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+
+
+class TileCache:
+    def __init__(self, client: redis.Redis, *, ttl: int = 0) -> None:
+        self.client = client
+        self.ttl = ttl
+
+    def get(self, key: str) -> bytes | None:
+        return self.client.get(key)  # type: ignore[return-value]
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return self.client.mget(keys)  # type: ignore[return-value]
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.set(key, data, ex=self.ttl or None)
+
+    def exists(self, key: str) -> bool:
+        return bool(self.client.exists(key))

@@ -1,0 +1,109 @@
+"""The tilecast exception hierarchy.
+
+Every error a client can cause or see is a :class:`TilecastError`. Each class names
+the HTTP status it maps to; ``api/errors.py`` is the one place that turns them into
+responses. Workers report failures across the task boundary as
+``{"error": cls.code, "message": ...}`` and :func:`error_from_payload` rebuilds them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class TilecastError(Exception):
+    """Base class. ``code`` is a stable machine-readable name."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.parameter = parameter
+
+    def to_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.parameter:
+            payload["parameter"] = self.parameter
+        return payload
+
+
+class ConfigurationError(TilecastError):
+    """A ``TILECAST_*`` setting that cannot be used."""
+
+    code = "configuration_error"
+
+
+class BadRequest(TilecastError):
+    """A malformed or out-of-bounds request parameter."""
+
+    status = 400
+    code = "bad_request"
+
+
+class SourceRefused(BadRequest):
+    """A path that may not be registered (outside the roots, not a file, unreadable)."""
+
+    code = "source_refused"
+
+
+class NotFound(TilecastError):
+    status = 404
+    code = "not_found"
+
+
+class UnknownSource(NotFound):
+    code = "unknown_source"
+
+
+class TileOutOfRange(NotFound):
+    code = "tile_out_of_range"
+
+
+class UnsupportedImage(TilecastError):
+    """A file that no reader can open, or that is corrupt or too large to decode."""
+
+    status = 422
+    code = "unsupported_image"
+
+
+class RenderFailed(TilecastError):
+    """A render failed in the worker for a reason that is not the request's fault."""
+
+    status = 502
+    code = "render_failed"
+
+
+class ServiceUnavailable(TilecastError):
+    """A dependency (Redis, the worker pool) is unreachable; retry later."""
+
+    status = 503
+    code = "service_unavailable"
+    retry_after: int = 5
+
+
+class RenderTimeout(TilecastError):
+    """The render did not finish within the request's wait bound."""
+
+    status = 504
+    code = "render_timeout"
+    retry_after: int = 2
+
+
+_BY_CODE: dict[str, type[TilecastError]] = {}
+
+
+def _register(cls: type[TilecastError]) -> None:
+    _BY_CODE[cls.code] = cls
+    for sub in cls.__subclasses__():
+        _register(sub)
+
+
+_register(TilecastError)
+
+
+def error_from_payload(payload: dict[str, Any]) -> TilecastError:
+    """Rebuild an error a worker reported (unknown codes become RenderFailed)."""
+    cls = _BY_CODE.get(str(payload.get("error")), RenderFailed)
+    return cls(str(payload.get("message", "render failed")), parameter=payload.get("parameter"))

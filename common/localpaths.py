@@ -1,0 +1,33 @@
+"""Local files as sources: confined to the configured roots, symlinks included."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from common.errors import SourceRefused
+
+
+def resolve_under_roots(path: str, roots: tuple[str, ...]) -> str:
+    """The real path of ``path`` if it is a readable file below one of ``roots``."""
+    if not roots:
+        raise SourceRefused("no source roots are configured (TILECAST_SOURCE_ROOTS)", parameter="path")
+    if not isinstance(path, str) or not path or "\x00" in path:
+        raise SourceRefused("path must be a non-empty string", parameter="path")
+    real = os.path.realpath(path)
+    if not any(_is_within(real, os.path.realpath(root)) for root in roots):
+        raise SourceRefused("path is outside the configured source roots", parameter="path")
+    if not os.path.isfile(real):
+        raise SourceRefused("path is not a file", parameter="path")
+    if not os.access(real, os.R_OK):
+        raise SourceRefused("path is not readable", parameter="path")
+    return real
+
+
+def _is_within(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root
+
+
+def source_id_for_path(real_path: str) -> str:
+    """A stable 24-hex id (shaped like a Girder ObjectId): one path, one id."""
+    return hashlib.sha256(("file:" + real_path).encode()).hexdigest()[:24]

@@ -1,0 +1,101 @@
+"""The one typed settings object, read once from ``TILECAST_*`` environment variables.
+
+Nothing else in tilecast reads ``os.environ``: every process calls :func:`get_settings`
+(or builds :class:`Settings` with :meth:`Settings.from_env` in tests) and passes values on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
+from typing import Any
+
+from common.errors import ConfigurationError
+
+PREFIX = "TILECAST_"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob tilecast has; see the README's configuration table."""
+
+    # Redis "cache" (tiles, metadata; may evict) and "state" (registry, generations,
+    # in-flight markers; never evicts). The broker defaults to the state Redis.
+    cache_url: str = DEFAULT_REDIS_URL
+    state_url: str = ""
+    broker_url: str = ""
+    # Local image files may only be registered from below these directories.
+    source_roots: tuple[str, ...] = ()
+    # How long an HTTP request waits for a render before answering 504.
+    render_timeout: float = 30.0
+    # In-flight markers expire after this long even if their worker died.
+    inflight_ttl: float = 60.0
+    # Rendered tiles carry this TTL (seconds, 0 = none) so that a shared Redis can use
+    # volatile-lru and never evict state.
+    tile_ttl: int = 7 * 24 * 3600
+    # The api remembers a source's generation this long before asking Redis again,
+    # which keeps the hit path at one Redis round trip.
+    generation_ttl: float = 1.0
+    # Worker source cache bounds.
+    source_cache_count: int = 32
+    source_cache_bytes: int = 2 * 1024**3
+    # Request bounds.
+    max_style_bytes: int = 16 * 1024
+    max_thumbnail_size: int = 4096
+    # Decoding bound: images (or levels read whole) beyond this many pixels are refused.
+    max_decode_pixels: int = 2 * 10**11
+    # HTTP caching of tiles.
+    http_max_age: int = 24 * 3600
+    # Default JPEG quality when a request gives none (large_image's default).
+    jpeg_quality: int = 95
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        known = {f.name for f in fields(cls)} - {"extra"}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, f.type, raw)
+        extra = {
+            k[len(PREFIX):].lower(): v
+            for k, v in env.items()
+            if k.startswith(PREFIX) and k[len(PREFIX):].lower() not in known
+        }
+        settings = cls(**values, extra=extra)
+        return settings.resolved()
+
+    def resolved(self) -> Settings:
+        """Fill the URLs that default to other URLs."""
+        state = self.state_url or self.cache_url
+        broker = self.broker_url or state
+        return replace(self, state_url=state, broker_url=broker)
+
+
+def _parse(name: str, type_name: Any, raw: str) -> Any:
+    type_text = str(type_name)
+    try:
+        if type_text == "tuple[str, ...]":
+            return tuple(p for p in raw.split(os.pathsep) if p)
+        if type_text == "int":
+            return int(raw)
+        if type_text == "float":
+            return float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{PREFIX}{name.upper()}={raw!r}: {exc}") from exc
+    return raw
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings.from_env()

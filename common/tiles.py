@@ -1,0 +1,138 @@
+"""``TileRequest`` and ``ThumbnailRequest``: parsed once at the edge, named by one key.
+
+Keys follow DESIGN.md: ``tc:{kind}:{source}:{generation}:{frame}:{z}:{x}:{y}:{style}:{enc}``.
+``generation`` is the per-source counter of the state Redis: bumping it retires every
+key of the source at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.encoding import EncodingOptions
+from common.style import NO_STYLE, style_hash
+
+KIND_TILE = "tile"  # styled and encoded, what a client receives
+KIND_RAW = "raw"  # unstyled intermediate tile, lossless
+KIND_THUMB = "thumb"
+RAW_ENCODING = "raw"
+
+
+def cache_key(
+    kind: str,
+    source: str,
+    generation: int,
+    frame: int,
+    z: int | str,
+    x: int | str,
+    y: int | str,
+    style: str,
+    encoding: str,
+) -> str:
+    return f"tc:{kind}:{source}:{generation}:{frame}:{z}:{x}:{y}:{style}:{encoding}"
+
+
+@dataclass(frozen=True)
+class TileRequest:
+    """One tile of one source, as a client asked for it."""
+
+    source: str
+    z: int
+    x: int
+    y: int
+    frame: int = 0
+    style: str | None = None  # canonical JSON, see common.style.canonical_style
+    encoding: EncodingOptions = field(default_factory=EncodingOptions)
+
+    def key(self, generation: int) -> str:
+        """The styled, encoded tile: what the hit path GETs."""
+        return cache_key(
+            KIND_TILE,
+            self.source,
+            generation,
+            self.frame,
+            self.z,
+            self.x,
+            self.y,
+            style_hash(self.style),
+            self.encoding.key_part,
+        )
+
+    def raw_key(self, generation: int) -> str:
+        """The unstyled tile this one is made from (style and encoding do not matter)."""
+        return raw_tile_key(self.source, generation, self.frame, self.z, self.x, self.y)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "z": self.z,
+            "x": self.x,
+            "y": self.y,
+            "frame": self.frame,
+            "style": self.style,
+            "encoding": self.encoding.to_payload(),
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> TileRequest:
+        return cls(
+            source=str(payload["source"]),
+            z=int(payload["z"]),
+            x=int(payload["x"]),
+            y=int(payload["y"]),
+            frame=int(payload.get("frame", 0)),
+            style=payload.get("style"),
+            encoding=EncodingOptions.from_payload(payload["encoding"]),
+        )
+
+
+def raw_tile_key(source: str, generation: int, frame: int, z: int, x: int, y: int) -> str:
+    return cache_key(KIND_RAW, source, generation, frame, z, x, y, NO_STYLE, RAW_ENCODING)
+
+
+@dataclass(frozen=True)
+class ThumbnailRequest:
+    """A whole-image thumbnail that fits in ``width`` x ``height`` (0 = unconstrained)."""
+
+    source: str
+    width: int
+    height: int
+    frame: int = 0
+    style: str | None = None
+    encoding: EncodingOptions = field(default_factory=EncodingOptions)
+
+    def key(self, generation: int) -> str:
+        return cache_key(
+            KIND_THUMB,
+            self.source,
+            generation,
+            self.frame,
+            "fit",
+            self.width,
+            self.height,
+            style_hash(self.style),
+            self.encoding.key_part,
+        )
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "width": self.width,
+            "height": self.height,
+            "frame": self.frame,
+            "style": self.style,
+            "encoding": self.encoding.to_payload(),
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> ThumbnailRequest:
+        return cls(
+            source=str(payload["source"]),
+            width=int(payload["width"]),
+            height=int(payload["height"]),
+            frame=int(payload.get("frame", 0)),
+            style=payload.get("style"),
+            encoding=EncodingOptions.from_payload(payload["encoding"]),
+        )
