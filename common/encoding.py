@@ -94,4 +94,3 @@ class EncodingOptions:
             )
         assert quality is not None and subsampling is not None
         return cls(fmt, quality, subsampling, compression)
-

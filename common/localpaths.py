@@ -11,7 +11,9 @@ from common.errors import SourceRefused
 def resolve_under_roots(path: str, roots: tuple[str, ...]) -> str:
     """The real path of ``path`` if it is a readable file below one of ``roots``."""
     if not roots:
-        raise SourceRefused("no source roots are configured (TILECAST_SOURCE_ROOTS)", parameter="path")
+        raise SourceRefused(
+            "no source roots are configured (TILECAST_SOURCE_ROOTS)", parameter="path"
+        )
     if not isinstance(path, str) or not path or "\x00" in path:
         raise SourceRefused("path must be a non-empty string", parameter="path")
     real = os.path.realpath(path)

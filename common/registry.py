@@ -52,7 +52,7 @@ class SourceRegistry:
         pipe = self.state.pipeline()
         pipe.hset(SOURCES_KEY, record.id, record.to_json())
         pipe.incr(generation_key(record.id))
-        created, generation = pipe.execute()
+        created, _generation = pipe.execute()
         return bool(created)
 
     def get(self, source_id: str) -> SourceRecord:

@@ -67,9 +67,9 @@ class Settings:
                 continue
             values[f.name] = _parse(f.name, f.type, raw)
         extra = {
-            k[len(PREFIX):].lower(): v
+            k[len(PREFIX) :].lower(): v
             for k, v in env.items()
-            if k.startswith(PREFIX) and k[len(PREFIX):].lower() not in known
+            if k.startswith(PREFIX) and k[len(PREFIX) :].lower() not in known
         }
         settings = cls(**values, extra=extra)
         return settings.resolved()

@@ -134,22 +134,28 @@ def _validate_entry(entry: dict[str, Any], where: str) -> None:
             f"supported: {', '.join(sorted(STYLE_KEYS | {'bands'}))}",
             parameter="style",
         )
-    band = entry.get("band")
-    if band is not None:
-        if isinstance(band, bool) or not (
-            (isinstance(band, int) and (band == -1 or band >= 1)) or band in BAND_NAMES
-        ):
-            raise BadRequest(
-                f"{where}.band must be a 1-based band number, -1, or one of "
-                f"{', '.join(sorted(BAND_NAMES))}",
-                parameter="style",
-            )
+    if "band" in entry and not _is_band(entry["band"]):
+        raise BadRequest(
+            f"{where}.band must be a 1-based band number, -1, or one of "
+            f"{', '.join(sorted(BAND_NAMES))}",
+            parameter="style",
+        )
     for name in ("min", "max"):
         value = entry.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise BadRequest(f"{where}.{name} must be a number", parameter="style")
     if "palette" in entry:
         _validate_palette(entry["palette"], where)
+
+
+def _is_band(band: Any) -> bool:
+    if band is None:
+        return True
+    if isinstance(band, bool):
+        return False
+    if isinstance(band, int):
+        return band == -1 or band >= 1
+    return band in BAND_NAMES
 
 
 def _validate_palette(palette: Any, where: str) -> None:
@@ -162,4 +168,6 @@ def _validate_palette(palette: Any, where: str) -> None:
         try:
             parse_color(color)
         except ValueError:
-            raise BadRequest(f"{where}.palette: {color!r} is not a colour", parameter="style") from None
+            raise BadRequest(
+                f"{where}.palette: {color!r} is not a colour", parameter="style"
+            ) from None
