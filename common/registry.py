@@ -22,6 +22,11 @@ def generation_key(source_id: str) -> str:
     return f"tc:gen:{source_id}"
 
 
+def describe_key(source_id: str) -> str:
+    """The done key of a ``describe_source`` task (its in-flight marker and completion)."""
+    return f"tc:describe:{source_id}"
+
+
 @dataclass(frozen=True)
 class SourceRecord:
     id: str

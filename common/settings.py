@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -52,27 +52,17 @@ class Settings:
     # Default JPEG quality when a request gives none (large_image's default).
     jpeg_quality: int = 95
     log_level: str = "INFO"
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        known = {f.name for f in fields(cls)} - {"extra"}
         for f in fields(cls):
-            if f.name == "extra":
-                continue
             raw = env.get(PREFIX + f.name.upper())
             if raw is None or raw == "":
                 continue
             values[f.name] = _parse(f.name, f.type, raw)
-        extra = {
-            k[len(PREFIX) :].lower(): v
-            for k, v in env.items()
-            if k.startswith(PREFIX) and k[len(PREFIX) :].lower() not in known
-        }
-        settings = cls(**values, extra=extra)
-        return settings.resolved()
+        return cls(**values).resolved()
 
     def resolved(self) -> Settings:
         """Fill the URLs that default to other URLs."""
