@@ -1,0 +1,158 @@
+"""The reader interface every image source implements, and its level geometry.
+
+Levels follow large_image: level ``levels - 1`` is full resolution, each lower level
+halves it, level 0 fits in one tile. A level is *native* when the file stores it (a
+read costs one tile of I/O); any other level is synthesized by workers/synthesis.py.
+
+Every tile a source hands out is a full ``tile_width`` x ``tile_height`` tile with
+its content at the top left; what lies beyond the level's content area is the file's
+own padding for natively read JPEG tiles and zeros for everything else.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from common.errors import TileOutOfRange
+from workers.rawtile import RawTile
+
+
+def level_count(size_x: int, size_y: int, tile_width: int, tile_height: int) -> int:
+    """large_image's number of levels: enough halvings to fit the image in one tile."""
+    ratio = max(size_x / tile_width, size_y / tile_height)
+    if ratio <= 1:
+        return 1
+    return max(1, math.ceil(math.log(ratio) / math.log(2)) + 1)
+
+
+class ImageSource(ABC):
+    """An opened image file. Subclasses fill the geometry in ``__init__``."""
+
+    path: str
+    size_x: int
+    size_y: int
+    tile_width: int
+    tile_height: int
+    levels: int
+    dtype: np.dtype
+    band_count: int
+    frame_count: int = 1
+    magnification: float | None = None
+    mm_x: float | None = None
+    mm_y: float | None = None
+    # What lies beyond the content in the file's edge tiles, as large_image composites
+    # them when it synthesizes a level: black (libvips pads JPEG tiles with zeros), or
+    # a continuation of the edge (libvips' LZW / deflate / uncompressed tiles, and the
+    # best guess for decoded formats). workers/synthesis.py imitates it.
+    black_padding: bool = False
+
+    # -- metadata -------------------------------------------------------------------
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """large_image's ``getMetadata()`` fields (JSON-ready)."""
+        result: dict[str, Any] = {
+            "levels": self.levels,
+            "sizeX": self.size_x,
+            "sizeY": self.size_y,
+            "tileWidth": self.tile_width,
+            "tileHeight": self.tile_height,
+            "magnification": self.magnification,
+            "mm_x": self.mm_x,
+            "mm_y": self.mm_y,
+            "dtype": str(self.dtype),
+            "bandCount": self.band_count,
+        }
+        if self.frame_count > 1:
+            result["frames"] = [{"Frame": i, "Index": i} for i in range(self.frame_count)]
+        return result
+
+    # -- geometry -------------------------------------------------------------------
+    def scale(self, z: int) -> int:
+        """How many full-resolution pixels one pixel of level ``z`` spans."""
+        return 1 << (self.levels - 1 - z)
+
+    def tile_counts(self, z: int) -> tuple[int, int]:
+        """Tiles across and down at level ``z`` (large_image's range rule)."""
+        step_x = self.tile_width * self.scale(z)
+        step_y = self.tile_height * self.scale(z)
+        return (self.size_x + step_x - 1) // step_x, (self.size_y + step_y - 1) // step_y
+
+    def level_size(self, z: int, frame: int = 0) -> tuple[int, int]:
+        """The content size of level ``z``: the stored size of a native level, else
+        half (rounded up) of the next higher-resolution level."""
+        native = self.native_level_size(z, frame)
+        if native is not None:
+            return native
+        if z >= self.levels - 1:
+            return self.size_x, self.size_y
+        width, height = self.level_size(z + 1, frame)
+        return (width + 1) // 2, (height + 1) // 2
+
+    def tile_content(self, z: int, x: int, y: int, frame: int = 0) -> tuple[int, int]:
+        """Width and height of the content of tile (z, x, y); the rest is padding."""
+        width, height = self.level_size(z, frame)
+        return (
+            max(0, min(self.tile_width, width - x * self.tile_width)),
+            max(0, min(self.tile_height, height - y * self.tile_height)),
+        )
+
+    def check_tile(self, z: int, x: int, y: int, frame: int = 0) -> None:
+        """Raise TileOutOfRange unless (z, x, y, frame) names a tile of this image."""
+        if not 0 <= frame < self.frame_count:
+            raise TileOutOfRange(
+                f"frame {frame} does not exist (0 to {self.frame_count - 1})", parameter="frame"
+            )
+        if not 0 <= z < self.levels:
+            raise TileOutOfRange(f"z={z} is outside 0 to {self.levels - 1}", parameter="z")
+        across, down = self.tile_counts(z)
+        if not 0 <= x < across:
+            raise TileOutOfRange(f"x={x} is outside 0 to {across - 1} at z={z}", parameter="x")
+        if not 0 <= y < down:
+            raise TileOutOfRange(f"y={y} is outside 0 to {down - 1} at z={z}", parameter="y")
+
+    def empty_tile(self) -> np.ndarray:
+        return np.zeros((self.tile_height, self.tile_width, self.band_count), dtype=self.dtype)
+
+    def pad_tile(self, pixels: np.ndarray) -> np.ndarray:
+        """A full-size tile with ``pixels`` at the top left and zeros elsewhere."""
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, np.newaxis]
+        if pixels.shape[0] == self.tile_height and pixels.shape[1] == self.tile_width:
+            return pixels
+        tile = np.zeros((self.tile_height, self.tile_width, pixels.shape[2]), dtype=pixels.dtype)
+        h = min(self.tile_height, pixels.shape[0])
+        w = min(self.tile_width, pixels.shape[1])
+        tile[:h, :w] = pixels[:h, :w]
+        return tile
+
+    # -- what each reader provides ----------------------------------------------------
+    @abstractmethod
+    def native_level_size(self, z: int, frame: int = 0) -> tuple[int, int] | None:
+        """The stored size of level ``z``, or None when the file lacks that level."""
+
+    def is_native_level(self, z: int, frame: int = 0) -> bool:
+        return self.native_level_size(z, frame) is not None
+
+    @abstractmethod
+    def read_tile(self, z: int, x: int, y: int, frame: int = 0) -> RawTile:
+        """Read tile (z, x, y) of a native level. Raises UnsupportedImage when the
+        file's data for that tile is corrupt."""
+
+    @property
+    @abstractmethod
+    def estimated_bytes(self) -> int:
+        """Memory this open source holds (for the source cache's byte bound)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release file handles and decoded data. Idempotent."""
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,436 @@
+"""Tiled TIFF / BigTIFF sources, pyramidal or single-level, plus small striped TIFFs.
+
+Which directories are levels mirrors large_image_source_tiff (``_initWithTiffTools``
+and ``_levelFromIfd``): the first directory is the full-resolution image; another
+tiled directory (or a SubIFD) is a level when its layout tags equal the first
+one's and its size is a power-of-two reduction of it (floor, ceil or tile-rounded
+halvings); a further full-size directory starts a new frame. A striped (untiled)
+TIFF is handled here only when large_image's TIFF source would take it (one
+directory, at most 4096 pixels a side); larger ones go to the generic libvips reader.
+
+Reads: JPEG tiles come back as the file's own bytes spliced with JPEGTables into a
+standalone JPEG (what large_image passes through); ZSTD tiles are decoded by
+workers/sources/codecs.py (the bundled libvips cannot); every other compression is
+decoded by libvips from a per-directory image kept open in this object.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+from xml.etree import ElementTree
+
+import numpy as np
+import pyvips
+
+from common.errors import UnsupportedImage
+from common.settings import Settings
+from workers.rawtile import RawTile
+from workers.sources import codecs, tiffdir
+from workers.sources.base import ImageSource, level_count
+from workers.sources.tiffdir import TiffDirectory, TiffFile, TiffFormatError
+from workers.vipsutil import to_numpy
+
+log = logging.getLogger(__name__)
+
+MAX_UNTILED_SIZE = 4096  # large_image's _maxUntiledImage
+MAX_TILE_PIXELS = 4096 * 4096  # a hostile tile size must not cost gigabytes per read
+SUPPORTED_PHOTOMETRIC = {
+    tiffdir.PHOTOMETRIC_MINISBLACK,
+    tiffdir.PHOTOMETRIC_RGB,
+    tiffdir.PHOTOMETRIC_YCBCR,
+}
+SAMPLE_FORMAT_NAMES = {1: "uint", 2: "int", 3: "float"}
+# Tags whose presence and value must equal the base directory's for a level.
+LAYOUT_TAGS = (
+    tiffdir.SAMPLES_PER_PIXEL,
+    tiffdir.BITS_PER_SAMPLE,
+    tiffdir.PLANAR_CONFIG,
+    tiffdir.PHOTOMETRIC,
+    tiffdir.ORIENTATION,
+    tiffdir.COMPRESSION,
+    tiffdir.TILE_WIDTH,
+    tiffdir.TILE_LENGTH,
+)
+RESOLUTION_UNIT_MM = {2: 25.4, 3: 10.0}  # inch, centimetre
+SOI, EOI, SOF0, SOF2, SOS = b"\xff\xd8", b"\xff\xd9", b"\xff\xc0", b"\xff\xc2", b"\xff\xda"
+
+
+class NotATiffPyramid(Exception):
+    """A readable TIFF that large_image's TIFF source would not take: the caller falls
+    back to the generic libvips reader."""
+
+
+class TiffSource(ImageSource):
+    def __init__(self, path: str, settings: Settings) -> None:
+        self.path = path
+        try:
+            self._tiff = TiffFile(path)
+        except TiffFormatError as exc:
+            raise UnsupportedImage(f"not a readable TIFF: {exc}") from None
+        except OSError as exc:
+            raise UnsupportedImage(f"cannot open the file: {exc.strerror}") from None
+        try:
+            self._init_geometry(settings)
+        except BaseException:
+            self._tiff.close()
+            raise
+        self._vips: dict[tuple[int, int | None], pyvips.Image] = {}
+
+    # -- opening ------------------------------------------------------------------------
+    def _init_geometry(self, settings: Settings) -> None:
+        directories = self._tiff.directories
+        base = directories[0]
+        reason = _unsupported_reason(base)
+        if reason:
+            # libvips still reads many of these (palette, 1-bit, rotated, planar).
+            raise NotATiffPyramid(reason)
+        if base.width <= 0 or base.height <= 0:
+            raise UnsupportedImage("the image has no pixels")
+        self.size_x, self.size_y = base.width, base.height
+        if base.is_tiled:
+            self.tile_width = base.tile_width or 0
+            self.tile_height = base.tile_height or 0
+        else:
+            description = base.image_description or b""
+            if (
+                self.size_x > MAX_UNTILED_SIZE
+                or self.size_y > MAX_UNTILED_SIZE
+                or len(directories) != 1
+                or base.subifds
+                or b"ImageJ" in description
+            ):
+                raise NotATiffPyramid("a striped TIFF beyond large_image's TIFF source")
+            # large_image serves whole-width tiles of strips, at least 256 rows tall.
+            rows = base.rows_per_strip
+            self.tile_width = self.size_x
+            self.tile_height = rows * max(1, math.ceil(256 / rows))
+        if self.tile_width <= 0 or self.tile_height <= 0:
+            raise UnsupportedImage("the TIFF has an invalid tile size")
+        if self.tile_width * self.tile_height > MAX_TILE_PIXELS:
+            raise UnsupportedImage("the TIFF's tiles are too large to decode")
+        if self.size_x * self.size_y > settings.max_decode_pixels:
+            raise UnsupportedImage("the image has more pixels than this server decodes")
+        self.levels = level_count(self.size_x, self.size_y, self.tile_width, self.tile_height)
+        fmt = SAMPLE_FORMAT_NAMES.get(base.sample_format or 1)
+        if fmt is None:
+            raise UnsupportedImage("unsupported TIFF sample format")
+        self.dtype = np.dtype(f"{fmt}{base.bits_per_sample}")
+        self.band_count = base.samples_per_pixel
+        self._frames = self._find_levels(directories) if base.is_tiled else [self._single(base)]
+        self.frame_count = len(self._frames)
+        self.black_padding = base.compression == tiffdir.COMPRESSION_JPEG
+        self._pixel_info(base)
+
+    def _single(self, base: TiffDirectory) -> list[TiffDirectory | None]:
+        levels: list[TiffDirectory | None] = [None] * self.levels
+        levels[-1] = base
+        return levels
+
+    def _find_levels(self, directories: list[TiffDirectory]) -> list[list[TiffDirectory | None]]:
+        base = directories[0]
+        frames: list[list[TiffDirectory | None]] = []
+        for directory in directories:
+            if not directory.is_tiled:
+                continue  # an associated image (label, macro)
+            level = self._level_of(directory, base)
+            if level is None:
+                continue  # large_image treats it as associated or falls back; skip it
+            if level == self.levels - 1:
+                frames.append([None] * self.levels)
+                frames[-1][-1] = directory
+            elif any(frame[level] is None for frame in frames):
+                next(frame for frame in frames if frame[level] is None)[level] = directory
+            else:
+                continue
+            for sub in directory.subifds:
+                if not sub.is_tiled:
+                    break
+                sub_level = self._level_of(sub, base)
+                if sub_level is None:
+                    break
+                if sub_level < self.levels - 1 and frames[-1][sub_level] is None:
+                    frames[-1][sub_level] = sub
+        if not frames:
+            raise UnsupportedImage("the TIFF has no usable full-resolution directory")
+        return frames
+
+    def _level_of(self, directory: TiffDirectory, base: TiffDirectory) -> int | None:
+        """The level ``directory`` holds, or None (large_image's ``_levelFromIfd``)."""
+        for tag in LAYOUT_TAGS:
+            mine, theirs = directory.tags.get(tag), base.tags.get(tag)
+            if (mine is None) != (theirs is None):
+                return None
+            if mine is not None and not np.array_equal(np.asarray(mine), np.asarray(theirs)):
+                return None
+        if _unsupported_reason(directory):
+            return None
+        tile_w, tile_h = self.tile_width, self.tile_height
+        target = (directory.width, directory.height)
+        sizes = [(self.size_x, self.size_y)]
+        for level in range(self.levels - 1, -1, -1):
+            if target in sizes:
+                return level
+            halves: list[tuple[int, int]] = []
+            for w, h in sizes:
+                w2f, h2f = w // 2, h // 2
+                w2c, h2c = (w + 1) // 2, (h + 1) // 2
+                w2t = math.floor((w / 2 + tile_w - 1) / tile_w) * tile_w
+                h2t = math.floor((h / 2 + tile_h - 1) / tile_h) * tile_h
+                for pair in ((w2f, h2f), (w2f, h2c), (w2c, h2f), (w2c, h2c), (w2t, h2t)):
+                    if pair not in halves:
+                        halves.append(pair)
+            sizes = halves
+        return None
+
+    def _pixel_info(self, base: TiffDirectory) -> None:
+        """Magnification and pixel size the way large_image's TIFF reader finds them."""
+        info = _description_pixel_info(base.image_description)
+        xres, yres, unit = base.resolution()
+        unit_mm = RESOLUTION_UNIT_MM.get(unit) if unit is not None else None
+        # Resolutions below 100 per unit are usually meaningless defaults (72 dpi).
+        if not info.get("mm_x") and xres and unit_mm and xres >= 100:
+            info["mm_x"] = unit_mm / xres
+        if not info.get("mm_y") and yres and unit_mm and yres >= 100:
+            info["mm_y"] = unit_mm / yres
+        mm_x, mm_y = info.get("mm_x"), info.get("mm_y")
+        self.mm_x = mm_x
+        self.mm_y = mm_y
+        # large_image: ``mag or 0.01 / mm_x if mm_x else None`` -- None without mm_x.
+        self.magnification = (info.get("magnification") or 0.01 / mm_x) if mm_x else None
+
+    # -- the reader interface -------------------------------------------------------------
+    def native_level_size(self, z: int, frame: int = 0) -> tuple[int, int] | None:
+        directory = self._directory(z, frame)
+        if directory is None:
+            return None
+        return directory.width, directory.height
+
+    def _directory(self, z: int, frame: int) -> TiffDirectory | None:
+        if not 0 <= frame < len(self._frames) or not 0 <= z < self.levels:
+            return None
+        return self._frames[frame][z]
+
+    def read_tile(self, z: int, x: int, y: int, frame: int = 0) -> RawTile:
+        directory = self._directory(z, frame)
+        if directory is None:
+            raise ValueError(f"level {z} of frame {frame} is not stored in the file")
+        tw, th = self.tile_width, self.tile_height
+        if x * tw >= directory.width or y * th >= directory.height:
+            # large_image's range rule can name a tile one past a floor-halved level.
+            return RawTile.from_pixels(self.empty_tile())
+        try:
+            if directory.is_tiled:
+                return self._read_tiled(directory, x, y)
+            return RawTile.from_pixels(self.pad_tile(self._read_region(directory, x, y)))
+        except (TiffFormatError, codecs.CodecError, pyvips.Error) as exc:
+            log.warning("corrupt tile z=%d x=%d y=%d in %s: %s", z, x, y, self.path, exc)
+            raise UnsupportedImage(
+                f"tile z={z} x={x} y={y} cannot be read: the file is corrupt"
+            ) from None
+
+    def _read_tiled(self, directory: TiffDirectory, x: int, y: int) -> RawTile:
+        across = (directory.width + self.tile_width - 1) // self.tile_width
+        index = x + y * across
+        offsets, counts = directory.tile_offsets, directory.tile_byte_counts
+        if index >= len(offsets) or index >= len(counts):
+            raise TiffFormatError("the tile index is beyond the tile offsets")
+        offset, count = int(offsets[index]), int(counts[index])
+        if count == 0:
+            return RawTile.from_pixels(self.empty_tile())  # a sparse file's absent tile
+        compression = directory.compression
+        if compression == tiffdir.COMPRESSION_JPEG and _jpeg_passes_through(directory):
+            data = self._tiff.read(offset, count)
+            return RawTile.from_jpeg(_standalone_jpeg(directory, data))
+        if compression == tiffdir.COMPRESSION_ZSTD:
+            data = self._tiff.read(offset, count)
+            pixels = codecs.decode_block(
+                data,
+                compression=compression,
+                predictor=directory.predictor,
+                width=self.tile_width,
+                height=self.tile_height,
+                bands=self.band_count,
+                dtype=self._file_dtype(),
+            )
+            return RawTile.from_pixels(self._zero_outside(pixels, directory, x, y))
+        return RawTile.from_pixels(self.pad_tile(self._read_region(directory, x, y)))
+
+    def _read_region(self, directory: TiffDirectory, x: int, y: int) -> np.ndarray:
+        """Tile (x, y) of ``directory`` cropped to its content, decoded by libvips (or,
+        for striped ZSTD data, strip by strip here)."""
+        x0, y0 = x * self.tile_width, y * self.tile_height
+        w = min(self.tile_width, directory.width - x0)
+        h = min(self.tile_height, directory.height - y0)
+        if not directory.is_tiled and directory.compression == tiffdir.COMPRESSION_ZSTD:
+            return self._read_zstd_strips(directory, y0, h)
+        image = self._vips_image(directory)
+        return to_numpy(image.crop(x0, y0, w, h))
+
+    def _read_zstd_strips(self, directory: TiffDirectory, y0: int, h: int) -> np.ndarray:
+        rows = directory.rows_per_strip
+        offsets, counts = directory.strip_offsets, directory.strip_byte_counts
+        parts = []
+        for strip in range(y0 // rows, (y0 + h - 1) // rows + 1):
+            if strip >= len(offsets) or strip >= len(counts):
+                raise TiffFormatError("the strip index is beyond the strip offsets")
+            strip_rows = min(rows, directory.height - strip * rows)
+            parts.append(
+                codecs.decode_block(
+                    self._tiff.read(int(offsets[strip]), int(counts[strip])),
+                    compression=directory.compression,
+                    predictor=directory.predictor,
+                    width=directory.width,
+                    height=strip_rows,
+                    bands=self.band_count,
+                    dtype=self._file_dtype(),
+                )
+            )
+        block = np.concatenate(parts, axis=0)
+        start = y0 - (y0 // rows) * rows
+        return block[start : start + h]
+
+    def _file_dtype(self) -> np.dtype:
+        return self.dtype.newbyteorder(self._tiff.byteorder)
+
+    def _zero_outside(
+        self, pixels: np.ndarray, directory: TiffDirectory, x: int, y: int
+    ) -> np.ndarray:
+        w = directory.width - x * self.tile_width
+        h = directory.height - y * self.tile_height
+        if w >= self.tile_width and h >= self.tile_height:
+            return pixels
+        pixels = pixels.copy()
+        pixels[:, max(0, w) :] = 0
+        pixels[max(0, h) :, :] = 0
+        return pixels
+
+    def _vips_image(self, directory: TiffDirectory) -> pyvips.Image:
+        key = (directory.index, directory.subifd)
+        image = self._vips.get(key)
+        if image is None:
+            options: dict[str, Any] = {"page": directory.index, "access": "random"}
+            if directory.subifd is not None:
+                options["subifd"] = directory.subifd
+            # fail_on="error": a damaged tile raises instead of coming back black.
+            image = pyvips.Image.tiffload(self.path, fail_on="error", **options)
+            if image.width != directory.width or image.height != directory.height:
+                raise TiffFormatError("libvips and the directory disagree on the image size")
+            self._vips[key] = image
+        return image
+
+    @property
+    def estimated_bytes(self) -> int:
+        arrays = 0
+        for frame in self._frames:
+            for directory in frame:
+                if directory is not None:
+                    arrays += directory.tile_offsets.nbytes + directory.tile_byte_counts.nbytes
+        # Each libvips image open on a directory keeps a few decoded tiles around.
+        per_image = self.tile_width * self.tile_height * self.band_count * self.dtype.itemsize
+        return 64 * 1024 + arrays + len(self._vips) * 4 * per_image
+
+    def close(self) -> None:
+        self._vips.clear()
+        self._tiff.close()
+
+
+def _unsupported_reason(directory: TiffDirectory) -> str | None:
+    """large_image's ``_validate`` rules for a directory it reads as image data (plus
+    orientation, which this reader does not rotate)."""
+    if directory.samples_per_pixel < 1:
+        return "the TIFF has no samples per pixel"
+    if directory.bits_per_sample not in (8, 16, 32, 64):
+        return "only 8, 16, 32 and 64 bits per sample are read as a pyramid"
+    if (directory.sample_format or 1) not in SAMPLE_FORMAT_NAMES:
+        return "unsupported TIFF sample format"
+    if directory.planar_config != 1 and directory.samples_per_pixel > 1:
+        return "only contiguous (chunky) samples are read as a pyramid"
+    if directory.photometric not in SUPPORTED_PHOTOMETRIC:
+        return "only greyscale, RGB and YCbCr TIFFs are read as a pyramid"
+    if directory.orientation not in (None, 1):
+        return "rotated TIFF orientations are not read as a pyramid"
+    return None
+
+
+def _jpeg_passes_through(directory: TiffDirectory) -> bool:
+    """large_image hands out the stored bytes for 8-bit unsigned JPEG tiles."""
+    return directory.bits_per_sample == 8 and (directory.sample_format or 1) == 1
+
+
+def _standalone_jpeg(directory: TiffDirectory, frame: bytes) -> bytes:
+    """The tile's own JPEG data made standalone, byte for byte as large_image's
+    ``TiledTiffDirectory.getTile`` builds it: SOI, the shared tables, the frame from
+    its start-of-frame marker on, EOI."""
+    tables = directory.jpeg_tables
+    if frame[:2] != SOI or frame[-2:] != EOI:
+        raise TiffFormatError("a JPEG tile lacks its start or end marker")
+    if not tables:
+        return frame  # the tile is already a complete JPEG
+    if tables[:2] != SOI or tables[-2:] != EOI:
+        raise TiffFormatError("the JPEG tables lack their start or end marker")
+    if frame[2:4] in (SOF0, SOF2):
+        start = 2
+    else:
+        # libvips repeats quantization tables (and an APP14 marker) in every tile;
+        # they are dropped, as large_image does, in favour of the shared tables.
+        start = frame.find(SOF0, 2, -2)
+        if start == -1:
+            start = frame.find(SOF2, 2, -2)
+        if start == -1:
+            raise TiffFormatError("a JPEG tile has no start-of-frame marker")
+    data = bytearray(frame)
+    if directory.photometric == tiffdir.PHOTOMETRIC_RGB:
+        # Component ids 0, 1, 2 would make a decoder assume YCbCr; large_image renames
+        # them R, G, B so the colours survive.
+        sof = data.find(SOF0)
+        if sof == -1:
+            sof = data.find(SOF2)
+        sos = data.find(SOS)
+        if (
+            sof >= start
+            and sos >= start
+            and data[sof + 2 : sof + 4] == b"\x00\x11"
+            and data[sof + 10 : sof + 19 : 3] == b"\x00\x01\x02"
+            and data[sos + 5 : sos + 11 : 2] == b"\x00\x01\x02"
+        ):
+            for i, value in enumerate(b"RGB"):
+                data[sof + 10 + i * 3] = value
+                data[sos + 5 + i * 2] = value
+    return SOI + tables[2:-2] + bytes(data[start:-2]) + EOI
+
+
+def _description_pixel_info(description: bytes | None) -> dict[str, float]:
+    """Magnification / pixel size from an ImageDescription: Aperio's ``AppMag = ``
+    and ``MPP = `` fields, or Philips' XML pixel spacing (large_image's parsers)."""
+    if not description:
+        return {}
+    text = description.decode(errors="ignore")
+    try:
+        if isinstance(json.loads(text), dict):
+            return {}
+    except ValueError:
+        pass
+    try:
+        xml = ElementTree.fromstring(text)
+    except ElementTree.ParseError:
+        info: dict[str, float] = {}
+        if "AppMag = " in text:
+            try:
+                info["magnification"] = float(text.split("AppMag = ")[1].split("|")[0].strip())
+                mpp = float(text.split("|MPP = ", 1)[1].split("|")[0].strip())
+                info["mm_x"] = info["mm_y"] = mpp * 0.001
+            except (IndexError, ValueError):
+                pass
+        return info
+    try:
+        image = xml.find(".//DataObject[@ObjectType='DPScannedImage']")
+        assert image is not None
+        spacing_node = image.find(".//*[@Name='DICOM_PIXEL_SPACING']")
+        assert spacing_node is not None and spacing_node.text
+        spacing = [float(v.strip('"')) for v in spacing_node.text.split()]
+        return {"mm_x": spacing[0], "mm_y": spacing[1]}
+    except (AssertionError, IndexError, ValueError):
+        return {}

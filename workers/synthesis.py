@@ -1,0 +1,177 @@
+"""The raw-tile path: cache, else native read, else synthesis from the level above.
+
+A tile of a level the file lacks is made from the (up to) four tiles of the next
+higher-resolution level, each fetched through this same path, and every tile made
+or read is put in the cache. Asking for the coarsest tile of a single-level file
+therefore computes each level once, and the whole pyramid costs about one read of
+the base level; later requests at any level are cache hits.
+
+Downsampling follows large_image's ``_getTileFromEmptyLevel``: it pastes the
+higher-resolution tiles, padding and all, into a mosaic and resizes it with PIL's
+LANCZOS; here the 2x2 mosaic is reduced by libvips with a lanczos3 kernel. What lies
+beyond the image's content in that mosaic decides how its last, partly covered
+pixels look, so it is imitated: a natively read JPEG tile brings the file's own
+padding (black in libvips-written files); other tiles are extended with black where
+the file's JPEG tiles are padded black, else by repeating the edge (what libvips
+writes into LZW / deflate / uncompressed tiles). Tiles past the end of a level are
+absent in large_image (transparent, so they add nothing); here the edge is repeated
+into them. Every synthesized tile is zero beyond its level's content area.
+
+Measured against large_image on generated single-level files, PSNR over the content
+of every tile of every synthesized level, worst tile per level: 49-64 dB for a
+3000 x 2000 JPEG TIFF, 48-57 dB for a 2999 x 1999 LZW TIFF. As in large_image, data that is
+not uint8 (or has more than four bands) is subsampled (nearest neighbour), not
+filtered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from common.cache import TileCache
+from common.tiles import raw_tile_key
+from workers.rawtile import RawTile, RawTileError
+from workers.sources.base import ImageSource
+from workers.vipsutil import from_numpy, to_numpy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkCounters:
+    """Raw tiles read from files and synthesized, flushed to common.stats per task."""
+
+    read: int = 0
+    synthesized: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, read: int = 0, synthesized: int = 0) -> None:
+        with self._lock:
+            self.read += read
+            self.synthesized += synthesized
+
+    def take(self) -> tuple[int, int]:
+        """The counts so far, reset to zero."""
+        with self._lock:
+            counts = (self.read, self.synthesized)
+            self.read = self.synthesized = 0
+            return counts
+
+
+class RawTiles:
+    """Unstyled tiles of one source at one generation, through the tile cache."""
+
+    def __init__(
+        self,
+        cache: TileCache,
+        source: ImageSource,
+        source_id: str,
+        generation: int,
+        counters: WorkCounters | None = None,
+    ) -> None:
+        self.cache = cache
+        self.source = source
+        self.source_id = source_id
+        self.generation = generation
+        self.counters = counters if counters is not None else WorkCounters()
+
+    def key(self, z: int, x: int, y: int, frame: int = 0) -> str:
+        return raw_tile_key(self.source_id, self.generation, frame, z, x, y)
+
+    def get(self, z: int, x: int, y: int, frame: int = 0) -> RawTile:
+        return self.get_many(z, [(x, y)], frame)[0]
+
+    def get_many(self, z: int, coords: list[tuple[int, int]], frame: int = 0) -> list[RawTile]:
+        """Tiles (x, y) of level ``z``: one cache round trip for all of them, then a
+        read or synthesis (and a cache put) for each one that was missing."""
+        keys = [self.key(z, x, y, frame) for x, y in coords]
+        cached = self.cache.get_many(keys)
+        tiles: list[RawTile] = []
+        for (x, y), key, data in zip(coords, keys, cached, strict=True):
+            tile = None
+            if data is not None:
+                try:
+                    tile = RawTile.from_bytes(data)
+                except RawTileError as exc:
+                    log.warning("discarding unreadable cached raw tile %s: %s", key, exc)
+            if tile is None:
+                tile = self._produce(z, x, y, frame)
+                self.cache.put(key, tile.to_bytes())
+            tiles.append(tile)
+        return tiles
+
+    def _produce(self, z: int, x: int, y: int, frame: int) -> RawTile:
+        if self.source.is_native_level(z, frame):
+            tile = self.source.read_tile(z, x, y, frame)
+            self.counters.add(read=1)
+            return tile
+        tile = self._synthesize(z, x, y, frame)
+        self.counters.add(synthesized=1)
+        return tile
+
+    def _synthesize(self, z: int, x: int, y: int, frame: int) -> RawTile:
+        source = self.source
+        tw, th = source.tile_width, source.tile_height
+        child_z = z + 1
+        across, down = source.tile_counts(child_z)
+        coords = [
+            (2 * x + dx, 2 * y + dy)
+            for dy in (0, 1)
+            for dx in (0, 1)
+            if 2 * x + dx < across and 2 * y + dy < down
+        ]
+        children = self.get_many(child_z, coords, frame)
+        own_w, own_h = source.tile_content(z, x, y, frame)
+        if not children or own_w == 0 or own_h == 0:
+            return RawTile.from_pixels(source.empty_tile())
+        arrays = [child.array() for child in children]
+        bands = arrays[0].shape[2]
+        mosaic = np.zeros((2 * th, 2 * tw, bands), dtype=arrays[0].dtype)
+        for (cx, cy), child, array in zip(coords, children, arrays, strict=True):
+            ox, oy = (cx - 2 * x) * tw, (cy - 2 * y) * th
+            w, h = source.tile_content(child_z, cx, cy, frame)
+            if child.is_jpeg:
+                block = array  # the file's own tile, padding included, as large_image sees it
+            elif source.black_padding:
+                block = np.zeros((th, tw, bands), dtype=array.dtype)
+                block[:h, :w] = array[:h, :w, :bands]
+            else:
+                block = _extend(array[:h, :w, :bands], tw, th)
+            mosaic[oy : oy + th, ox : ox + tw] = block[:th, :tw, :bands]
+        # Children past the level's last tile do not exist: large_image leaves them
+        # transparent (they add nothing to its premultiplied resize); repeat the edge.
+        present_w = tw * len({cx for cx, _cy in coords})
+        present_h = th * len({cy for _cx, cy in coords})
+        mosaic = _extend(mosaic[:present_h, :present_w], 2 * tw, 2 * th)
+        reduced = halve(mosaic)
+        tile = np.zeros((th, tw, bands), dtype=reduced.dtype)
+        tile[:own_h, :own_w] = reduced[:own_h, :own_w]
+        return RawTile.from_pixels(tile)
+
+
+def _extend(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``pixels`` grown to width x height by repeating its last column and row."""
+    h, w = pixels.shape[:2]
+    if (w, h) == (width, height):
+        return pixels
+    if w == 0 or h == 0:
+        return np.zeros((height, width, pixels.shape[2]), dtype=pixels.dtype)
+    return np.pad(pixels, ((0, height - h), (0, width - w), (0, 0)), mode="edge")
+
+
+def halve(content: np.ndarray) -> np.ndarray:
+    """Downsample (h, w, bands) by two, to (ceil(h/2), ceil(w/2), bands)."""
+    height, width, bands = content.shape
+    if content.dtype != np.uint8 or bands > 4:
+        return np.ascontiguousarray(content[::2, ::2])
+    image = from_numpy(content)
+    even_w, even_h = width + (width & 1), height + (height & 1)
+    if (even_w, even_h) != (width, height):
+        # An odd edge: repeat the last row / column so the filter sees image, not black.
+        image = image.embed(0, 0, even_w, even_h, extend="copy")
+    reduced = image.reduce(2, 2, kernel="lanczos3")
+    return to_numpy(reduced)

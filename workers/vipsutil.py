@@ -1,0 +1,43 @@
+"""Conversions between libvips images and numpy arrays (height, width, bands)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyvips
+
+VIPS_TO_NUMPY: dict[str, str] = {
+    "uchar": "uint8",
+    "char": "int8",
+    "ushort": "uint16",
+    "short": "int16",
+    "uint": "uint32",
+    "int": "int32",
+    "float": "float32",
+    "double": "float64",
+}
+NUMPY_TO_VIPS: dict[str, str] = {v: k for k, v in VIPS_TO_NUMPY.items()}
+
+
+def vips_dtype(image: pyvips.Image) -> np.dtype:
+    try:
+        return np.dtype(VIPS_TO_NUMPY[image.format])
+    except KeyError:
+        raise ValueError(f"unsupported pixel format {image.format}") from None
+
+
+def to_numpy(image: pyvips.Image) -> np.ndarray:
+    """Evaluate ``image`` into a read-only (height, width, bands) array."""
+    dtype = vips_dtype(image)
+    data = image.write_to_memory()
+    return np.ndarray(buffer=data, dtype=dtype, shape=(image.height, image.width, image.bands))
+
+
+def from_numpy(array: np.ndarray) -> pyvips.Image:
+    if array.ndim == 2:
+        array = array[:, :, np.newaxis]
+    array = np.ascontiguousarray(array)
+    height, width, bands = array.shape
+    fmt = NUMPY_TO_VIPS.get(str(array.dtype))
+    if fmt is None:
+        raise ValueError(f"unsupported dtype {array.dtype}")
+    return pyvips.Image.new_from_memory(array.data, width, height, bands, fmt)
