@@ -1,0 +1,1 @@
+"""The work behind each endpoint, with no Flask in sight: typed, testable functions."""

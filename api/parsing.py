@@ -1,0 +1,99 @@
+"""Request parsing at the edge: path and query in, ``TileRequest``/``ThumbnailRequest`` out.
+
+Every parameter is validated and bounded here, before any Redis or worker sees it, and a
+bad one is a :class:`~common.errors.BadRequest` naming it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from common.encoding import EncodingOptions
+from common.errors import BadRequest, TileOutOfRange
+from common.params import bounded_int
+from common.settings import Settings
+from common.style import canonical_style
+from common.tiles import ThumbnailRequest, TileRequest
+
+# large_image's thumbnail size when a request names neither width nor height.
+DEFAULT_THUMBNAIL_SIZE = 256
+# large_image refuses thumbnails smaller than this in either dimension.
+MIN_THUMBNAIL_SIZE = 2
+MAX_FRAME = 2**31 - 1
+# Digits only: int() would also take " 3", "1_0" and non-ASCII digits, which are not
+# tile coordinates (and would name the same tile under several URLs).
+_PATH_INT = re.compile(r"-?[0-9]{1,12}")
+_MAX_COORDINATE = 2**31 - 1
+
+
+def parse_tile_request(
+    source: str, z: str, x: str, y: str, args: Mapping[str, str], settings: Settings
+) -> TileRequest:
+    return TileRequest(
+        source=source,
+        z=path_coordinate(z, "z"),
+        x=path_coordinate(x, "x"),
+        y=path_coordinate(y, "y"),
+        frame=parse_frame(args),
+        style=parse_style(args, settings),
+        encoding=parse_encoding(args, settings),
+    )
+
+
+def parse_thumbnail_request(
+    source: str, args: Mapping[str, str], settings: Settings
+) -> ThumbnailRequest:
+    width, height = parse_thumbnail_size(args, settings.max_thumbnail_size)
+    return ThumbnailRequest(
+        source=source,
+        width=width,
+        height=height,
+        frame=parse_frame(args),
+        style=parse_style(args, settings),
+        encoding=parse_encoding(args, settings),
+    )
+
+
+def path_coordinate(raw: str, name: str) -> int:
+    """A z, x or y path segment: not an integer is a 400; negative or huge is off the image."""
+    if not _PATH_INT.fullmatch(raw):
+        raise BadRequest(f"{name} must be an integer, not {raw!r}", parameter=name)
+    value = int(raw)
+    if not 0 <= value <= _MAX_COORDINATE:
+        raise TileOutOfRange(f"{name}={value} is outside the image", parameter=name)
+    return value
+
+
+def parse_frame(args: Mapping[str, str]) -> int:
+    frame = bounded_int(args, "frame", 0, 0, MAX_FRAME)
+    assert frame is not None
+    return frame
+
+
+def parse_style(args: Mapping[str, str], settings: Settings) -> str | None:
+    return canonical_style(args.get("style"), max_bytes=settings.max_style_bytes)
+
+
+def parse_encoding(args: Mapping[str, str], settings: Settings) -> EncodingOptions:
+    return EncodingOptions.from_query(args, default_quality=settings.jpeg_quality)
+
+
+def parse_thumbnail_size(args: Mapping[str, str], largest: int) -> tuple[int, int]:
+    """``(width, height)`` with 0 for an unconstrained side; large_image's 256 x 256 default."""
+    width = bounded_int(args, "width", None, MIN_THUMBNAIL_SIZE, largest)
+    height = bounded_int(args, "height", None, MIN_THUMBNAIL_SIZE, largest)
+    if width is None and height is None:
+        return DEFAULT_THUMBNAIL_SIZE, DEFAULT_THUMBNAIL_SIZE
+    return width or 0, height or 0
+
+
+def parse_source_body(body: Any) -> str:
+    """The ``path`` of a ``POST /sources`` JSON body."""
+    if not isinstance(body, dict):
+        raise BadRequest('the body must be a JSON object like {"path": "..."}', parameter="path")
+    path = body.get("path")
+    if not isinstance(path, str) or not path:
+        raise BadRequest("path must be a non-empty string", parameter="path")
+    return path

@@ -1,0 +1,24 @@
+"""Registering local images as sources: ``POST /sources`` and ``GET /sources``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from api.handlers import sources
+from api.parsing import parse_source_body
+from api.services import services
+
+bp = Blueprint("sources", __name__)
+
+
+@bp.post("/sources")
+def register() -> tuple[Response, int]:
+    """Register ``{"path": ...}``: 201 when new, 200 when it was registered already."""
+    path = parse_source_body(request.get_json(silent=True))
+    body, created = sources.register(services(), path)
+    return jsonify(body), 201 if created else 200
+
+
+@bp.get("/sources")
+def list_sources() -> Response:
+    return jsonify(sources.list_sources(services()))

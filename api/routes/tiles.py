@@ -1,0 +1,35 @@
+"""large_image's tile endpoints: ``/item/{id}/tiles[/zxy/{z}/{x}/{y} | /thumbnail]``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from api.handlers import tiles
+from api.http import image_response
+from api.parsing import parse_thumbnail_request, parse_tile_request
+from api.services import services
+
+bp = Blueprint("tiles", __name__)
+
+
+@bp.get("/item/<item_id>/tiles")
+def metadata(item_id: str) -> Response:
+    """The image's metadata, with large_image's field names."""
+    return jsonify(tiles.metadata(services(), item_id))
+
+
+@bp.get("/item/<item_id>/tiles/zxy/<z>/<x>/<y>")
+def tile(item_id: str, z: str, x: str, y: str) -> Response:
+    """One tile; ``encoding``, ``jpegQuality``, ``jpegSubsampling``, ``tiffCompression``,
+    ``style`` and ``frame`` as in large_image."""
+    svc = services()
+    parsed = parse_tile_request(item_id, z, x, y, request.args, svc.settings)
+    return image_response(tiles.tile(svc, parsed), svc.settings.http_max_age)
+
+
+@bp.get("/item/<item_id>/tiles/thumbnail")
+def thumbnail(item_id: str) -> Response:
+    """The whole image fitted into ``width`` x ``height`` (256 x 256 when neither is given)."""
+    svc = services()
+    parsed = parse_thumbnail_request(item_id, request.args, svc.settings)
+    return image_response(tiles.thumbnail(svc, parsed), svc.settings.http_max_age)
