@@ -1,0 +1,87 @@
+"""The ``tilecast`` command line: ``up``, ``api``, ``worker``, ``add``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.errors import TilecastError
+from common.settings import get_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tilecast", description="A distributed tile server for very large images."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run Redis, a worker and the api on this machine")
+    up.add_argument("images", nargs="*", metavar="IMAGE", help="images (default: a sample)")
+    up.add_argument("--host", default="127.0.0.1", help="address the api binds to")
+    up.add_argument("--port", type=int, default=8080)
+    up.add_argument("--data-dir", type=Path, default=Path(".tilecast"), help="redis, sample, logs")
+    up.add_argument("--concurrency", type=int, default=min(4, os.cpu_count() or 1))
+    up.add_argument("--api-workers", type=int, default=2)
+
+    api = commands.add_parser("api", help="the HTTP api under gunicorn")
+    api.add_argument("--bind", default="127.0.0.1:8080", metavar="HOST:PORT")
+    api.add_argument("--workers", type=int, default=2, help="processes")
+    api.add_argument("--threads", type=int, default=32, help="threads per process")
+
+    worker = commands.add_parser("worker", help="a Celery worker pool")
+    worker.add_argument("--queues", default="interactive,bulk")
+    worker.add_argument("--concurrency", type=int, default=os.cpu_count() or 1)
+    worker.add_argument("--loglevel", default=None, help="default: TILECAST_LOG_LEVEL")
+
+    add = commands.add_parser("add", help="register a local image; prints its id")
+    add.add_argument("path")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # pyvips relays libvips' own progress chatter at INFO: keep it out of INFO logs.
+    logging.getLogger("pyvips").setLevel(max(logging.WARNING, logging.root.level))
+    try:
+        return _run(args)
+    except TilecastError as err:
+        print(f"tilecast {args.command}: {err.message}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if args.command == "up":
+        from tilecast.up import UpOptions, run_up
+
+        options = UpOptions(
+            images=args.images,
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir.resolve(),
+            concurrency=args.concurrency,
+            api_workers=args.api_workers,
+        )
+        return run_up(options)
+    if args.command == "api":
+        from tilecast.gunicorn_app import run_api
+
+        run_api(args.bind, args.workers, args.threads, settings)
+        return 0
+    if args.command == "worker":
+        from tilecast.worker import run_worker
+
+        run_worker(args.queues, args.concurrency, args.loglevel or settings.log_level)
+        return 0
+    from tilecast.register import register_path
+
+    print(register_path(args.path, settings).id)
+    return 0

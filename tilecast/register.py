@@ -1,0 +1,31 @@
+"""Registering a local image in-process (``tilecast add``, ``tilecast up``)."""
+
+from __future__ import annotations
+
+import os
+
+from common.localpaths import resolve_under_roots, source_id_for_path
+from common.redisconn import connect
+from common.registry import SourceRecord, SourceRegistry
+from common.settings import Settings
+
+
+def register_path(path: str, settings: Settings) -> SourceRecord:
+    """Describe the file and store its record. Registering a path again re-reads it and
+    bumps its generation, so tiles of an older version of the file are never served."""
+    # Imported here: the command line's other commands must not need libvips.
+    from workers.describe import describe_path
+
+    real = resolve_under_roots(path, settings.source_roots)
+    record = SourceRecord(
+        id=source_id_for_path(real),
+        path=real,
+        name=os.path.basename(real),
+        metadata=describe_path(real),
+    )
+    state = connect(settings.state_url)
+    try:
+        SourceRegistry(state).add(record)
+    finally:
+        state.close()
+    return record
