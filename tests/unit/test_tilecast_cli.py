@@ -1,0 +1,88 @@
+"""The command line's pieces that run without a worker: parsing, options, processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from common.settings import Settings
+from tilecast import procs
+from tilecast.cli import build_parser
+from tilecast.gunicorn_app import gunicorn_options, request_line_limit
+from tilecast.redis_server import RedisServer
+from tilecast.worker import worker_argv
+
+
+def test_parser_commands() -> None:
+    parser = build_parser()
+    up = parser.parse_args(["up", "a.tiff", "b.tiff", "--port", "9000", "--data-dir", "/d"])
+    assert (up.images, up.port, up.data_dir) == (["a.tiff", "b.tiff"], 9000, Path("/d"))
+    api = parser.parse_args(["api", "--bind", "0.0.0.0:1", "--workers", "3", "--threads", "4"])
+    assert (api.bind, api.workers, api.threads) == ("0.0.0.0:1", 3, 4)
+    worker = parser.parse_args(["worker", "--queues", "bulk", "--concurrency", "2"])
+    assert (worker.queues, worker.concurrency) == ("bulk", 2)
+    assert parser.parse_args(["add", "/x.tiff"]).path == "/x.tiff"
+    with pytest.raises(SystemExit):
+        parser.parse_args([])
+
+
+def test_worker_argv() -> None:
+    argv = worker_argv("interactive, bulk", 3, "INFO")
+    assert argv[:4] == ["worker", "--queues=interactive,bulk", "--concurrency=3", "--loglevel=INFO"]
+    with pytest.raises(SystemExit):
+        worker_argv("fast", 1, "INFO")
+
+
+def test_gunicorn_options() -> None:
+    options = gunicorn_options("127.0.0.1:1", 2, 8, Settings(render_timeout=10))
+    assert options["worker_class"] == "gthread" and options["threads"] == 8
+    assert options["graceful_timeout"] == 15
+    # The default 16 KiB style does not fit gunicorn's finite cap: unlimited, bound in-app.
+    assert request_line_limit(16 * 1024) == 0
+    assert request_line_limit(1000) == 4024
+
+
+def test_redis_server_policy(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", maxmemory="64mb")
+    url = server.start()
+    try:
+        client = redis.Redis.from_url(url)
+        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "volatile-lru"
+        assert server.port != 6379
+    finally:
+        server.stop()
+    assert server.proc is None
+
+
+def test_spawn_and_stop_whole_group(tmp_path: Path) -> None:
+    # A parent that forks a child which ignores SIGTERM: both must be gone after stop().
+    script = (
+        "import os, signal, time\n"
+        "if os.fork() == 0:\n"
+        "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "    time.sleep(60)\n"
+        "else:\n"
+        "    time.sleep(60)\n"
+    )
+    proc = procs.spawn([sys.executable, "-c", script], log=tmp_path / "log")
+    deadline = time.monotonic() + 5
+    while len(procs.descendants(os.getpid()) & ({proc.pid} | procs.descendants(proc.pid))) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    family = {proc.pid} | procs.descendants(proc.pid)
+    assert os.getpgid(proc.pid) == proc.pid  # its own group
+    procs.stop(proc, timeout=1)
+    assert not any(procs.alive(pid) for pid in family)
+    assert not procs.group_alive(proc.pid)
+
+
+def test_child_environment_can_drop_tilecast_variables() -> None:
+    env = procs.child_environment({"TILECAST_X": "1"}, keep_tilecast=False)
+    assert env["TILECAST_X"] == "1"
+    assert all(not k.startswith("TILECAST_") or k == "TILECAST_X" for k in env)
+    assert "PATH" in env

@@ -1,0 +1,247 @@
+"""The Celery tasks (eager) against a real Redis: cache writes, completions, errors, stats."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from common import stats
+from common.encoding import EncodingOptions
+from common.inflight import DONE_CHANNEL, claim, is_inflight
+from common.protocol import (
+    TASK_DESCRIBE_SOURCE,
+    TASK_RENDER_THUMBNAIL,
+    TASK_RENDER_TILE,
+    describe_source_payload,
+    render_thumbnail_payload,
+    render_tile_payload,
+)
+from common.registry import describe_key
+from common.tiles import ThumbnailRequest, TileRequest
+from tests.unit.conftest import register_source
+from workers import tasks
+from workers.celeryapp import app
+from workers.engine import Renderer
+from workers.sources.tiffdir import TiffFile
+
+
+@pytest.fixture
+def installed(renderer: Renderer) -> Iterator[Renderer]:
+    app.conf.task_always_eager = True
+    tasks.use_renderer(renderer)
+    yield renderer
+    tasks.use_renderer(None)
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def done(installed: Renderer) -> Iterator[redis.client.PubSub]:
+    pubsub = installed.state.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(DONE_CHANNEL)
+    pubsub.get_message(timeout=1.0)
+    yield pubsub
+    pubsub.close()
+
+
+def completions(pubsub: redis.client.PubSub, key: str, wait: float = 2.0) -> list[dict]:
+    found = []
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.1)
+        if message and message["type"] == "message":
+            body = json.loads(message["data"])
+            if body["key"] == key:
+                found.append(body)
+                wait = 0.2  # drain briefly for duplicates, then stop
+                deadline = min(deadline, time.monotonic() + wait)
+    return found
+
+
+def test_the_app_registers_the_contract_names() -> None:
+    assert {TASK_RENDER_TILE, TASK_RENDER_THUMBNAIL, TASK_DESCRIBE_SOURCE} <= set(app.tasks)
+    assert "workers.tasks" in app.conf.include
+
+
+def test_render_tile_writes_the_key_and_announces(
+    installed: Renderer, done: redis.client.PubSub, images: dict[str, Path]
+) -> None:
+    source_id = register_source(installed, images["pyramid"])
+    request = TileRequest(source_id, 4, 3, 2)
+    key = request.key(7)
+    assert claim(installed.state, key, "test", 30)
+    before = stats.read(installed.state)
+    tasks.render_tile.apply(args=[render_tile_payload(request, 7)])
+    assert completions(done, key) == [{"key": key, "error": None}]
+    assert not is_inflight(installed.state, key)
+    # A native JPEG tile asked as JPEG: the file's own bytes.
+    with TiffFile(str(images["pyramid"])) as tiff:
+        base = tiff.directories[0]
+        index = 3 + 2 * 12
+        frame = tiff.read(int(base.tile_offsets[index]), int(base.tile_byte_counts[index]))
+    served = installed.cache.get(key)
+    assert served is not None and frame[-500:-2] in served
+    assert installed.cache_client.ttl(key) > 0
+    after = stats.read(installed.state)
+    assert after.get(stats.TILES_RENDERED, 0) - before.get(stats.TILES_RENDERED, 0) == 1
+    assert after.get(stats.RAW_TILES_READ, 0) - before.get(stats.RAW_TILES_READ, 0) == 1
+
+    # A duplicate only announces.
+    tasks.render_tile.apply(args=[render_tile_payload(request, 7)])
+    assert completions(done, key) == [{"key": key, "error": None}]
+    again = stats.read(installed.state)
+    assert again.get(stats.TILES_RENDERED, 0) == after.get(stats.TILES_RENDERED, 0)
+
+
+def test_styled_and_synthesized_tiles(
+    installed: Renderer, done: redis.client.PubSub, images: dict[str, Path]
+) -> None:
+    source_id = register_source(installed, images["single"])
+    request = TileRequest(
+        source_id, 0, 0, 0, style='{"band":2,"palette":"#0f0"}', encoding=EncodingOptions("PNG")
+    )
+    before = stats.read(installed.state)
+    tasks.render_tile.apply(args=[render_tile_payload(request, 1)])
+    assert completions(done, request.key(1))[0]["error"] is None
+    data = installed.cache.get(request.key(1))
+    assert data is not None and data[:8] == b"\x89PNG\r\n\x1a\n"
+    after = stats.read(installed.state)
+    synthesized = after.get(stats.RAW_TILES_SYNTHESIZED, 0) - before.get(
+        stats.RAW_TILES_SYNTHESIZED, 0
+    )
+    assert synthesized == 33
+
+
+@pytest.mark.parametrize(
+    ("z", "x", "y", "code"),
+    [(9, 0, 0, "tile_out_of_range"), (4, 12, 0, "tile_out_of_range"), (0, 0, 0, "unknown_source")],
+)
+def test_errors_are_announced(
+    installed: Renderer,
+    done: redis.client.PubSub,
+    images: dict[str, Path],
+    z: int,
+    x: int,
+    y: int,
+    code: str,
+) -> None:
+    source_id = (
+        uuid.uuid4().hex[:24]
+        if code == "unknown_source"
+        else register_source(installed, images["pyramid"])
+    )
+    request = TileRequest(source_id, z, x, y)
+    before = stats.read(installed.state).get(stats.RENDER_ERRORS, 0)
+    tasks.render_tile.apply(args=[render_tile_payload(request, 1)])
+    [completion] = completions(done, request.key(1))
+    assert completion["error"]["error"] == code
+    assert installed.cache.get(request.key(1)) is None
+    assert stats.read(installed.state).get(stats.RENDER_ERRORS, 0) == before + 1
+
+
+def test_a_corrupt_file_fails_its_tile_and_the_worker_goes_on(
+    installed: Renderer, done: redis.client.PubSub, images: dict[str, Path], tmp_path: Path
+) -> None:
+    damaged = tmp_path / "damaged.tiff"
+    data = bytearray(images["pyramid"].read_bytes())
+    with TiffFile(str(images["pyramid"])) as tiff:
+        base = tiff.directories[0]
+        offset, count = int(base.tile_offsets[0]), int(base.tile_byte_counts[0])
+    data[offset : offset + count] = bytes(count)
+    damaged.write_bytes(bytes(data))
+    bad = TileRequest(register_source(installed, damaged), 4, 0, 0)
+    tasks.render_tile.apply(args=[render_tile_payload(bad, 1)])
+    [completion] = completions(done, bad.key(1))
+    assert completion["error"]["error"] == "unsupported_image"
+    assert str(damaged) not in completion["error"]["message"]
+    good = TileRequest(bad.source, 4, 1, 0, encoding=EncodingOptions("PNG"))
+    tasks.render_tile.apply(args=[render_tile_payload(good, 1)])
+    assert completions(done, good.key(1))[0]["error"] is None
+
+
+def test_unexpected_failures_become_render_failed(
+    installed: Renderer,
+    done: redis.client.PubSub,
+    images: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def explode(*_args: object) -> bytes:
+        raise RuntimeError("boom in /secret/internal/path")
+
+    monkeypatch.setattr(installed, "render_tile", explode)
+    request = TileRequest(register_source(installed, images["png"]), 0, 0, 0)
+    tasks.render_tile.apply(args=[render_tile_payload(request, 1)])
+    [completion] = completions(done, request.key(1))
+    assert completion["error"]["error"] == "render_failed"
+    assert "secret" not in completion["error"]["message"]
+
+
+def test_render_thumbnail(
+    installed: Renderer, done: redis.client.PubSub, images: dict[str, Path]
+) -> None:
+    request = ThumbnailRequest(register_source(installed, images["deflate"]), 64, 64)
+    before = stats.read(installed.state).get(stats.THUMBNAILS_RENDERED, 0)
+    tasks.render_thumbnail.apply(args=[render_thumbnail_payload(request, 3)])
+    assert completions(done, request.key(3)) == [{"key": request.key(3), "error": None}]
+    data = installed.cache.get(request.key(3))
+    assert data is not None and data[:2] == b"\xff\xd8"
+    assert stats.read(installed.state).get(stats.THUMBNAILS_RENDERED, 0) == before + 1
+
+
+def test_describe_source_registers_the_file(
+    installed: Renderer, done: redis.client.PubSub, images: dict[str, Path]
+) -> None:
+    source_id = uuid.uuid4().hex[:24]
+    payload = describe_source_payload(source_id, str(images["lzw"]), describe_key(source_id))
+    tasks.describe_source.apply(args=[payload])
+    assert completions(done, describe_key(source_id))[0]["error"] is None
+    record = installed.registry.get(source_id)
+    assert record.path == str(images["lzw"]) and record.name == "lzw.tiff"
+    assert record.metadata["sizeX"] == 1000 and record.metadata["levels"] == 3
+    assert installed.registry.generation(source_id) == 1
+    # A duplicate dispatch does not bump the generation.
+    tasks.describe_source.apply(args=[payload])
+    assert completions(done, describe_key(source_id))[0]["error"] is None
+    assert installed.registry.generation(source_id) == 1
+
+
+def test_describe_source_reports_unreadable_files(
+    installed: Renderer, done: redis.client.PubSub, wk_images: dict[str, Path]
+) -> None:
+    source_id = uuid.uuid4().hex[:24]
+    key = describe_key(source_id)
+    tasks.describe_source.apply(
+        args=[describe_source_payload(source_id, str(wk_images["not_image"]), key)]
+    )
+    assert completions(done, key)[0]["error"]["error"] == "unsupported_image"
+    assert not installed.registry.exists(source_id)
+
+
+def test_malformed_payloads_are_dropped_without_raising(installed: Renderer) -> None:
+    tasks.render_tile.apply(args=[{"request": {"source": "x"}}])
+    tasks.render_thumbnail.apply(args=[{}])
+    tasks.describe_source.apply(args=[{"path": "/nowhere"}])
+
+
+def test_one_renderer_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    tasks.use_renderer(None)
+    made: list[object] = []
+
+    class Fake:
+        def __init__(self, settings: object) -> None:
+            made.append(self)
+
+    monkeypatch.setattr(tasks, "Renderer", Fake)
+    assert tasks.get_renderer() is tasks.get_renderer()
+    assert len(made) == 1
+    tasks._forget_inherited_renderer()
+    tasks.get_renderer()
+    assert len(made) == 2
+    tasks.use_renderer(None)
+    np.testing.assert_equal(len(made), 2)
