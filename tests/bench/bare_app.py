@@ -1,0 +1,68 @@
+"""The baseline of the hit benchmark: the least a Flask app can do to serve a cached tile.
+
+One route with tilecast's tile URL, one Redis GET of the key tilecast itself wrote for that
+tile, the bytes back with the same headers as tilecast's hit (``Content-Type``, ``ETag``,
+``Cache-Control``). No parsing beyond Flask's int converters, no access check, no
+generation lookup: whatever ``tilecast api`` does beyond this is its overhead.
+
+Configured by environment (read here, once): ``BENCH_REDIS_URL``, ``BENCH_KEY_PREFIX``
+(the key up to ``{z}``, e.g. ``tc:tile:{id}:{gen}:0:``), ``BENCH_KEY_SUFFIX`` (after ``{y}``,
+e.g. ``:none:JPEG.q95.s0``), ``BENCH_CACHE_CONTROL``.
+
+``python -m tests.bench.bare_app --bind HOST:PORT --workers N --threads T`` serves it under
+gunicorn exactly as ``tilecast api`` serves tilecast: the same in-process gunicorn
+application class and the same options (``tilecast.gunicorn_app.gunicorn_options``, from
+the same ``TILECAST_*`` settings), only the WSGI app differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+
+import redis
+from flask import Flask, Response
+
+
+def create_app() -> Flask:
+    client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+    prefix = os.environ["BENCH_KEY_PREFIX"]
+    suffix = os.environ["BENCH_KEY_SUFFIX"]
+    cache_control = os.environ.get("BENCH_CACHE_CONTROL", "public, max-age=86400")
+    app = Flask(__name__)
+
+    @app.get("/item/<source>/tiles/zxy/<int:z>/<int:x>/<int:y>")
+    def tile(source: str, z: int, x: int, y: int) -> Response:
+        key = f"{prefix}{z}:{x}:{y}{suffix}"
+        data = client.get(key)
+        if data is None:
+            return Response(status=404)
+        etag = hashlib.sha256(key.encode()).hexdigest()[:32]  # tilecast's strong ETag
+        headers = {"ETag": f'"{etag}"', "Cache-Control": cache_control}
+        return Response(data, mimetype="image/jpeg", headers=headers)
+
+    return app
+
+
+def main() -> None:
+    from common.settings import get_settings
+    from tilecast.gunicorn_app import TilecastApplication, gunicorn_options
+
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.bare_app")
+    parser.add_argument("--bind", required=True)
+    parser.add_argument("--workers", type=int, required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    args = parser.parse_args()
+    options = gunicorn_options(args.bind, args.workers, args.threads, get_settings())
+    options["proc_name"] = "tilecast-bench-bare"
+
+    class BareApplication(TilecastApplication):  # type: ignore[misc]
+        def load(self) -> Flask:
+            return create_app()
+
+    BareApplication(options).run()
+
+
+if __name__ == "__main__":
+    main()

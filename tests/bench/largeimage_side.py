@@ -1,0 +1,66 @@
+"""large_image's side of the cold-miss benchmark, run in its own process.
+
+Times ``getTile`` in-process, cold: large_image's caches are cleared before every sample
+(``cache_backend`` = ``python``, ``large_image.cache_util.cachesClear()``), and in the
+``cold_source`` mode the file is opened again inside the timed span, as tilecast's worker
+does after a generation bump. ``icc_correction`` is off, so native JPEG tiles are passed
+through as tilecast passes them (project notes, large_image-facts.md).
+
+    python -m tests.bench.largeimage_side < spec.json > result.json
+
+spec: ``{"path": ..., "mode": "open_source" | "cold_source", "tiles": [[z, x, y], ...],
+"warmup": [z, x, y]}``; result: ``{"seconds": [...], "bytes": [...], "source": name}``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    import large_image
+    import large_image.cache_util
+
+    large_image.config.setConfig("cache_backend", "python")
+    large_image.config.setConfig("icc_correction", False)
+    path = spec["path"]
+    mode = spec["mode"]
+    clear = large_image.cache_util.cachesClear
+
+    clear()
+    source = large_image.open(path)
+    name = getattr(source, "name", type(source).__name__)
+    warm = spec.get("warmup")
+    if warm:
+        source.getTile(warm[1], warm[2], warm[0])
+    seconds: list[float] = []
+    sizes: list[int] = []
+    for z, x, y in spec["tiles"]:
+        clear()
+        if mode == "cold_source":
+            source = None
+            start = time.perf_counter()
+            fresh = large_image.open(path)
+            data = fresh.getTile(x, y, z)
+            seconds.append(time.perf_counter() - start)
+            del fresh
+        elif mode == "open_source":
+            start = time.perf_counter()
+            data = source.getTile(x, y, z)
+            seconds.append(time.perf_counter() - start)
+        else:
+            raise ValueError(f"unknown mode {mode!r}")
+        sizes.append(len(data))
+    return {"seconds": seconds, "bytes": sizes, "source": name}
+
+
+def main() -> None:
+    spec = json.load(sys.stdin)
+    json.dump(measure(spec), sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

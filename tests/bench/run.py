@@ -1,0 +1,183 @@
+"""Run every benchmark and rewrite docs/BENCHMARKS.md.
+
+    python -m tests.bench.run            # the full run (about 8 minutes on 2 cores)
+    python -m tests.bench.run --quick    # a smoke run; writes to the scratch folder instead
+    python -m tests.bench.run --only hits,latency
+
+From the repository root, with tilecast and its test extras installed (``pip install -e
+'.[test]'``). It installs Debian's ``wrk`` itself when missing (as root or with sudo),
+generates its images once into ``--image-dir``, and starts and stops every process it
+measures; the logs of a failed run stay in the scratch folder it names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+
+from tests.bench import bench_hits, bench_latency, bench_render, harness
+from tests.bench.report import Section, document, machine
+from tests.bench.wrk import ensure_wrk, wrk_version
+
+BENCHMARKS = ("hits", "latency", "render")
+WIDTH, HEIGHT = 16384, 12288
+DEFAULT_OUTPUT = harness.REPO / "docs" / "BENCHMARKS.md"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer samples, shorter loads")
+    parser.add_argument(
+        "--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {BENCHMARKS}"
+    )
+    parser.add_argument(
+        "--image-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "tilecast-bench",
+        help="where the generated images are kept between runs",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help=f"the report (default {DEFAULT_OUTPUT.relative_to(harness.REPO)}; "
+        "with --quick, BENCHMARKS.md in the scratch folder)",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first wait up to this long for the 1-minute load average to fall below 0.5 "
+        "(other work on the machine skews absolute numbers)",
+    )
+    args = parser.parse_args(argv)
+    args.only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(args.only) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {BENCHMARKS}")
+    return args
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every Processes, stopping children
+
+
+def redis_version() -> str:
+    from tilecast.redis_server import redis_executable
+
+    out = subprocess.run(
+        [redis_executable(), "--version"], capture_output=True, text=True, check=False
+    )
+    words = out.stdout.split()
+    version = next((w[2:] for w in words if w.startswith("v=")), out.stdout.strip())
+    return f"{version} ({redis_executable()})"
+
+
+def wait_quiet(limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while os.getloadavg()[0] >= 0.5 and time.monotonic() < deadline:
+        print(f"waiting for a quiet machine: load {os.getloadavg()[0]:.2f}", flush=True)
+        time.sleep(10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    if args.wait_quiet:
+        wait_quiet(args.wait_quiet)
+    if os.getloadavg()[0] >= 1.0:
+        print(
+            f"warning: the machine is busy (load {os.getloadavg()[0]:.2f}); "
+            "absolute numbers will be low, ratios less affected",
+            flush=True,
+        )
+    started = time.monotonic()
+    command = "python -m tests.bench.run" + (" --quick" if args.quick else "")
+    if args.only != list(BENCHMARKS):
+        command += " --only " + ",".join(args.only)
+
+    wrk = ensure_wrk() if "hits" in args.only else ""
+    from tilecast.sample import make_demo_images
+
+    print(f"images in {args.image_dir} (generated on first use)", flush=True)
+    pyramid, single = make_demo_images(args.image_dir, WIDTH, HEIGHT)
+    scratch = Path(tempfile.mkdtemp(prefix="tilecast-bench-"))
+    ctx = harness.BenchContext(
+        scratch=scratch,
+        image_dir=args.image_dir.resolve(),
+        pyramid=pyramid.resolve(),
+        single=single.resolve(),
+        wrk=wrk,
+        quick=args.quick,
+    )
+    extra = {"redis-server": redis_version()}
+    if wrk:
+        extra["wrk"] = wrk_version(wrk)
+    info = machine(extra)
+
+    sections: list[Section] = []
+    ok = False
+    try:
+        if "hits" in args.only:
+            print("benchmark 1: hit throughput", flush=True)
+            if args.quick:
+                configs = [bench_hits.HitConfig(workers=2, threads=4, connections=32)]
+                sections.append(
+                    bench_hits.run(
+                        ctx,
+                        configs=configs,
+                        seconds=3,
+                        rounds=2,
+                        warmup=1,
+                        levels_below_base=2,
+                    )
+                )
+            else:
+                configs = [
+                    bench_hits.HitConfig(workers=2, threads=4, connections=32),
+                    bench_hits.HitConfig(workers=1, threads=8, connections=16),
+                ]
+                sections.append(
+                    bench_hits.run(
+                        ctx,
+                        configs=configs,
+                        seconds=5,
+                        rounds=8,
+                        warmup=2,
+                        levels_below_base=1,
+                    )
+                )
+        if "latency" in args.only:
+            print("benchmark 2: cold-miss latency", flush=True)
+            sections.append(bench_latency.run(ctx, samples=5 if args.quick else 20))
+        if "render" in args.only:
+            print("benchmark 3: render throughput", flush=True)
+            levels = bench_render.LEVELS[1:] if args.quick else bench_render.LEVELS
+            sections.append(bench_render.run(ctx, levels=levels))
+        ok = True
+    finally:
+        if not ok:
+            print(f"benchmark failed; logs are kept in {scratch}", file=sys.stderr, flush=True)
+
+    output = args.output or (scratch / "BENCHMARKS.md" if args.quick else DEFAULT_OUTPUT)
+    info["duration of the run"] = f"{time.monotonic() - started:.0f} s"
+    info["load average at the end (1/5/15 min)"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(document(command, info, sections, quick=args.quick))
+    print(f"wrote {output}", flush=True)
+    if output.parent != scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
