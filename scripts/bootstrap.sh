@@ -1,0 +1,38 @@
+# Sourced by scripts/up and scripts/test: a virtual environment in .venv with tilecast
+# installed, on a fresh Debian/Ubuntu machine with Python 3.11+.
+set -euo pipefail
+
+PYTHON=${PYTHON:-python3}
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+check_python() {
+    if ! command -v "$PYTHON" >/dev/null; then
+        as_root apt-get update -q && as_root apt-get install -y -q python3 python3-venv
+    fi
+    "$PYTHON" - <<'PY' || { echo "tilecast needs Python >= 3.11" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+}
+
+# Debian's python3 has no ensurepip until python3-venv is installed.
+ensure_venv() {
+    local extras=$1
+    check_python
+    if [ ! -x .venv/bin/python ]; then
+        if ! "$PYTHON" -m venv .venv 2>/dev/null; then
+            rm -rf .venv
+            local minor
+            minor=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+            as_root apt-get update -q
+            as_root apt-get install -y -q "python${minor}-venv" || as_root apt-get install -y -q python3-venv
+            "$PYTHON" -m venv .venv
+        fi
+    fi
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".${extras}"
+}
