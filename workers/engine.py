@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
+import numpy as np
 import pyvips
 import redis
 
@@ -25,7 +27,7 @@ from workers.sourcecache import SourceCache, StyledSource
 from workers.sources import ImageSource, open_source
 from workers.style import compile_style
 from workers.synthesis import RawTiles, WorkCounters
-from workers.thumbnail import render_thumbnail, style_ranges
+from workers.thumbnail import assemble_level, resize, style_ranges, thumbnail_level
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +93,35 @@ class Renderer:
         raw = tiles.get(request.z, request.x, request.y, request.frame)
         if styled.style is None:
             return encode_tile(raw, styled.encoding)
-        ranges = style_ranges(styled, tiles, request.frame)
-        pixels = styled.style.apply(raw.array(), ranges)
-        return encode_pixels(to_uint8(pixels), styled.encoding)
+
+        def read(frame: int) -> np.ndarray:
+            return (
+                raw.array()
+                if frame == request.frame
+                else tiles.get(request.z, request.x, request.y, frame).array()
+            )
+
+        pixels = self.style_pixels(styled, tiles, request.frame, read)
+        return encode_pixels(pixels, styled.encoding)
+
+    def style_pixels(
+        self,
+        styled: StyledSource,
+        tiles: RawTiles,
+        frame: int,
+        read: Callable[[int], np.ndarray],
+    ) -> np.ndarray:
+        """The pixels a client receives for one area (a tile, a region, a thumbnail's
+        level) of ``frame``, styled; unstyled pixels pass through to 8 bits.
+
+        ``read(f)`` returns the unstyled (height, width, bands) pixels of that same area
+        in frame ``f``: a style may need other frames than the one asked for. Every
+        caller styles through here, so tiles, regions and thumbnails agree.
+        """
+        if styled.style is None:
+            return to_uint8(read(frame))
+        ranges = style_ranges(styled, tiles, frame)
+        return to_uint8(styled.style.apply(read(frame), ranges))
 
     def render_thumbnail(self, request: ThumbnailRequest, generation: int) -> bytes:
         limit = self.settings.max_thumbnail_size
@@ -103,7 +131,11 @@ class Renderer:
         source = styled.source
         source.check_tile(source.levels - 1, 0, 0, request.frame)
         tiles = self.raw_tiles(source, request.source, generation)
-        return render_thumbnail(tiles, styled, request.width, request.height, request.frame)
+        z, out_w, out_h = thumbnail_level(source, request.width, request.height)
+        pixels = self.style_pixels(
+            styled, tiles, request.frame, lambda frame: assemble_level(tiles, z, frame)
+        )
+        return encode_pixels(resize(pixels, out_w, out_h), styled.encoding)
 
     # -- bookkeeping ------------------------------------------------------------------------
     def flush_counters(self, **extra: int) -> None:

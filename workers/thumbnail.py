@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-from workers.encode import encode_pixels, to_uint8
 from workers.sourcecache import StyledSource
+from workers.sources.base import ImageSource
 from workers.style import BandRanges, band_ranges
 from workers.synthesis import RawTiles
 from workers.vipsutil import from_numpy, to_numpy
@@ -112,22 +112,12 @@ def style_ranges(styled: StyledSource, tiles: RawTiles, frame: int = 0) -> BandR
     return ranges
 
 
-def render_thumbnail(
-    tiles: RawTiles,
-    styled: StyledSource,
-    width: int,
-    height: int,
-    frame: int = 0,
-) -> bytes:
-    source = tiles.source
+def thumbnail_level(source: ImageSource, width: int, height: int) -> tuple[int, int, int]:
+    """``(z, out_w, out_h)``: the output size of a thumbnail fitted into width x height
+    and the level it is made from."""
     out_w, out_h = output_size(width, height, source.size_x, source.size_y)
     z = level_for_output(source.levels, source.size_x, source.size_y, out_w, out_h)
-    region = assemble_level(tiles, z, frame)
-    if styled.style is not None:
-        pixels = to_uint8(styled.style.apply(region, style_ranges(styled, tiles, frame)))
-    else:
-        pixels = to_uint8(region)
-    return encode_pixels(resize(pixels, out_w, out_h), styled.encoding)
+    return z, out_w, out_h
 
 
 def resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
