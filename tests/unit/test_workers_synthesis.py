@@ -69,10 +69,14 @@ def test_a_whole_pyramid_costs_one_read_of_the_base(
     tiles.get(0, 0, 0)
     assert tiles.counters.take() == (12 * 8, 6 * 4 + 3 * 2 + 2 * 1 + 1)
     source = tiles.source
-    for z in range(source.levels):
+    for z in range(source.levels - 1):
         across, down = source.tile_counts(z)
         tiles.get_many(z, [(x, y) for y in range(down) for x in range(across)])
-    assert tiles.counters.take() == (0, 0)  # every tile is now a cache hit
+    assert tiles.counters.take() == (0, 0)  # every synthesized tile is now a cache hit
+    # Native tiles are read from the (open) file every time, never copied into Redis.
+    tiles.get(source.levels - 1, 0, 0)
+    assert tiles.counters.take() == (1, 0)
+    assert tiles.cache.get_many([tiles.key(source.levels - 1, 0, 0)]) == [None]
 
 
 def test_synthesized_tiles_are_cached_losslessly(
@@ -85,9 +89,9 @@ def test_synthesized_tiles_are_cached_losslessly(
     cached = RawTile.from_bytes(stored)
     assert not cached.is_jpeg
     assert np.array_equal(cached.array(), fresh.array())
-    # Native tiles are cached as the file's own JPEG bytes.
-    native = RawTile.from_bytes(renderer.cache.get(raw_tile_key(tiles.source_id, 1, 0, 4, 4, 4)))
-    assert native.is_jpeg
+    # Native tiles keep the file's own JPEG bytes and are not copied into the cache.
+    assert tiles.get(4, 4, 4).is_jpeg
+    assert renderer.cache.get(raw_tile_key(tiles.source_id, 1, 0, 4, 4, 4)) is None
 
 
 def test_edge_tiles_hold_content_top_left_and_zeros_beyond(
