@@ -5,8 +5,10 @@ entries and ``Settings.source_cache_bytes`` estimated bytes):
 
 - unstyled: ``(source, generation)`` -> the opened :class:`ImageSource`;
 - styled: ``(source, generation, style, encoding)`` -> a :class:`StyledSource`: the
-  unstyled source altered for a style (the compiled pixel operation, the encoding,
-  and the whole-frame band statistics a style may need, computed once).
+  unstyled source altered for a style (the compiled pixel operation, with the lookup
+  tables it builds as tiles use it, and the encoding). The whole-frame band
+  statistics a style needs are not kept here but in the cache Redis
+  (workers/bandstats.py), shared by every process and every style of the source.
 
 Evicting an unstyled source closes it and drops the styled entries built on it; a
 newer generation of a source retires the older ones as soon as it is opened.
@@ -18,17 +20,19 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from common.encoding import EncodingOptions
 from workers.sources.base import ImageSource
-from workers.style import BandRanges, CompiledStyle
+from workers.style import CompiledStyle
 
 log = logging.getLogger(__name__)
 
 UnstyledKey = tuple[str, int]
 StyledKey = tuple[str, int, str, str]
-STYLED_ENTRY_BYTES = 4096  # a compiled style, its palette arrays and band ranges
+# a compiled style and its palette arrays; lookup tables (up to ~1 MB for 16-bit data)
+# are built as tiles use them, so count a typical share of them.
+STYLED_ENTRY_BYTES = 256 * 1024
 
 
 @dataclass
@@ -36,8 +40,6 @@ class StyledSource:
     source: ImageSource
     style: CompiledStyle | None
     encoding: EncodingOptions
-    # frame -> band statistics for ``auto`` min / max, filled on first need.
-    ranges: dict[int, BandRanges] = field(default_factory=dict)
 
 
 @dataclass

@@ -6,7 +6,8 @@ is bounded by 16x the other; neither given means 256 x 256). Note that large_ima
 does *upsample*: a 100 x 50 image asked at 256 gives 256 x 128 (bicubic); so does
 this module. The pixels come from the coarsest level that is at least the output
 size, read as raw tiles (cached, native or synthesized), styled, resized with libvips
-(lanczos3 down, bicubic up) and encoded.
+(lanczos3 down, bicubic up) and encoded. The whole-image statistics styles need are
+workers/bandstats.py's (it reads its overview with ``assemble_level``).
 """
 
 from __future__ import annotations
@@ -15,14 +16,11 @@ import math
 
 import numpy as np
 
-from workers.sourcecache import StyledSource
 from workers.sources.base import ImageSource
-from workers.style import BandRanges, band_ranges
 from workers.synthesis import RawTiles
 from workers.vipsutil import from_numpy, to_numpy
 
 DEFAULT_SIZE = 256
-RANGE_ANALYSIS_SIZE = 1024  # large_image's overview size for ``auto`` min / max
 
 
 def output_size(
@@ -86,30 +84,6 @@ def assemble_level(tiles: RawTiles, z: int, frame: int = 0) -> np.ndarray:
             region[y0 : y0 + h, x0 : x0 + w] = pixels[:h, :w, : region.shape[2]]
     assert region is not None
     return region
-
-
-def overview_ranges(tiles: RawTiles, frame: int = 0) -> BandRanges:
-    """Per-band min / max over a ~1024 px overview of the frame, the statistics
-    large_image's ``auto`` min / max use."""
-    source = tiles.source
-    out_w, out_h = output_size(
-        min(source.size_x, RANGE_ANALYSIS_SIZE),
-        min(source.size_y, RANGE_ANALYSIS_SIZE),
-        source.size_x,
-        source.size_y,
-    )
-    z = level_for_output(source.levels, source.size_x, source.size_y, out_w, out_h)
-    return band_ranges(assemble_level(tiles, z, frame))
-
-
-def style_ranges(styled: StyledSource, tiles: RawTiles, frame: int = 0) -> BandRanges | None:
-    """The band statistics ``styled`` needs, computed once per styled source and frame."""
-    if styled.style is None or not styled.style.needs_ranges:
-        return None
-    ranges = styled.ranges.get(frame)
-    if ranges is None:
-        ranges = styled.ranges[frame] = overview_ranges(tiles, frame)
-    return ranges
 
 
 def thumbnail_level(source: ImageSource, width: int, height: int) -> tuple[int, int, int]:

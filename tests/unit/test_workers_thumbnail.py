@@ -11,7 +11,7 @@ import PIL.Image
 import pytest
 
 from common.encoding import EncodingOptions
-from common.errors import BadRequest, TileOutOfRange
+from common.errors import BadRequest
 from common.tiles import ThumbnailRequest
 from tests.unit.conftest import register_source
 from workers.engine import Renderer
@@ -92,5 +92,6 @@ def test_bounds(images: dict[str, Path], renderer: Renderer) -> None:
     source_id = register_source(renderer, images["png"])
     with pytest.raises(BadRequest):
         renderer.render_thumbnail(ThumbnailRequest(source_id, 100_000, 10), 1)
-    with pytest.raises(TileOutOfRange):
+    with pytest.raises(BadRequest) as caught:  # a missing frame is a 400, not a 404
         renderer.render_thumbnail(ThumbnailRequest(source_id, 10, 10, frame=3), 1)
+    assert caught.value.parameter == "frame"
