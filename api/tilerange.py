@@ -1,11 +1,16 @@
-"""Whether a tile or frame exists, judged from the source's metadata (large_image's rules)."""
+"""Whether a tile or frame exists, judged from the source's metadata (large_image's rules).
+
+A tile outside the image is a 404 (``TileOutOfRange``), as in large_image; a frame the
+image lacks is a bad parameter, a 400 naming ``frame``, wherever the frame was given
+(the ``frame`` query parameter or the ``fzxy`` path).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from common.errors import TileOutOfRange
+from common.errors import BadRequest, TileOutOfRange
 from common.tiles import TileRequest
 
 
@@ -15,10 +20,17 @@ def frame_count(metadata: Mapping[str, Any]) -> int:
 
 def check_frame(frame: int, metadata: Mapping[str, Any]) -> None:
     count = frame_count(metadata)
-    if frame >= count:
-        raise TileOutOfRange(
+    if not 0 <= frame < count:
+        raise BadRequest(
             f"frame {frame} does not exist; the image has {count} frame(s)", parameter="frame"
         )
+
+
+def path_frame(raw: str) -> int:
+    """The ``{frame}`` segment of an ``fzxy`` path: a non-negative integer, else a 400."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 10:
+        raise BadRequest(f"frame must be a non-negative integer, not {raw!r}", parameter="frame")
+    return int(raw)
 
 
 def check_tile(request: TileRequest, metadata: Mapping[str, Any]) -> None:

@@ -1,6 +1,9 @@
-"""large_image's tile endpoints: ``/item/{id}/tiles[/zxy/{z}/{x}/{y} | /thumbnail]``."""
+"""large_image's tile endpoints: ``/item/{id}/tiles``, ``.../zxy/{z}/{x}/{y}``,
+``.../fzxy/{frame}/{z}/{x}/{y}`` and ``.../thumbnail``."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -8,6 +11,7 @@ from api.handlers import tiles
 from api.http import image_response
 from api.parsing import parse_thumbnail_request, parse_tile_request
 from api.services import services
+from api.tilerange import path_frame
 
 bp = Blueprint("tiles", __name__)
 
@@ -24,6 +28,16 @@ def tile(item_id: str, z: str, x: str, y: str) -> Response:
     ``style`` and ``frame`` as in large_image."""
     svc = services()
     parsed = parse_tile_request(item_id, z, x, y, request.args, svc.settings)
+    return image_response(tiles.tile(svc, parsed), svc.settings.http_max_age)
+
+
+@bp.get("/item/<item_id>/tiles/fzxy/<frame>/<z>/<x>/<y>")
+def tile_with_frame(item_id: str, frame: str, z: str, x: str, y: str) -> Response:
+    """The same tile as ``zxy`` with the frame in the path (any ``frame`` query is ignored)."""
+    svc = services()
+    args = {key: value for key, value in request.args.items() if key != "frame"}
+    parsed = parse_tile_request(item_id, z, x, y, args, svc.settings)
+    parsed = dataclasses.replace(parsed, frame=path_frame(frame))
     return image_response(tiles.tile(svc, parsed), svc.settings.http_max_age)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from api.tilerange import check_frame, check_tile, frame_count
-from common.errors import TileOutOfRange
+from common.errors import BadRequest, TileOutOfRange
 from common.tiles import TileRequest
 
 # 3000 x 2000 with 256-pixel tiles: level 4 has 12 x 8 tiles, level 0 one tile.
@@ -34,9 +34,11 @@ def test_tiles_outside(z: int, x: int, y: int, parameter: str) -> None:
 def test_frames() -> None:
     assert frame_count(META) == 1
     check_frame(0, META)
-    with pytest.raises(TileOutOfRange):
+    # A missing frame is a bad parameter (400), not a missing tile (404).
+    with pytest.raises(BadRequest) as caught:
         check_tile(request(0, 0, 0, frame=1), META)
+    assert caught.value.parameter == "frame" and not isinstance(caught.value, TileOutOfRange)
     multi = {**META, "frames": [{}, {}, {}]}
     check_frame(2, multi)
-    with pytest.raises(TileOutOfRange):
+    with pytest.raises(BadRequest):
         check_frame(3, multi)

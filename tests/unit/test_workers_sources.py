@@ -9,7 +9,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from common.errors import TileOutOfRange, UnsupportedImage
+from common.errors import BadRequest, TileOutOfRange, UnsupportedImage
 from common.settings import Settings
 from workers.describe import describe_path
 from workers.sources import open_source
@@ -128,9 +128,13 @@ def test_range_checks(images: dict[str, Path]) -> None:
     with open_source(str(images["single"]), Settings()) as source:
         source.check_tile(4, 11, 7)
         for z, x, y, frame in [(5, 0, 0, 0), (-1, 0, 0, 0), (4, 12, 0, 0), (4, 0, 8, 0),
-                               (0, 1, 0, 0), (4, 0, 0, 1)]:  # fmt: skip
+                               (0, 1, 0, 0)]:  # fmt: skip
             with pytest.raises(TileOutOfRange):
                 source.check_tile(z, x, y, frame)
+        # A frame the image lacks is a bad parameter (400), not a missing tile (404).
+        with pytest.raises(BadRequest) as caught:
+            source.check_tile(4, 0, 0, 1)
+        assert caught.value.parameter == "frame"
 
 
 @pytest.mark.parametrize("name", ["png", "jpeg"])

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from common.errors import TileOutOfRange
+from common.errors import BadRequest, NotFound, TileOutOfRange
 from workers.rawtile import RawTile
+from workers.sources.frameinfo import frame_metadata
 
 
 def level_count(size_x: int, size_y: int, tile_width: int, tile_height: int) -> int:
@@ -41,6 +42,12 @@ class ImageSource(ABC):
     dtype: np.dtype
     band_count: int
     frame_count: int = 1
+    # Per frame, the axis indices and values large_image reports (``IndexC``, ...); None
+    # for plain numbered frames. ``channel_names`` when the file names its channels.
+    frame_info: list[dict[str, Any]] | None = None
+    channel_names: list[str] | None = None
+    # large_image's OME source lists ``frames`` even for a single plane.
+    frames_always_listed: bool = False
     magnification: float | None = None
     mm_x: float | None = None
     mm_y: float | None = None
@@ -66,8 +73,9 @@ class ImageSource(ABC):
             "dtype": str(self.dtype),
             "bandCount": self.band_count,
         }
-        if self.frame_count > 1:
-            result["frames"] = [{"Frame": i, "Index": i} for i in range(self.frame_count)]
+        if self.frame_count > 1 or self.frames_always_listed:
+            info = self.frame_info or [{} for _ in range(self.frame_count)]
+            result.update(frame_metadata(info, self.channel_names))
         return result
 
     # -- geometry -------------------------------------------------------------------
@@ -101,11 +109,9 @@ class ImageSource(ABC):
         )
 
     def check_tile(self, z: int, x: int, y: int, frame: int = 0) -> None:
-        """Raise TileOutOfRange unless (z, x, y, frame) names a tile of this image."""
-        if not 0 <= frame < self.frame_count:
-            raise TileOutOfRange(
-                f"frame {frame} does not exist (0 to {self.frame_count - 1})", parameter="frame"
-            )
+        """Raise BadRequest for a frame the image lacks, TileOutOfRange unless (z, x, y)
+        names a tile of this image."""
+        self.check_frame(frame)
         if not 0 <= z < self.levels:
             raise TileOutOfRange(f"z={z} is outside 0 to {self.levels - 1}", parameter="z")
         across, down = self.tile_counts(z)
@@ -113,6 +119,13 @@ class ImageSource(ABC):
             raise TileOutOfRange(f"x={x} is outside 0 to {across - 1} at z={z}", parameter="x")
         if not 0 <= y < down:
             raise TileOutOfRange(f"y={y} is outside 0 to {down - 1} at z={z}", parameter="y")
+
+    def check_frame(self, frame: int) -> None:
+        """A frame the image lacks is a bad parameter (400), not a missing tile."""
+        if not 0 <= frame < self.frame_count:
+            raise BadRequest(
+                f"frame {frame} does not exist (0 to {self.frame_count - 1})", parameter="frame"
+            )
 
     def empty_tile(self) -> np.ndarray:
         return np.zeros((self.tile_height, self.tile_width, self.band_count), dtype=self.dtype)
@@ -141,6 +154,17 @@ class ImageSource(ABC):
     def read_tile(self, z: int, x: int, y: int, frame: int = 0) -> RawTile:
         """Read tile (z, x, y) of a native level. Raises UnsupportedImage when the
         file's data for that tile is corrupt."""
+
+    # -- associated images (label, macro, thumbnail): none unless a reader has them --------
+    def associated_names(self) -> list[str]:
+        """The names of the file's associated images, sorted (large_image's
+        ``getAssociatedImagesList``)."""
+        return []
+
+    def associated_image(self, name: str) -> np.ndarray:
+        """The (height, width, bands) pixels of associated image ``name``; NotFound when
+        the file has none of that name."""
+        raise NotFound(f"the image has no associated image {name!r}", parameter="name")
 
     @property
     @abstractmethod

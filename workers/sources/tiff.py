@@ -30,6 +30,8 @@ from common.settings import Settings
 from workers.rawtile import RawTile
 from workers.sources import codecs, tiffdir
 from workers.sources.base import ImageSource, level_count
+from workers.sources.ome import OmeLayout, OmeUnsupported, parse_ome
+from workers.sources.tiffassociated import find_associated, read_associated
 from workers.sources.tiffdir import TiffDirectory, TiffFile, TiffFormatError
 from workers.vipsutil import to_numpy
 
@@ -123,6 +125,10 @@ class TiffSource(ImageSource):
         self.frame_count = len(self._frames)
         self.black_padding = base.compression == tiffdir.COMPRESSION_JPEG
         self._pixel_info(base)
+        ome = self._ome_frames(base)
+        if ome is None:
+            self._described_frames()
+        self._associated = self._find_associated(directories) if base.is_tiled else {}
 
     def _single(self, base: TiffDirectory) -> list[TiffDirectory | None]:
         levels: list[TiffDirectory | None] = [None] * self.levels
@@ -200,6 +206,82 @@ class TiffSource(ImageSource):
         self.mm_y = mm_y
         # large_image: ``mag or 0.01 / mm_x if mm_x else None`` -- None without mm_x.
         self.magnification = (info.get("magnification") or 0.01 / mm_x) if mm_x else None
+
+    def _ome_frames(self, base: TiffDirectory) -> OmeLayout | None:
+        """Frames, channels and pixel size of an OME-TIFF, as large_image's OME source
+        reports them (frames ordered by their OME TiffData); None for other files, and
+        for OME layouts that source refuses (large_image then reads pages in order)."""
+        try:
+            layout = parse_ome(base.image_description)
+        except OmeUnsupported as exc:
+            log.info("%s: OME-XML not used (%s); reading its pages in order", self.path, exc)
+            return None
+        if layout is None:
+            return None
+        by_page = {frame[-1].index: frame for frame in self._frames if frame[-1] is not None}
+        if any(page not in by_page for page in layout.ifds):
+            log.info("%s: OME-XML names pages that are not frames; read in page order", self.path)
+            return None
+        self._frames = [by_page[page] for page in layout.ifds]
+        self.frame_count = len(self._frames)
+        self.frame_info = layout.frames
+        self.channel_names = layout.channels or None
+        self.frames_always_listed = True
+        if self.mm_x is None and layout.mm_x is not None:
+            self.mm_x = layout.mm_x
+        if self.mm_y is None and layout.mm_y is not None:
+            self.mm_y = layout.mm_y
+        if not self.magnification and self.mm_x:
+            self.magnification = 0.01 / self.mm_x
+        return layout
+
+    def _described_frames(self) -> None:
+        """Per-frame axes from JSON ImageDescriptions (``{"frame": {...}, "channels":
+        [...]}``, as large_image writes multi-frame TIFFs), or PerkinElmer QPTIFF
+        biomarkers as channels -- large_image's TIFF source's two sources of axes."""
+        if self.frame_count <= 1:
+            return
+        infos: list[dict[str, Any]] = []
+        channels: list[str] | None = None
+        found = False
+        for number, frame in enumerate(self._frames):
+            record = _json_description(frame[-1])
+            info = record.get("frame") if record is not None else None
+            infos.append(dict(info) if isinstance(info, dict) else {})
+            found = found or isinstance(info, dict)
+            if number == 0 and record is not None and isinstance(record.get("channels"), list):
+                channels = [str(name) for name in record["channels"]]
+        if not infos[0].get("IndexC"):
+            biomarkers = [_biomarker(frame[-1]) for frame in self._frames]
+            if all(biomarkers):
+                channels = [str(name) for name in biomarkers]
+                for number, info in enumerate(infos):
+                    info["IndexC"] = number
+                found = True
+        if found or channels:
+            self.frame_info = infos
+            self.channel_names = channels
+
+    def _find_associated(self, directories: list[TiffDirectory]) -> dict[str, TiffDirectory]:
+        used = {d.index for frame in self._frames for d in frame if d is not None}
+        uses_subifds = any(
+            d is not None and d.subifd is not None for frame in self._frames for d in frame
+        )
+        return find_associated(directories, used, uses_subifds)
+
+    # -- associated images ------------------------------------------------------------------
+    def associated_names(self) -> list[str]:
+        return sorted(self._associated)
+
+    def associated_image(self, name: str) -> np.ndarray:
+        directory = self._associated.get(name)
+        if directory is None:
+            return super().associated_image(name)
+        try:
+            return read_associated(self.path, directory)
+        except pyvips.Error as exc:
+            log.warning("cannot read associated image %s of %s: %s", name, self.path, exc)
+            raise UnsupportedImage(f"the associated image {name!r} cannot be read") from None
 
     # -- the reader interface -------------------------------------------------------------
     def native_level_size(self, z: int, frame: int = 0) -> tuple[int, int] | None:
@@ -353,6 +435,32 @@ def _unsupported_reason(directory: TiffDirectory) -> str | None:
     if directory.orientation not in (None, 1):
         return "rotated TIFF orientations are not read as a pyramid"
     return None
+
+
+def _json_description(directory: TiffDirectory | None) -> dict[str, Any] | None:
+    description = directory.image_description if directory is not None else None
+    if not description:
+        return None
+    try:
+        record = json.loads(description.decode(errors="ignore"))
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _biomarker(directory: TiffDirectory | None) -> str | None:
+    """The ``Biomarker`` of a PerkinElmer QPTIFF page's XML description."""
+    description = directory.image_description if directory is not None else None
+    if not description or b"PerkinElmer-QPI-ImageDescription" not in description:
+        return None
+    try:
+        root = ElementTree.fromstring(description.decode(errors="ignore"))
+    except ElementTree.ParseError:
+        return None
+    if root.tag != "PerkinElmer-QPI-ImageDescription":
+        return None
+    marker = root.find("Biomarker")
+    return marker.text.strip() if marker is not None and marker.text else None
 
 
 def _jpeg_passes_through(directory: TiffDirectory) -> bool:

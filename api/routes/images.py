@@ -1,0 +1,40 @@
+"""large_image's associated image endpoints: ``/item/{id}/tiles/images`` (the names) and
+``/item/{id}/tiles/images/{name}`` (one image: ``width``, ``height``, ``encoding``,
+``jpegQuality``, ``jpegSubsampling``, ``tiffCompression``)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from api.handlers import images
+from api.http import image_response
+from api.parsing import parse_encoding
+from api.services import services
+from common.associated import AssociatedRequest
+from common.params import bounded_int
+
+bp = Blueprint("images", __name__)
+
+
+@bp.get("/item/<item_id>/tiles/images")
+def names(item_id: str) -> Response:
+    """A JSON list of the image's associated image names, sorted."""
+    return jsonify(images.names(services(), item_id))
+
+
+@bp.get("/item/<item_id>/tiles/images/<name>")
+def image(item_id: str, name: str) -> Response:
+    """One associated image, fitted into ``width`` x ``height`` when either is given."""
+    svc = services()
+    largest = svc.settings.max_thumbnail_size
+    width = bounded_int(request.args, "width", 0, 0, largest)
+    height = bounded_int(request.args, "height", 0, 0, largest)
+    assert width is not None and height is not None
+    parsed = AssociatedRequest(
+        source=item_id,
+        name=name,
+        width=width,
+        height=height,
+        encoding=parse_encoding(request.args, svc.settings),
+    )
+    return image_response(images.image(svc, parsed), svc.settings.http_max_age)
