@@ -1,4 +1,13 @@
-"""Output encodings a client may ask for, parsed and bounded once at the edge."""
+"""Output encodings a client may ask for, parsed and bounded once at the edge.
+
+Parameter names are large_image's where it has them: ``encoding``, ``jpegQuality``,
+``jpegSubsampling``, ``tiffCompression``. large_image's tile endpoints have no WEBP or
+AVIF options (it hands WEBP and AVIF to PIL with PIL's defaults: WEBP quality 80, lossy),
+so tilecast adds ``webpQuality`` / ``webpLossless`` and ``avifQuality`` in the same
+style, defaulting to what large_image produces. Every option that changes the bytes is
+part of :attr:`EncodingOptions.key_part`; options of other formats are not, so they
+never split the cache.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +23,10 @@ CONTENT_TYPES: dict[str, str] = {
     "PNG": "image/png",
     "WEBP": "image/webp",
     "TIFF": "image/tiff",
+    "AVIF": "image/avif",
 }
+# Other spellings of the formats; JFIF is large_image's "JPEG through PIL" alias.
+FORMAT_ALIASES: dict[str, str] = {"JPG": "JPEG", "JFIF": "JPEG", "TIF": "TIFF"}
 # large_image's names for TIFF compression, mapped to libvips' names.
 TIFF_COMPRESSIONS: dict[str, str] = {
     "raw": "none",
@@ -28,6 +40,10 @@ TIFF_COMPRESSIONS: dict[str, str] = {
     "zstd": "zstd",
 }
 DEFAULT_JPEG_QUALITY = 95
+DEFAULT_WEBP_QUALITY = 80  # PIL's default, what large_image's WEBP output gets
+DEFAULT_AVIF_QUALITY = 75  # PIL's default, what large_image's AVIF output gets
+_TRUE = frozenset({"true", "on", "yes", "1"})
+_FALSE = frozenset({"false", "off", "no", "0", ""})
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,9 @@ class EncodingOptions:
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
     jpeg_subsampling: int = 0
     tiff_compression: str = "raw"
+    webp_quality: int = DEFAULT_WEBP_QUALITY
+    webp_lossless: bool = False
+    avif_quality: int = DEFAULT_AVIF_QUALITY
 
     @property
     def content_type(self) -> str:
@@ -49,8 +68,11 @@ class EncodingOptions:
         if self.format == "JPEG":
             return f"JPEG.q{self.jpeg_quality}.s{self.jpeg_subsampling}"
         if self.format == "WEBP":
-            return f"WEBP.q{self.jpeg_quality}"
+            return "WEBP.lossless" if self.webp_lossless else f"WEBP.q{self.webp_quality}"
+        if self.format == "AVIF":
+            return f"AVIF.q{self.avif_quality}"
         if self.format == "TIFF":
+            # JPEG-in-TIFF uses PIL's own quality, as in large_image: no quality here.
             return f"TIFF.{TIFF_COMPRESSIONS[self.tiff_compression]}"
         return self.format
 
@@ -60,6 +82,9 @@ class EncodingOptions:
             "jpeg_quality": self.jpeg_quality,
             "jpeg_subsampling": self.jpeg_subsampling,
             "tiff_compression": self.tiff_compression,
+            "webp_quality": self.webp_quality,
+            "webp_lossless": self.webp_lossless,
+            "avif_quality": self.avif_quality,
         }
 
     @classmethod
@@ -69,16 +94,18 @@ class EncodingOptions:
             jpeg_quality=int(payload["jpeg_quality"]),
             jpeg_subsampling=int(payload["jpeg_subsampling"]),
             tiff_compression=str(payload["tiff_compression"]),
+            webp_quality=int(payload.get("webp_quality", DEFAULT_WEBP_QUALITY)),
+            webp_lossless=bool(payload.get("webp_lossless", False)),
+            avif_quality=int(payload.get("avif_quality", DEFAULT_AVIF_QUALITY)),
         )
 
     @classmethod
     def from_query(
         cls, args: Mapping[str, str], *, default_quality: int = DEFAULT_JPEG_QUALITY
     ) -> EncodingOptions:
-        """Parse large_image's query parameters (``encoding``, ``jpegQuality``, ...)."""
+        """Parse the query parameters (``encoding``, ``jpegQuality``, ...)."""
         fmt = (args.get("encoding") or "JPEG").upper()
-        if fmt == "JPG":
-            fmt = "JPEG"
+        fmt = FORMAT_ALIASES.get(fmt, fmt)
         if fmt not in CONTENT_TYPES:
             raise BadRequest(
                 f"unknown encoding {args.get('encoding')!r}; one of {', '.join(CONTENT_TYPES)}",
@@ -92,5 +119,28 @@ class EncodingOptions:
                 f"unknown tiffCompression {compression!r}; one of {', '.join(TIFF_COMPRESSIONS)}",
                 parameter="tiffCompression",
             )
-        assert quality is not None and subsampling is not None
-        return cls(fmt, quality, subsampling, compression)
+        webp_quality = bounded_int(args, "webpQuality", DEFAULT_WEBP_QUALITY, 1, 100)
+        avif_quality = bounded_int(args, "avifQuality", DEFAULT_AVIF_QUALITY, 1, 100)
+        assert None not in (quality, subsampling, webp_quality, avif_quality)
+        return cls(
+            fmt,
+            int(quality),  # type: ignore[arg-type]
+            int(subsampling),  # type: ignore[arg-type]
+            compression,
+            webp_quality=int(webp_quality),  # type: ignore[arg-type]
+            webp_lossless=parse_bool(args, "webpLossless"),
+            avif_quality=int(avif_quality),  # type: ignore[arg-type]
+        )
+
+
+def parse_bool(args: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """A boolean query parameter, spelled as large_image's girder plugin accepts them."""
+    raw = args.get(name)
+    if raw is None:
+        return default
+    text = raw.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise BadRequest(f"{name} must be true or false, not {raw!r}", parameter=name)

@@ -27,7 +27,8 @@ def test_options_that_do_not_change_bytes_do_not_change_keys() -> None:
     png_b = EncodingOptions("PNG", jpeg_quality=90)
     assert png_a.key_part == png_b.key_part == "PNG"
     assert EncodingOptions("TIFF", tiff_compression="zip").key_part == "TIFF.deflate"
-    assert EncodingOptions("WEBP", jpeg_quality=70).key_part == "WEBP.q70"
+    assert EncodingOptions("WEBP", jpeg_quality=70, webp_quality=70).key_part == "WEBP.q70"
+    assert EncodingOptions("WEBP", jpeg_quality=70).key_part == "WEBP.q80"  # jpegQuality: JPEG only
 
 
 def test_payload_round_trips() -> None:

@@ -1,0 +1,140 @@
+"""Regions, pixels, histograms and band information: parsing, the hit path, the miss path.
+
+Each is a request type of common/regions.py named by its canonical key. A hit is one
+Redis round trip, like a tile's; a miss first checks the request against the image's
+metadata (frame, and for regions and histograms the area and output size: a 400 naming
+the parameter before any worker is asked), then goes through the tiles' single-flight
+miss path (``api.handlers.tiles.render``). JSON answers are computed by workers too:
+the api never imports numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from api.handlers.tiles import Image, metadata, render
+from api.parsing import parse_encoding, parse_frame, parse_style
+from api.services import Services
+from api.tilerange import check_frame
+from common.errors import BadRequest
+from common.protocol import (
+    TASK_RENDER_BANDS,
+    TASK_RENDER_HISTOGRAM,
+    TASK_RENDER_PIXEL,
+    TASK_RENDER_REGION,
+    request_payload,
+)
+from common.regions import (
+    JSON_CONTENT_TYPE,
+    BandsRequest,
+    HistogramRequest,
+    PixelRequest,
+    RegionRequest,
+    RegionSpec,
+    parse_output_side,
+    parse_units,
+)
+from common.settings import Settings
+
+AnyRequest = RegionRequest | PixelRequest | HistogramRequest | BandsRequest
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+def parse_region_request(source: str, args: Mapping[str, str], settings: Settings) -> RegionRequest:
+    return RegionRequest(
+        source=source,
+        spec=RegionSpec.from_query(args),
+        width=parse_output_side(args, "width"),
+        height=parse_output_side(args, "height"),
+        frame=parse_frame(args),
+        style=parse_style(args, settings),
+        encoding=parse_encoding(args, settings),
+    )
+
+
+def parse_pixel_request(source: str, args: Mapping[str, str]) -> PixelRequest:
+    """``left`` and ``top`` (0 when absent, as in large_image), ``units``, ``frame``."""
+    spec = RegionSpec.from_query({k: v for k, v in args.items() if k in ("left", "top")})
+    return PixelRequest(
+        source=source,
+        left=spec.left or 0.0,
+        top=spec.top or 0.0,
+        units=parse_units(args),
+        frame=parse_frame(args),
+    )
+
+
+def parse_histogram_request(source: str, args: Mapping[str, str]) -> HistogramRequest:
+    return HistogramRequest.from_query(source, parse_frame(args), args)
+
+
+def parse_bands_request(source: str, args: Mapping[str, str]) -> BandsRequest:
+    return BandsRequest(source=source, frame=parse_frame(args))
+
+
+# --- hit and miss paths ----------------------------------------------------------------
+
+
+def region(svc: Services, request: RegionRequest) -> Image:
+    def check(meta: Mapping[str, Any]) -> None:
+        request.plan(**_geometry(meta), max_pixels=svc.settings.max_region_pixels)
+
+    return _deferred(
+        svc, request, TASK_RENDER_REGION, request.encoding.content_type, request.frame, check
+    )
+
+
+def pixel(svc: Services, request: PixelRequest) -> Image:
+    return _deferred(svc, request, TASK_RENDER_PIXEL, JSON_CONTENT_TYPE, request.frame, None)
+
+
+def histogram(svc: Services, request: HistogramRequest) -> Image:
+    def check(meta: Mapping[str, Any]) -> None:
+        request.plan(**_geometry(meta), max_pixels=svc.settings.max_region_pixels)
+
+    return _deferred(svc, request, TASK_RENDER_HISTOGRAM, JSON_CONTENT_TYPE, request.frame, check)
+
+
+def bands(svc: Services, request: BandsRequest) -> Image:
+    return _deferred(svc, request, TASK_RENDER_BANDS, JSON_CONTENT_TYPE, request.frame, None)
+
+
+def _geometry(meta: Mapping[str, Any]) -> dict[str, int]:
+    try:
+        return {
+            "size_x": int(meta["sizeX"]),
+            "size_y": int(meta["sizeY"]),
+            "levels": int(meta["levels"]),
+        }
+    except (KeyError, TypeError, ValueError):  # a record this api cannot judge
+        raise BadRequest("the image's size is unknown") from None
+
+
+def _deferred(
+    svc: Services,
+    request: AnyRequest,
+    task: str,
+    content_type: str,
+    frame: int,
+    check: Callable[[Mapping[str, Any]], None] | None,
+) -> Image:
+    """The answer named by its key; loading reads the cache, else (after the checks a
+    miss pays for) renders it through the shared miss path."""
+    generation = svc.generations.get(request.source)
+    key = request.key(generation)
+    payload = request_payload(request, generation)
+
+    def load() -> bytes:
+        data = svc.cache.get(key)
+        if data is not None:
+            return data
+        meta = metadata(svc, request.source)
+        check_frame(frame, meta)
+        if check is not None:
+            check(meta)
+        return render(svc, key, task, payload)
+
+    return Image(key, content_type, load)
