@@ -6,7 +6,7 @@ a TTL when one is configured so that a Redis shared with state can use volatile-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis
 
@@ -26,6 +26,15 @@ class TileCache:
 
     def put(self, key: str, data: bytes) -> None:
         self.client.set(key, data, ex=self.ttl or None)
+
+    def put_many(self, items: Mapping[str, bytes]) -> None:
+        """Several ``put`` in one round trip."""
+        if not items:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key, data in items.items():
+            pipe.set(key, data, ex=self.ttl or None)
+        pipe.execute()
 
     def exists(self, key: str) -> bool:
         return bool(self.client.exists(key))

@@ -9,6 +9,7 @@ render failed, then drops the marker. Every api process listens on that one chan
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,15 @@ class Completion:
 def announce(state: redis.Redis, completion: Completion) -> None:
     """Tell every waiter; the marker goes so that a failed render is retried by the
     next asker instead of being poisoned until the TTL."""
+    announce_many(state, [completion])
+
+
+def announce_many(state: redis.Redis, completions: Sequence[Completion]) -> None:
+    """``announce`` for several keys in one round trip."""
+    if not completions:
+        return
     pipe = state.pipeline(transaction=False)
-    pipe.delete(inflight_key(completion.key))
-    pipe.publish(DONE_CHANNEL, completion.encode())
+    for completion in completions:
+        pipe.delete(inflight_key(completion.key))
+        pipe.publish(DONE_CHANNEL, completion.encode())
     pipe.execute()

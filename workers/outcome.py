@@ -1,0 +1,30 @@
+"""What a failed render tells its waiters: one mapping from exceptions to completions.
+
+A :class:`TilecastError` travels with its own payload (its HTTP status and message); a
+Redis outage becomes a 503; anything else is logged with its traceback here and reaches
+the client as RenderFailed, without internal paths or details.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from common.errors import RenderFailed, ServiceUnavailable, TilecastError
+from common.inflight import Completion
+
+log = logging.getLogger(__name__)
+
+
+def failure(key: str, exc: Exception) -> Completion:
+    """The completion announcing that ``key`` could not be rendered because of ``exc``."""
+    if isinstance(exc, TilecastError):
+        log.info("%s failed: %s: %s", key, exc.code, exc.message)
+        return Completion(key, error=exc.to_payload())
+    if isinstance(exc, redis.RedisError):
+        log.warning("%s failed: Redis is unavailable: %s", key, exc)
+        error = ServiceUnavailable("the cache is unavailable; retry later")
+        return Completion(key, error=error.to_payload())
+    log.error("%s failed", key, exc_info=exc)
+    return Completion(key, error=RenderFailed("the render failed").to_payload())
