@@ -16,13 +16,17 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from common.inflight import DONE_CHANNEL, Completion
 from common.protocol import (
+    QUEUE_BULK,
     QUEUE_INTERACTIVE,
     TASK_RENDER_TILE,
+    TASK_RENDER_TILES,
     make_celery,
     render_tile_payload,
+    render_tiles_payload,
 )
 from common.settings import Settings
 from common.tiles import TileRequest
@@ -50,33 +54,72 @@ LEVELS = (
 
 
 def dispatch_celery(
-    stack: harness.Stack, source_id: str, tiles: list[tuple[int, int, int]], timeout: float
+    stack: harness.Stack,
+    source_id: str,
+    tiles: list[tuple[int, int, int]],
+    timeout: float,
+    style: str | None = None,
 ) -> tuple[float, int]:
-    """Send every tile as a task; seconds until the last completion, and errors."""
-    settings = Settings.from_env(stack.env)
-    app = make_celery(settings)
-    client = stack.redis.client()
+    """Send every tile as a ``tilecast.render_tile`` task (``style``: canonical style
+    JSON); seconds until the last completion, and errors."""
     gen = harness.generation(stack, source_id)
-    requests = [TileRequest(source_id, z, x, y) for z, x, y in tiles]
-    pending = {r.key(gen) for r in requests}
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    requests = [TileRequest(source_id, z, x, y, style=style) for z, x, y in tiles]
+    messages = [
+        (TASK_RENDER_TILE, render_tile_payload(r, gen), QUEUE_INTERACTIVE) for r in requests
+    ]
+    return send_and_wait(stack, messages, {r.key(gen) for r in requests}, timeout)
+
+
+def tile_blocks(tiles: list[tuple[int, int, int]], side: int) -> list[list[tuple[int, int, int]]]:
+    """``tiles`` of one level grouped into side x side squares of neighbours."""
+    groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for z, x, y in tiles:
+        groups.setdefault((x // side, y // side), []).append((z, x, y))
+    return [groups[k] for k in sorted(groups, key=lambda k: (k[1], k[0]))]
+
+
+def dispatch_batches(
+    stack: harness.Stack,
+    source_id: str,
+    tiles: list[tuple[int, int, int]],
+    timeout: float,
+    style: str | None = None,
+    side: int = 4,
+) -> tuple[float, int]:
+    """Send the tiles as ``tilecast.render_tiles`` tasks of side x side neighbours on the
+    bulk queue (the pre-rendering path); seconds until the last completion, and errors."""
+    gen = harness.generation(stack, source_id)
+    blocks = [
+        [TileRequest(source_id, z, x, y, style=style) for z, x, y in group]
+        for group in tile_blocks(tiles, side)
+    ]
+    messages = [(TASK_RENDER_TILES, render_tiles_payload(b, gen), QUEUE_BULK) for b in blocks]
+    return send_and_wait(stack, messages, {r.key(gen) for b in blocks for r in b}, timeout)
+
+
+def send_and_wait(
+    stack: harness.Stack,
+    messages: list[tuple[str, dict[str, Any], str]],
+    keys: set[str],
+    timeout: float,
+) -> tuple[float, int]:
+    """Send (task name, payload, queue) messages at once; seconds until a completion for
+    every key has arrived on ``tc:done``, and how many of those were errors."""
+    app = make_celery(Settings.from_env(stack.env))
+    pending = set(keys)
+    pubsub = stack.redis.client().pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(DONE_CHANNEL)
     while pubsub.get_message(timeout=1.0) is None and not pubsub.subscribed:
         pass
     errors = 0
     with app.producer_or_acquire() as producer:
         start = time.perf_counter()
-        for request in requests:
-            app.send_task(
-                TASK_RENDER_TILE,
-                args=[render_tile_payload(request, gen)],
-                queue=QUEUE_INTERACTIVE,
-                producer=producer,
-            )
+        for name, payload, queue in messages:
+            app.send_task(name, args=[payload], queue=queue, producer=producer)
         deadline = time.monotonic() + timeout
         while pending:
             if time.monotonic() > deadline:
-                raise BenchError(f"{len(pending)} of {len(tiles)} tiles not done in {timeout}s")
+                raise BenchError(f"{len(pending)} of {len(keys)} tiles not done in {timeout}s")
             message = pubsub.get_message(timeout=1.0)
             if message is None or message["type"] != "message":
                 continue

@@ -244,7 +244,9 @@ class Stack:
 def start_worker(
     procs: Processes, env: Mapping[str, str], concurrency: int, name: str = "worker"
 ) -> Child:
-    argv = tilecast_argv("worker", "--queues", "interactive", "--concurrency", str(concurrency))
+    argv = tilecast_argv(
+        "worker", "--queues", "interactive,bulk", "--concurrency", str(concurrency)
+    )
     return procs.start(name, argv, env)
 
 

@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from tests.bench import bench_hits, bench_latency, bench_render, harness
+from tests.bench import bench_hits, bench_latency, bench_render, bench_style, harness
 from tests.bench.report import Section, document, machine
 from tests.bench.wrk import ensure_wrk, wrk_version
 
-BENCHMARKS = ("hits", "latency", "render")
+BENCHMARKS = ("hits", "latency", "render", "style")
 WIDTH, HEIGHT = 16384, 12288
 DEFAULT_OUTPUT = harness.REPO / "docs" / "BENCHMARKS.md"
 
@@ -163,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             print("benchmark 3: render throughput", flush=True)
             levels = bench_render.LEVELS[1:] if args.quick else bench_render.LEVELS
             sections.append(bench_render.run(ctx, levels=levels))
+        if "style" in args.only:
+            print("benchmark 4: styled-tile render throughput", flush=True)
+            sections.append(bench_style.run(ctx))
         ok = True
     finally:
         if not ok:
