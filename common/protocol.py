@@ -7,11 +7,14 @@ the worker code. Results travel through the cache and the ``tc:done`` channel
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celery import Celery
 from kombu import Queue
 
+from common.associated import AssociatedRequest
+from common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
 from common.settings import Settings
 from common.tiles import ThumbnailRequest, TileRequest
 
@@ -21,7 +24,17 @@ QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
 
 TASK_RENDER_TILE = "tilecast.render_tile"
 TASK_RENDER_THUMBNAIL = "tilecast.render_thumbnail"
+# A block of tiles of one level, source, frame, style and encoding (bulk rendering):
+# render_tiles_payload / tile_requests_from_payload below.
+TASK_RENDER_TILES = "tilecast.render_tiles"
 TASK_DESCRIBE_SOURCE = "tilecast.describe_source"
+TASK_RENDER_ASSOCIATED = "tilecast.render_associated"
+# Regions, pixels, histograms and band information (common/regions.py): each payload is
+# {"request": X.to_payload(), "generation": g}; the result is written under X.key(g).
+TASK_RENDER_REGION = "tilecast.render_region"
+TASK_RENDER_PIXEL = "tilecast.render_pixel"
+TASK_RENDER_HISTOGRAM = "tilecast.render_histogram"
+TASK_RENDER_BANDS = "tilecast.render_bands"
 
 
 def make_celery(settings: Settings, main: str = "tilecast") -> Celery:
@@ -48,7 +61,42 @@ def render_tile_payload(request: TileRequest, generation: int) -> dict[str, Any]
     return {"request": request.to_payload(), "generation": generation}
 
 
+def render_tiles_payload(requests: Sequence[TileRequest], generation: int) -> dict[str, Any]:
+    """One task for many tiles that differ only in x and y (what a worker renders
+    together, reusing what it decoded, with one Redis round trip per flush)."""
+    first = requests[0]
+    payload = render_tile_payload(first, generation)
+    del payload["request"]["x"], payload["request"]["y"]
+    for request in requests:
+        if (request.source, request.z, request.frame, request.style, request.encoding) != (
+            first.source,
+            first.z,
+            first.frame,
+            first.style,
+            first.encoding,
+        ):
+            raise ValueError("the tiles of one render_tiles task must share all but x and y")
+    payload["tiles"] = [[request.x, request.y] for request in requests]
+    return payload
+
+
+def tile_requests_from_payload(payload: Mapping[str, Any]) -> list[TileRequest]:
+    common = dict(payload["request"])
+    return [TileRequest.from_payload({**common, "x": x, "y": y}) for x, y in payload["tiles"]]
+
+
 def render_thumbnail_payload(request: ThumbnailRequest, generation: int) -> dict[str, Any]:
+    return {"request": request.to_payload(), "generation": generation}
+
+
+def request_payload(
+    request: RegionRequest | PixelRequest | HistogramRequest | BandsRequest, generation: int
+) -> dict[str, Any]:
+    """The payload of the region, pixel, histogram and bands tasks."""
+    return {"request": request.to_payload(), "generation": generation}
+
+
+def render_associated_payload(request: AssociatedRequest, generation: int) -> dict[str, Any]:
     return {"request": request.to_payload(), "generation": generation}
 
 

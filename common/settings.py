@@ -45,6 +45,9 @@ class Settings:
     # Request bounds.
     max_style_bytes: int = 16 * 1024
     max_thumbnail_size: int = 4096
+    # Largest region (and histogram analysis) output, in pixels: past it a 400 naming
+    # width. A region is read from a level at most twice its output size per side.
+    max_region_pixels: int = 4096 * 4096
     # Decoding bound: images (or levels read whole) beyond this many pixels are refused.
     max_decode_pixels: int = 2 * 10**11
     # HTTP caching of tiles.

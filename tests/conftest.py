@@ -90,6 +90,15 @@ def images(source_root: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def frame_images(source_root: Path) -> dict[str, Path]:
+    """Multi-frame, OME, uint16/int16/float32, 1-6 band and SVS-like files (name -> path);
+    see tests/images_frames.py FRAME_IMAGES for what each holds."""
+    from tests.images_frames import make_frame_images
+
+    return make_frame_images(source_root / "frames")
+
+
+@pytest.fixture(scope="session")
 def outside_file(tmp_path_factory: pytest.TempPathFactory, images: dict[str, Path]) -> Path:
     """A readable image that is not below the source root."""
     path = tmp_path_factory.mktemp("outside") / "outside.png"
@@ -246,3 +255,9 @@ def sources(api: ApiServer, images: dict[str, Path]) -> dict[str, str]:
     """Every readable test image registered over HTTP: name -> source id."""
     good = {name: path for name, path in images.items() if name not in BAD_IMAGES}
     return {name: api.register(path) for name, path in good.items()}
+
+
+@pytest.fixture(scope="session")
+def frame_sources(api: ApiServer, frame_images: dict[str, Path]) -> dict[str, str]:
+    """Every file of ``frame_images`` registered over HTTP: name -> source id."""
+    return {name: api.register(path) for name, path in frame_images.items()}

@@ -16,18 +16,22 @@ import pyvips
 import redis
 
 from common import stats
+from common.associated import AssociatedRequest
 from common.cache import TileCache
 from common.errors import BadRequest
 from common.redisconn import connect
+from common.regions import RegionRequest
 from common.registry import SourceRegistry
 from common.settings import Settings
 from common.tiles import ThumbnailRequest, TileRequest
+from workers import associated
+from workers.bandstats import BandStats, BandStatsCache
 from workers.encode import encode_pixels, encode_tile, to_uint8
 from workers.sourcecache import SourceCache, StyledSource
 from workers.sources import ImageSource, open_source
 from workers.style import compile_style
 from workers.synthesis import RawTiles, WorkCounters
-from workers.thumbnail import assemble_level, resize, style_ranges, thumbnail_level
+from workers.thumbnail import assemble_level, resize, thumbnail_level
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ class Renderer:
         self.cache = TileCache(self.cache_client, ttl=settings.tile_ttl)
         self.registry = SourceRegistry(self.state)
         self.sources = SourceCache(settings.source_cache_count, settings.source_cache_bytes)
+        # Whole-image band statistics for styles, shared by every worker via Redis.
+        self.band_stats = BandStatsCache(self.cache)
         self.counters = WorkCounters()
 
     # -- sources ----------------------------------------------------------------------------
@@ -66,7 +72,9 @@ class Renderer:
         """The unstyled source (opened from the registry's path on a miss)."""
         return self.sources.unstyled(source_id, generation, lambda: self._open(source_id))
 
-    def styled(self, request: TileRequest | ThumbnailRequest, generation: int) -> StyledSource:
+    def styled(
+        self, request: TileRequest | ThumbnailRequest | RegionRequest, generation: int
+    ) -> StyledSource:
         return self.sources.styled(
             request.source,
             generation,
@@ -117,11 +125,33 @@ class Renderer:
         ``read(f)`` returns the unstyled (height, width, bands) pixels of that same area
         in frame ``f``: a style may need other frames than the one asked for. Every
         caller styles through here, so tiles, regions and thumbnails agree.
+
+        The result is uint8, or uint16 / float32 (0-1) when the style's ``dtype`` asks
+        for it. A style naming a frame the source lacks is a 400 naming ``style``;
+        whole-image statistics come from ``self.band_stats`` (shared through Redis).
         """
-        if styled.style is None:
+        style = styled.style
+        if style is None:
             return to_uint8(read(frame))
-        ranges = style_ranges(styled, tiles, frame)
-        return to_uint8(styled.style.apply(read(frame), ranges))
+        frames = style.frames(frame)
+        count = styled.source.frame_count
+        for wanted in frames:
+            if not 0 <= wanted < count:
+                raise BadRequest(
+                    f"style reads frame {wanted}, which does not exist (0 to {count - 1})",
+                    parameter="style",
+                )
+        pixels: dict[int, np.ndarray] = {}
+
+        def read_once(wanted: int) -> np.ndarray:
+            if wanted not in pixels:
+                pixels[wanted] = read(wanted)
+            return pixels[wanted]
+
+        def stats(wanted: int, histogram: bool) -> BandStats:
+            return self.band_stats.get(tiles, wanted, histogram)
+
+        return style.apply(read_once(frame), frame, read_once, stats)
 
     def render_thumbnail(self, request: ThumbnailRequest, generation: int) -> bytes:
         limit = self.settings.max_thumbnail_size
@@ -136,6 +166,11 @@ class Renderer:
             styled, tiles, request.frame, lambda frame: assemble_level(tiles, z, frame)
         )
         return encode_pixels(resize(pixels, out_w, out_h), styled.encoding)
+
+    def render_associated(self, request: AssociatedRequest, generation: int) -> bytes:
+        """An associated image (label, macro, ...) or the JSON list of their names."""
+        source = self.open(request.source, generation)
+        return associated.render_associated(source, request, self.settings.max_thumbnail_size)
 
     # -- bookkeeping ------------------------------------------------------------------------
     def flush_counters(self, **extra: int) -> None:

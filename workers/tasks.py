@@ -15,19 +15,39 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import redis
 from celery.signals import worker_process_init
 
 from common import stats
-from common.errors import RenderFailed, ServiceUnavailable, TilecastError
+from common.associated import AssociatedRequest
 from common.inflight import Completion, announce
-from common.protocol import TASK_DESCRIBE_SOURCE, TASK_RENDER_THUMBNAIL, TASK_RENDER_TILE
+from common.protocol import (
+    TASK_DESCRIBE_SOURCE,
+    TASK_RENDER_ASSOCIATED,
+    TASK_RENDER_BANDS,
+    TASK_RENDER_HISTOGRAM,
+    TASK_RENDER_PIXEL,
+    TASK_RENDER_REGION,
+    TASK_RENDER_THUMBNAIL,
+    TASK_RENDER_TILE,
+    TASK_RENDER_TILES,
+    tile_requests_from_payload,
+)
+from common.regions import (
+    REGIONS_RENDERED,
+    BandsRequest,
+    HistogramRequest,
+    PixelRequest,
+    RegionRequest,
+)
 from common.registry import SourceRecord
 from common.settings import get_settings
 from common.tiles import ThumbnailRequest, TileRequest
+from workers import histogram, region
+from workers.batch import render_batch
 from workers.celeryapp import app
 from workers.describe import describe_path
 from workers.engine import Renderer
+from workers.outcome import failure
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +96,23 @@ def render_tile(payload: Mapping[str, Any]) -> None:
         ),
         counter=stats.TILES_RENDERED,
     )
+
+
+@app.task(name=TASK_RENDER_TILES, ignore_result=True)
+def render_tiles(payload: Mapping[str, Any]) -> None:
+    """A block of tiles of one level (workers/batch.py)."""
+    try:
+        requests = tile_requests_from_payload(payload)
+        generation = int(payload["generation"])
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("malformed %s payload: %s", TASK_RENDER_TILES, exc)
+        return
+    try:
+        render_batch(get_renderer(), requests, generation)
+    except Exception:
+        # Redis went away mid-batch: the waiters re-check the cache and time out, and
+        # the in-flight markers expire; nothing here can tell them more.
+        log.exception("%s of %d tiles failed", TASK_RENDER_TILES, len(requests))
 
 
 @app.task(name=TASK_RENDER_THUMBNAIL, ignore_result=True)
@@ -138,18 +175,8 @@ def _complete(
         if work() and counter:
             extra[counter] = 1
         completion = Completion(key)
-    except TilecastError as exc:
-        log.info("%s failed: %s: %s", key, exc.code, exc.message)
-        completion = Completion(key, error=exc.to_payload())
-        extra[stats.RENDER_ERRORS] = 1
-    except redis.RedisError as exc:
-        log.warning("%s failed: Redis is unavailable: %s", key, exc)
-        error = ServiceUnavailable("the cache is unavailable; retry later")
-        completion = Completion(key, error=error.to_payload())
-        extra[stats.RENDER_ERRORS] = 1
-    except Exception:
-        log.exception("%s failed", key)
-        completion = Completion(key, error=RenderFailed("the render failed").to_payload())
+    except Exception as exc:
+        completion = failure(key, exc)
         extra[stats.RENDER_ERRORS] = 1
     try:
         renderer.flush_counters(**extra)
@@ -160,3 +187,97 @@ def _complete(
     except Exception:
         # The waiters re-check the cache about once a second and time out otherwise.
         log.exception("could not announce the completion of %s", key)
+
+
+@app.task(name=TASK_RENDER_ASSOCIATED, ignore_result=True)
+def render_associated(payload: Mapping[str, Any]) -> None:
+    """An associated image (label, macro, thumbnail) or the list of their names."""
+    try:
+        request = AssociatedRequest.from_payload(payload["request"])
+        generation = int(payload["generation"])
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("malformed %s payload %r: %s", TASK_RENDER_ASSOCIATED, payload, exc)
+        return
+    renderer = get_renderer()
+    key = request.key(generation)
+    _complete(
+        renderer,
+        key,
+        lambda: _render_into_cache(
+            renderer, key, lambda: renderer.render_associated(request, generation)
+        ),
+        counter=None,
+    )
+
+
+# --- regions, pixels, histograms, band information (common/regions.py) -----------------
+
+RegionLike = RegionRequest | PixelRequest | HistogramRequest | BandsRequest
+
+
+def _render_request(
+    payload: Mapping[str, Any],
+    task: str,
+    parse: Callable[[Mapping[str, Any]], Any],
+    render: Callable[[Renderer, Any, int], bytes],
+    counter: str | None,
+) -> None:
+    """The region, pixel, histogram and bands tasks: the tile task's shape."""
+    try:
+        request: RegionLike = parse(payload["request"])
+        generation = int(payload["generation"])
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("malformed %s payload %r: %s", task, payload, exc)
+        return
+    renderer = get_renderer()
+    key = request.key(generation)
+    _complete(
+        renderer,
+        key,
+        lambda: _render_into_cache(renderer, key, lambda: render(renderer, request, generation)),
+        counter=counter,
+    )
+
+
+@app.task(name=TASK_RENDER_REGION, ignore_result=True)
+def render_region(payload: Mapping[str, Any]) -> None:
+    _render_request(
+        payload,
+        TASK_RENDER_REGION,
+        RegionRequest.from_payload,
+        region.render_region,
+        REGIONS_RENDERED,
+    )
+
+
+@app.task(name=TASK_RENDER_PIXEL, ignore_result=True)
+def render_pixel(payload: Mapping[str, Any]) -> None:
+    _render_request(
+        payload,
+        TASK_RENDER_PIXEL,
+        PixelRequest.from_payload,
+        lambda r, request, g: region.json_bytes(region.pixel_values(r, request, g)),
+        None,
+    )
+
+
+@app.task(name=TASK_RENDER_HISTOGRAM, ignore_result=True)
+def render_histogram(payload: Mapping[str, Any]) -> None:
+    _render_request(
+        payload,
+        TASK_RENDER_HISTOGRAM,
+        HistogramRequest.from_payload,
+        lambda r, request, g: region.json_bytes(histogram.histogram(r, request, g)),
+        None,
+    )
+
+
+@app.task(name=TASK_RENDER_BANDS, ignore_result=True)
+def render_bands(payload: Mapping[str, Any]) -> None:
+    _render_request(
+        payload,
+        TASK_RENDER_BANDS,
+        BandsRequest.from_payload,
+        lambda r, request, g: region.json_bytes(histogram.band_information(r, request, g)),
+        None,
+    )

@@ -70,3 +70,8 @@ def _render(svc: Services, key: str, task: str, payload: dict[str, Any]) -> byte
         lookup=lambda: svc.cache.get(key),
         send=lambda: svc.sender.send(task, payload),
     )
+
+
+# The one miss path (single-flight dispatch, waiting on completion), shared with
+# regions, pixels, histograms and band information (api/handlers/regions.py).
+render = _render

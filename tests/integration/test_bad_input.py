@@ -69,7 +69,8 @@ def test_bad_parameters(
 
 
 def test_frame_out_of_range(api: ApiServer, sources: dict[str, str]) -> None:
-    body = assert_error(api.get(f"/item/{sources['pyramid']}/tiles/zxy/0/0/0?frame=3"), 404)
+    # A frame the image lacks is a bad parameter (400), unlike a tile outside it (404).
+    body = assert_error(api.get(f"/item/{sources['pyramid']}/tiles/zxy/0/0/0?frame=3"), 400)
     assert body["parameter"] == "frame"
 
 

@@ -153,7 +153,7 @@ def test_out_of_range_is_checked_on_the_miss_path(app: Flask, client: FlaskClien
         assert response.get_json()["error"] == "tile_out_of_range"
         assert response.get_json()["parameter"] == parameter
     frame = client.get(f"/item/{source}/tiles/zxy/0/0/0?frame=1")
-    assert frame.status_code == 404 and frame.get_json()["parameter"] == "frame"
+    assert frame.status_code == 400 and frame.get_json()["parameter"] == "frame"
     assert sender(app).sent == []
 
 
