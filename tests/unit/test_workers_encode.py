@@ -53,13 +53,19 @@ def test_formats_and_modes(fmt: str, bands: int, mode: str) -> None:
         assert np.array_equal(np.asarray(image).reshape(pixels.shape), pixels)
 
 
+@pytest.mark.parametrize("bands", [1, 2, 3, 4])
 @pytest.mark.parametrize("subsampling", [0, 1, 2])
-def test_jpeg_options_match_pil_as_large_image_uses_it(subsampling: int) -> None:
-    pixels = _pixels()
+def test_jpeg_bytes_are_large_images(subsampling: int, bands: int) -> None:
+    from large_image.tilesource.utilities import _encodeImage
+
+    pixels = _pixels(bands)
     data = encode_pixels(pixels, EncodingOptions("JPEG", 80, subsampling))
-    reference = io.BytesIO()
-    PIL.Image.fromarray(pixels).save(reference, "JPEG", quality=80, subsampling=subsampling)
-    assert data == reference.getvalue()
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[bands]
+    image = PIL.Image.fromarray(pixels[:, :, 0] if bands == 1 else pixels, mode)
+    reference, _mimetype = _encodeImage(image, "JPEG", jpegQuality=80, jpegSubsampling=subsampling)
+    assert data == bytes(reference)
+    if bands < 3:
+        return
     from PIL import JpegImagePlugin
 
     assert JpegImagePlugin.get_sampling(_open(data)) == subsampling
