@@ -84,7 +84,7 @@ def dispatch_batches(
     tiles: list[tuple[int, int, int]],
     timeout: float,
     style: str | None = None,
-    side: int = 4,
+    side: int = 8,
 ) -> tuple[float, int]:
     """Send the tiles as ``tilecast.render_tiles`` tasks of side x side neighbours on the
     bulk queue (the pre-rendering path); seconds until the last completion, and errors."""

@@ -136,7 +136,7 @@ def run(ctx: harness.BenchContext, *, cases: tuple[StyleCase, ...] = CASES) -> S
             f"{WORKERS} processes on each side. *tilecast*: one Celery worker "
             f"(`--concurrency {WORKERS}`), all tiles sent at once, done at the last completion "
             "on `tc:done`, either as one `tilecast.render_tile` task per tile (what viewers "
-            "cause) or as `tilecast.render_tiles` tasks of 4x4 neighbours on the bulk queue "
+            "cause) or as `tilecast.render_tiles` tasks of 8x8 neighbours on the bulk queue "
             "(what pre-rendering sends); the source's styled and unstyled tiles are deleted "
             "before each run, the style's whole-image statistics stay cached. "
             f"*large_image*: `getTile` of the same tiles with the same style in a pool of "
@@ -149,7 +149,7 @@ def run(ctx: harness.BenchContext, *, cases: tuple[StyleCase, ...] = CASES) -> S
             "image, level",
             "tiles",
             "tilecast tiles/s, a task per tile",
-            "tilecast tiles/s, blocks of 4x4",
+            "tilecast tiles/s, blocks of 8x8",
             "large_image tiles/s",
             "ratio per tile / large_image",
             "ratio blocks / large_image",
