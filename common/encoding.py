@@ -11,6 +11,7 @@ never split the cache.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,9 @@ class EncodingOptions:
         cls, args: Mapping[str, str], *, default_quality: int = DEFAULT_JPEG_QUALITY
     ) -> EncodingOptions:
         """Parse the query parameters (``encoding``, ``jpegQuality``, ...)."""
+        if not any(name in args for name in QUERY_PARAMETERS):
+            # Most viewers name no encoding: the hit path skips the parsing.
+            return _default_options(default_quality)
         fmt = (args.get("encoding") or "JPEG").upper()
         fmt = FORMAT_ALIASES.get(fmt, fmt)
         if fmt not in CONTENT_TYPES:
@@ -131,6 +135,22 @@ class EncodingOptions:
             webp_lossless=parse_bool(args, "webpLossless"),
             avif_quality=int(avif_quality),  # type: ignore[arg-type]
         )
+
+
+QUERY_PARAMETERS = (
+    "encoding",
+    "jpegQuality",
+    "jpegSubsampling",
+    "tiffCompression",
+    "webpQuality",
+    "webpLossless",
+    "avifQuality",
+)
+
+
+@functools.cache
+def _default_options(jpeg_quality: int) -> EncodingOptions:
+    return EncodingOptions(jpeg_quality=jpeg_quality)
 
 
 def parse_bool(args: Mapping[str, str], name: str, default: bool = False) -> bool:

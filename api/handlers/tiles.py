@@ -36,7 +36,6 @@ def metadata(svc: Services, source_id: str) -> dict[str, Any]:
 def tile(svc: Services, request: TileRequest) -> Image:
     generation = svc.generations.get(request.source)
     key = request.key(generation)
-    payload = render_tile_payload(request, generation)
 
     def load() -> bytes:
         data = svc.cache.get(key)
@@ -44,7 +43,7 @@ def tile(svc: Services, request: TileRequest) -> Image:
             return data
         # Only a miss pays for the range check: a hit's key was valid when rendered.
         check_tile(request, metadata(svc, request.source))
-        return _render(svc, key, TASK_RENDER_TILE, payload)
+        return _render(svc, key, TASK_RENDER_TILE, render_tile_payload(request, generation))
 
     return Image(key, request.encoding.content_type, load)
 
@@ -52,13 +51,13 @@ def tile(svc: Services, request: TileRequest) -> Image:
 def thumbnail(svc: Services, request: ThumbnailRequest) -> Image:
     generation = svc.generations.get(request.source)
     key = request.key(generation)
-    payload = render_thumbnail_payload(request, generation)
 
     def load() -> bytes:
         data = svc.cache.get(key)
         if data is not None:
             return data
         check_frame(request.frame, metadata(svc, request.source))
+        payload = render_thumbnail_payload(request, generation)
         return _render(svc, key, TASK_RENDER_THUMBNAIL, payload)
 
     return Image(key, request.encoding.content_type, load)
