@@ -78,23 +78,50 @@ def _forget_inherited_renderer(**_kwargs: Any) -> None:
     use_renderer(None)
 
 
-@app.task(name=TASK_RENDER_TILE, ignore_result=True)
-def render_tile(payload: Mapping[str, Any]) -> None:
+CachedRequest = (
+    TileRequest
+    | ThumbnailRequest
+    | AssociatedRequest
+    | RegionRequest
+    | PixelRequest
+    | HistogramRequest
+    | BandsRequest
+)
+
+
+def _render_request(
+    payload: Mapping[str, Any],
+    task: str,
+    parse: Callable[[Mapping[str, Any]], Any],
+    render: Callable[[Renderer, Any, int], bytes],
+    counter: str | None,
+) -> None:
+    """Every task that renders one cached answer: parse the request, render it into
+    the cache unless it is there already, announce the outcome."""
     try:
-        request = TileRequest.from_payload(payload["request"])
+        request: CachedRequest = parse(payload["request"])
         generation = int(payload["generation"])
     except (KeyError, TypeError, ValueError) as exc:
-        log.error("malformed %s payload %r: %s", TASK_RENDER_TILE, payload, exc)
+        log.error("malformed %s payload %r: %s", task, payload, exc)
         return
     renderer = get_renderer()
     key = request.key(generation)
     _complete(
         renderer,
         key,
-        lambda: _render_into_cache(
-            renderer, key, lambda: renderer.render_tile(request, generation)
-        ),
-        counter=stats.TILES_RENDERED,
+        lambda: _render_into_cache(renderer, key, lambda: render(renderer, request, generation)),
+        counter=counter,
+    )
+
+
+@app.task(name=TASK_RENDER_TILE, ignore_result=True)
+def render_tile(payload: Mapping[str, Any]) -> None:
+    _render_request(
+        payload,
+        TASK_RENDER_TILE,
+        TileRequest.from_payload,
+        lambda r, request, g: r.render_tile(request, g),
+        stats.TILES_RENDERED,
     )
 
 
@@ -117,21 +144,12 @@ def render_tiles(payload: Mapping[str, Any]) -> None:
 
 @app.task(name=TASK_RENDER_THUMBNAIL, ignore_result=True)
 def render_thumbnail(payload: Mapping[str, Any]) -> None:
-    try:
-        request = ThumbnailRequest.from_payload(payload["request"])
-        generation = int(payload["generation"])
-    except (KeyError, TypeError, ValueError) as exc:
-        log.error("malformed %s payload %r: %s", TASK_RENDER_THUMBNAIL, payload, exc)
-        return
-    renderer = get_renderer()
-    key = request.key(generation)
-    _complete(
-        renderer,
-        key,
-        lambda: _render_into_cache(
-            renderer, key, lambda: renderer.render_thumbnail(request, generation)
-        ),
-        counter=stats.THUMBNAILS_RENDERED,
+    _render_request(
+        payload,
+        TASK_RENDER_THUMBNAIL,
+        ThumbnailRequest.from_payload,
+        lambda r, request, g: r.render_thumbnail(request, g),
+        stats.THUMBNAILS_RENDERED,
     )
 
 
@@ -192,51 +210,16 @@ def _complete(
 @app.task(name=TASK_RENDER_ASSOCIATED, ignore_result=True)
 def render_associated(payload: Mapping[str, Any]) -> None:
     """An associated image (label, macro, thumbnail) or the list of their names."""
-    try:
-        request = AssociatedRequest.from_payload(payload["request"])
-        generation = int(payload["generation"])
-    except (KeyError, TypeError, ValueError) as exc:
-        log.error("malformed %s payload %r: %s", TASK_RENDER_ASSOCIATED, payload, exc)
-        return
-    renderer = get_renderer()
-    key = request.key(generation)
-    _complete(
-        renderer,
-        key,
-        lambda: _render_into_cache(
-            renderer, key, lambda: renderer.render_associated(request, generation)
-        ),
-        counter=None,
+    _render_request(
+        payload,
+        TASK_RENDER_ASSOCIATED,
+        AssociatedRequest.from_payload,
+        lambda r, request, g: r.render_associated(request, g),
+        None,
     )
 
 
 # --- regions, pixels, histograms, band information (common/regions.py) -----------------
-
-RegionLike = RegionRequest | PixelRequest | HistogramRequest | BandsRequest
-
-
-def _render_request(
-    payload: Mapping[str, Any],
-    task: str,
-    parse: Callable[[Mapping[str, Any]], Any],
-    render: Callable[[Renderer, Any, int], bytes],
-    counter: str | None,
-) -> None:
-    """The region, pixel, histogram and bands tasks: the tile task's shape."""
-    try:
-        request: RegionLike = parse(payload["request"])
-        generation = int(payload["generation"])
-    except (KeyError, TypeError, ValueError) as exc:
-        log.error("malformed %s payload %r: %s", task, payload, exc)
-        return
-    renderer = get_renderer()
-    key = request.key(generation)
-    _complete(
-        renderer,
-        key,
-        lambda: _render_into_cache(renderer, key, lambda: render(renderer, request, generation)),
-        counter=counter,
-    )
 
 
 @app.task(name=TASK_RENDER_REGION, ignore_result=True)
