@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from common.regions import output_size as fit_size
 from workers.sources.base import ImageSource
 from workers.synthesis import RawTiles
 from workers.vipsutil import from_numpy, to_numpy
@@ -26,25 +27,11 @@ DEFAULT_SIZE = 256
 def output_size(
     width: int | None, height: int | None, region_w: int, region_h: int
 ) -> tuple[int, int]:
-    """large_image's ``_calculateWidthHeight`` (``None`` or 0 = unconstrained)."""
-    width = width or None
-    height = height or None
-    if width is None and height is None:
+    """large_image's ``_calculateWidthHeight`` as its thumbnails use it: ``None`` or 0
+    is unconstrained, and neither side given means 256 x 256."""
+    if not width and not height:
         width = height = DEFAULT_SIZE
-    if region_w == 0 or region_h == 0:
-        return 0, 0
-    if height and not width:
-        width = height * 16
-    if width and not height:
-        height = width * 16
-    assert width is not None and height is not None
-    scaled_w = max(1, int(region_w * height / region_h))
-    scaled_h = max(1, int(region_h * width / region_w))
-    if scaled_w == width or (width * region_h > height * region_w and scaled_h != height):
-        width = scaled_w
-    else:
-        height = scaled_h
-    return int(width), int(height)
+    return fit_size(width, height, region_w, region_h)
 
 
 def level_for_output(levels: int, size_x: int, size_y: int, out_w: int, out_h: int) -> int:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+import redis
 
 from common.registry import SourceRecord
 from common.settings import Settings
@@ -101,6 +102,31 @@ def renderer(wk_settings: Settings) -> Iterator[Renderer]:
     instance = Renderer(wk_settings)
     yield instance
     instance.close()
+
+
+@pytest.fixture
+def installed(renderer: Renderer) -> Iterator[Renderer]:
+    """``renderer`` as the tasks' process Renderer, tasks run eagerly (in this process)."""
+    from workers import tasks
+    from workers.celeryapp import app
+
+    app.conf.task_always_eager = True
+    tasks.use_renderer(renderer)
+    yield renderer
+    tasks.use_renderer(None)
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def done(installed: Renderer) -> Iterator[redis.client.PubSub]:
+    """A subscription to the completion channel, open before the test sends anything."""
+    from common.inflight import DONE_CHANNEL
+
+    pubsub = installed.state.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(DONE_CHANNEL)
+    pubsub.get_message(timeout=1.0)
+    yield pubsub
+    pubsub.close()
 
 
 def register_source(renderer: Renderer, path: Path) -> str:

@@ -4,39 +4,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from common import stats
-from common.inflight import DONE_CHANNEL, claim, is_inflight
+from common.inflight import claim, is_inflight
 from common.protocol import render_tiles_payload, tile_requests_from_payload
 from common.style import canonical_style
 from common.tiles import TileRequest
 from tests.unit.conftest import register_source
 from workers import tasks
-from workers.celeryapp import app
 from workers.engine import Renderer
-
-
-@pytest.fixture
-def installed(renderer: Renderer) -> Iterator[Renderer]:
-    app.conf.task_always_eager = True
-    tasks.use_renderer(renderer)
-    yield renderer
-    tasks.use_renderer(None)
-    app.conf.task_always_eager = False
-
-
-@pytest.fixture
-def done(installed: Renderer) -> Iterator[redis.client.PubSub]:
-    pubsub = installed.state.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(DONE_CHANNEL)
-    pubsub.get_message(timeout=1.0)
-    yield pubsub
-    pubsub.close()
 
 
 def announced(pubsub: redis.client.PubSub, wait: float = 1.0) -> dict[str, dict | None]:

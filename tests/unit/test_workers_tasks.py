@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import redis
 
 from common import stats
 from common.encoding import EncodingOptions
-from common.inflight import DONE_CHANNEL, claim, is_inflight
+from common.inflight import claim, is_inflight
 from common.protocol import (
     TASK_DESCRIBE_SOURCE,
     TASK_RENDER_THUMBNAIL,
@@ -30,24 +29,6 @@ from workers import tasks
 from workers.celeryapp import app
 from workers.engine import Renderer
 from workers.sources.tiffdir import TiffFile
-
-
-@pytest.fixture
-def installed(renderer: Renderer) -> Iterator[Renderer]:
-    app.conf.task_always_eager = True
-    tasks.use_renderer(renderer)
-    yield renderer
-    tasks.use_renderer(None)
-    app.conf.task_always_eager = False
-
-
-@pytest.fixture
-def done(installed: Renderer) -> Iterator[redis.client.PubSub]:
-    pubsub = installed.state.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(DONE_CHANNEL)
-    pubsub.get_message(timeout=1.0)
-    yield pubsub
-    pubsub.close()
 
 
 def completions(pubsub: redis.client.PubSub, key: str, wait: float = 2.0) -> list[dict]:
