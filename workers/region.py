@@ -21,6 +21,7 @@ and its 8-bit ``l``/``la``/``rgb``/``rgba`` rendering, as large_image's ``getPix
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -135,5 +136,17 @@ def pixel_values(renderer: Renderer, request: PixelRequest, generation: int) -> 
 
 
 def json_bytes(value: Any) -> bytes:
-    """What the cache holds for a JSON answer (pixel, histogram, bands): compact UTF-8."""
-    return json.dumps(value, separators=(",", ":")).encode()
+    """What the cache holds for a JSON answer (pixel, histogram, bands): compact UTF-8.
+    NaN and infinities (float data has them) are not JSON, and browsers' ``JSON.parse``
+    refuses them: they are sent as null."""
+    return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value

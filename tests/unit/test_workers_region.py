@@ -194,3 +194,10 @@ def test_band_information_per_frame(renderer: Renderer, wk_images: dict[str, Pat
     shared.getBandInformation(statistics=True, frame=0)
     stale = shared.getBandInformation(statistics=True, frame=1)
     assert float(stale[1]["mean"]) == pytest.approx(answers[0]["1"]["mean"])
+
+
+def test_json_answers_send_nan_and_infinities_as_null() -> None:
+    from workers.region import json_bytes
+
+    value = {"value": [1.5, float("nan")], "min": float("-inf"), "n": 3, "t": (float("inf"),)}
+    assert json_bytes(value) == b'{"value":[1.5,null],"min":null,"n":3,"t":[null]}'
