@@ -5,27 +5,80 @@ with a TTL); only the claimer sends the task; every asker waits for the completi
 ``tc:done``, bounded by the render timeout, and re-checks about once a second in case
 a completion was missed (listener reconnecting) or the marker expired (worker died) --
 then the asker that re-claims the marker sends the work again.
+
+A task routed to one worker's own queue (source affinity, api/routing.py) names that
+queue in its marker. A waiter that finds the marker naming the queue of a worker that
+is no longer live takes the marker over (compare-and-set) and sends the work again --
+routed among the live workers -- so a killed worker's tiles are rendered by the others
+within seconds instead of waiting out the marker's TTL. A send refused by backpressure
+(``Overloaded``) or a broker error drops the marker again, so nothing is left claimed
+for work that was never sent.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import redis
 
 from api.completion import CompletionListener, Waiter
 from common.errors import RenderTimeout, error_from_payload
-from common.inflight import claim, release
+from common.inflight import claim, inflight_key, release
+from common.routing import is_affinity_queue
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # The safety net's period: how often a waiter looks at the cache on its own.
 RECHECK_SECONDS = 1.0
+
+# Replace the marker only if it still holds what the waiter read (another waiter may
+# have taken it over, or the worker finished and an asker claimed it afresh).
+_TAKE_OVER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+class Routes(Protocol):
+    """What the dispatcher asks the router (api/routing.py)."""
+
+    def take_route(self) -> str | None: ...
+
+    def is_gone(self, queue: str) -> bool: ...
+
+
+class NoRoutes:
+    """No affinity: no marker names a queue, no queue is ever gone."""
+
+    def take_route(self) -> str | None:
+        return None
+
+    def is_gone(self, queue: str) -> bool:
+        return False
+
+
+def marker_value(owner: str, queue: str | None = None) -> str:
+    """``"{queue} {owner}"`` when the task went to a worker's own queue, else the owner."""
+    return f"{queue} {owner}" if queue else owner
+
+
+def marker_queue(value: bytes | str | None) -> str | None:
+    """The worker queue a marker names, if any."""
+    if value is None:
+        return None
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    head, sep, _owner_part = text.partition(" ")
+    return head if sep and is_affinity_queue(head) else None
 
 
 class Dispatcher:
@@ -36,13 +89,16 @@ class Dispatcher:
         *,
         inflight_ttl: float,
         timeout: float,
+        routes: Routes | None = None,
     ) -> None:
         self.state = state
         self.listener = listener
         self.inflight_ttl = inflight_ttl
         self.timeout = timeout
+        self.routes = routes or NoRoutes()
+        self._take_over = state.register_script(_TAKE_OVER)
 
-    def fetch(self, key: str, lookup: Callable[[], T | None], send: Callable[[], None]) -> T:
+    def fetch(self, key: str, lookup: Callable[[], T | None], send: Callable[[], object]) -> T:
         """The value of ``key``: from ``lookup`` when present, else after one render.
 
         ``lookup`` reads the finished value (None while absent); ``send`` dispatches the
@@ -53,7 +109,7 @@ class Dispatcher:
             value = lookup()
             if value is not None:
                 return value
-            value = self._claim_and_send(key, lookup, send)
+            _claimed, value = self._claim_and_send(key, lookup, send)
             if value is not None:
                 return value
             return self._wait(waiter, lookup, send)
@@ -61,24 +117,54 @@ class Dispatcher:
             self.listener.unregister(waiter)
 
     def _claim_and_send(
-        self, key: str, lookup: Callable[[], T | None], send: Callable[[], None]
+        self, key: str, lookup: Callable[[], T | None], send: Callable[[], object]
+    ) -> tuple[bool, T | None]:
+        """Claim the marker and send; (whether we claimed it, the value if present)."""
+        owner = _owner()
+        if not claim(self.state, key, owner, self.inflight_ttl):
+            return False, None
+        return True, self._send_claimed(key, owner, lookup, send)
+
+    def _send_claimed(
+        self, key: str, owner: str, lookup: Callable[[], T | None], send: Callable[[], object]
     ) -> T | None:
-        if not claim(self.state, key, _owner(), self.inflight_ttl):
-            return None
         # Workers write the value before dropping the marker, so a marker we could take
         # may mean the render just finished: look once more before sending a duplicate.
         value = lookup()
         if value is not None:
             release(self.state, key)
             return value
+        self.routes.take_route()  # forget a route this thread chose before
         try:
             send()
         except Exception:
             release(self.state, key)
             raise
+        # The router remembers, per thread, where ``send`` routed the task.
+        queue = self.routes.take_route()
+        if queue is not None and is_affinity_queue(queue):
+            # XX: if the worker already finished and dropped the marker, leave it gone.
+            self.state.set(inflight_key(key), marker_value(owner, queue), xx=True, keepttl=True)
         return None
 
-    def _wait(self, waiter: Waiter, lookup: Callable[[], T | None], send: Callable[[], None]) -> T:
+    def _rescue(
+        self, key: str, lookup: Callable[[], T | None], send: Callable[[], object]
+    ) -> T | None:
+        """Send the work again if the marker names the queue of a dead worker."""
+        current = self.state.get(inflight_key(key))
+        queue = marker_queue(current)  # type: ignore[arg-type]
+        if queue is None or not self.routes.is_gone(queue):
+            return None
+        owner = _owner()
+        ttl_ms = max(1, int(self.inflight_ttl * 1000))
+        if not self._take_over(keys=[inflight_key(key)], args=[current, owner, ttl_ms]):
+            return None  # someone else took it over, or it finished
+        log.warning("worker queue %s is gone; sending %s again", queue, key)
+        return self._send_claimed(key, owner, lookup, send)
+
+    def _wait(
+        self, waiter: Waiter, lookup: Callable[[], T | None], send: Callable[[], object]
+    ) -> T:
         deadline = time.monotonic() + self.timeout
         while (remaining := deadline - time.monotonic()) > 0:
             completion = waiter.wait(min(RECHECK_SECONDS, remaining))
@@ -86,7 +172,9 @@ class Dispatcher:
                 raise error_from_payload(completion.error)
             value = lookup()
             if value is None:
-                value = self._claim_and_send(waiter.key, lookup, send)
+                claimed, value = self._claim_and_send(waiter.key, lookup, send)
+                if not claimed and completion is None:
+                    value = self._rescue(waiter.key, lookup, send)
             if value is not None:
                 return value
         raise RenderTimeout(f"the render did not finish within {self.timeout:g} s")

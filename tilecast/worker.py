@@ -1,24 +1,70 @@
-"""``tilecast worker``: a Celery worker pool running the rendering tasks."""
+"""``tilecast worker``: Celery worker nodes running the rendering tasks.
+
+A worker for one pool is one Celery node:
+
+- ``--queues interactive``: consumes its own queue first (source affinity:
+  ``interactive.{node}``, common/routing.py), then the shared ``interactive`` queue;
+  registers and heartbeats in the state Redis (workers/heartbeat.py).
+- ``--queues bulk``: consumes ``bulk`` at the OS niceness ``TILECAST_BULK_NICE`` (19 by
+  default), it and its pool processes.
+
+A worker for both (the default) runs those two nodes as child processes. Queue order
+alone cannot keep bulk work from delaying interactive tiles: a pool process busy with a
+block of bulk tiles holds its core until the block is done, however the queues are
+ordered. Two nodes, the bulk one niced, let the kernel hand the CPU to an interactive
+render the moment it starts (the measurements are in docs/CONTRACT.md). The parent
+forwards SIGTERM and SIGINT to both (a warm shutdown), and when one node exits on its
+own it stops the other and exits non-zero, for its supervisor to restart it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
 
-from common.protocol import QUEUES
+from common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUES
+from common.routing import affinity_queue
+from common.settings import get_settings
+
+_PR_SET_PDEATHSIG = 1
+STOP_TIMEOUT = 60.0
 
 
-def worker_argv(queues: str, concurrency: int, loglevel: str) -> list[str]:
-    names = [q.strip() for q in queues.split(",") if q.strip()]
+def parse_queues(queues: str) -> list[str]:
+    names = list(dict.fromkeys(q.strip() for q in queues.split(",") if q.strip()))
     unknown = sorted(set(names) - set(QUEUES))
     if not names or unknown:
         raise SystemExit(f"--queues: unknown queue(s) {unknown}; choose from {', '.join(QUEUES)}")
+    return names
+
+
+def node_name(role: str) -> str:
+    """Unique per process, so several workers on one host never clash."""
+    return f"{role}-{os.getpid()}@{socket.gethostname()}"
+
+
+def node_queues(role: str, node: str) -> list[str]:
+    """What a node consumes, in order (the transport's ``priority`` strategy keeps it)."""
+    if role == QUEUE_INTERACTIVE:
+        return [affinity_queue(node), QUEUE_INTERACTIVE]
+    return [QUEUE_BULK]
+
+
+def worker_argv(queues: Sequence[str], node: str, concurrency: int, loglevel: str) -> list[str]:
     return [
         "worker",
-        f"--queues={','.join(names)}",
+        f"--queues={','.join(queues)}",
         f"--concurrency={concurrency}",
         f"--loglevel={loglevel}",
-        # Each process gets its own node name so several workers on one host never clash.
-        f"--hostname=tilecast-{os.getpid()}@%h",
+        f"--hostname={node}",
         # Worker-to-worker synchronisation is not used; skipping it saves a second at start.
         "--without-mingle",
         "--without-gossip",
@@ -26,7 +72,89 @@ def worker_argv(queues: str, concurrency: int, loglevel: str) -> list[str]:
 
 
 def run_worker(queues: str, concurrency: int, loglevel: str) -> None:
-    # Imported here: only worker processes load the rendering engine (pyvips, numpy).
-    from workers.celeryapp import app
+    names = parse_queues(queues)
+    if len(names) == 1:
+        run_node(names[0], concurrency, loglevel)
+        return
+    code = run_pair(concurrency, loglevel)
+    if code:
+        raise SystemExit(code)
 
-    app.worker_main(worker_argv(queues, concurrency, loglevel))
+
+def run_node(role: str, concurrency: int, loglevel: str) -> None:
+    """One Celery node for one pool, in this process."""
+    if role == QUEUE_BULK:
+        lower_priority(get_settings().bulk_nice)
+    # Imported here: only worker processes load the rendering engine (pyvips, numpy).
+    from workers import heartbeat
+    from workers.celeryapp import app
+    from workers.keeper import install as install_keeper  # starts on worker_ready
+
+    install_keeper()
+    heartbeat.install()
+    node = node_name(role)
+    app.worker_main(worker_argv(node_queues(role, node), node, concurrency, loglevel))
+
+
+def lower_priority(nice: int) -> None:
+    """Raise this process's niceness to ``nice`` and, on Linux, put it in the
+    ``SCHED_IDLE`` class; both are inherited by the threads and pool processes it
+    starts later, so this runs first.
+
+    Niceness alone only weighs processes of one scheduling group (an autogroup per
+    session, a cgroup per service) against each other: the api and Redis, in groups of
+    their own, would still share a core evenly with bulk renders. A ``SCHED_IDLE`` task
+    is preempted at once by any other task that wakes up, whatever its group."""
+    current = os.nice(0)
+    if nice > current:
+        os.nice(nice - current)
+    if nice > 0 and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def run_pair(concurrency: int, loglevel: str) -> int:
+    """An interactive and a bulk node as children; their exit status."""
+    base = [sys.executable, "-m", "tilecast", "worker", "--concurrency", str(concurrency)]
+    children = [
+        subprocess.Popen(
+            [*base, "--loglevel", loglevel, "--queues", role],
+            stdin=subprocess.DEVNULL,
+            # Same process group: stopping the group stops both nodes and their pools.
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        for role in (QUEUE_INTERACTIVE, QUEUE_BULK)
+    ]
+    stopping = False  # a signal asked us to stop
+
+    def stop_children(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGTERM)  # a warm shutdown (idempotent)
+
+    signal.signal(signal.SIGTERM, stop_children)
+    signal.signal(signal.SIGINT, stop_children)
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    failed = not stopping
+    if failed:
+        print("tilecast worker: a node exited; stopping the other", file=sys.stderr, flush=True)
+        stop_children(signal.SIGTERM, None)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return 1 if failed or any(child.returncode for child in children) else 0
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec; best effort, Linux only.
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
