@@ -12,16 +12,25 @@ entries and ``Settings.source_cache_bytes`` estimated bytes):
 
 Evicting an unstyled source closes it and drops the styled entries built on it; a
 newer generation of a source retires the older ones as soon as it is opened.
+
+Activity window (``Settings.active_window``): every source used within the window is
+kept while the bounds allow. Eviction takes the least recently used entry, so entries
+idle beyond the window always go before any used within it; an eviction of an entry
+used within the window means the bounds are too small for the active set, and is
+counted apart (``evictions_active``) so that shows in ``/metrics``. Hits and misses
+count the unstyled lookups (a miss opens the file); styled lookups are counted apart.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from common import stats
 from common.encoding import EncodingOptions
 from workers.sources.base import ImageSource
 from workers.style import CompiledStyle
@@ -33,6 +42,9 @@ StyledKey = tuple[str, int, str, str]
 # a compiled style and its palette arrays; lookup tables (up to ~1 MB for 16-bit data)
 # are built as tiles use them, so count a typical share of them.
 STYLED_ENTRY_BYTES = 256 * 1024
+# Gauges are republished at least this often (well under common.stats'
+# GAUGE_STALE_SECONDS, after which readers drop a process as gone).
+GAUGE_REFRESH = 30.0
 
 
 @dataclass
@@ -46,20 +58,44 @@ class StyledSource:
 class _Entry:
     value: ImageSource | StyledSource
     nbytes: int
+    used: float = 0.0  # clock time of the last lookup that found or added it
 
 
 @dataclass
 class SourceCacheStats:
-    hits: int = 0
-    misses: int = 0
-    evictions: int = 0
+    hits: int = 0  # unstyled lookups that found the source open
+    misses: int = 0  # unstyled lookups that opened the file
+    evictions: int = 0  # entries idle beyond the window
+    evictions_active: int = 0  # entries used within the window (forced by the bounds)
+    styled_hits: int = 0
+    styled_misses: int = 0
+
+    def minus(self, other: SourceCacheStats) -> SourceCacheStats:
+        return SourceCacheStats(
+            **{name: getattr(self, name) - getattr(other, name) for name in _STAT_NAMES}
+        )
+
+
+_STAT_NAMES = tuple(SourceCacheStats.__dataclass_fields__)
 
 
 class SourceCache:
-    def __init__(self, max_count: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        max_count: int,
+        max_bytes: int,
+        *,
+        window: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_count = max(1, max_count)
         self.max_bytes = max(1, max_bytes)
+        self.window = window
+        self.clock = clock
         self.stats = SourceCacheStats()
+        self._reported = SourceCacheStats()
+        self._published: dict[str, int] = {}
+        self._published_at = float("-inf")
         self._entries: OrderedDict[UnstyledKey | StyledKey, _Entry] = OrderedDict()
         self._bytes = 0
         self._lock = threading.RLock()
@@ -79,8 +115,10 @@ class SourceCache:
         with self._lock:
             entry = self._touch(key)
             if entry is not None:
+                self.stats.hits += 1
                 assert isinstance(entry.value, ImageSource)
                 return entry.value
+            self.stats.misses += 1
         source = opener()
         with self._lock:
             entry = self._touch(key)
@@ -110,12 +148,45 @@ class SourceCache:
             if entry is not None:
                 assert isinstance(entry.value, StyledSource)
                 if entry.value.source is source:
+                    self.stats.styled_hits += 1
                     return entry.value
                 self._remove(key)  # built on a source that has since been reopened
+            self.stats.styled_misses += 1
         styled = StyledSource(source, compile_style(style), encoding)
         with self._lock:
             self._add(key, _Entry(styled, STYLED_ENTRY_BYTES))
         return styled
+
+    def take_stats(self) -> SourceCacheStats:
+        """The counts added since the previous call (what a worker flushes to Redis)."""
+        with self._lock:
+            current = SourceCacheStats(**{n: getattr(self.stats, n) for n in _STAT_NAMES})
+            delta = current.minus(self._reported)
+            self._reported = current
+            return delta
+
+    def active_count(self) -> int:
+        """Unstyled sources used within the window."""
+        now = self.clock()
+        with self._lock:
+            return sum(
+                1 for k, e in self._entries.items() if len(k) == 2 and now - e.used <= self.window
+            )
+
+    def gauges(self) -> dict[str, int]:
+        """Current size: unstyled sources open, all entries, estimated bytes."""
+        with self._lock:
+            sources = sum(1 for key in self._entries if len(key) == 2)
+            return {"open": sources, "entries": len(self._entries), "bytes": self._bytes}
+
+    def gauges_due(self) -> dict[str, int] | None:
+        """``gauges()`` when they changed since the last call or GAUGE_REFRESH passed."""
+        values = self.gauges()
+        now = self.clock()
+        if values == self._published and now - self._published_at < GAUGE_REFRESH:
+            return None
+        self._published, self._published_at = values, now
+        return values
 
     def clear(self) -> None:
         with self._lock:
@@ -126,26 +197,31 @@ class SourceCache:
     def _touch(self, key: UnstyledKey | StyledKey) -> _Entry | None:
         entry = self._entries.get(key)
         if entry is None:
-            self.stats.misses += 1
             return None
         self._entries.move_to_end(key)
-        self.stats.hits += 1
+        entry.used = self.clock()
         return entry
 
     def _add(self, key: UnstyledKey | StyledKey, entry: _Entry) -> None:
         if key in self._entries:
             self._remove(key)
+        now = self.clock()
+        entry.used = now
         self._entries[key] = entry
         self._bytes += entry.nbytes
         # Evict least recently used entries, never the one just added nor the source
-        # it is built on (both are about to be used).
+        # it is built on (both are about to be used). LRU order puts every entry idle
+        # beyond the window before any used within it.
         protected = {key, key[:2]}
         while len(self._entries) > self.max_count or self._bytes > self.max_bytes:
             victim = next((k for k in self._entries if k not in protected), None)
             if victim is None:
                 break
+            if now - self._entries[victim].used > self.window:
+                self.stats.evictions += 1
+            else:
+                self.stats.evictions_active += 1
             self._remove(victim)
-            self.stats.evictions += 1
 
     def _remove(self, key: UnstyledKey | StyledKey) -> None:
         entry = self._entries.pop(key, None)
@@ -168,3 +244,20 @@ class SourceCache:
         ]
         for key in stale:
             self._remove(key)
+
+
+def source_cache_counts(cache: SourceCache) -> dict[str, int]:
+    """The counts since the last call, named as in common.stats (for HINCRBY)."""
+    delta = cache.take_stats()
+    return {
+        stats.SOURCE_CACHE_HITS: delta.hits,
+        stats.SOURCE_CACHE_MISSES: delta.misses,
+        stats.SOURCE_CACHE_EVICTIONS: delta.evictions,
+        stats.SOURCE_CACHE_EVICTIONS_ACTIVE: delta.evictions_active,
+    }
+
+
+def source_cache_gauges(cache: SourceCache) -> dict[str, int] | None:
+    """The cache's size to publish, when it changed or was last published long enough
+    ago that readers would take this process for gone; else None."""
+    return cache.gauges_due()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from api.services import Services
 from api.tilerange import check_frame, check_tile
+from common import activity, stats
 from common.protocol import (
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
@@ -15,6 +16,10 @@ from common.protocol import (
     render_tile_payload,
 )
 from common.tiles import ThumbnailRequest, TileRequest
+
+CACHE = "cache"
+HIT = "hit"
+MISS = "miss"
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,11 @@ class Image:
     key: str
     content_type: str
     load: Callable[[], bytes]
+    # Called instead of ``load`` when the client already has the image (a 304).
+    not_modified: Callable[[], None] | None = None
+    # What ``load`` found: {"cache": "hit"} or {"cache": "miss"} (tiles, thumbnails);
+    # sent as the X-Tilecast-Cache header, which the load test classifies by.
+    outcome: dict[str, str] = field(default_factory=dict)
 
 
 def metadata(svc: Services, source_id: str) -> dict[str, Any]:
@@ -36,39 +46,96 @@ def metadata(svc: Services, source_id: str) -> dict[str, Any]:
 def tile(svc: Services, request: TileRequest) -> Image:
     generation = svc.generations.get(request.source)
     key = request.key(generation)
+    outcome: dict[str, str] = {}
 
     def load() -> bytes:
-        data = svc.cache.get(key)
+        data = cached(svc, key, request.source)
         if data is not None:
+            svc.counters.add(stats.API_TILE_HITS)
+            outcome[CACHE] = HIT
             return data
+        svc.counters.add(stats.API_TILE_MISSES)
+        outcome[CACHE] = MISS
         # Only a miss pays for the range check: a hit's key was valid when rendered.
-        check_tile(request, metadata(svc, request.source))
-        return _render(svc, key, TASK_RENDER_TILE, render_tile_payload(request, generation))
+        meta = metadata(svc, request.source)
+        check_tile(request, meta)
+        payload = render_tile_payload(request, generation)
+        after_send = None
+        if svc.prefetcher is not None:
+            prefetcher = svc.prefetcher
 
-    return Image(key, request.encoding.content_type, load)
+            def after_send() -> None:
+                prefetcher.after_miss(request, generation, meta)
+
+        return _render(svc, key, TASK_RENDER_TILE, payload, after_send=after_send)
+
+    return Image(key, request.encoding.content_type, load, _viewed(svc, request.source), outcome)
 
 
 def thumbnail(svc: Services, request: ThumbnailRequest) -> Image:
     generation = svc.generations.get(request.source)
     key = request.key(generation)
+    outcome: dict[str, str] = {}
 
     def load() -> bytes:
-        data = svc.cache.get(key)
+        data = cached(svc, key, request.source)
         if data is not None:
+            svc.counters.add(stats.API_THUMBNAIL_HITS)
+            outcome[CACHE] = HIT
             return data
+        svc.counters.add(stats.API_THUMBNAIL_MISSES)
+        outcome[CACHE] = MISS
         check_frame(request.frame, metadata(svc, request.source))
         payload = render_thumbnail_payload(request, generation)
         return _render(svc, key, TASK_RENDER_THUMBNAIL, payload)
 
-    return Image(key, request.encoding.content_type, load)
+    return Image(key, request.encoding.content_type, load, _viewed(svc, request.source), outcome)
 
 
-def _render(svc: Services, key: str, task: str, payload: dict[str, Any]) -> bytes:
-    return svc.dispatcher.fetch(
-        key,
-        lookup=lambda: svc.cache.get(key),
-        send=lambda: svc.sender.send(task, payload),
-    )
+def cached(svc: Services, key: str, source: str) -> bytes | None:
+    """GET ``key``; about once every few seconds per source and process the GET also
+    records that ``source`` is being viewed, in the same round trip (common/activity.py)."""
+    if not svc.activity.due(source):
+        return svc.cache.get(key)
+    try:
+        return activity.get_and_touch(svc.cache.client, key, source)
+    except Exception:
+        svc.activity.forget(source)  # touch again on the next request
+        raise
+
+
+def _viewed(svc: Services, source: str) -> Callable[[], None]:
+    """What a 304 does: count it, and record the viewing (a round trip only when the
+    activity memo says it is due)."""
+
+    def not_modified() -> None:
+        svc.counters.add(stats.API_NOT_MODIFIED)
+        if svc.activity.due(source):
+            try:
+                activity.touch(svc.cache.client, source)
+            except Exception:  # a 304 needs no Redis; activity is best effort here
+                svc.activity.forget(source)
+
+    return not_modified
+
+
+def _render(
+    svc: Services,
+    key: str,
+    task: str,
+    payload: dict[str, Any],
+    *,
+    after_send: Callable[[], None] | None = None,
+) -> bytes:
+    """``after_send`` runs once the claimer has dispatched the task (prefetch)."""
+
+    def send() -> object:
+        sent = svc.sender.send(task, payload)
+        if after_send is not None:
+            after_send()
+        return sent
+
+    return svc.dispatcher.fetch(key, lookup=lambda: svc.cache.get(key), send=send)
 
 
 # The one miss path (single-flight dispatch, waiting on completion), shared with

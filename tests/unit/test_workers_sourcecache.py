@@ -55,7 +55,7 @@ def test_hits_do_not_reopen() -> None:
     first = cache.unstyled("a", 1, opener)
     assert cache.unstyled("a", 1, opener) is first
     assert len(opener.opened) == 1
-    assert (cache.stats.hits, cache.stats.misses) == (1, 2)  # a miss before and after opening
+    assert (cache.stats.hits, cache.stats.misses) == (1, 1)  # one miss: the file opened once
 
 
 def test_count_bound_evicts_least_recently_used_and_closes_it() -> None:
@@ -65,7 +65,9 @@ def test_count_bound_evicts_least_recently_used_and_closes_it() -> None:
     cache.unstyled("a", 1, opener)  # a is now the most recent
     cache.unstyled("c", 1, opener)
     assert b.closed == 1 and a.closed == 0
-    assert len(cache) == 2 and cache.stats.evictions == 1
+    # b was used a moment ago, within the activity window: a forced eviction.
+    assert len(cache) == 2 and cache.stats.evictions_active == 1
+    assert cache.stats.evictions == 0
 
 
 def test_byte_bound() -> None:
@@ -120,3 +122,59 @@ def test_clear_closes_everything() -> None:
     sources = [cache.unstyled(name, 1, opener) for name in "ab"]
     cache.clear()
     assert [s.closed for s in sources] == [1, 1] and len(cache) == 0 and cache.nbytes == 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_window_sources_idle_beyond_it_go_first_and_are_counted_apart() -> None:
+    clock = Clock()
+    cache, opener = SourceCache(3, 1_000_000, window=600.0, clock=clock), Opener()
+    old = cache.unstyled("old", 1, opener)
+    clock.now += 700  # "old" is now idle beyond the window
+    a = cache.unstyled("a", 1, opener)
+    b = cache.unstyled("b", 1, opener)
+    cache.unstyled("c", 1, opener)  # the bound forces one out: the idle one
+    assert old.closed == 1 and a.closed == 0 and b.closed == 0
+    assert (cache.stats.evictions, cache.stats.evictions_active) == (1, 0)
+    assert cache.active_count() == 3
+    cache.unstyled("d", 1, opener)  # every entry is within the window: forced
+    assert a.closed == 1
+    assert (cache.stats.evictions, cache.stats.evictions_active) == (1, 1)
+
+
+def test_a_source_in_use_stays_within_the_window_as_others_come_and_go() -> None:
+    clock = Clock()
+    cache, opener = SourceCache(2, 1_000_000, window=600.0, clock=clock), Opener()
+    viewed = cache.unstyled("viewed", 1, opener)
+    for i in range(5):
+        clock.now += 300
+        cache.unstyled("viewed", 1, opener)  # someone keeps viewing it
+        cache.unstyled(f"once{i}", 1, opener)
+    assert viewed.closed == 0
+    assert cache.stats.hits == 5 and cache.stats.misses == 6
+
+
+def test_take_stats_returns_deltas_and_gauges_are_published_on_change() -> None:
+    clock = Clock()
+    cache, opener = SourceCache(4, 1_000_000, clock=clock), Opener(nbytes=100)
+    cache.unstyled("a", 1, opener)
+    cache.unstyled("a", 1, opener)
+    cache.styled("a", 1, STYLE, PNG, opener, compile_style)
+    cache.styled("a", 1, STYLE, PNG, opener, compile_style)
+    first = cache.take_stats()
+    assert (first.hits, first.misses, first.styled_hits, first.styled_misses) == (3, 1, 1, 1)
+    assert cache.take_stats().hits == 0
+    cache.unstyled("a", 1, opener)
+    assert cache.take_stats().hits == 1
+    assert cache.gauges_due() == {"open": 1, "entries": 2, "bytes": 100 + 256 * 1024}
+    assert cache.gauges_due() is None  # unchanged
+    clock.now += 31
+    assert cache.gauges_due() is not None  # refreshed so readers know it is alive
+    cache.unstyled("b", 1, opener)
+    assert cache.gauges_due() == {"open": 2, "entries": 3, "bytes": 200 + 256 * 1024}

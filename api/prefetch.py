@@ -1,0 +1,151 @@
+"""Neighbour prefetch (``TILECAST_PREFETCH=1``): after a tile miss is dispatched, render
+the tiles a viewer is likely to ask next on the ``bulk`` pool.
+
+For a miss at (z, x, y) that is the 8 neighbours at level z and the 4 tiles of level
+z + 1 (finer) under it: one ``tilecast.render_tiles`` task per level. Tiles already
+cached or in flight are left out (one pipelined round trip of EXISTS), and so are
+tiles this process asked to prefetch within ``MEMO_SECONDS`` -- a pan misses many
+adjacent tiles whose neighbourhoods overlap. The batch task itself skips tiles cached
+meanwhile. Prefetch never fails the miss that triggered it: errors are logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis
+
+from api.tasks import Sender
+from common import stats
+from common.inflight import inflight_key
+from common.protocol import QUEUE_BULK, TASK_RENDER_TILES, render_tiles_payload
+from common.stats import BatchedCounters
+from common.tiles import TileRequest
+
+log = logging.getLogger(__name__)
+
+MEMO_SECONDS = 30.0
+MAX_MEMO_ENTRIES = 200_000
+
+
+def level_tiles(metadata: Mapping[str, Any], z: int) -> tuple[int, int]:
+    """How many tiles level ``z`` has across and down (large_image's level numbering:
+    0 is the coarsest, ``levels - 1`` the full resolution)."""
+    levels = int(metadata["levels"])
+    scale = 2 ** (levels - 1 - z)
+    span_x = int(metadata["tileWidth"]) * scale
+    span_y = int(metadata["tileHeight"]) * scale
+    return -(-int(metadata["sizeX"]) // span_x), -(-int(metadata["sizeY"]) // span_y)
+
+
+def neighbours(request: TileRequest, metadata: Mapping[str, Any]) -> list[list[TileRequest]]:
+    """The tiles around ``request`` at its level and under it one level finer, grouped
+    by level (each group is one render_tiles task); tiles outside the image are left out."""
+    groups: list[list[TileRequest]] = []
+    nx, ny = level_tiles(metadata, request.z)
+    same = [
+        dataclasses.replace(request, x=request.x + dx, y=request.y + dy)
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+        if (dx or dy) and 0 <= request.x + dx < nx and 0 <= request.y + dy < ny
+    ]
+    groups.append(same)
+    if request.z + 1 < int(metadata["levels"]):
+        fx, fy = level_tiles(metadata, request.z + 1)
+        finer = [
+            dataclasses.replace(request, z=request.z + 1, x=2 * request.x + i, y=2 * request.y + j)
+            for j in (0, 1)
+            for i in (0, 1)
+            if 2 * request.x + i < fx and 2 * request.y + j < fy
+        ]
+        groups.append(finer)
+    return [group for group in groups if group]
+
+
+class Prefetcher:
+    def __init__(
+        self,
+        cache: redis.Redis,
+        state: redis.Redis,
+        sender: Sender,
+        counters: BatchedCounters,
+        *,
+        same_redis: bool = False,
+        memo_seconds: float = MEMO_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cache = cache
+        self.state = state
+        self.sender = sender
+        # One server in both roles: the cache and marker checks share a round trip.
+        self.same_redis = same_redis
+        self.counters = counters
+        self.memo_seconds = memo_seconds
+        self.clock = clock
+        self._sent: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def after_miss(
+        self, request: TileRequest, generation: int, metadata: Mapping[str, Any]
+    ) -> None:
+        try:
+            self._prefetch(request, generation, metadata)
+        except Exception:  # a prefetch must never fail the tile that triggered it
+            log.exception("prefetch around %s failed", request)
+
+    def _prefetch(self, request: TileRequest, generation: int, metadata: Mapping[str, Any]) -> None:
+        groups = [self._fresh(group, generation) for group in neighbours(request, metadata)]
+        candidates = [(r, r.key(generation)) for group in groups for r in group]
+        if not candidates:
+            return
+        absent = self._absent([key for _r, key in candidates])
+        for group in groups:
+            wanted = [r for r in group if r.key(generation) in absent]
+            if not wanted:
+                continue
+            self.sender.send(
+                TASK_RENDER_TILES, render_tiles_payload(wanted, generation), queue=QUEUE_BULK
+            )
+            self.counters.add(stats.PREFETCH_TASKS)
+            self.counters.add(stats.PREFETCH_TILES, len(wanted))
+
+    def _fresh(self, group: list[TileRequest], generation: int) -> list[TileRequest]:
+        """The tiles of ``group`` not prefetched within the memo time; they are
+        remembered now (claimed by this call)."""
+        now = self.clock()
+        fresh: list[TileRequest] = []
+        with self._lock:
+            if len(self._sent) >= MAX_MEMO_ENTRIES:
+                self._sent = {k: t for k, t in self._sent.items() if t > now}
+            for request in group:
+                key = request.key(generation)
+                if self._sent.get(key, 0.0) > now:
+                    continue
+                self._sent[key] = now + self.memo_seconds
+                fresh.append(request)
+        return fresh
+
+    def _absent(self, keys: list[str]) -> set[str]:
+        """The keys neither cached nor in flight (one round trip per Redis)."""
+        same_redis = self.same_redis
+        pipe = self.cache.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(key)
+            if same_redis:
+                pipe.exists(inflight_key(key))
+        found = pipe.execute()
+        if same_redis:
+            cached = found[0::2]
+            busy = found[1::2]
+        else:
+            cached = found
+            state_pipe = self.state.pipeline(transaction=False)
+            for key in keys:
+                state_pipe.exists(inflight_key(key))
+            busy = state_pipe.execute()
+        return {key for key, c, b in zip(keys, cached, busy, strict=True) if not c and not b}

@@ -1,0 +1,173 @@
+"""The api's side of issue 4's caching: hit/miss counting, activity touches on the hit
+path, /metrics, and neighbour prefetch -- in-process against a real Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+
+from api.app import create_app
+from api.prefetch import neighbours
+from api.services import EXTENSION, Services
+from common import activity, stats
+from common.protocol import QUEUE_BULK, TASK_RENDER_TILES, tile_requests_from_payload
+from common.registry import SourceRecord, SourceRegistry
+from common.settings import Settings
+from common.tiles import TileRequest
+from tests.unit.fakes import METADATA, FakeSender
+from tests.unit.test_common_metrics import parse
+
+
+class PrefetchAwareSender(FakeSender):
+    """Renders single tiles like FakeSender; only records render_tiles tasks."""
+
+    def _work(self, name: str, payload: dict[str, Any]) -> None:
+        if name != TASK_RENDER_TILES:
+            super()._work(name, payload)
+
+
+def make_app(settings: Settings, state: redis.Redis, **changes: Any) -> Flask:
+    app = create_app(replace(settings, render_timeout=5.0, **changes))
+    svc(app).sender = PrefetchAwareSender(state)
+    if svc(app).prefetcher is not None:
+        svc(app).prefetcher.sender = svc(app).sender  # type: ignore[union-attr]
+    return app
+
+
+def svc(app: Flask) -> Services:
+    return app.extensions[EXTENSION]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def app(settings: Settings, state: redis.Redis) -> Iterator[Flask]:
+    app = make_app(settings, state)
+    yield app
+    svc(app).listener.stop()
+
+
+@pytest.fixture
+def source(state: redis.Redis) -> str:
+    source_id = uuid.uuid4().hex[:24]
+    SourceRegistry(state).add(SourceRecord(source_id, "/x/a.tiff", "a.tiff", dict(METADATA)))
+    return source_id
+
+
+def pending(app: Flask) -> dict[str, int]:
+    return svc(app).counters.pending()
+
+
+def test_hits_misses_and_304s_are_counted_in_process_then_flushed(
+    app: Flask, state: redis.Redis, source: str
+) -> None:
+    client = app.test_client()
+    first = client.get(f"/item/{source}/tiles/zxy/2/1/1")
+    client.get(f"/item/{source}/tiles/zxy/2/1/1")
+    client.get(f"/item/{source}/tiles/zxy/2/1/1")
+    client.get(f"/item/{source}/tiles/zxy/2/1/1", headers={"If-None-Match": first.headers["ETag"]})
+    client.get(f"/item/{source}/tiles/thumbnail")
+    counts = pending(app)
+    assert counts[stats.API_TILE_MISSES] == 1
+    assert counts[stats.API_TILE_HITS] == 2
+    assert counts[stats.API_NOT_MODIFIED] == 1
+    assert counts[stats.API_THUMBNAIL_MISSES] == 1
+    before = stats.read(state)
+    svc(app).counters.flush()
+    after = stats.read(state)
+    assert pending(app) == {}
+    assert after[stats.API_TILE_HITS] - before.get(stats.API_TILE_HITS, 0) == 2
+
+
+def test_the_hit_path_touches_activity_once_per_interval(
+    app: Flask, state: redis.Redis, source: str
+) -> None:
+    client = app.test_client()
+    assert client.get(f"/item/{source}/tiles/zxy/0/0/0").status_code == 200  # miss: touched
+    first = activity.last_seen(state)[source]
+    time.sleep(0.01)
+    for _ in range(5):  # hits within the interval: plain GETs, the score stays
+        assert client.get(f"/item/{source}/tiles/zxy/0/0/0").status_code == 200
+    assert activity.last_seen(state)[source] == first
+    svc(app).activity.forget(source)  # as if the interval had passed
+    assert client.get(f"/item/{source}/tiles/zxy/0/0/0").status_code == 200
+    assert activity.last_seen(state)[source] > first
+
+
+def test_metrics_endpoint(app: Flask, source: str) -> None:
+    client = app.test_client()
+    client.get(f"/item/{source}/tiles/zxy/1/0/0")
+    client.get(f"/item/{source}/tiles/zxy/1/0/0")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type == "text/plain; version=0.0.4; charset=utf-8"
+    values = parse(response.get_data(as_text=True))
+    assert values['tilecast_api_cache_hits_total{kind="tile"}'] >= 1
+    assert values['tilecast_api_cache_misses_total{kind="tile"}'] >= 1
+    assert values["tilecast_active_sources"] >= 1
+    assert 'tilecast_queue_depth{queue="interactive"}' in values
+    assert values["tilecast_tile_cache_max_bytes"] == 1024**3
+
+
+def test_neighbours_at_the_level_and_one_finer() -> None:
+    # METADATA: 1000 x 700, 3 levels: z=0 1x1, z=1 2x2, z=2 4x3 tiles.
+    request = TileRequest("s", z=1, x=1, y=1)
+    same, finer = neighbours(request, METADATA)
+    assert sorted((r.x, r.y) for r in same) == [(0, 0), (0, 1), (1, 0)]
+    assert {r.z for r in finer} == {2}
+    assert sorted((r.x, r.y) for r in finer) == [(2, 2), (3, 2)]  # y=3 is outside
+    middle = neighbours(TileRequest("s", z=2, x=1, y=1), METADATA)
+    assert len(middle) == 1 and len(middle[0]) == 8  # the finest level has nothing below
+
+
+def test_prefetch_is_off_by_default(app: Flask, source: str) -> None:
+    app.test_client().get(f"/item/{source}/tiles/zxy/1/1/1")
+    assert [name for name, _p, _q in svc(app).sender.sent] == ["tilecast.render_tile"]  # type: ignore[attr-defined]
+
+
+def test_prefetch_sends_uncached_neighbours_on_bulk_once(
+    settings: Settings, state: redis.Redis, source: str
+) -> None:
+    app = make_app(settings, state, prefetch=1)
+    try:
+        client = app.test_client()
+        sender: FakeSender = svc(app).sender  # type: ignore[assignment]
+        client.get(f"/item/{source}/tiles/zxy/2/0/0")  # cached before the prefetch below
+        assert client.get(f"/item/{source}/tiles/zxy/1/1/1").status_code == 200
+        tasks = [(p, q) for name, p, q in sender.sent if name == TASK_RENDER_TILES]
+        assert all(queue == QUEUE_BULK for _p, queue in tasks)
+        asked = {
+            (r.z, r.x, r.y) for payload, _q in tasks for r in tile_requests_from_payload(payload)
+        }
+        # (2/0/0)'s own neighbourhood went out first; the rest of 1/1/1's is new.
+        assert {(1, 0, 0), (1, 0, 1), (1, 1, 0), (2, 2, 2), (2, 3, 2)} <= asked
+        sent_before = len(sender.sent)
+        client.get(f"/item/{source}/tiles/zxy/1/1/1")  # a hit: no prefetch
+        # A neighbour whose prefetch has not rendered (the fake leaves it): a miss, and
+        # only the new tiles of its neighbourhood go out; cached ones (1/1/1) never.
+        client.get(f"/item/{source}/tiles/zxy/1/0/1")
+        later = [p for name, p, _q in sender.sent[sent_before:] if name == TASK_RENDER_TILES]
+        again = {(r.z, r.x, r.y) for p in later for r in tile_requests_from_payload(p)}
+        assert again == {(2, 0, 2), (2, 1, 2)}  # the memo: never the same neighbour twice
+        counts = svc(app).counters.pending()
+        assert counts[stats.PREFETCH_TILES] == len(asked | again)
+    finally:
+        svc(app).listener.stop()
+
+
+def test_tile_answers_say_hit_or_miss(app: Flask, source: str) -> None:
+    client = app.test_client()
+    first = client.get(f"/item/{source}/tiles/zxy/2/0/1")
+    second = client.get(f"/item/{source}/tiles/zxy/2/0/1")
+    assert first.headers["X-Tilecast-Cache"] == "miss"
+    assert second.headers["X-Tilecast-Cache"] == "hit"
+    etag = second.headers["ETag"]
+    not_modified = client.get(f"/item/{source}/tiles/zxy/2/0/1", headers={"If-None-Match": etag})
+    assert not_modified.status_code == 304 and "X-Tilecast-Cache" not in not_modified.headers
+    thumb = client.get(f"/item/{source}/tiles/thumbnail")
+    assert thumb.headers["X-Tilecast-Cache"] == "miss"
