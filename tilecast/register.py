@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from common.jobs import JobStore, auto_job_spec
 from common.localpaths import resolve_under_roots, source_id_for_path
 from common.redisconn import connect
 from common.registry import SourceRecord, SourceRegistry
@@ -25,7 +26,13 @@ def register_path(path: str, settings: Settings) -> SourceRecord:
     )
     state = connect(settings.state_url)
     try:
-        SourceRegistry(state).add(record)
+        registry = SourceRegistry(state)
+        registry.add(record)
+        if settings.auto_precache:
+            # Its thumbnail and coarsest levels, on the bulk pool (an equal running job
+            # is reused, so registering twice starts one job).
+            generation = registry.generation(record.id) or 0
+            JobStore(state).submit(auto_job_spec(record.id, record.metadata, generation, settings))
     finally:
         state.close()
     return record

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from common import stats
@@ -52,8 +52,17 @@ class _Pending:
         )
 
 
+# Called after each flush with the number of tiles written and the completions just
+# announced (pre-rendering jobs count renders, renew their lease and collect errors; an
+# exception it raises, such as a cancelled job, stops the batch).
+FlushHook = Callable[[int, Sequence[Completion]], None]
+
+
 def render_batch(
-    renderer: Renderer, requests: Sequence[TileRequest], generation: int
+    renderer: Renderer,
+    requests: Sequence[TileRequest],
+    generation: int,
+    on_flush: FlushHook | None = None,
 ) -> BatchResult:
     """Render every tile of ``requests`` not yet cached; never raises for one tile."""
     result = BatchResult()
@@ -72,9 +81,9 @@ def render_batch(
             pending.completions.append(failure(key, exc))
             result.failed += 1
         if pending.due():
-            _flush(renderer, pending)
+            _flush(renderer, pending, on_flush)
             pending = _Pending()
-    _flush(renderer, pending)
+    _flush(renderer, pending, on_flush)
     renderer.flush_counters(
         **{stats.TILES_RENDERED: result.rendered, stats.RENDER_ERRORS: result.failed}
     )
@@ -88,8 +97,10 @@ def _existing(renderer: Renderer, keys: Sequence[str]) -> set[str]:
     return {key for key, found in zip(keys, pipe.execute(), strict=True) if found}
 
 
-def _flush(renderer: Renderer, pending: _Pending) -> None:
+def _flush(renderer: Renderer, pending: _Pending, on_flush: FlushHook | None = None) -> None:
     """Store the rendered tiles, then tell their waiters (store first: a waiter that
     hears the completion reads the cache at once)."""
     renderer.cache.put_many(pending.tiles)
     announce_many(renderer.state, pending.completions)
+    if on_flush is not None and pending.completions:
+        on_flush(len(pending.tiles), pending.completions)

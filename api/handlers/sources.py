@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.handlers.jobs import precache_new_source
 from api.services import Services
 from common.errors import UnknownSource
 from common.localpaths import resolve_under_roots, source_id_for_path
@@ -26,6 +27,8 @@ def register(svc: Services, path: str) -> tuple[dict[str, Any], bool]:
         lookup=lambda: _record_or_none(svc, source_id),
         send=lambda: svc.sender.send(TASK_DESCRIBE_SOURCE, payload),
     )
+    # Pre-render its thumbnail and coarsest levels on the bulk pool (issue 5).
+    precache_new_source(svc, source_id)
     return record.summary(), True
 
 
