@@ -1,21 +1,25 @@
-"""``tilecast api``: the Flask app under gunicorn, in-process (no shell command line)."""
+"""``tilecast api --server gunicorn``: the Flask app under gunicorn, in-process (no shell
+command line). ``tilecast.servers`` chooses between this and granian."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from common.settings import Settings
+from tilecast.servers import APP_FACTORY
 
 # gunicorn caps a finite request-line limit at 8190 bytes; 0 means "no limit".
 GUNICORN_MAX_REQUEST_LINE = 8190
 
 
 class TilecastApplication(BaseApplication):  # type: ignore[misc]
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: dict[str, Any], app_factory: str = APP_FACTORY) -> None:
         self.options = options
+        self.app_factory = app_factory  # "module:function", called in each worker
         super().__init__()
 
     def load_config(self) -> None:
@@ -27,9 +31,9 @@ class TilecastApplication(BaseApplication):  # type: ignore[misc]
     def load(self) -> Flask:
         # Imported here, in each worker after the fork, so that every process gets its
         # own Redis connections and completion listener thread.
-        from api.app import create_app
-
-        return create_app()
+        module, _, function = self.app_factory.partition(":")
+        app: Flask = getattr(importlib.import_module(module), function)()
+        return app
 
 
 def gunicorn_options(bind: str, workers: int, threads: int, settings: Settings) -> dict[str, Any]:
@@ -58,7 +62,3 @@ def request_line_limit(max_style_bytes: int) -> int:
     "unlimited" (0) is left; the style bound still applies in the app."""
     needed = 3 * max_style_bytes + 1024
     return needed if needed <= GUNICORN_MAX_REQUEST_LINE else 0
-
-
-def run_api(bind: str, workers: int, threads: int, settings: Settings) -> None:
-    TilecastApplication(gunicorn_options(bind, workers, threads, settings)).run()

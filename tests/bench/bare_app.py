@@ -9,10 +9,9 @@ Configured by environment (read here, once): ``BENCH_REDIS_URL``, ``BENCH_KEY_PR
 (the key up to ``{z}``, e.g. ``tc:tile:{id}:{gen}:0:``), ``BENCH_KEY_SUFFIX`` (after ``{y}``,
 e.g. ``:none:JPEG.q95.s0``), ``BENCH_CACHE_CONTROL``.
 
-``python -m tests.bench.bare_app --bind HOST:PORT --workers N --threads T`` serves it under
-gunicorn exactly as ``tilecast api`` serves tilecast: the same in-process gunicorn
-application class and the same options (``tilecast.gunicorn_app.gunicorn_options``, from
-the same ``TILECAST_*`` settings), only the WSGI app differs.
+``python -m tests.bench.bare_app --bind HOST:PORT --workers N --threads T [--server S]``
+serves it exactly as ``tilecast api`` serves tilecast: through ``tilecast.servers`` with
+the same server, options and ``TILECAST_*`` settings; only the WSGI app differs.
 """
 
 from __future__ import annotations
@@ -47,21 +46,22 @@ def create_app() -> Flask:
 
 def main() -> None:
     from common.settings import get_settings
-    from tilecast.gunicorn_app import TilecastApplication, gunicorn_options
+    from tilecast.servers import DEFAULT_SERVER, SERVERS, ServerOptions, run_server
 
     parser = argparse.ArgumentParser(prog="python -m tests.bench.bare_app")
     parser.add_argument("--bind", required=True)
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER)
     args = parser.parse_args()
-    options = gunicorn_options(args.bind, args.workers, args.threads, get_settings())
-    options["proc_name"] = "tilecast-bench-bare"
-
-    class BareApplication(TilecastApplication):  # type: ignore[misc]
-        def load(self) -> Flask:
-            return create_app()
-
-    BareApplication(options).run()
+    options = ServerOptions(
+        args.bind,
+        args.workers,
+        args.threads,
+        app_factory="tests.bench.bare_app:create_app",
+        proc_name="tilecast-bench-bare",
+    )
+    run_server(args.server, options, get_settings())
 
 
 if __name__ == "__main__":

@@ -1,15 +1,27 @@
-"""Benchmark 1: cache-hit throughput of ``tilecast api`` against a bare Flask+Redis app.
+"""Benchmark 1: cache-hit throughput of ``tilecast api``, per HTTP server, against a bare
+Flask+Redis app, Girder 3.2 with large_image's plugin, and raw ``redis-benchmark``.
 
-Both servers run at once under the same gunicorn configuration (gthread, same workers and
-threads), read the same Redis (started here on a free port) and return the same bytes
-for the same URLs; the tiles were rendered and cached through tilecast itself first.
-The same wrk command loads each in turn, over a spread of distinct tile URLs, alternating
-which side goes first, several rounds; the report gives the median of each side and the
-median of the per-round ratios.
+1. tilecast and the bare app (``tests/bench/bare_app.py``) run at once under each server
+   of ``tilecast.servers`` (granian, gunicorn gthread) with the same workers and threads,
+   read the same Redis (started here on a free port) and return the same bytes for the
+   same URLs; the tiles were rendered and cached through tilecast itself first. The same
+   wrk command loads each in turn, over a spread of distinct tile URLs, in a rotating
+   order, several rounds; the report gives the median of each side and the median of the
+   per-round ratios.
+1b. Girder (``tests/bench/girder_side.py``) serves the same image's tiles from large_image's
+   tile cache, warmed with the same tile set, in the same rounds as tilecast under its
+   default server; ``redis-benchmark`` GETs values of the mean tile size from the same
+   Redis over as many connections: the storage limit under the HTTP layer.
+1c. Hits while requests wait for renders: tilecast's default api shape (2 processes x 32
+   threads) under each server, wrk hits alone and then beside clients holding requests
+   that wait for a render that never comes (the worker is stopped), so that a server
+   whose waiting requests starve hits shows it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -18,25 +30,42 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import harness
+from tests.bench import girder_side, harness
 from tests.bench.harness import HOST, BenchError, Processes
 from tests.bench.report import Section, median
 from tests.bench.wrk import WrkResult, run_wrk
 from tilecast import procs as tc_procs
+from tilecast.servers import DEFAULT_SERVER, SERVERS
+
+# The mixed load: tilecast api's defaults, and how many requests wait at once.
+MIXED_WORKERS, MIXED_THREADS, MIXED_CONNECTIONS = 2, 32, 32
+MIXED_WAITERS = 16
+MIXED_RENDER_TIMEOUT = 4.0
 
 
 @dataclass(frozen=True)
 class HitConfig:
-    """The settings of one comparison (the same for both sides)."""
+    """The settings of one comparison (the same for every side)."""
 
     workers: int
     threads: int
     connections: int
+
+
+@dataclass
+class Side:
+    """One server under load: where it listens, whose CPU it spends, the URLs it serves."""
+
+    name: str
+    port: int
+    pids: list[int]  # the master (and any helper, e.g. Girder's database)
+    processes: int  # worker processes that should each hold some of wrk's connections
+    paths_file: Path
 
 
 def start_bare(
@@ -49,6 +78,7 @@ def start_bare(
     *,
     workers: int,
     threads: int,
+    server: str = DEFAULT_SERVER,
     name: str = "bare",
 ) -> tuple[harness.Child, int]:
     port = harness.free_port()
@@ -63,12 +93,8 @@ def start_bare(
         sys.executable,
         "-m",
         "tests.bench.bare_app",
-        "--bind",
-        f"{HOST}:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
+        *["--bind", f"{HOST}:{port}"],
+        *["--workers", str(workers), "--threads", str(threads), "--server", server],
     ]
     child = procs.start(name, argv, env)
     harness.wait_for(
@@ -114,13 +140,27 @@ def key_template(client: object, source_id: str, z: int, x: int, y: int) -> tupl
 class SideResult:
     rounds: list[WrkResult]
     cpu_us: list[float] = field(default_factory=list)  # server CPU per request, each round
+    # wrk connections that some server process had accepted during each round (``ss``).
+    accepted: list[int] = field(default_factory=list)
 
     @property
     def rps(self) -> float:
         return median([r.rps for r in self.rounds])
 
+    @property
+    def errors(self) -> int:
+        return sum(r.error_count for r in self.rounds)
+
     def median_round(self) -> WrkResult:
         return sorted(self.rounds, key=lambda r: r.rps)[len(self.rounds) // 2]
+
+    def latency(self) -> str:
+        m = self.median_round()
+        return f"{m.latency_us['p50'] / 1000:.1f} / {m.latency_us['p99'] / 1000:.1f}"
+
+
+def round_ratios(a: SideResult, b: SideResult) -> list[float]:
+    return [x.rps / y.rps for x, y in zip(a.rounds, b.rounds, strict=True) if y.rps]
 
 
 def connections_per_process(port: int) -> dict[int, int] | None:
@@ -138,11 +178,14 @@ def connections_per_process(port: int) -> dict[int, int] | None:
     return dict(Counter(int(pid) for pid in re.findall(r"pid=(\d+)", out)))
 
 
-def server_cpu_seconds(master_pid: int) -> float:
-    """User + system CPU of a gunicorn master and its live workers so far."""
+def server_cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU of ``pids`` and all their live descendants so far."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
-    for pid in {master_pid, *tc_procs.descendants(master_pid)}:
+    every = set(pids)
+    for pid in pids:
+        every.update(tc_procs.descendants(pid))
+    for pid in every:
         try:
             text = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
@@ -153,65 +196,297 @@ def server_cpu_seconds(master_pid: int) -> float:
 
 
 def balanced_run(
-    wrk: str, port: int, master_pid: int, paths_file: Path, config: HitConfig, seconds: float
-) -> tuple[WrkResult, float, int]:
-    """One wrk run in which every gunicorn worker process holds some of wrk's keep-alive
-    connections; the number of runs thrown away is returned too.
+    wrk: str, side: Side, connections: int, seconds: float
+) -> tuple[WrkResult, float, int, int]:
+    """One wrk run in which every worker process of the server holds some of wrk's
+    keep-alive connections; the number of runs thrown away is returned too.
 
-    gunicorn's workers race to accept wrk's connections, all opened at once; now and then
-    one worker wins every race and serves all of them while the other idles, which halves
-    the throughput of that run whichever app it serves. Such runs measure the accept race,
-    not the app: they are repeated (up to 4 times)."""
+    A server's worker processes race to accept wrk's connections, all opened at once; now
+    and then one worker wins every race and serves all of them while the other idles,
+    which halves the throughput of that run whichever app it serves. Such runs measure the
+    accept race, not the app: they are repeated (up to 4 times). Also returned: how many
+    of wrk's connections the server had accepted (a connection left in the listen backlog
+    sends requests that are never answered within the run, invisible to wrk's counts)."""
     discarded = 0
     while True:
         seen: dict[int, int] = {}
 
         def sample(into: dict[int, int] = seen) -> None:
             time.sleep(min(1.0, seconds / 3))
-            into.update(connections_per_process(port) or {})
+            into.update(connections_per_process(side.port) or {})
 
         sampler = threading.Thread(target=sample)
-        cpu_before = server_cpu_seconds(master_pid)
+        cpu_before = server_cpu_seconds(side.pids)
         sampler.start()
-        result = run_wrk(wrk, port, paths_file, seconds=seconds, connections=config.connections)
+        result = run_wrk(wrk, side.port, side.paths_file, seconds=seconds, connections=connections)
         sampler.join()
-        cpu = server_cpu_seconds(master_pid) - cpu_before
-        if config.workers == 1 or not seen or len(seen) >= config.workers or discarded >= 4:
-            return result, cpu * 1e6 / max(1, result.requests), discarded
+        cpu = server_cpu_seconds(side.pids) - cpu_before
+        accepted = sum(seen.values()) if seen else connections
+        if side.processes <= 1 or not seen or len(seen) >= side.processes or discarded >= 4:
+            return result, cpu * 1e6 / max(1, result.requests), discarded, accepted
         discarded += 1
         print(f"    (run discarded: connections per worker {sorted(seen.values())})", flush=True)
 
 
 def compare(
     wrk: str,
-    ports: dict[str, tuple[int, int]],
-    paths_file: Path,
-    config: HitConfig,
+    sides: Sequence[Side],
+    connections: int,
     *,
     seconds: float,
     rounds: int,
     warmup: float,
+    label: str,
 ) -> tuple[dict[str, SideResult], int]:
-    names = list(ports)
-    for name in names:  # warm both (connections, imports, Redis pools) before timing
-        run_wrk(wrk, ports[name][0], paths_file, seconds=warmup, connections=config.connections)
-    results: dict[str, SideResult] = {name: SideResult([]) for name in names}
+    """``rounds`` runs of every side, each round in a rotated order."""
+    for side in sides:  # warm each (connections, imports, Redis pools) before timing
+        run_wrk(wrk, side.port, side.paths_file, seconds=warmup, connections=connections)
+    results: dict[str, SideResult] = {side.name: SideResult([]) for side in sides}
     discarded = 0
     for r in range(rounds):
-        order = names if r % 2 == 0 else names[::-1]
-        for name in order:
-            port, master = ports[name]
-            result, cpu_us, thrown = balanced_run(wrk, port, master, paths_file, config, seconds)
+        shift = r % len(sides)
+        for side in [*sides[shift:], *sides[:shift]]:
+            result, cpu_us, thrown, accepted = balanced_run(wrk, side, connections, seconds)
             discarded += thrown
-            results[name].rounds.append(result)
-            results[name].cpu_us.append(cpu_us)
+            results[side.name].rounds.append(result)
+            results[side.name].cpu_us.append(cpu_us)
+            results[side.name].accepted.append(accepted)
             print(
-                f"  hits {config.workers}x{config.threads} c{config.connections} round {r + 1} "
-                f"{name}: {result.rps:,.0f} req/s, server CPU {cpu_us:.0f} us/request, "
-                f"errors {result.error_count}",
+                f"  hits {label} round {r + 1} {side.name}: {result.rps:,.0f} req/s, "
+                f"server CPU {cpu_us:.0f} us/request, errors {result.error_count}"
+                + (f", only {accepted} connections accepted" if accepted < connections else ""),
                 flush=True,
             )
     return results, discarded
+
+
+@dataclass
+class Prepared:
+    """What every part of the benchmark shares: the warmed tiles and the paths file."""
+
+    procs: Processes
+    stack: harness.Stack
+    source_id: str
+    meta: dict[str, object]
+    tiles: list[tuple[int, int, int]]
+    paths: list[str]
+    paths_file: Path
+    prefix: str
+    suffix: str
+    cache_control: str
+    mean_bytes: float
+    top: int
+
+
+def prepare(procs: Processes, ctx: harness.BenchContext, levels_below_base: int) -> Prepared:
+    stack = harness.start_stack(
+        procs, [ctx.image_dir], worker_concurrency=2, api_workers=1, api_threads=8
+    )
+    source_id = harness.add_source(stack, ctx.pyramid)
+    meta = harness.tile_metadata(stack, source_id)
+    top = int(meta["levels"]) - 1
+    tiles = [
+        (z, x, y)
+        for z in range(top - levels_below_base, -1, -1)
+        for x, y in harness.level_tiles(meta, z)
+    ]
+    paths = [harness.tile_path(source_id, z, x, y) for z, x, y in tiles]
+    print(f"  hits: warming {len(paths)} tiles through tilecast", flush=True)
+    warmed = fetch_all(stack.api_port, paths, concurrency=16)
+    bad = [(p, r.status) for p, r in zip(paths, warmed, strict=True) if r.status != 200]
+    if bad:
+        raise BenchError(f"warming tiles failed for {len(bad)} tiles, e.g. {bad[:3]}")
+    # Hits need no worker: stop it so that it takes no CPU from the servers measured
+    # (and so that the mixed load's misses wait for a render that never comes).
+    assert stack.worker is not None and stack.api is not None
+    procs.stop(stack.worker)
+    procs.stop(stack.api)
+    z0, x0, y0 = tiles[0]
+    prefix, suffix = key_template(stack.redis.client(), source_id, z0, x0, y0)
+    sizes = [len(r.body) for r in warmed]
+    paths_file = procs.scratch / "paths.txt"
+    paths_file.write_text("\n".join(paths) + "\n")
+    return Prepared(
+        procs=procs,
+        stack=stack,
+        source_id=source_id,
+        meta=meta,
+        tiles=tiles,
+        paths=paths,
+        paths_file=paths_file,
+        prefix=prefix,
+        suffix=suffix,
+        cache_control=warmed[0].headers.get("cache-control", ""),
+        mean_bytes=sum(sizes) / len(sizes),
+        top=top,
+    )
+
+
+# --- Girder ----------------------------------------------------------------------------
+
+
+@dataclass
+class GirderSide:
+    side: Side | None
+    note: str  # what ran, or why it did not
+    mean_bytes: float = 0.0
+    bodies: list[bytes] = field(default_factory=list)  # its tiles, in the order of the paths
+    identical: int = 0  # tiles whose bytes equal tilecast's
+
+
+def start_girder(prep: Prepared, ctx: harness.BenchContext) -> GirderSide:
+    try:
+        girder = girder_side.start(prep.procs, ctx.image_dir)
+        item_id = girder_side.upload_large_image(girder, ctx.pyramid)
+    except (BenchError, OSError) as exc:
+        print(f"  girder: not run: {exc}", flush=True)
+        return GirderSide(None, f"Girder did not run: {str(exc)[:300]}")
+    paths = [girder_side.tile_path(item_id, z, x, y) for z, x, y in prep.tiles]
+    print(f"  girder: warming {len(paths)} tiles through Girder (twice)", flush=True)
+    replies = fetch_all(girder.port, paths)
+    bad = [(p, r.status) for p, r in zip(paths, replies, strict=True) if r.status != 200]
+    if bad:
+        raise BenchError(f"girder tiles failed for {len(bad)} tiles, e.g. {bad[:3]}")
+    fetch_all(girder.port, paths)  # the second pass: every tile is in the cache already
+    paths_file = prep.procs.scratch / "girder-paths.txt"
+    paths_file.write_text("\n".join(paths) + "\n")
+    db = next(c for c in prep.procs.children if c.name == "secantusdb")
+    side = Side("girder", girder.port, [girder.child.proc.pid, db.proc.pid], 1, paths_file)
+    versions = ", ".join(
+        f"{p} {girder_side.venv_version(girder.venv, p)}"
+        for p in ("girder", "girder-large-image", "large-image", "secantusdb")
+    )
+    bodies = [r.body for r in replies]
+    return GirderSide(side, versions, sum(map(len, bodies)) / len(bodies), bodies)
+
+
+# --- redis-benchmark -------------------------------------------------------------------
+
+
+@dataclass
+class RedisBench:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    command: str
+
+
+def run_redis_benchmark(port: int, size: int, connections: int, requests: int) -> RedisBench:
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        raise BenchError("redis-benchmark is missing (Debian: apt-get install -y redis-tools)")
+    # SET fills the keys first, so that every GET finds a value of ``size`` bytes.
+    argv = [
+        binary,
+        *["-h", HOST, "-p", str(port), "-c", str(connections), "-n", str(requests)],
+        *["-d", str(size), "-r", "1024", "-t", "set,get", "--csv"],
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    for line in out.stdout.splitlines():
+        cells = [c.strip('"') for c in line.split(",")]
+        if cells and cells[0] == "GET":
+            # "test","rps","avg","min","p50","p95","p99","max" (milliseconds)
+            return RedisBench(float(cells[1]), float(cells[4]), float(cells[6]), " ".join(argv))
+    raise BenchError(
+        f"redis-benchmark printed no GET line: {out.stdout[-500:]} {out.stderr[-500:]}"
+    )
+
+
+# --- the mixed load --------------------------------------------------------------------
+
+
+@dataclass
+class WaiterStats:
+    answers: Counter[int] = field(default_factory=Counter)
+    seconds: list[float] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def waiting_clients(port: int, paths: Iterator[str], count: int) -> Iterator[WaiterStats]:
+    """``count`` clients, each asking one cold tile after another, each request waiting
+    for a render that never comes (until the api's render timeout answers 504)."""
+    stats = WaiterStats()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client() -> None:
+        http = harness.Http(port, timeout=MIXED_RENDER_TIMEOUT + 30)
+        try:
+            while not stop.is_set():
+                with lock:
+                    path = next(paths)
+                started = time.monotonic()
+                reply = http.get(path)
+                with lock:
+                    stats.answers[reply.status] += 1
+                    stats.seconds.append(time.monotonic() - started)
+                if reply.status != 504:  # e.g. a 503 of backpressure: do not spin
+                    stop.wait(0.5)
+        finally:
+            http.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(count)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)  # let every client's first request reach its wait
+    try:
+        yield stats
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(MIXED_RENDER_TIMEOUT + 35)
+
+
+@dataclass
+class MixedResult:
+    alone: SideResult
+    mixed: SideResult
+    waiters: WaiterStats
+
+
+def run_mixed(
+    prep: Prepared, ctx: harness.BenchContext, server: str, *, seconds: float, rounds: int
+) -> MixedResult:
+    env = {**prep.stack.env, "TILECAST_RENDER_TIMEOUT": str(MIXED_RENDER_TIMEOUT)}
+    api, port = harness.start_api(
+        prep.procs,
+        env,
+        workers=MIXED_WORKERS,
+        threads=MIXED_THREADS,
+        server=server,
+        name=f"api-mixed-{server}",
+    )
+    side = Side(server, port, [api.proc.pid], MIXED_WORKERS, prep.paths_file)
+    cold = itertools.cycle(
+        harness.tile_path(prep.source_id, prep.top, x, y)
+        for x, y in harness.level_tiles(prep.meta, prep.top)
+    )
+    alone, mixed = SideResult([]), SideResult([])
+    waiters = WaiterStats()
+    run_wrk(ctx.wrk, port, prep.paths_file, seconds=1, connections=MIXED_CONNECTIONS)
+    try:
+        for r in range(rounds):
+            result, cpu, _, _ = balanced_run(ctx.wrk, side, MIXED_CONNECTIONS, seconds)
+            alone.rounds.append(result)
+            alone.cpu_us.append(cpu)
+            with waiting_clients(port, cold, MIXED_WAITERS) as stats:
+                result, cpu, _, _ = balanced_run(ctx.wrk, side, MIXED_CONNECTIONS, seconds)
+            mixed.rounds.append(result)
+            mixed.cpu_us.append(cpu)
+            waiters.answers.update(stats.answers)
+            waiters.seconds.extend(stats.seconds)
+            print(
+                f"  mixed {server} round {r + 1}: hits alone {alone.rounds[-1].rps:,.0f} req/s, "
+                f"beside {MIXED_WAITERS} waiting requests {result.rps:,.0f} req/s, "
+                f"waiter answers {dict(stats.answers)}",
+                flush=True,
+            )
+    finally:
+        prep.procs.stop(api)
+    return MixedResult(alone, mixed, waiters)
+
+
+# --- the benchmark ---------------------------------------------------------------------
 
 
 def run(
@@ -222,147 +497,357 @@ def run(
     rounds: int,
     warmup: float,
     levels_below_base: int,
-) -> Section:
+    servers: Sequence[str] = SERVERS,
+    girder: bool = True,
+    mixed_seconds: float = 5,
+    mixed_rounds: int = 3,
+) -> list[Section]:
     with Processes(ctx.scratch / "hits") as procs:
-        stack = harness.start_stack(
-            procs, [ctx.image_dir], worker_concurrency=2, api_workers=1, api_threads=8
-        )
-        source_id = harness.add_source(stack, ctx.pyramid)
-        meta = harness.tile_metadata(stack, source_id)
-        top = int(meta["levels"]) - 1
-        tiles = [
-            (z, x, y)
-            for z in range(top - levels_below_base, -1, -1)
-            for x, y in harness.level_tiles(meta, z)
-        ]
-        paths = [harness.tile_path(source_id, z, x, y) for z, x, y in tiles]
-        print(f"  hits: warming {len(paths)} tiles through tilecast", flush=True)
-        warmed = fetch_all(stack.api_port, paths, concurrency=16)
-        bad = [(p, r.status) for p, r in zip(paths, warmed, strict=True) if r.status != 200]
-        if bad:
-            raise BenchError(f"warming tiles failed for {len(bad)} tiles, e.g. {bad[:3]}")
-        # Hits need no worker: stop it so that it takes no CPU from the servers measured.
-        assert stack.worker is not None and stack.api is not None
-        procs.stop(stack.worker)
-        procs.stop(stack.api)
-        client = stack.redis.client()
-        z0, x0, y0 = tiles[0]
-        prefix, suffix = key_template(client, source_id, z0, x0, y0)
-        cache_control = warmed[0].headers.get("cache-control", "")
-        sizes = [len(r.body) for r in warmed]
-        paths_file = ctx.scratch / "hits" / "paths.txt"
-        paths_file.write_text("\n".join(paths) + "\n")
-
-        section = Section(
-            title="1. Cache-hit throughput: tilecast api vs a bare Flask+Redis app",
-            measures=(
-                "Requests per second answering tiles that are already in Redis. "
-                "`tilecast api` (its whole hit path: parse and validate the request, the "
-                "source's generation, the key, one Redis GET, ETag and caching headers) "
-                "against `tests/bench/bare_app.py` (one Flask route, one Redis GET of the key "
-                "tilecast wrote, the same bytes and headers), both under the same gunicorn "
-                "gthread command line, the same Redis, the same wrk command "
-                f"(1 thread, spread over {len(paths)} distinct tile URLs of levels "
-                f"z={top - levels_below_base}..0 of the {meta['sizeX']}x{meta['sizeY']} "
-                f"pyramidal JPEG TIFF, mean tile {sum(sizes) / len(sizes) / 1024:.1f} KiB), "
-                f"{rounds} rounds of {seconds:.0f} s per side back to back, alternating which "
-                "side goes first. req/s are the medians over rounds; the ratio is the median "
-                "of the per-round ratios (each round's two runs are seconds apart, so they "
-                "share the machine's state). wrk, Redis and the server share the machine's "
-                "cores. Goal: ratio >= 0.9."
-            ),
-            headers=[
-                "gunicorn workers x threads",
-                "wrk connections",
-                "tilecast req/s",
-                "bare req/s",
-                "ratio tilecast / bare",
-                "ratio range over rounds",
-                "server CPU us/request tilecast / bare",
-                "CPU ratio bare / tilecast",
-                "tilecast p50 / p99 ms",
-                "bare p50 / p99 ms",
-                "errors",
-            ],
-        )
+        prep = prepare(procs, ctx, levels_below_base)
+        girder_result = start_girder(prep, ctx) if girder else GirderSide(None, "not asked for")
+        servers = sorted(servers, key=lambda s: s != DEFAULT_SERVER)  # the default first
+        section = server_section(prep, servers, rounds, seconds)
+        beside = beside_section(prep, girder_result, rounds, seconds)
         discarded_total = 0
         verdicts: list[str] = []
-        for config in configs:
-            api, api_port = harness.start_api(
-                procs,
-                stack.env,
-                workers=config.workers,
-                threads=config.threads,
-                name=f"api-{config.workers}x{config.threads}",
-            )
-            bare, bare_port = start_bare(
-                procs,
-                stack.env,
-                stack.redis.url,
-                prefix,
-                suffix,
-                cache_control,
-                workers=config.workers,
-                threads=config.threads,
-                name=f"bare-{config.workers}x{config.threads}",
-            )
-            check_same_bytes(api_port, bare_port, paths)
+        short_runs: list[str] = []
+        for index, config in enumerate(configs):
+            sides: list[Side] = []
+            for server in servers:
+                api, api_port = harness.start_api(
+                    procs,
+                    prep.stack.env,
+                    workers=config.workers,
+                    threads=config.threads,
+                    server=server,
+                    name=f"api-{server}-{config.workers}x{config.threads}",
+                )
+                bare, bare_port = start_bare(
+                    procs,
+                    prep.stack.env,
+                    prep.stack.redis.url,
+                    prep.prefix,
+                    prep.suffix,
+                    prep.cache_control,
+                    workers=config.workers,
+                    threads=config.threads,
+                    server=server,
+                    name=f"bare-{server}-{config.workers}x{config.threads}",
+                )
+                check_same_bytes(api_port, bare_port, prep.paths)
+                if index == 0 and girder_result.side is not None and server == DEFAULT_SERVER:
+                    count_identical(api_port, prep.paths, girder_result)
+                sides.append(
+                    Side(
+                        f"tilecast {server}",
+                        api_port,
+                        [api.proc.pid],
+                        config.workers,
+                        prep.paths_file,
+                    )
+                )
+                sides.append(
+                    Side(
+                        f"bare {server}",
+                        bare_port,
+                        [bare.proc.pid],
+                        config.workers,
+                        prep.paths_file,
+                    )
+                )
+            # Girder joins the rounds of the first configuration only.
+            if index == 0 and girder_result.side is not None:
+                sides.append(girder_result.side)
+            label = f"{config.workers}x{config.threads} c{config.connections}"
             results, discarded = compare(
                 ctx.wrk,
-                {"tilecast": (api_port, api.proc.pid), "bare": (bare_port, bare.proc.pid)},
-                paths_file,
-                config,
+                sides,
+                config.connections,
                 seconds=seconds,
                 rounds=rounds,
                 warmup=warmup,
+                label=label,
             )
-            procs.stop(api)
-            procs.stop(bare)
+            for child in list(procs.children):
+                if child.name.startswith(("api-", "bare-")):
+                    procs.stop(child)
             discarded_total += discarded
-            tc, bare_res = results["tilecast"], results["bare"]
-            ratios = [
-                a.rps / b.rps for a, b in zip(tc.rounds, bare_res.rounds, strict=True) if b.rps
+            short_runs += [
+                f"{name} ({min(r.accepted)} of {config.connections})"
+                for name, r in results.items()
+                if r.accepted and min(r.accepted) < config.connections
             ]
-            tm, bm = tc.median_round(), bare_res.median_round()
-            ratio = median(ratios)
-            verdicts.append(
-                f"{config.workers} x {config.threads}: {ratio:.2f}, "
-                + ("met" if ratio >= 0.9 else "NOT met")
+            verdicts += add_server_rows(section, config, servers, results)
+            if index == 0:
+                add_beside_rows(beside, config, results, girder_result, prep)
+        section.notes.insert(0, "Goal ratio tilecast / bare >= 0.9 -- " + ", ".join(verdicts) + ".")
+        section.notes.append(
+            "A server's worker processes race to accept wrk's connections, all opened at "
+            "once; now and then one process wins them all and the other idles, halving that "
+            "run's throughput whichever app is served. A run where some worker process held "
+            "none of the connections (counted with `ss` during the run) is thrown away and "
+            f"repeated: {discarded_total} such runs in this benchmark."
+        )
+        section.notes.append(
+            "Every server held all of wrk's connections open in every run (counted with "
+            "`ss` a second into the run; the least count per side): "
+            + ("yes." if not short_runs else "no -- " + ", ".join(short_runs) + ".")
+        )
+        # The storage limit: Redis alone, after the HTTP servers are gone.
+        connections = configs[0].connections
+        try:
+            bench = run_redis_benchmark(
+                prep.stack.redis.port, round(prep.mean_bytes), connections, 200_000
             )
-            errors = sum(r.error_count for r in tc.rounds + bare_res.rounds)
-            section.rows.append(
-                [
-                    f"{config.workers} x {config.threads}",
-                    str(config.connections),
-                    f"{tc.rps:,.0f}",
-                    f"{bare_res.rps:,.0f}",
-                    f"**{ratio:.2f}**",
-                    f"{min(ratios):.2f} - {max(ratios):.2f}",
-                    f"{median(tc.cpu_us):.0f} / {median(bare_res.cpu_us):.0f}",
-                    f"{median(bare_res.cpu_us) / median(tc.cpu_us):.2f}",
-                    f"{tm.latency_us['p50'] / 1000:.1f} / {tm.latency_us['p99'] / 1000:.1f}",
-                    f"{bm.latency_us['p50'] / 1000:.1f} / {bm.latency_us['p99'] / 1000:.1f}",
-                    str(errors),
-                ]
+            add_redis_row(beside, bench, connections, prep.mean_bytes, beside_tilecast_rps(beside))
+        except BenchError as exc:
+            beside.notes.append(f"redis-benchmark did not run: {exc}")
+        mixed = mixed_section()
+        for server in servers:
+            result = run_mixed(prep, ctx, server, seconds=mixed_seconds, rounds=mixed_rounds)
+            add_mixed_row(mixed, server, result)
+        return [section, beside, mixed]
+
+
+def server_section(prep: Prepared, servers: Sequence[str], rounds: int, seconds: float) -> Section:
+    meta = prep.meta
+    return Section(
+        title="1. Cache-hit throughput: tilecast api vs a bare Flask+Redis app, per HTTP server",
+        measures=(
+            "Requests per second answering tiles that are already in Redis. `tilecast api` "
+            "(its whole hit path: parse and validate the request, the source's generation, "
+            "the key, one Redis GET, ETag and caching headers) against "
+            "`tests/bench/bare_app.py` (one Flask route, one Redis GET of the key tilecast "
+            "wrote, the same bytes and headers), both under the same server "
+            f"({', '.join(servers)}; `tilecast api --server NAME`) with the same processes "
+            "and threads, the same Redis, the same wrk command (1 thread, spread over "
+            f"{len(prep.paths)} distinct tile URLs of levels z={prep.tiles[0][0]}..0 of the "
+            f"{meta['sizeX']}x{meta['sizeY']} pyramidal JPEG TIFF, mean tile "
+            f"{prep.mean_bytes / 1024:.1f} KiB), {rounds} rounds of {seconds:.0f} s per side "
+            "back to back, in a rotating order. req/s are the medians over rounds; ratios "
+            "are medians of the per-round ratios (a round's runs are seconds apart, so they "
+            "share the machine's state). wrk, Redis and the server share the machine's "
+            "cores; on a busy machine the CPU ratio (server CPU time per request, read from "
+            "/proc) moves less than req/s. *granian*: granian's WSGI interface (a Rust HTTP "
+            "event loop per process, the app on a pool of `threads` Python threads); "
+            "*gunicorn*: gunicorn's `gthread` worker. Goal: tilecast / bare >= 0.9 under "
+            "each server."
+        ),
+        headers=[
+            "server",
+            "workers x threads",
+            "wrk connections",
+            "tilecast req/s",
+            "bare req/s",
+            "ratio tilecast / bare",
+            "ratio range over rounds",
+            "server CPU us/request tilecast / bare",
+            "CPU ratio bare / tilecast",
+            "tilecast p50 / p99 ms",
+            "bare p50 / p99 ms",
+            "errors",
+        ],
+    )
+
+
+def add_server_rows(
+    section: Section, config: HitConfig, servers: Sequence[str], results: dict[str, SideResult]
+) -> list[str]:
+    verdicts: list[str] = []
+    for server in servers:
+        tc, bare = results[f"tilecast {server}"], results[f"bare {server}"]
+        ratios = round_ratios(tc, bare)
+        ratio = median(ratios)
+        verdicts.append(
+            f"{server} {config.workers} x {config.threads}: {ratio:.2f}, "
+            + ("met" if ratio >= 0.9 else "NOT met")
+        )
+        section.rows.append(
+            [
+                server + (" (default)" if server == DEFAULT_SERVER else ""),
+                f"{config.workers} x {config.threads}",
+                str(config.connections),
+                f"{tc.rps:,.0f}",
+                f"{bare.rps:,.0f}",
+                f"**{ratio:.2f}**",
+                f"{min(ratios):.2f} - {max(ratios):.2f}",
+                f"{median(tc.cpu_us):.0f} / {median(bare.cpu_us):.0f}",
+                f"{median(bare.cpu_us) / median(tc.cpu_us):.2f}",
+                tc.latency(),
+                bare.latency(),
+                str(tc.errors + bare.errors),
+            ]
+        )
+    others = [s for s in servers if s != DEFAULT_SERVER]
+    for other in others:
+        for app in ("tilecast", "bare"):
+            ratios = round_ratios(results[f"{app} {DEFAULT_SERVER}"], results[f"{app} {other}"])
+            section.notes.append(
+                f"{config.workers} x {config.threads}, {app}: {DEFAULT_SERVER} / {other} = "
+                f"**{median(ratios):.2f}** req/s (range {min(ratios):.2f} - {max(ratios):.2f})"
             )
-        section.notes.insert(0, "Goal ratio >= 0.9 -- " + ", ".join(verdicts) + ".")
-        section.notes.append(
-            "gunicorn's worker processes race to accept wrk's connections, all opened at once; "
-            "now and then one process wins them all and the other idles, halving that run's "
-            "throughput whichever app is served. A run where some worker process held none of "
-            "the connections (counted with `ss` during the run) is thrown away and repeated: "
-            f"{discarded_total} such runs in this benchmark."
-        )
-        section.notes.append(
-            f"wrk command per run: `wrk -t1 -cC -d{seconds:.0f}s --timeout 10s -s "
-            "tests/bench/wrk_paths.lua http://127.0.0.1:PORT -- paths.txt` (C = the connections "
-            "column; the Lua script cycles through the list of tile paths)."
-        )
-        section.notes.append(
-            "Before timing, every URL was fetched from both servers: identical bodies and "
-            "identical `Content-Type`, `ETag` and `Cache-Control` for all of them."
-        )
-        return section
+    return verdicts
+
+
+def beside_section(prep: Prepared, girder: GirderSide, rounds: int, seconds: float) -> Section:
+    return Section(
+        title="1b. Cache-hit throughput beside Girder 3.2 + large_image, and raw Redis",
+        measures=(
+            "The same tiles from three places. *tilecast*: `tilecast api` under its default "
+            f"server ({DEFAULT_SERVER}), the first configuration of section 1, in the same "
+            "rounds. *Girder*: Girder 3.2 with large_image's Girder plugin "
+            "(`girder-large-image`) serving `/api/v1/item/{id}/tiles/zxy/{z}/{x}/{y}` for the "
+            "same image, uploaded into Girder and made a large image by the plugin, every "
+            "tile asked twice beforehand so that all are in large_image's tile cache; "
+            "`girder serve --mode production` (CherryPy, 100 threads, one process), "
+            "`secantusdb` as its MongoDB, anonymous reads of a public folder, access log "
+            "off; large_image's `python` tile-cache backend (an in-process LRU: what it "
+            "uses when no memcached or Redis is configured, and the fastest for one "
+            "process: a hit is a dictionary lookup, no network hop), sized so that every "
+            "tile fits. Girder ran in the same wrk rounds as the section 1 sides, with the "
+            f"same connections and {seconds:.0f} s runs ({rounds} rounds); its server CPU "
+            "includes its database's. *redis-benchmark*: GET of values of the mean tile "
+            "size from the same redis-server, as many connections, no pipelining: the "
+            "storage limit under any HTTP layer. Goal: tilecast >= 3x Girder."
+        ),
+        headers=[
+            "system",
+            "connections",
+            "req/s",
+            "p50 / p99 ms",
+            "server CPU us/request",
+            "mean body bytes",
+            "tilecast req/s / this",
+            "errors",
+        ],
+        notes=[f"Girder side: {girder.note}."] if girder.side else [girder.note],
+    )
+
+
+def add_beside_rows(
+    section: Section,
+    config: HitConfig,
+    results: dict[str, SideResult],
+    girder: GirderSide,
+    prep: Prepared,
+) -> None:
+    tc = results[f"tilecast {DEFAULT_SERVER}"]
+    section.rows.append(
+        [
+            f"tilecast api ({DEFAULT_SERVER}, {config.workers} x {config.threads})",
+            str(config.connections),
+            f"{tc.rps:,.0f}",
+            tc.latency(),
+            f"{median(tc.cpu_us):.0f}",
+            f"{prep.mean_bytes:,.0f}",
+            "1.00",
+            str(tc.errors),
+        ]
+    )
+    if girder.side is None:
+        return
+    gr = results["girder"]
+    ratios = round_ratios(tc, gr)
+    ratio = median(ratios)
+    section.rows.append(
+        [
+            "Girder 3.2 + girder-large-image (CherryPy, 100 threads)",
+            str(config.connections),
+            f"{gr.rps:,.0f}",
+            gr.latency(),
+            f"{median(gr.cpu_us):.0f}",
+            f"{girder.mean_bytes:,.0f}",
+            f"**{ratio:.2f}** (range {min(ratios):.2f} - {max(ratios):.2f})",
+            str(gr.errors),
+        ]
+    )
+    section.notes.insert(
+        0,
+        f"Goal tilecast >= 3x Girder: {ratio:.2f}, " + ("met" if ratio >= 3 else "NOT met") + ".",
+    )
+    section.notes.append(
+        "Girder's HTTP server (CherryPy's cheroot) keeps at most 10 idle keep-alive "
+        "connections (`keep_alive_conn_limit`, not changed by Girder) and closes the others "
+        "after each response, so wrk reconnects on those: how Girder as shipped serves "
+        f"{config.connections} clients (section 1's accepted-connections note counts them)."
+    )
+    section.notes.append(
+        f"{girder.identical} of {len(prep.paths)} Girder tiles are byte-identical to "
+        "tilecast's (large_image re-encodes what it does not pass through; the sizes differ "
+        "accordingly)."
+    )
+
+
+def beside_tilecast_rps(section: Section) -> float:
+    return float(section.rows[0][2].replace(",", "")) if section.rows else float("nan")
+
+
+def add_redis_row(
+    section: Section, bench: RedisBench, connections: int, mean_bytes: float, tilecast_rps: float
+) -> None:
+    section.rows.append(
+        [
+            "redis-benchmark GET (the storage limit)",
+            str(connections),
+            f"{bench.rps:,.0f}",
+            f"{bench.p50_ms:.2f} / {bench.p99_ms:.2f}",
+            "-",
+            f"{round(mean_bytes):,}",
+            f"{tilecast_rps / bench.rps:.2f}",
+            "0",
+        ]
+    )
+    command = bench.command.replace(shutil.which("redis-benchmark") or "", "redis-benchmark")
+    section.notes.append(f"redis-benchmark command: `{command}` (the GET line).")
+
+
+def mixed_section() -> Section:
+    return Section(
+        title="1c. Hits while requests wait for renders",
+        measures=(
+            "Whether requests that wait for a render starve cache hits. `tilecast api` with "
+            f"its default shape ({MIXED_WORKERS} processes x {MIXED_THREADS} threads) under "
+            f"each server; wrk ({MIXED_CONNECTIONS} connections) asks warm tiles alone, then "
+            f"again while {MIXED_WAITERS} clients each keep one request waiting for a tile "
+            "that no worker renders (the worker is stopped; each such request waits for the "
+            f"render timeout, {MIXED_RENDER_TIMEOUT:g} s here, answers 504, and the client "
+            "asks the next cold tile). A server that ran waiting requests on the threads "
+            "that hits need would lose throughput here or time out hits."
+        ),
+        headers=[
+            "server",
+            "hit req/s alone",
+            f"hit req/s beside {MIXED_WAITERS} waiting requests",
+            "ratio",
+            "hit p99 ms alone / beside",
+            "hit errors",
+            "waiting requests' answers",
+            "wait p50 s",
+        ],
+    )
+
+
+def add_mixed_row(section: Section, server: str, result: MixedResult) -> None:
+    ratios = round_ratios(result.mixed, result.alone)
+    alone, mixed = result.alone.median_round(), result.mixed.median_round()
+    answers = ", ".join(f"{n} x {status}" for status, n in sorted(result.waiters.answers.items()))
+    section.rows.append(
+        [
+            server,
+            f"{result.alone.rps:,.0f}",
+            f"{result.mixed.rps:,.0f}",
+            f"**{median(ratios):.2f}**",
+            f"{alone.latency_us['p99'] / 1000:.1f} / {mixed.latency_us['p99'] / 1000:.1f}",
+            str(result.alone.errors + result.mixed.errors),
+            answers or "none",
+            f"{median(result.waiters.seconds):.1f}",
+        ]
+    )
+
+
+def count_identical(api_port: int, paths: Sequence[str], girder: GirderSide) -> None:
+    ours = fetch_all(api_port, paths)
+    girder.identical = sum(1 for a, b in zip(ours, girder.bodies, strict=True) if a.body == b)
 
 
 def check_same_bytes(api_port: int, bare_port: int, paths: Sequence[str]) -> None:
