@@ -79,3 +79,16 @@ def test_stats(state: redis.Redis) -> None:
     stats.incr(state, name)
     stats.incr(state, name, 2)
     assert stats.read(state)[name] == 3
+
+
+def test_clients_are_not_capped_at_redis_pys_100_connections(redis_url: str) -> None:
+    from common.redisconn import connect
+
+    client = connect(redis_url)
+    held = [client.connection_pool.get_connection() for _ in range(150)]
+    try:
+        assert len(held) == 150
+    finally:
+        for connection in held:
+            client.connection_pool.release(connection)
+        client.close()
