@@ -11,11 +11,15 @@ from flask import current_app
 from api.completion import CompletionListener
 from api.dispatch import Dispatcher
 from api.generations import GenerationMemo
+from api.prefetch import Prefetcher
+from api.routing import Router, build_router
 from api.tasks import CelerySender, Sender
+from common.activity import ActivityMemo
 from common.cache import TileCache
 from common.redisconn import connect
 from common.registry import SourceRegistry
 from common.settings import Settings
+from common.stats import BatchedCounters
 
 EXTENSION = "tilecast"
 
@@ -30,6 +34,11 @@ class Services:
     listener: CompletionListener
     dispatcher: Dispatcher
     sender: Sender
+    router: Router
+    # Activity touches, batched hit/miss counters, optional prefetch (H2, issue 4).
+    activity: ActivityMemo
+    counters: BatchedCounters
+    prefetcher: Prefetcher | None
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -39,13 +48,25 @@ class Services:
         registry = SourceRegistry(state)
         # Completions are published on the state Redis (common.inflight.announce).
         listener = CompletionListener(lambda: connect(settings.state_url))
+        # Affinity, spill-over and backpressure of interactive sends (api/routing.py).
+        router = build_router(settings, state)
         dispatcher = Dispatcher(
             state,
             listener,
             inflight_ttl=settings.inflight_ttl,
             timeout=settings.render_timeout,
+            routes=router,
         )
+        sender = CelerySender(settings, router)
+        counters = BatchedCounters(state)
+        prefetcher = None
+        if settings.prefetch:
+            same = settings.cache_url == settings.state_url
+            prefetcher = Prefetcher(cache_client, state, sender, counters, same_redis=same)
         return cls(
+            activity=ActivityMemo(),
+            counters=counters,
+            prefetcher=prefetcher,
             settings=settings,
             cache=TileCache(cache_client, ttl=settings.tile_ttl),
             state=state,
@@ -53,7 +74,8 @@ class Services:
             generations=GenerationMemo(registry, settings.generation_ttl),
             listener=listener,
             dispatcher=dispatcher,
-            sender=CelerySender(settings),
+            sender=sender,
+            router=router,
         )
 
 

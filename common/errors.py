@@ -61,6 +61,12 @@ class TileOutOfRange(NotFound):
     code = "tile_out_of_range"
 
 
+class UnknownJob(NotFound):
+    """A pre-rendering job id that does not exist (or whose record expired)."""
+
+    code = "unknown_job"
+
+
 class UnsupportedImage(TilecastError):
     """A file that no reader can open, or that is corrupt or too large to decode."""
 
@@ -81,6 +87,14 @@ class ServiceUnavailable(TilecastError):
     status = 503
     code = "service_unavailable"
     retry_after: int = 5
+
+
+class Overloaded(ServiceUnavailable):
+    """Too much interactive work is queued: answered at once instead of joining a wait
+    that would time out (backpressure, api/routing.py)."""
+
+    code = "overloaded"
+    retry_after = 2
 
 
 class RenderTimeout(TilecastError):

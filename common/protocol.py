@@ -35,6 +35,9 @@ TASK_RENDER_REGION = "tilecast.render_region"
 TASK_RENDER_PIXEL = "tilecast.render_pixel"
 TASK_RENDER_HISTOGRAM = "tilecast.render_histogram"
 TASK_RENDER_BANDS = "tilecast.render_bands"
+# One batch of a pre-rendering job (common/jobs.py), on the bulk queue; the job driver
+# (workers/jobs.py) sends it with precache_batch_payload below.
+TASK_PRECACHE_BATCH = "tilecast.precache_batch"
 
 
 def make_celery(settings: Settings, main: str = "tilecast") -> Celery:
@@ -51,7 +54,9 @@ def make_celery(settings: Settings, main: str = "tilecast") -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        # Redis transport: a worker polls its queues in the order given (an interactive
+        # node: its own affinity queue, then the shared one), not round-robin.
+        broker_transport_options={"visibility_timeout": 3600, "queue_order_strategy": "priority"},
         worker_hijack_root_logger=False,
     )
     return app
@@ -102,3 +107,9 @@ def render_associated_payload(request: AssociatedRequest, generation: int) -> di
 
 def describe_source_payload(source_id: str, path: str, done_key: str) -> dict[str, Any]:
     return {"source": source_id, "path": path, "done_key": done_key}
+
+
+def precache_batch_payload(job_id: str, batch: int, attempt: int) -> dict[str, Any]:
+    """A job's batch: the worker reads the spec from the job record and plans the batch
+    itself (the plan is a pure function of the spec), so the message stays small."""
+    return {"job": job_id, "batch": batch, "attempt": attempt}

@@ -42,6 +42,26 @@ class Settings:
     # Worker source cache bounds.
     source_cache_count: int = 32
     source_cache_bytes: int = 2 * 1024**3
+    # Activity-aware caching (common/activity.py, workers/keeper.py): a source viewed
+    # within this many seconds is "active"; its tiles and open source are kept first.
+    active_window: float = 600.0
+    # The cache keeper trims the cache Redis, least recently viewed sources first, from
+    # used_memory > high_water * maxmemory down to low_water * maxmemory; it checks
+    # every keeper_interval seconds (0 = no keeper).
+    keeper_interval: float = 2.0
+    keeper_high_water: float = 0.9
+    keeper_low_water: float = 0.75
+    # Neighbour prefetch on the bulk pool after a tile miss (0 = off, 1 = on).
+    prefetch: int = 0
+    # Worker pools and source affinity (api/routing.py, workers/heartbeat.py): interactive
+    # tasks that may wait in the shared queue before a miss is answered 503 (0 = no
+    # bound); tasks per worker process that may wait in a worker's own queue before a
+    # source's work spills to the shared queue (0 = no affinity); seconds a worker counts
+    # as live after its last heartbeat; OS niceness of bulk-only worker nodes.
+    max_queue_depth: int = 1000
+    affinity_queue_depth: int = 4
+    worker_ttl: float = 5.0
+    bulk_nice: int = 19
     # Request bounds.
     max_style_bytes: int = 16 * 1024
     max_thumbnail_size: int = 4096
@@ -54,6 +74,21 @@ class Settings:
     http_max_age: int = 24 * 3600
     # Default JPEG quality when a request gives none (large_image's default).
     jpeg_quality: int = 95
+    # Pre-rendering jobs (common/jobs.py, workers/jobs.py): tiles per block side of a
+    # batch; batches in flight per job; a started batch's lease (renewed at every
+    # flush) and a queued batch's lease, after which the job driver re-dispatches it;
+    # dispatches of a batch before it is recorded as failed; seconds a finished job's
+    # record is kept (0 = forever).
+    job_block: int = 8
+    job_inflight_batches: int = 16
+    job_lease: float = 30.0
+    job_queue_lease: float = 60.0
+    job_max_attempts: int = 3
+    job_retention: int = 7 * 24 * 3600
+    # Newly registered sources get a job: their thumbnail and levels 0 to
+    # auto_precache_levels (auto_precache 0 = off).
+    auto_precache: int = 1
+    auto_precache_levels: int = 2
     log_level: str = "INFO"
 
     @classmethod

@@ -14,6 +14,8 @@ Session-scoped fixtures start each process once for the whole run:
 - ``sources``: the good images registered through ``POST /sources`` (name -> id).
 - ``start_api``: a factory for extra api processes with other settings (stopped after
   the test).
+- ``start_worker``: a factory for extra single-pool worker nodes (``--queues``), waited
+  for until they register in the state Redis; stopped after the test.
 """
 
 from __future__ import annotations
@@ -69,7 +71,9 @@ def state(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="session")
 def settings(redis_url: str, source_root: Path) -> Settings:
     """Settings of an in-process api (unit tests) against the test Redis."""
-    return Settings(cache_url=redis_url, source_roots=(str(source_root),)).resolved()
+    return Settings(
+        cache_url=redis_url, source_roots=(str(source_root),), auto_precache=0
+    ).resolved()
 
 
 # --- Images ----------------------------------------------------------------------------
@@ -160,6 +164,9 @@ def tilecast_env(redis_url: str, source_root: Path) -> dict[str, str]:
             "TILECAST_CACHE_URL": redis_url,
             "TILECAST_SOURCE_ROOTS": str(source_root),
             "TILECAST_LOG_LEVEL": "INFO",
+            # Registering the test images must not start background pre-rendering jobs
+            # (tests count renders); tests/integration/test_jobs.py turns it on itself.
+            "TILECAST_AUTO_PRECACHE": "0",
             "PYTHONPATH": str(REPO),
             "PYTHONUNBUFFERED": "1",
         },
@@ -175,9 +182,10 @@ def worker(tilecast_env: dict[str, str], logs_dir: Path) -> Iterator[Child]:
     child = start_child("worker", argv, tilecast_env, logs_dir)
     celery = make_celery(Settings.from_env(tilecast_env))
     try:
+        # Two nodes answer: the interactive one and the bulk one (tilecast/worker.py).
         wait_until(
-            "the worker to answer a ping",
-            lambda: celery.control.ping(timeout=0.5),
+            "both worker nodes to answer a ping",
+            lambda: len(celery.control.ping(timeout=0.5)) >= 2,
             child,
             PROCESS_START_TIMEOUT,
         )
@@ -261,3 +269,43 @@ def sources(api: ApiServer, images: dict[str, Path]) -> dict[str, str]:
 def frame_sources(api: ApiServer, frame_images: dict[str, Path]) -> dict[str, str]:
     """Every file of ``frame_images`` registered over HTTP: name -> source id."""
     return {name: api.register(path) for name, path in frame_images.items()}
+
+
+@dataclass
+class WorkerNode:
+    """An extra worker node started by ``start_worker``: its process and its name."""
+
+    child: Child
+    node: str
+
+
+@pytest.fixture
+def start_worker(
+    tilecast_env: dict[str, str], logs_dir: Path, state: redis.Redis
+) -> Iterator[Callable[..., WorkerNode]]:
+    from common.workers_live import read_workers
+
+    started: list[WorkerNode] = []
+
+    def start(
+        queues: str = "interactive",
+        concurrency: int = 1,
+        overrides: Mapping[str, str] | None = None,
+    ) -> WorkerNode:
+        name = f"worker-{queues}-{len(started) + 1}"
+        argv = [sys.executable, "-m", "tilecast", "worker", "--queues", queues]
+        env = {**tilecast_env, **(overrides or {})}
+        child = start_child(name, [*argv, "--concurrency", str(concurrency)], env, logs_dir)
+        # A single-pool worker runs its node in the process started (tilecast/worker.py).
+        info = wait_until(
+            f"{name} to register",
+            lambda: [w for w in read_workers(state) if w.pid == child.proc.pid],
+            child,
+            PROCESS_START_TIMEOUT,
+        )
+        started.append(WorkerNode(child, info[0].node))
+        return started[-1]
+
+    yield start
+    for node in started:
+        node.child.stop()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from common.errors import TilecastError
 from common.settings import get_settings
+from tilecast import jobs
+from tilecast.servers import DEFAULT_SERVER, SERVERS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,16 +28,23 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", type=Path, default=Path(".tilecast"), help="redis, sample, logs")
     up.add_argument("--concurrency", type=int, default=min(4, os.cpu_count() or 1))
     up.add_argument("--api-workers", type=int, default=2)
+    up.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER, help="api HTTP server")
 
-    api = commands.add_parser("api", help="the HTTP api under gunicorn")
+    api = commands.add_parser("api", help="the HTTP api under granian or gunicorn")
     api.add_argument("--bind", default="127.0.0.1:8080", metavar="HOST:PORT")
     api.add_argument("--workers", type=int, default=2, help="processes")
     api.add_argument("--threads", type=int, default=32, help="threads per process")
+    api.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER, help="HTTP server")
 
     worker = commands.add_parser("worker", help="a Celery worker pool")
     worker.add_argument("--queues", default="interactive,bulk")
     worker.add_argument("--concurrency", type=int, default=os.cpu_count() or 1)
     worker.add_argument("--loglevel", default=None, help="default: TILECAST_LOG_LEVEL")
+
+    stats = commands.add_parser("stats", help="cache, render and queue numbers (as /metrics)")
+    stats.add_argument("--json", action="store_true", help="one JSON object")
+
+    jobs.add_parsers(commands)  # precache, jobs (tilecast/jobs.py)
 
     add = commands.add_parser("add", help="register a local image; prints its id")
     add.add_argument("path")
@@ -69,18 +78,25 @@ def _run(args: argparse.Namespace) -> int:
             data_dir=args.data_dir.resolve(),
             concurrency=args.concurrency,
             api_workers=args.api_workers,
+            server=args.server,
         )
         return run_up(options)
     if args.command == "api":
-        from tilecast.gunicorn_app import run_api
+        from tilecast.servers import ServerOptions, run_server
 
-        run_api(args.bind, args.workers, args.threads, settings)
+        run_server(args.server, ServerOptions(args.bind, args.workers, args.threads), settings)
         return 0
     if args.command == "worker":
         from tilecast.worker import run_worker
 
         run_worker(args.queues, args.concurrency, args.loglevel or settings.log_level)
         return 0
+    if args.command == "stats":
+        from tilecast.stats import run_stats
+
+        return run_stats(settings, as_json=args.json)
+    if args.command in jobs.COMMANDS:
+        return jobs.run(args, settings)
     from tilecast.register import register_path
 
     print(register_path(args.path, settings).id)

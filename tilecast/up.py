@@ -42,6 +42,7 @@ class UpOptions:
     data_dir: Path
     concurrency: int
     api_workers: int
+    server: str = "granian"
 
 
 def run_up(options: UpOptions) -> int:
@@ -108,6 +109,7 @@ def _start_children(
             "api",
             *["--bind", f"{options.host}:{options.port}"],
             *["--workers", str(options.api_workers)],
+            *["--server", options.server],
         ],
     }
     print(f"logs       {logs}", flush=True)

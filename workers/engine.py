@@ -27,7 +27,12 @@ from common.tiles import ThumbnailRequest, TileRequest
 from workers import associated
 from workers.bandstats import BandStats, BandStatsCache
 from workers.encode import encode_pixels, encode_tile, to_uint8
-from workers.sourcecache import SourceCache, StyledSource
+from workers.sourcecache import (
+    SourceCache,
+    StyledSource,
+    source_cache_counts,
+    source_cache_gauges,
+)
 from workers.sources import ImageSource, open_source
 from workers.style import compile_style
 from workers.synthesis import RawTiles, WorkCounters
@@ -62,7 +67,11 @@ class Renderer:
             self.state = connect(settings.state_url)
         self.cache = TileCache(self.cache_client, ttl=settings.tile_ttl)
         self.registry = SourceRegistry(self.state)
-        self.sources = SourceCache(settings.source_cache_count, settings.source_cache_bytes)
+        self.sources = SourceCache(
+            settings.source_cache_count,
+            settings.source_cache_bytes,
+            window=settings.active_window,
+        )
         # Whole-image band statistics for styles, shared by every worker via Redis.
         self.band_stats = BandStatsCache(self.cache)
         self.counters = WorkCounters()
@@ -178,12 +187,16 @@ class Renderer:
         counters) to common.stats, in one round trip."""
         read, synthesized = self.counters.take()
         counts = {stats.RAW_TILES_READ: read, stats.RAW_TILES_SYNTHESIZED: synthesized, **extra}
+        counts.update(source_cache_counts(self.sources))
         counts = {name: amount for name, amount in counts.items() if amount}
-        if not counts:
+        gauges = source_cache_gauges(self.sources)
+        if not counts and gauges is None:
             return
         pipe = self.state.pipeline(transaction=False)
         for name, amount in counts.items():
             stats.incr(pipe, name, amount)
+        if gauges is not None:  # open sources and bytes (summed by /metrics); same trip
+            stats.write_gauges(pipe, gauges)
         pipe.execute()
 
     def close(self) -> None:

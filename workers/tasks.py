@@ -42,7 +42,7 @@ from common.regions import (
 from common.registry import SourceRecord
 from common.settings import get_settings
 from common.tiles import ThumbnailRequest, TileRequest
-from workers import histogram, region
+from workers import histogram, jobs, region  # noqa: F401  (jobs registers precache_batch)
 from workers.batch import render_batch
 from workers.celeryapp import app
 from workers.describe import describe_path

@@ -89,7 +89,7 @@ def run(ctx: harness.BenchContext, *, samples: int) -> Section:
         measures=(
             "Milliseconds for one tile that is in no cache, asked alone. **tilecast** is "
             "measured end to end as a viewer sees it: HTTP request to `tilecast api` "
-            "(1 gunicorn worker), cache miss, single-flight claim, Celery task through Redis, "
+            "(1 server process), cache miss, single-flight claim, Celery task through Redis, "
             "the render in the worker (1 process), the tile written to Redis, the completion "
             "signal, the api reading and sending it. **large_image** is only the in-process "
             "`getTile` call (no HTTP, no queue, no Redis; the Girder plugin would add its own "

@@ -160,7 +160,7 @@ def run(ctx: harness.BenchContext, *, levels: tuple[Level, ...] = LEVELS) -> Sec
             "*celery*: all tiles sent at once as `tilecast.render_tile` tasks by name "
             "(payloads from `common.protocol`), done when the last completion arrives on "
             "`tc:done`: the render rate, api excluded. *http*: all tiles asked at once through "
-            f"`tilecast api` (2 gunicorn workers x 16 threads) over {HTTP_CONNECTIONS} "
+            f"`tilecast api` (2 server processes x 16 threads) over {HTTP_CONNECTIONS} "
             "keep-alive connections from a Python thread pool: what a bulk HTTP client gets, "
             "with the api, the single-flight bookkeeping and the client sharing the 2 cores "
             "with the workers. Before each run the source's tiles and unstyled tiles are "

@@ -270,6 +270,7 @@ def start_api(
     workers: int,
     threads: int,
     name: str = "api",
+    server: str | None = None,
 ) -> tuple[Child, int]:
     port = free_port()
     argv = tilecast_argv(
@@ -281,6 +282,8 @@ def start_api(
         "--threads",
         str(threads),
     )
+    if server:  # else tilecast's default server
+        argv += ["--server", server]
     child = procs.start(name, argv, env)
     wait_for(f"tilecast api on port {port}", lambda: http_ok(port, "/healthz"), 60, [child])
     return child, port

@@ -20,14 +20,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 from types import FrameType
 
-from tests.bench import bench_hits, bench_latency, bench_render, bench_style, harness
+from tests.bench import (
+    bench_affinity,
+    bench_hits,
+    bench_latency,
+    bench_precache,
+    bench_render,
+    bench_style,
+    harness,
+    load_bench,
+)
 from tests.bench.report import Section, document, machine
 from tests.bench.wrk import ensure_wrk, wrk_version
 
-BENCHMARKS = ("hits", "latency", "render", "style")
+BENCHMARKS = ("hits", "latency", "render", "style", "load", "affinity", "precache")
 WIDTH, HEIGHT = 16384, 12288
 DEFAULT_OUTPUT = harness.REPO / "docs" / "BENCHMARKS.md"
 
@@ -119,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         wrk=wrk,
         quick=args.quick,
     )
-    extra = {"redis-server": redis_version()}
+    extra = {"redis-server": redis_version(), "granian": metadata.version("granian")}
     if wrk:
         extra["wrk"] = wrk_version(wrk)
     info = machine(extra)
@@ -131,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             print("benchmark 1: hit throughput", flush=True)
             if args.quick:
                 configs = [bench_hits.HitConfig(workers=2, threads=4, connections=32)]
-                sections.append(
+                sections.extend(
                     bench_hits.run(
                         ctx,
                         configs=configs,
@@ -139,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                         rounds=2,
                         warmup=1,
                         levels_below_base=2,
+                        mixed_seconds=3,
+                        mixed_rounds=1,
                     )
                 )
             else:
@@ -146,12 +158,12 @@ def main(argv: list[str] | None = None) -> int:
                     bench_hits.HitConfig(workers=2, threads=4, connections=32),
                     bench_hits.HitConfig(workers=1, threads=8, connections=16),
                 ]
-                sections.append(
+                sections.extend(
                     bench_hits.run(
                         ctx,
                         configs=configs,
                         seconds=5,
-                        rounds=8,
+                        rounds=6,
                         warmup=2,
                         levels_below_base=1,
                     )
@@ -166,6 +178,21 @@ def main(argv: list[str] | None = None) -> int:
         if "style" in args.only:
             print("benchmark 4: styled-tile render throughput", flush=True)
             sections.append(bench_style.run(ctx))
+        if "load" in args.only:
+            print("benchmark 5: many viewers at once (load test)", flush=True)
+            if args.quick:
+                sections.append(load_bench.run(ctx, users=load_bench.QUICK_USERS, duration=6))
+            else:
+                sections.append(load_bench.run(ctx))
+        if "affinity" in args.only:
+            print("benchmark 6: source affinity", flush=True)
+            if args.quick:
+                sections.append(bench_affinity.run(ctx, duration=6, modes=bench_affinity.MODES[:2]))
+            else:
+                sections.append(bench_affinity.run(ctx))
+        if "precache" in args.only:
+            print("benchmark 7: pre-rendering a whole pyramid beside vips dzsave", flush=True)
+            sections.append(bench_precache.run(ctx))
         ok = True
     finally:
         if not ok:

@@ -15,7 +15,7 @@ from tilecast import procs
 from tilecast.cli import build_parser
 from tilecast.gunicorn_app import gunicorn_options, request_line_limit
 from tilecast.redis_server import RedisServer
-from tilecast.worker import worker_argv
+from tilecast.worker import node_queues, parse_queues, worker_argv
 
 
 def test_parser_commands() -> None:
@@ -32,10 +32,19 @@ def test_parser_commands() -> None:
 
 
 def test_worker_argv() -> None:
-    argv = worker_argv("interactive, bulk", 3, "INFO")
-    assert argv[:4] == ["worker", "--queues=interactive,bulk", "--concurrency=3", "--loglevel=INFO"]
+    assert parse_queues("interactive, bulk") == ["interactive", "bulk"]
     with pytest.raises(SystemExit):
-        worker_argv("fast", 1, "INFO")
+        parse_queues("fast")
+    node = "interactive-1@h"
+    argv = worker_argv(node_queues("interactive", node), node, 3, "INFO")
+    assert argv[:5] == [
+        "worker",
+        "--queues=interactive.interactive-1@h,interactive",  # its own queue first
+        "--concurrency=3",
+        "--loglevel=INFO",
+        "--hostname=interactive-1@h",
+    ]
+    assert node_queues("bulk", "bulk-2@h") == ["bulk"]
 
 
 def test_gunicorn_options() -> None:
