@@ -78,6 +78,15 @@ class SourceRegistry:
         value = self.state.get(generation_key(source_id))
         return None if value is None else int(value)  # type: ignore[arg-type]
 
+    def remove(self, source_id: str) -> bool:
+        """Forget the source; True when it was registered. Its generation counter is
+        bumped, never deleted: a later registration of the same file (the same id)
+        starts past every key rendered before, so no tile of the old file is served."""
+        if not self.state.hdel(SOURCES_KEY, source_id):
+            return False
+        self.state.incr(generation_key(source_id))
+        return True
+
     def bump_generation(self, source_id: str) -> int:
         if not self.exists(source_id):
             raise UnknownSource(f"no source with id {source_id!r}")

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.services import Services
+from common.errors import UnknownJob
 from common.jobs import JobStore, auto_job_spec, parse_job_request
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,20 @@ def cancel(svc: Services, job_id: str) -> dict[str, Any]:
     store = JobStore(svc.state)
     store.cancel(job_id, svc.settings.job_retention)
     return store.describe(job_id)
+
+
+def cancel_source_jobs(svc: Services, source_id: str) -> int:
+    """Cancel the running jobs of a source (it is being deleted); how many."""
+    store = JobStore(svc.state)
+    cancelled = 0
+    for job_id in store.active():
+        try:
+            if store.get(job_id).spec.source == source_id:
+                store.cancel(job_id, svc.settings.job_retention)
+                cancelled += 1
+        except UnknownJob:
+            continue  # ended and expired meanwhile
+    return cancelled
 
 
 def precache_new_source(svc: Services, source_id: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.handlers.jobs import precache_new_source
+from api.handlers.jobs import cancel_source_jobs, precache_new_source
 from api.services import Services
 from common.errors import UnknownSource
 from common.localpaths import resolve_under_roots, source_id_for_path
@@ -30,6 +30,18 @@ def register(svc: Services, path: str) -> tuple[dict[str, Any], bool]:
     # Pre-render its thumbnail and coarsest levels on the bulk pool (issue 5).
     precache_new_source(svc, source_id)
     return record.summary(), True
+
+
+def remove(svc: Services, source_id: str) -> dict[str, Any]:
+    """Forget a source: its tiles are never served again (its generation moves on; api
+    processes notice within ``generation_ttl``), its running pre-rendering jobs are
+    cancelled, and its cached tiles are left to the cache keeper, TTL and LRU, which
+    retire them as the tiles of a source nobody views. Requests in flight finish with
+    their tile or a 404; none fails otherwise."""
+    if not svc.registry.remove(source_id):
+        raise UnknownSource(f"no source with id {source_id!r}")
+    svc.generations.forget(source_id)
+    return {"id": source_id, "deleted": True, "jobsCancelled": cancel_source_jobs(svc, source_id)}
 
 
 def list_sources(svc: Services) -> list[dict[str, Any]]:

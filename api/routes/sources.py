@@ -1,4 +1,4 @@
-"""Registering local images as sources: ``POST /sources`` and ``GET /sources``."""
+"""Local images as sources: ``POST /sources``, ``GET /sources``, ``DELETE /sources/{id}``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ def register() -> tuple[Response, int]:
     path = parse_source_body(request.get_json(silent=True))
     body, created = sources.register(services(), path)
     return jsonify(body), 201 if created else 200
+
+
+@bp.delete("/sources/<source_id>")
+def remove(source_id: str) -> Response:
+    """Forget a source (404 when unknown); its tiles are never served again."""
+    return jsonify(sources.remove(services(), source_id))
 
 
 @bp.get("/sources")
