@@ -6,7 +6,6 @@ bad one is a :class:`~common.errors.BadRequest` naming it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,15 +21,24 @@ DEFAULT_THUMBNAIL_SIZE = 256
 # large_image refuses thumbnails smaller than this in either dimension.
 MIN_THUMBNAIL_SIZE = 2
 MAX_FRAME = 2**31 - 1
-# Digits only: int() would also take " 3", "1_0" and non-ASCII digits, which are not
-# tile coordinates (and would name the same tile under several URLs).
-_PATH_INT = re.compile(r"-?[0-9]{1,12}")
+# ASCII digits only (and at most 12): int() would also take " 3", "1_0" and non-ASCII
+# digits, which are not tile coordinates (and would name the same tile under several URLs).
+_MAX_DIGITS = 12
 _MAX_COORDINATE = 2**31 - 1
 
 
 def parse_tile_request(
     source: str, z: str, x: str, y: str, args: Mapping[str, str], settings: Settings
 ) -> TileRequest:
+    if not args:
+        # Most viewers ask plain tiles: the hit path skips parsing absent parameters.
+        return TileRequest(
+            source=source,
+            z=path_coordinate(z, "z"),
+            x=path_coordinate(x, "x"),
+            y=path_coordinate(y, "y"),
+            encoding=parse_encoding(args, settings),
+        )
     return TileRequest(
         source=source,
         z=path_coordinate(z, "z"),
@@ -58,7 +66,8 @@ def parse_thumbnail_request(
 
 def path_coordinate(raw: str, name: str) -> int:
     """A z, x or y path segment: not an integer is a 400; negative or huge is off the image."""
-    if not _PATH_INT.fullmatch(raw):
+    digits = raw[1:] if raw[:1] == "-" else raw
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= _MAX_DIGITS):
         raise BadRequest(f"{name} must be an integer, not {raw!r}", parameter=name)
     value = int(raw)
     if not 0 <= value <= _MAX_COORDINATE:
