@@ -222,6 +222,9 @@ def tilecast_env(redis_url: str, source_roots: Sequence[Path], **extra: Any) -> 
         "TILECAST_CACHE_URL": redis_url,
         "TILECAST_SOURCE_ROOTS": os.pathsep.join(str(p) for p in source_roots),
         "TILECAST_LOG_LEVEL": "WARNING",
+        # Each benchmark measures one thing: no background pre-rendering of the sources
+        # it registers (the precache benchmark submits its own jobs).
+        "TILECAST_AUTO_PRECACHE": "0",
     }
     env.update({f"TILECAST_{k.upper()}": str(v) for k, v in extra.items()})
     return env
