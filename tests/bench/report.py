@@ -159,3 +159,26 @@ def document(
         lines += [f"- {f}" for f in findings]
         lines.append("")
     return "\n".join(lines)
+
+
+def replace_sections(
+    report: str, command: str, info: dict[str, str], sections: Sequence[Section]
+) -> str:
+    """``report`` with each of ``sections`` (matched by title) replaced by its new run,
+    marked as re-run alone; sections not in the report are appended."""
+    stamp = (
+        f"*Re-run alone with `{command}` on {info.get('date', '?')} "
+        f"(tilecast {info.get('tilecast commit', '?')}, load average at the start "
+        f"{info.get('load average at the start (1/5/15 min)', '?')}); the machine table above "
+        "is the full run's.*"
+    )
+    for section in sections:
+        new = f"## {section.title}\n\n{stamp}\n\n" + section.markdown().split("\n", 2)[2]
+        start = report.find(f"## {section.title}\n")
+        if start < 0:
+            report = report.rstrip("\n") + "\n\n" + new + "\n"
+            continue
+        end = report.find("\n## ", start + 1)
+        end = len(report) if end < 0 else end + 1
+        report = report[:start] + new + "\n\n" + report[end:]
+    return report

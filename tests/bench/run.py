@@ -34,7 +34,7 @@ from tests.bench import (
     harness,
     load_bench,
 )
-from tests.bench.report import Section, document, machine
+from tests.bench.report import Section, document, machine, replace_sections
 from tests.bench.wrk import ensure_wrk, wrk_version
 
 BENCHMARKS = ("hits", "latency", "render", "style", "load", "affinity", "precache")
@@ -202,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     info["duration of the run"] = f"{time.monotonic() - started:.0f} s"
     info["load average at the end (1/5/15 min)"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(document(command, info, sections, quick=args.quick))
+    partial = args.only != list(BENCHMARKS) and args.output is None and not args.quick
+    if partial and output.exists():
+        # A subset re-run replaces its own sections of the full report and keeps the rest.
+        output.write_text(replace_sections(output.read_text(), command, info, sections))
+    else:
+        output.write_text(document(command, info, sections, quick=args.quick))
     print(f"wrote {output}", flush=True)
     if output.parent != scratch:
         shutil.rmtree(scratch, ignore_errors=True)
