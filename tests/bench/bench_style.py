@@ -195,6 +195,10 @@ def run(ctx: harness.BenchContext, *, cases: tuple[StyleCase, ...] = CASES) -> S
                 raise BenchError(
                     f"styled warm-up failed for {case.label}: {bad[:3]} {replies[0].body[:300]!r}"
                 )
+            # The blocks run on the bulk node, whose processes the HTTP warm-up (served by
+            # the interactive node) did not touch: one-tile blocks of the same level warm
+            # them (file opened, style compiled) before timing.
+            dispatch_batches(stack, source_id, tiles[:16], timeout=600, style=style, side=1)
             rates: dict[str, float] = {}
             errors = 0
             for mode, dispatch in (("task", dispatch_celery), ("block", dispatch_batches)):
