@@ -45,17 +45,8 @@ def metadata(svc: Services, source_id: str) -> dict[str, Any]:
 
 def tile(svc: Services, request: TileRequest) -> Image:
     generation = svc.generations.get(request.source)
-    key = request.key(generation)
-    outcome: dict[str, str] = {}
 
-    def load() -> bytes:
-        data = cached(svc, key, request.source)
-        if data is not None:
-            svc.counters.add(stats.API_TILE_HITS)
-            outcome[CACHE] = HIT
-            return data
-        svc.counters.add(stats.API_TILE_MISSES)
-        outcome[CACHE] = MISS
+    def render() -> bytes:
         # Only a miss pays for the range check: a hit's key was valid when rendered.
         meta = metadata(svc, request.source)
         check_tile(request, meta)
@@ -69,27 +60,52 @@ def tile(svc: Services, request: TileRequest) -> Image:
 
         return _render(svc, key, TASK_RENDER_TILE, payload, after_send=after_send)
 
-    return Image(key, request.encoding.content_type, load, _viewed(svc, request.source), outcome)
+    key = request.key(generation)
+    return _image(svc, key, request.source, request.encoding.content_type, render, TILE_COUNTERS)
 
 
 def thumbnail(svc: Services, request: ThumbnailRequest) -> Image:
     generation = svc.generations.get(request.source)
-    key = request.key(generation)
-    outcome: dict[str, str] = {}
 
-    def load() -> bytes:
-        data = cached(svc, key, request.source)
-        if data is not None:
-            svc.counters.add(stats.API_THUMBNAIL_HITS)
-            outcome[CACHE] = HIT
-            return data
-        svc.counters.add(stats.API_THUMBNAIL_MISSES)
-        outcome[CACHE] = MISS
+    def render() -> bytes:
         check_frame(request.frame, metadata(svc, request.source))
         payload = render_thumbnail_payload(request, generation)
         return _render(svc, key, TASK_RENDER_THUMBNAIL, payload)
 
-    return Image(key, request.encoding.content_type, load, _viewed(svc, request.source), outcome)
+    key = request.key(generation)
+    return _image(
+        svc, key, request.source, request.encoding.content_type, render, THUMBNAIL_COUNTERS
+    )
+
+
+# (hits, misses) counters of each kind of image.
+TILE_COUNTERS = (stats.API_TILE_HITS, stats.API_TILE_MISSES)
+THUMBNAIL_COUNTERS = (stats.API_THUMBNAIL_HITS, stats.API_THUMBNAIL_MISSES)
+
+
+def _image(
+    svc: Services,
+    key: str,
+    source: str,
+    content_type: str,
+    render: Callable[[], bytes],
+    counters: tuple[str, str],
+) -> Image:
+    """The image under ``key``: a cache hit, or ``render()`` on a miss; counted, and
+    its source recorded as viewed."""
+    outcome: dict[str, str] = {}
+
+    def load() -> bytes:
+        data = cached(svc, key, source)
+        if data is not None:
+            svc.counters.add(counters[0])
+            outcome[CACHE] = HIT
+            return data
+        svc.counters.add(counters[1])
+        outcome[CACHE] = MISS
+        return render()
+
+    return Image(key, content_type, load, _viewed(svc, source), outcome)
 
 
 def cached(svc: Services, key: str, source: str) -> bytes | None:
