@@ -14,10 +14,7 @@ cleared before every sample ("file open": the same source object; "file cold": a
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,18 +54,7 @@ def pick_tiles(meta: dict[str, Any], z: int, count: int, seed: int) -> list[tupl
 
 def large_image_times(path: Path, mode: str, tiles: list[tuple[int, int, int]], warmup: Any) -> Any:
     spec = {"path": str(path), "mode": mode, "tiles": tiles, "warmup": warmup}
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.bench.largeimage_side"],
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        cwd=harness.REPO,
-        timeout=600,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise BenchError(f"large_image side failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout)
+    return harness.run_side("tests.bench.largeimage_side", spec, timeout=600)
 
 
 def wait_rendered(stack: harness.Stack, before: dict[str, int]) -> dict[str, int]:

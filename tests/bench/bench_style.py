@@ -14,8 +14,6 @@ the style and one tile rendered before timing. Both encode JPEG at quality 95.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,18 +110,7 @@ def large_image_rate(
         "warmup": warmup,
         "processes": WORKERS,
     }
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.bench.largeimage_style_side"],
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        cwd=harness.REPO,
-        timeout=1800,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise BenchError(f"large_image side failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout)
+    return harness.run_side("tests.bench.largeimage_style_side", spec, timeout=1800)
 
 
 def run(ctx: harness.BenchContext, *, cases: tuple[StyleCase, ...] = CASES) -> Section:

@@ -31,6 +31,23 @@ class BenchError(RuntimeError):
     """A benchmark could not run; the message says why (and where the logs are)."""
 
 
+def run_side(module: str, spec: dict[str, Any], timeout: float) -> Any:
+    """Run ``python -m module`` (large_image's side of a comparison, in its own process)
+    with ``spec`` as JSON on stdin; its JSON answer, or BenchError with its stderr."""
+    out = subprocess.run(
+        [sys.executable, "-m", module],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise BenchError(f"{module} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
 def free_port() -> int:
     return redis_server.free_port(HOST)
 
