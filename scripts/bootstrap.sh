@@ -35,4 +35,9 @@ ensure_venv() {
     fi
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e ".${extras}"
+    # The test extra brings Girder 5, which loads every installed plugin: the Girder tests
+    # run it with tilecast's (deploy/girder-plugin).
+    if [[ "$extras" == *test* ]]; then
+        .venv/bin/python -m pip install -q -e deploy/girder-plugin
+    fi
 }
