@@ -1,14 +1,39 @@
-"""``describe_path``: the large_image-shaped metadata of an image file.
+"""Opening a registered source's file, and ``describe_path``: the large_image-shaped
+metadata of an image file.
 
-Used in-process by ``tilecast add`` and by the ``tilecast.describe_source`` task.
+A record's path is a local file or ``girder://item/{id}`` (read through
+workers/girder/). Used in-process by ``tilecast add``, by the
+``tilecast.describe_source`` task and by the Renderer.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from common.girder import girder_item_id
 from common.settings import Settings, get_settings
-from workers.sources import open_source
+from workers.sources import ImageSource, open_source
+
+
+def open_path(path: str, settings: Settings) -> tuple[ImageSource, str]:
+    """The source at a record's ``path`` and the name it is shown under (a Girder
+    item's name, else the file's base name)."""
+    item_id = girder_item_id(path)
+    if item_id is None:
+        return open_source(path, settings), os.path.basename(path)
+    # Imported here: a tilecast without Girder sources needs no girder-client.
+    from workers.girder import open_girder_file
+
+    opened = open_girder_file(item_id, settings)
+    return open_source(opened.file, settings), opened.item_name
+
+
+def describe_named(path: str, settings: Settings) -> tuple[str, dict[str, Any]]:
+    """(name, metadata) of the image at a record's ``path``."""
+    source, name = open_path(path, settings)
+    with source:
+        return name, source.metadata
 
 
 def describe_path(path: str, settings: Settings | None = None) -> dict[str, Any]:
@@ -17,5 +42,4 @@ def describe_path(path: str, settings: Settings | None = None) -> dict[str, Any]
     the file has axes or channel names, ``IndexRange``, ``IndexStride``, ``channels``
     and ``channelmap`` -- equal to large_image's ``getMetadata()`` for the same file.
     Raises common.errors.UnsupportedImage for files no reader opens."""
-    with open_source(path, settings or get_settings()) as source:
-        return source.metadata
+    return describe_named(path, settings or get_settings())[1]

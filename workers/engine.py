@@ -26,6 +26,7 @@ from common.settings import Settings
 from common.tiles import ThumbnailRequest, TileRequest
 from workers import associated
 from workers.bandstats import BandStats, BandStatsCache
+from workers.describe import open_path
 from workers.encode import encode_pixels, encode_tile, to_uint8
 from workers.sourcecache import (
     SourceCache,
@@ -33,7 +34,7 @@ from workers.sourcecache import (
     source_cache_counts,
     source_cache_gauges,
 )
-from workers.sources import ImageSource, open_source
+from workers.sources import ImageSource
 from workers.style import compile_style
 from workers.synthesis import RawTiles, WorkCounters
 from workers.thumbnail import assemble_level, resize, thumbnail_level
@@ -96,7 +97,7 @@ class Renderer:
     def _open(self, source_id: str) -> ImageSource:
         record = self.registry.get(source_id)  # UnknownSource when it is gone
         log.info("opening source %s (%s)", source_id, os.path.basename(record.path))
-        return open_source(record.path, self.settings)
+        return open_path(record.path, self.settings)[0]
 
     def raw_tiles(self, source: ImageSource, source_id: str, generation: int) -> RawTiles:
         return RawTiles(self.cache, source, source_id, generation, self.counters)

@@ -10,7 +10,6 @@ announces, so a duplicate dispatch costs one EXISTS.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -45,7 +44,7 @@ from common.tiles import ThumbnailRequest, TileRequest
 from workers import histogram, jobs, region  # noqa: F401  (jobs registers precache_batch)
 from workers.batch import render_batch
 from workers.celeryapp import app
-from workers.describe import describe_path
+from workers.describe import describe_named
 from workers.engine import Renderer
 from workers.outcome import failure
 
@@ -167,8 +166,8 @@ def describe_source(payload: Mapping[str, Any]) -> None:
     def work() -> bool:
         if renderer.registry.exists(source_id):
             return False  # a duplicate dispatch: the record is already there
-        metadata = describe_path(path, renderer.settings)
-        record = SourceRecord(source_id, path, os.path.basename(path), metadata)
+        name, metadata = describe_named(path, renderer.settings)
+        record = SourceRecord(source_id, path, name, metadata)
         renderer.registry.add(record)
         log.info("registered source %s (%s)", source_id, record.name)
         return False  # describing is not one of the counted renders

@@ -9,11 +9,11 @@ libvips reader.
 from __future__ import annotations
 
 import logging
-import os
 
 from common.errors import UnsupportedImage
 from common.settings import Settings
 from workers.sources.base import ImageSource
+from workers.sources.files import ImageFile, LocalFile
 from workers.sources.tiff import NotATiffPyramid, TiffSource
 from workers.sources.vipsimage import VipsImageSource
 
@@ -21,21 +21,33 @@ log = logging.getLogger(__name__)
 
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
-__all__ = ["ImageSource", "open_source"]
+__all__ = ["ImageFile", "ImageSource", "LocalFile", "open_source"]
 
 
-def open_source(path: str, settings: Settings) -> ImageSource:
-    """Open ``path`` with the reader that fits it; UnsupportedImage when none does."""
+def open_source(file: ImageFile | str, settings: Settings) -> ImageSource:
+    """Open ``file`` (or the local file at a path) with the reader that fits it;
+    UnsupportedImage when none does. The source owns the file from here on: closing
+    the source closes it, and so does a failure to open it."""
+    if isinstance(file, str):
+        try:
+            file = LocalFile(file)
+        except OSError as exc:
+            raise UnsupportedImage(f"cannot open the file: {exc.strerror or 'I/O error'}") from None
     try:
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
+        return _open_reader(file, settings)
+    except BaseException:
+        file.close()
+        raise
+
+
+def _open_reader(file: ImageFile, settings: Settings) -> ImageSource:
+    try:
+        magic = file.read(0, 4)
     except OSError as exc:
         raise UnsupportedImage(f"cannot open the file: {exc.strerror or 'I/O error'}") from None
-    if not os.path.isfile(path):
-        raise UnsupportedImage("not a regular file")
     if magic in TIFF_MAGICS:
         try:
-            return TiffSource(path, settings)
+            return TiffSource(file, settings)
         except NotATiffPyramid as exc:
-            log.debug("%s: %s; reading it through libvips", path, exc)
-    return VipsImageSource(path, settings)
+            log.debug("%s: %s; reading it through libvips", file.name, exc)
+    return VipsImageSource(file, settings)

@@ -30,6 +30,7 @@ from common.settings import Settings
 from workers.rawtile import RawTile
 from workers.sources import codecs, tiffdir
 from workers.sources.base import ImageSource, level_count
+from workers.sources.files import ImageFile
 from workers.sources.ome import OmeLayout, OmeUnsupported, parse_ome
 from workers.sources.tiffassociated import find_associated, read_associated
 from workers.sources.tiffdir import TiffDirectory, TiffFile, TiffFormatError
@@ -66,19 +67,18 @@ class NotATiffPyramid(Exception):
 
 
 class TiffSource(ImageSource):
-    def __init__(self, path: str, settings: Settings) -> None:
-        self.path = path
+    def __init__(self, file: ImageFile, settings: Settings) -> None:
+        """Reads ``file``, which the source closes when it is closed (and its opener
+        closes when this raises)."""
+        self.file = file
+        self.path = file.name
         try:
-            self._tiff = TiffFile(path)
+            self._tiff = TiffFile(file)
         except TiffFormatError as exc:
             raise UnsupportedImage(f"not a readable TIFF: {exc}") from None
         except OSError as exc:
             raise UnsupportedImage(f"cannot open the file: {exc.strerror}") from None
-        try:
-            self._init_geometry(settings)
-        except BaseException:
-            self._tiff.close()
-            raise
+        self._init_geometry(settings)
         self._vips: dict[tuple[int, int | None], pyvips.Image] = {}
 
     # -- opening ------------------------------------------------------------------------
@@ -278,8 +278,9 @@ class TiffSource(ImageSource):
         if directory is None:
             return super().associated_image(name)
         try:
-            return read_associated(self.path, directory)
+            return read_associated(self.file, directory)
         except pyvips.Error as exc:
+            self.file.raise_read_error()
             log.warning("cannot read associated image %s of %s: %s", name, self.path, exc)
             raise UnsupportedImage(f"the associated image {name!r} cannot be read") from None
 
@@ -308,6 +309,7 @@ class TiffSource(ImageSource):
                 return self._read_tiled(directory, x, y)
             return RawTile.from_pixels(self.pad_tile(self._read_region(directory, x, y)))
         except (TiffFormatError, codecs.CodecError, pyvips.Error) as exc:
+            self.file.raise_read_error()
             log.warning("corrupt tile z=%d x=%d y=%d in %s: %s", z, x, y, self.path, exc)
             raise UnsupportedImage(
                 f"tile z={z} x={x} y={y} cannot be read: the file is corrupt"
@@ -397,7 +399,7 @@ class TiffSource(ImageSource):
             if directory.subifd is not None:
                 options["subifd"] = directory.subifd
             # fail_on="error": a damaged tile raises instead of coming back black.
-            image = pyvips.Image.tiffload(self.path, fail_on="error", **options)
+            image = self.file.load_tiff(fail_on="error", **options)
             if image.width != directory.width or image.height != directory.height:
                 raise TiffFormatError("libvips and the directory disagree on the image size")
             self._vips[key] = image
@@ -417,6 +419,7 @@ class TiffSource(ImageSource):
     def close(self) -> None:
         self._vips.clear()
         self._tiff.close()
+        self.file.close()
 
 
 def _unsupported_reason(directory: TiffDirectory) -> str | None:

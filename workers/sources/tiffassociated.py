@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pyvips
 
 from workers.sources import tiffdir
+from workers.sources.files import ImageFile
 from workers.sources.tiffdir import TiffDirectory
 from workers.vipsutil import to_numpy
 
@@ -97,9 +97,9 @@ def _name(directory: TiffDirectory, *, tiled: bool, first: bool) -> str:
     return name.decode(errors="replace")
 
 
-def read_associated(path: str, directory: TiffDirectory) -> np.ndarray:
+def read_associated(file: ImageFile, directory: TiffDirectory) -> np.ndarray:
     """The page's pixels as (height, width, bands), turned upright per its Orientation."""
-    image = pyvips.Image.tiffload(path, page=directory.index, access="sequential")
+    image = file.load_tiff(page=directory.index, access="sequential")
     pixels = to_numpy(image)
     return reorient(pixels, directory.orientation)
 

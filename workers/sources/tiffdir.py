@@ -13,12 +13,13 @@ looping without bound.
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from workers.sources.files import ImageFile, LocalFile
 
 # Tags this project reads (TIFF 6.0 numbering).
 NEW_SUBFILE_TYPE = 254
@@ -231,39 +232,41 @@ def _float32(value: Any) -> float | None:
 class TiffFile:
     """An open TIFF file: its directory tree plus positioned reads of its bytes.
 
-    Reads use ``os.pread`` on one descriptor, so no shared file position has to be
-    guarded and a source object can serve tiles in any order.
+    Reads are positioned (``ImageFile.read``), so no shared file position has to be
+    guarded and a source object can serve tiles in any order. Given a path, the
+    TiffFile opens (and closes) the file itself; given an ImageFile, its owner closes it.
     """
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fd = os.open(path, os.O_RDONLY)
+    def __init__(self, file: ImageFile | str) -> None:
+        self._owns_file = isinstance(file, str)
+        self.file = LocalFile(file) if isinstance(file, str) else file
+        self.path = self.file.name
+        self.size = self.file.size
+        self._open = True
         try:
-            self.size = os.fstat(self._fd).st_size
             self._parse_header()
             self.directories = self._parse_chain()
         except Exception:
-            os.close(self._fd)
-            self._fd = -1
+            self.close()
             raise
 
     # -- reading ------------------------------------------------------------------
     def read(self, offset: int, count: int) -> bytes:
-        if self._fd < 0:
+        if not self._open:
             raise TiffFormatError("file is closed")
         if offset < 0 or count < 0 or offset + count > self.size:
             raise TiffFormatError(
                 f"read of {count} bytes at {offset} runs past the end of the file ({self.size})"
             )
-        data = os.pread(self._fd, count, offset)
+        data = self.file.read(offset, count)
         if len(data) != count:
             raise TiffFormatError("short read: the file is truncated")
         return data
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        if self._open and self._owns_file:
+            self.file.close()
+        self._open = False
 
     def __enter__(self) -> TiffFile:
         return self

@@ -17,6 +17,7 @@ from common.errors import UnsupportedImage
 from common.settings import Settings
 from workers.rawtile import RawTile
 from workers.sources.base import ImageSource, level_count
+from workers.sources.files import ImageFile
 from workers.vipsutil import to_numpy, vips_dtype
 
 log = logging.getLogger(__name__)
@@ -27,18 +28,22 @@ RANDOM_ACCESS_LOADERS = ("tiffload", "vipsload", "ppmload", "fitsload")
 
 
 class VipsImageSource(ImageSource):
-    def __init__(self, path: str, settings: Settings) -> None:
-        self.path = path
+    def __init__(self, file: ImageFile, settings: Settings) -> None:
+        """Reads ``file``, which the source closes when it is closed (and its opener
+        closes when this raises)."""
+        self.file = file
+        self.path = file.name
         try:
-            image = pyvips.Image.new_from_file(path, access="random", fail_on="error")
+            image = file.load_image(access="random", fail_on="error")
             loader = str(image.get("vips-loader")) if image.get_typeof("vips-loader") else ""
             # An EXIF / TIFF orientation is applied, as viewers expect.
             if image.get_typeof("orientation") and image.get("orientation") not in (0, 1):
                 image = image.autorot()
         except pyvips.Error as exc:
+            file.raise_read_error()
             # libvips messages name the file; clients must not see internal paths.
-            log.info("libvips cannot open %s: %s", path, exc)
-            raise UnsupportedImage("no reader opens this file") from None
+            log.info("libvips cannot open %s: %s", self.path, exc)
+            raise UnsupportedImage("no reader opens this file as an image") from None
         if image.width * image.height > settings.max_decode_pixels:
             raise UnsupportedImage(
                 f"the image has {image.width * image.height} pixels, more than the "
@@ -73,6 +78,7 @@ class VipsImageSource(ImageSource):
         try:
             pixels = to_numpy(self._image.crop(x0, y0, w, h))
         except pyvips.Error as exc:
+            self.file.raise_read_error()
             log.warning("cannot read z=%d x=%d y=%d of %s: %s", z, x, y, self.path, exc)
             raise UnsupportedImage(
                 f"tile z={z} x={x} y={y} cannot be read: the file is corrupt"
@@ -89,3 +95,4 @@ class VipsImageSource(ImageSource):
 
     def close(self) -> None:
         self._image = None  # type: ignore[assignment]
+        self.file.close()

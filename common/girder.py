@@ -1,0 +1,38 @@
+"""Girder vocabulary both sides share: how a Girder item is named as a source, the
+header the Girder plugin authenticates with, and what an item id looks like.
+
+A Girder item is registered under its own id (a 24-hex ObjectId), so
+``/item/{girder item id}/tiles/...`` is the same URL as in girder_large_image; its
+record's path is ``girder://item/{id}``, which workers resolve through Girder
+(workers/girder/).
+"""
+
+from __future__ import annotations
+
+import re
+
+GIRDER_SCHEME = "girder://item/"
+# What the Girder plugin sends its shared secret in (a header Girder itself ignores).
+SECRET_HEADER = "Tilecast-Secret"
+# Where Girder's own clients send a token: header, query parameter, cookie.
+TOKEN_HEADER = "Girder-Token"
+TOKEN_PARAMETER = "token"
+TOKEN_COOKIE = "girderToken"
+
+_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+
+
+def is_object_id(value: str) -> bool:
+    return bool(_OBJECT_ID.match(value))
+
+
+def girder_source_path(item_id: str) -> str:
+    return GIRDER_SCHEME + item_id
+
+
+def girder_item_id(path: str) -> str | None:
+    """The item id of a ``girder://item/{id}`` path, None for any other path."""
+    if not path.startswith(GIRDER_SCHEME):
+        return None
+    item_id = path[len(GIRDER_SCHEME) :]
+    return item_id if is_object_id(item_id) else None

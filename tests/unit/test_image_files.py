@@ -1,0 +1,144 @@
+"""workers/sources/files.py: readers over ImageFile -- a local file (libvips by path) and
+any other file (libvips through a custom source) give the same tiles, metadata and
+associated images; a read failure inside libvips surfaces as itself."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from common.errors import GirderUnavailable, UnsupportedImage
+from common.settings import Settings
+from workers.sources import open_source
+from workers.sources.files import ImageFile, LocalFile
+from workers.sources.tiff import TiffSource
+from workers.sources.tiffdir import TiffFile
+from workers.sources.vipsimage import VipsImageSource
+
+
+class MemoryFile(ImageFile):
+    """A non-local file: libvips must read it through ``vips_source``."""
+
+    def __init__(self, data: bytes, *, fail_after: int | None = None) -> None:
+        super().__init__()
+        self.name = "memory"
+        self.size = len(data)
+        self._data = data
+        self.reads = 0
+        self.closed = False
+        self._fail_after = fail_after
+        self._lock = threading.Lock()
+
+    def read(self, offset: int, count: int) -> bytes:
+        with self._lock:
+            self.reads += 1
+            if self._fail_after is not None and self.reads > self._fail_after:
+                raise GirderUnavailable("Girder went away")
+        return self._data[offset : offset + count]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _tiles(source: object) -> list[tuple[int, int, int]]:
+    found = []
+    for z in range(source.levels):  # type: ignore[attr-defined]
+        if not source.is_native_level(z):  # type: ignore[attr-defined]
+            continue
+        across, down = source.tile_counts(z)  # type: ignore[attr-defined]
+        found += [(z, x, y) for x, y in {(0, 0), (across - 1, down - 1), (across // 2, 0)}]
+    return found
+
+
+@pytest.mark.parametrize(
+    "name", ["pyramid", "deflate", "lzw", "zstd", "striped", "png", "jpeg", "single"]
+)
+def test_a_file_read_through_libvips_sources_gives_the_local_tiles(
+    name: str, images: dict[str, Path]
+) -> None:
+    path = images[name]
+    with open_source(str(path), Settings()) as local:
+        remote_file = MemoryFile(path.read_bytes())
+        with open_source(remote_file, Settings()) as remote:
+            assert type(remote) is type(local)
+            assert remote.metadata == local.metadata
+            for z, x, y in _tiles(local):
+                assert remote.read_tile(z, x, y).to_bytes() == local.read_tile(z, x, y).to_bytes()
+        assert remote_file.closed  # the source owns its file
+
+
+def test_kinds_of_reader(images: dict[str, Path], wk_images: dict[str, Path]) -> None:
+    with open_source(MemoryFile(images["pyramid"].read_bytes()), Settings()) as source:
+        assert isinstance(source, TiffSource)
+        assert source.read_tile(0, 0, 0).is_jpeg  # JPEG pass-through from a remote file
+    for name in ("wide_striped", "webp"):
+        with open_source(MemoryFile(wk_images[name].read_bytes()), Settings()) as source:
+            assert isinstance(source, VipsImageSource)
+            with open_source(str(wk_images[name]), Settings()) as local:
+                z = local.levels - 1
+                assert source.read_tile(z, 1, 0).to_bytes() == local.read_tile(z, 1, 0).to_bytes()
+
+
+def test_associated_images_of_a_remote_tiff(tmp_path: Path) -> None:
+    path = tmp_path / "assoc.tiff"
+    rgb = np.random.default_rng(3).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(rgb, tile=(128, 128), photometric="rgb", compression="zlib", metadata=None)
+        tif.write(rgb[:60, :90], photometric="rgb", subfiletype=1, metadata=None)
+    with (
+        open_source(str(path), Settings()) as local,
+        open_source(MemoryFile(path.read_bytes()), Settings()) as remote,
+    ):
+        assert remote.associated_names() == local.associated_names() == ["label"]
+        assert np.array_equal(remote.associated_image("label"), local.associated_image("label"))
+
+
+def test_a_failed_read_inside_libvips_is_not_reported_as_a_corrupt_file(
+    images: dict[str, Path],
+) -> None:
+    data = images["deflate"].read_bytes()
+    opened = MemoryFile(data)
+    with open_source(opened, Settings()) as source:
+        opened._fail_after = opened.reads  # every read from now on fails
+        z = source.levels - 1
+        with pytest.raises(GirderUnavailable):
+            source.read_tile(z, 1, 1)
+    png = MemoryFile(images["png"].read_bytes(), fail_after=1)
+    with pytest.raises(GirderUnavailable):
+        open_source(png, Settings())
+    assert png.closed  # a failed open closes the file
+
+
+def test_local_file_reads_and_refusals(images: dict[str, Path], tmp_path: Path) -> None:
+    path = images["lzw"]
+    with LocalFile(str(path)) as local:
+        assert local.local_path == str(path) and local.size == path.stat().st_size
+        assert local.read(0, 4) == path.read_bytes()[:4]
+        assert local.read(local.size - 2, 10) == path.read_bytes()[-2:]
+    with pytest.raises(OSError):
+        LocalFile(str(tmp_path))
+    with pytest.raises(UnsupportedImage, match="cannot open the file"):
+        open_source(str(tmp_path), Settings())
+    with pytest.raises(UnsupportedImage, match="cannot open the file"):
+        open_source(str(tmp_path / "absent.tiff"), Settings())
+
+
+def test_tifffile_takes_a_file_it_does_not_close(images: dict[str, Path]) -> None:
+    opened = MemoryFile(images["pyramid"].read_bytes())
+    with TiffFile(opened) as tiff:
+        assert tiff.directories[0].width == 3000
+    assert not opened.closed
+
+
+def test_libvips_source_seeks_and_reads_to_the_end(images: dict[str, Path]) -> None:
+    import pyvips
+
+    data = images["png"].read_bytes()
+    source = MemoryFile(data).vips_source()
+    image = pyvips.Image.new_from_source(source, "", access="sequential")
+    local = pyvips.Image.new_from_file(str(images["png"]), access="sequential")
+    assert image.avg() == local.avg()

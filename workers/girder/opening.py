@@ -1,0 +1,138 @@
+"""``open_girder_file``: a Girder item's image file, read the cheapest way available.
+
+1. a direct path, when ``girder_path_map`` is set and the worker sees the file;
+2. HTTP range reads through the process's block cache;
+3. when Girder ignores Range, a whole download into the bounded download cache.
+
+Each worker process keeps one :class:`GirderReader` per settings: its pooled
+connection, token and block cache outlive sources. A forked child starts afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import requests
+
+from common.errors import GirderUnavailable, UnknownSource
+from common.girder import is_object_id
+from common.settings import Settings
+from workers.girder.blocks import BlockCache
+from workers.girder.client import GirderConnection, GirderHttpError
+from workers.girder.downloads import DownloadCache
+from workers.girder.items import GirderFileInfo, resolve_item
+from workers.girder.pathmap import direct_file, log_once, parse_path_map
+from workers.girder.remote import RangeNotSupported, RemoteFile
+from workers.sources.files import ImageFile, LocalFile
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_CHUNK = 1024 * 1024
+SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+
+
+@dataclass
+class GirderImage:
+    """An opened Girder image file; ``how`` is "path", "range" or "download"."""
+
+    file: ImageFile
+    info: GirderFileInfo
+    how: str
+
+    @property
+    def item_name(self) -> str:
+        return self.info.item_name
+
+
+class GirderReader:
+    def __init__(self, settings: Settings) -> None:
+        self.connection = GirderConnection(settings)
+        self.blocks = BlockCache(settings.girder_block_cache_bytes)
+        self.block_size = settings.girder_block_size
+        self.downloads = DownloadCache(
+            settings.girder_download_dir, settings.girder_download_cache_bytes
+        )
+        self.prefixes = parse_path_map(settings.girder_path_map)
+
+    def open(self, item_id: str) -> GirderImage:
+        if not is_object_id(item_id):
+            raise UnknownSource(f"no Girder item {item_id}")
+        info = resolve_item(self.connection, item_id)
+        if self.prefixes:
+            direct = direct_file(self.connection, info, self.prefixes)
+            if direct is not None:
+                return GirderImage(direct, info, "path")
+        remote = RemoteFile(info, self.connection, self.blocks, self.block_size)
+        try:
+            remote.read(0, 4)  # the header every reader needs first; probes Range support
+        except RangeNotSupported:
+            log_once("no-range", "Girder at %s ignores Range: downloading whole files",
+                     self.connection.api_url)  # fmt: skip
+            return GirderImage(self._downloaded(info), info, "download")
+        return GirderImage(remote, info, "range")
+
+    def _downloaded(self, info: GirderFileInfo) -> LocalFile:
+        suffix = os.path.splitext(info.name)[1]
+        name = f"{info.file_id}-{info.version}{suffix if SAFE_SUFFIX.match(suffix) else ''}"
+
+        def download(output: BinaryIO) -> None:
+            self._download_whole(info, output)
+
+        path = self.downloads.local_copy(name, info.size, download)
+        file = LocalFile(path)
+        file.name = f"girder file {info.file_id} ({info.name}, downloaded)"
+        return file
+
+    def _download_whole(self, info: GirderFileInfo, output: BinaryIO) -> None:
+        try:
+            response = self.connection.get_raw(f"file/{info.file_id}/download", {})
+        except GirderHttpError as exc:
+            if exc.status in (400, 403, 404):
+                raise UnknownSource(f"the file of Girder item {info.item_id} is gone") from None
+            raise GirderUnavailable(f"Girder answered {exc.status} to a download") from None
+        with response:
+            try:
+                for chunk in response.iter_content(DOWNLOAD_CHUNK):
+                    output.write(chunk)
+            except requests.RequestException as exc:
+                log.warning("downloading Girder file %s failed: %s", info.file_id, exc)
+                raise GirderUnavailable("Girder stopped answering during a download") from None
+
+    def close(self) -> None:
+        self.connection.close()
+        self.blocks.clear()
+
+
+_readers: dict[Settings, GirderReader] = {}
+_readers_lock = threading.Lock()
+
+
+def girder_reader(settings: Settings) -> GirderReader:
+    """This process's reader for ``settings``."""
+    with _readers_lock:
+        reader = _readers.get(settings)
+        if reader is None:
+            reader = _readers[settings] = GirderReader(settings)
+        return reader
+
+
+def open_girder_file(item_id: str, settings: Settings) -> GirderImage:
+    """The image file of Girder item ``item_id`` (and its item's name). UnknownSource
+    for unknown items, UnsupportedImage for items without an image file,
+    GirderUnavailable when Girder does not answer in ``girder_timeout``."""
+    return girder_reader(settings).open(item_id)
+
+
+def forget_readers() -> None:
+    """Drop every reader (tests; and a forked child, whose sockets are its parent's)."""
+    global _readers_lock
+    _readers.clear()
+    _readers_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=forget_readers)

@@ -1,0 +1,156 @@
+"""The bytes of an image file, wherever they live: what every reader takes.
+
+An :class:`ImageFile` offers positioned, thread-safe reads (``read(offset, count)``),
+its size, and a way to hand it to libvips. A local file keeps libvips' path-based
+loaders (:attr:`ImageFile.local_path`), which are the fastest; any other file (a Girder
+file read by HTTP ranges, workers/girder/) is given to libvips as a
+``pyvips.SourceCustom`` whose reads and seeks land on :meth:`ImageFile.read`.
+
+libvips cannot carry a Python exception through a read callback, so a failed read
+(Girder went away) is remembered and the reader re-raises it with
+:meth:`ImageFile.raise_read_error` instead of reporting a corrupt file.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from abc import ABC, abstractmethod
+from typing import Any
+
+import pyvips
+
+
+class ImageFile(ABC):
+    """A readable file of known size. Subclasses set ``name``, ``size``, ``local_path``."""
+
+    name: str  # for logs only: clients never see it
+    size: int
+    local_path: str | None = None
+
+    def __init__(self) -> None:
+        self._read_error: BaseException | None = None
+        self._error_lock = threading.Lock()
+
+    @abstractmethod
+    def read(self, offset: int, count: int) -> bytes:
+        """``count`` bytes from ``offset`` (fewer only at the end of the file)."""
+
+    def close(self) -> None:  # noqa: B027  (most files hold nothing to release)
+        """Release what the file holds; reads after this may fail."""
+
+    # -- libvips ---------------------------------------------------------------------
+    def vips_source(self) -> pyvips.Source:
+        """A new libvips source over this file, with its own read position (libvips
+        seeks and reads one image at a time on a source). Images loaded from it must
+        hold it (``Image.new_from_source`` does; ``*load_source`` operations do not):
+        once it is collected, libvips calls into freed callbacks."""
+        return _CustomSource(self).source
+
+    def load_tiff(self, **options: Any) -> pyvips.Image:
+        if self.local_path is not None:
+            return pyvips.Image.tiffload(self.local_path, **options)
+        # new_from_source (unlike tiffload_source) makes the image, and every image made
+        # from it, hold the source: its Python read callbacks must outlive them all.
+        # The content is a TIFF, so libvips picks tiffload_source and takes its options.
+        return self._from_source(**options)
+
+    def load_image(self, **options: Any) -> pyvips.Image:
+        """Any format libvips knows, chosen by its content."""
+        if self.local_path is not None:
+            return pyvips.Image.new_from_file(self.local_path, **options)
+        return self._from_source(**options)
+
+    def _from_source(self, **options: Any) -> pyvips.Image:
+        return pyvips.Image.new_from_source(self.vips_source(), "", **options)
+
+    def remember_read_error(self, error: BaseException) -> None:
+        with self._error_lock:
+            if self._read_error is None:
+                self._read_error = error
+
+    def raise_read_error(self) -> None:
+        """Re-raise (once) an error a libvips read callback swallowed."""
+        with self._error_lock:
+            error, self._read_error = self._read_error, None
+        if error is not None:
+            raise error
+
+    def __enter__(self) -> ImageFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, size={self.size})"
+
+
+class LocalFile(ImageFile):
+    """A file on a local (or mounted) filesystem, read with ``os.pread`` on one
+    descriptor: no shared position to guard, any order of reads."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.name = path
+        self.local_path = path
+        self._fd = os.open(path, os.O_RDONLY)
+        try:
+            info = os.fstat(self._fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise IsADirectoryError(0, "not a regular file")
+            self.size = info.st_size
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def read(self, offset: int, count: int) -> bytes:
+        if self._fd < 0:
+            raise ValueError(f"{self.name} is closed")
+        return os.pread(self._fd, count, offset)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _CustomSource:
+    """One libvips read position over an ImageFile."""
+
+    def __init__(self, file: ImageFile) -> None:
+        self.file = file
+        self.position = 0
+        self.source = pyvips.SourceCustom()
+        # Connected directly (not through SourceCustom.on_read) so that a failure can
+        # answer -1, which libvips reports as a read error rather than end of file.
+        self.source.signal_connect("read", self._read)
+        self.source.on_seek(self._seek)
+
+    def _read(self, buffer: Any) -> int:
+        try:
+            wanted = min(len(buffer), self.file.size - self.position)
+            if wanted <= 0:
+                return 0
+            data = self.file.read(self.position, wanted)
+        except Exception as exc:
+            self.file.remember_read_error(exc)
+            return -1
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+    def _seek(self, offset: int, whence: int) -> int:
+        if whence == os.SEEK_SET:
+            target = offset
+        elif whence == os.SEEK_CUR:
+            target = self.position + offset
+        elif whence == os.SEEK_END:
+            target = self.file.size + offset
+        else:
+            return -1
+        if target < 0:
+            return -1
+        self.position = target
+        return target
