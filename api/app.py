@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from flask import Flask
 
+from api import access
 from api.errors import register_error_handlers
-from api.routes import health, images, jobs, metrics, regions, sources, tiles
+from api.handlers.girder import ensure_registered
+from api.routes import girder, health, images, jobs, metrics, regions, sources, tiles
 from api.services import EXTENSION, Services
 from common.settings import Settings, get_settings
+
+# girder_large_image serves its tile endpoints under Girder's API root: the same paths
+# under /api/v1 let a viewer configured for it switch by changing only the host.
+GIRDER_API_ROOT = "/api/v1"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     app = Flask("tilecast", static_folder=None)
-    app.extensions[EXTENSION] = Services.build(settings)
+    svc = app.extensions[EXTENSION] = Services.build(settings)
     for blueprint in (tiles.bp, images.bp, regions.bp, sources.bp, health.bp, metrics.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(girder.bp)
+    for blueprint in (tiles.bp, images.bp, regions.bp):
+        app.register_blueprint(
+            blueprint, url_prefix=GIRDER_API_ROOT, name=f"girder_api_{blueprint.name}"
+        )
+    access.install(app, settings, lambda item_id: ensure_registered(svc, item_id))
     register_error_handlers(app)
     return app

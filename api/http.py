@@ -19,9 +19,9 @@ def etag_for(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def image_response(image: Image, max_age: int) -> Response:
+def image_response(image: Image, cache_control: str) -> Response:
     etag = etag_for(image.key)
-    headers = {"ETag": f'"{etag}"', "Cache-Control": f"public, max-age={max_age}"}
+    headers = {"ETag": f'"{etag}"', "Cache-Control": cache_control}
     if _client_has(etag):
         if image.not_modified is not None:
             image.not_modified()

@@ -39,6 +39,8 @@ class Services:
     activity: ActivityMemo
     counters: BatchedCounters
     prefetcher: Prefetcher | None
+    # The Cache-Control header of images (api/http.py).
+    cache_control: str
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -64,6 +66,7 @@ class Services:
             same = settings.cache_url == settings.state_url
             prefetcher = Prefetcher(cache_client, state, sender, counters, same_redis=same)
         return cls(
+            cache_control=cache_control(settings.http_max_age, settings.access_mode),
             activity=ActivityMemo(),
             counters=counters,
             prefetcher=prefetcher,
@@ -77,6 +80,13 @@ class Services:
             sender=sender,
             router=router,
         )
+
+
+def cache_control(max_age: int, access_mode: str) -> str:
+    """Images anyone may read may sit in shared caches; images behind an access check
+    only in the asker's own browser."""
+    scope = "public" if access_mode == "open" else "private"
+    return f"{scope}, max-age={max_age}"
 
 
 def services() -> Services:

@@ -48,6 +48,21 @@ class SourceRefused(BadRequest):
     code = "source_refused"
 
 
+class Unauthorized(TilecastError):
+    """No credentials, or credentials that do not prove who is asking (an expired Girder
+    token, a wrong shared secret)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(TilecastError):
+    """Credentials that are valid but may not do this (read a private Girder item)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(TilecastError):
     status = 404
     code = "not_found"
@@ -87,6 +102,12 @@ class ServiceUnavailable(TilecastError):
     status = 503
     code = "service_unavailable"
     retry_after: int = 5
+
+
+class GirderUnavailable(ServiceUnavailable):
+    """Girder did not answer (refused, timed out, 5xx): nothing can be checked or read."""
+
+    code = "girder_unavailable"
 
 
 class Overloaded(ServiceUnavailable):

@@ -16,6 +16,7 @@ from common.errors import ConfigurationError
 
 PREFIX = "TILECAST_"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+ACCESS_MODES = ("open", "girder")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,31 @@ class Settings:
     auto_precache: int = 1
     auto_precache_levels: int = 2
     log_level: str = "INFO"
+    # Access control (api/access.py): "open" (no check) or "girder" (the request's Girder
+    # token must read the item; decisions remembered girder_access_ttl seconds per token
+    # and item).
+    access_mode: str = "open"
+    # Girder (common/girder.py): its API root (http://host:8080/api/v1); the API key of
+    # the service account workers read items and files with (read access to every image
+    # item, typically an admin); the secret its tilecast plugin signs calls with;
+    # seconds any Girder call may take before Girder counts as unreachable.
+    girder_url: str = ""
+    girder_api_key: str = ""
+    girder_secret: str = ""
+    girder_access_ttl: float = 10.0
+    girder_timeout: float = 5.0
+    # Reading Girder files (workers/girder/): "GIRDER_PATH=LOCAL_PATH" prefix pairs
+    # (os.pathsep-separated) under which a worker sees Girder's filesystem assetstores;
+    # otherwise HTTP range reads of /file/{id}/download in blocks of girder_block_size
+    # bytes, each process keeping girder_block_cache_bytes of them; a server that
+    # ignores Range is downloaded whole into girder_download_dir (default: a
+    # "tilecast-downloads" folder in the system temporary directory), bounded by
+    # girder_download_cache_bytes, least recently used files deleted first.
+    girder_path_map: tuple[str, ...] = ()
+    girder_block_size: int = 512 * 1024
+    girder_block_cache_bytes: int = 256 * 1024**2
+    girder_download_dir: str = ""
+    girder_download_cache_bytes: int = 20 * 1024**3
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,7 +132,15 @@ class Settings:
         """Fill the URLs that default to other URLs."""
         state = self.state_url or self.cache_url
         broker = self.broker_url or state
-        return replace(self, state_url=state, broker_url=broker)
+        if self.access_mode not in ACCESS_MODES:
+            raise ConfigurationError(
+                f"{PREFIX}ACCESS_MODE={self.access_mode!r}: one of {', '.join(ACCESS_MODES)}"
+            )
+        if self.access_mode == "girder" and not self.girder_url:
+            raise ConfigurationError(f"{PREFIX}ACCESS_MODE=girder needs {PREFIX}GIRDER_URL")
+        return replace(
+            self, state_url=state, broker_url=broker, girder_url=self.girder_url.rstrip("/")
+        )
 
 
 def _parse(name: str, type_name: Any, raw: str) -> Any:

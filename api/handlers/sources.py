@@ -17,19 +17,25 @@ def register(svc: Services, path: str) -> tuple[dict[str, Any], bool]:
     """``({"id": ..., summary}, created)`` for a local file below the source roots."""
     real = resolve_under_roots(path, svc.settings.source_roots)
     source_id = source_id_for_path(real)
-    existing = _record_or_none(svc, source_id)
+    existing = record_or_none(svc, source_id)
     if existing is not None:
         return existing.summary(), False
-    done = describe_key(source_id)
-    payload = describe_source_payload(source_id, real, done)
-    record = svc.dispatcher.fetch(
-        done,
-        lookup=lambda: _record_or_none(svc, source_id),
-        send=lambda: svc.sender.send(TASK_DESCRIBE_SOURCE, payload),
-    )
+    record = describe(svc, source_id, real)
     # Pre-render its thumbnail and coarsest levels on the bulk pool (issue 5).
     precache_new_source(svc, source_id)
     return record.summary(), True
+
+
+def describe(svc: Services, source_id: str, path: str) -> SourceRecord:
+    """Have a worker open ``path`` and store its record under ``source_id`` (the api has
+    no libvips); however many ask at once, one worker describes it."""
+    done = describe_key(source_id)
+    payload = describe_source_payload(source_id, path, done)
+    return svc.dispatcher.fetch(
+        done,
+        lookup=lambda: record_or_none(svc, source_id),
+        send=lambda: svc.sender.send(TASK_DESCRIBE_SOURCE, payload),
+    )
 
 
 def remove(svc: Services, source_id: str) -> dict[str, Any]:
@@ -48,7 +54,7 @@ def list_sources(svc: Services) -> list[dict[str, Any]]:
     return [record.summary() for record in svc.registry.all()]
 
 
-def _record_or_none(svc: Services, source_id: str) -> SourceRecord | None:
+def record_or_none(svc: Services, source_id: str) -> SourceRecord | None:
     try:
         return svc.registry.get(source_id)
     except UnknownSource:

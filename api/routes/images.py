@@ -37,4 +37,4 @@ def image(item_id: str, name: str) -> Response:
         height=height,
         encoding=parse_encoding(request.args, svc.settings),
     )
-    return image_response(images.image(svc, parsed), svc.settings.http_max_age)
+    return image_response(images.image(svc, parsed), svc.cache_control)

@@ -19,7 +19,7 @@ def region(item_id: str) -> Response:
     in ``units``) fitted into ``width`` x ``height``; ``encoding``, ``style``, ``frame``."""
     svc = services()
     parsed = regions.parse_region_request(item_id, request.args, svc.settings)
-    return image_response(regions.region(svc, parsed), svc.settings.http_max_age)
+    return image_response(regions.region(svc, parsed), svc.cache_control)
 
 
 @bp.get("/item/<item_id>/tiles/pixel")
@@ -27,7 +27,7 @@ def pixel(item_id: str) -> Response:
     """One full-resolution pixel at ``left``, ``top``: large_image's ``getPixel`` JSON."""
     svc = services()
     parsed = regions.parse_pixel_request(item_id, request.args)
-    return image_response(regions.pixel(svc, parsed), svc.settings.http_max_age)
+    return image_response(regions.pixel(svc, parsed), svc.cache_control)
 
 
 @bp.get("/item/<item_id>/tiles/histogram")
@@ -36,7 +36,7 @@ def histogram(item_id: str) -> Response:
     ``density``, ``onlyMinMax``, ``width``/``height``, ``frame`` and the region."""
     svc = services()
     parsed = regions.parse_histogram_request(item_id, request.args)
-    return image_response(regions.histogram(svc, parsed), svc.settings.http_max_age)
+    return image_response(regions.histogram(svc, parsed), svc.cache_control)
 
 
 @bp.get("/item/<item_id>/tiles/bands")
@@ -44,4 +44,4 @@ def bands(item_id: str) -> Response:
     """large_image's ``getBandInformation`` of ``frame``, with statistics."""
     svc = services()
     parsed = regions.parse_bands_request(item_id, request.args)
-    return image_response(regions.bands(svc, parsed), svc.settings.http_max_age)
+    return image_response(regions.bands(svc, parsed), svc.cache_control)

@@ -28,7 +28,7 @@ def tile(item_id: str, z: str, x: str, y: str) -> Response:
     ``style`` and ``frame`` as in large_image."""
     svc = services()
     parsed = parse_tile_request(item_id, z, x, y, request.args, svc.settings)
-    return image_response(tiles.tile(svc, parsed), svc.settings.http_max_age)
+    return image_response(tiles.tile(svc, parsed), svc.cache_control)
 
 
 @bp.get("/item/<item_id>/tiles/fzxy/<frame>/<z>/<x>/<y>")
@@ -38,7 +38,7 @@ def tile_with_frame(item_id: str, frame: str, z: str, x: str, y: str) -> Respons
     args = {key: value for key, value in request.args.items() if key != "frame"}
     parsed = parse_tile_request(item_id, z, x, y, args, svc.settings)
     parsed = dataclasses.replace(parsed, frame=path_frame(frame))
-    return image_response(tiles.tile(svc, parsed), svc.settings.http_max_age)
+    return image_response(tiles.tile(svc, parsed), svc.cache_control)
 
 
 @bp.get("/item/<item_id>/tiles/thumbnail")
@@ -46,4 +46,4 @@ def thumbnail(item_id: str) -> Response:
     """The whole image fitted into ``width`` x ``height`` (256 x 256 when neither is given)."""
     svc = services()
     parsed = parse_thumbnail_request(item_id, request.args, svc.settings)
-    return image_response(tiles.thumbnail(svc, parsed), svc.settings.http_max_age)
+    return image_response(tiles.thumbnail(svc, parsed), svc.cache_control)
