@@ -131,6 +131,9 @@ class GirderAccess:
         self.authority = authority or GirderAuthority(settings)
         self.reads = DecisionMemo(settings.girder_access_ttl)
         self.admins = DecisionMemo(settings.girder_access_ttl)
+        # Items registered (or refused: unknown, no image) lately, so a viewer's tiles of
+        # an item without an image do not each send a worker to find that out again.
+        self.registrations = DecisionMemo(settings.girder_access_ttl)
 
     def check_item(self, item_id: str, token: str | None) -> None:
         self.reads.check((token or "", item_id), lambda: self.authority.check_read(item_id, token))
@@ -159,10 +162,12 @@ def install(app: Flask, settings: Settings, ensure_item: Callable[[str], None]) 
         endpoint = request.endpoint
         if endpoint is None or endpoint.startswith(PLUGIN_BLUEPRINT):
             return  # no such route (a 404 follows), or the plugin's calls (own secret)
+        if request.method == "OPTIONS":
+            return  # a browser's CORS preflight carries no credentials (api/cors.py)
         token = credentials(request)
         if endpoint in MANAGE_ENDPOINTS:
             access.check_manage(request, token)
         item_id = (request.view_args or {}).get("item_id")
         if item_id is not None:
             access.check_item(item_id, token)
-            ensure_item(item_id)
+            access.registrations.check(("", item_id), lambda: ensure_item(item_id))

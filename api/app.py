@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import access
+from api import access, cors
 from api.errors import register_error_handlers
 from api.handlers.girder import ensure_registered
 from api.routes import girder, health, images, jobs, metrics, regions, sources, tiles
@@ -29,5 +29,6 @@ def create_app(settings: Settings | None = None) -> Flask:
             blueprint, url_prefix=GIRDER_API_ROOT, name=f"girder_api_{blueprint.name}"
         )
     access.install(app, settings, lambda item_id: ensure_registered(svc, item_id))
+    cors.install(app, settings.cors_origins)
     register_error_handlers(app)
     return app

@@ -105,8 +105,15 @@ def render_associated_payload(request: AssociatedRequest, generation: int) -> di
     return {"request": request.to_payload(), "generation": generation}
 
 
-def describe_source_payload(source_id: str, path: str, done_key: str) -> dict[str, Any]:
-    return {"source": source_id, "path": path, "done_key": done_key}
+def describe_source_payload(
+    source_id: str, path: str, done_key: str, *, after: int | None = None
+) -> dict[str, Any]:
+    """``after``: describe again (the file changed) unless the source's generation has
+    moved past it meanwhile; without it a registered source is left as it is."""
+    payload: dict[str, Any] = {"source": source_id, "path": path, "done_key": done_key}
+    if after is not None:
+        payload["after"] = after
+    return payload
 
 
 def precache_batch_payload(job_id: str, batch: int, attempt: int) -> dict[str, Any]:

@@ -69,6 +69,13 @@ class SourceRegistry:
     def exists(self, source_id: str) -> bool:
         return bool(self.state.hexists(SOURCES_KEY, source_id))
 
+    def is_current(self, source_id: str, after: int | None) -> bool:
+        """Whether the source is registered and, when ``after`` is given, described
+        again since its generation was ``after`` (its file changed then)."""
+        if not self.exists(source_id):
+            return False
+        return after is None or (self.generation(source_id) or 0) > after
+
     def all(self) -> list[SourceRecord]:
         records = [SourceRecord.from_json(v) for v in self.state.hvals(SOURCES_KEY)]  # type: ignore[union-attr]
         return sorted(records, key=lambda r: r.created)

@@ -95,6 +95,9 @@ class Settings:
     # token must read the item; decisions remembered girder_access_ttl seconds per token
     # and item).
     access_mode: str = "open"
+    # Origins whose pages may read tilecast's answers (api/cors.py): "*", a
+    # comma-separated list, or empty for no CORS headers.
+    cors_origins: str = "*"
     # Girder (common/girder.py): its API root (http://host:8080/api/v1); the API key of
     # the service account workers read items and files with (read access to every image
     # item, typically an admin); the secret its tilecast plugin signs calls with;

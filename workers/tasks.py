@@ -158,13 +158,14 @@ def describe_source(payload: Mapping[str, Any]) -> None:
         source_id = str(payload["source"])
         path = str(payload["path"])
         done_key = str(payload["done_key"])
-    except (KeyError, TypeError) as exc:
+        after = None if payload.get("after") is None else int(payload["after"])
+    except (KeyError, TypeError, ValueError) as exc:
         log.error("malformed %s payload %r: %s", TASK_DESCRIBE_SOURCE, payload, exc)
         return
     renderer = get_renderer()
 
     def work() -> bool:
-        if renderer.registry.exists(source_id):
+        if renderer.registry.is_current(source_id, after):
             return False  # a duplicate dispatch: the record is already there
         name, metadata = describe_named(path, renderer.settings)
         record = SourceRecord(source_id, path, name, metadata)

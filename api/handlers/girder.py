@@ -45,9 +45,13 @@ def register_item(
     thumbnail = args.get("thumbnail", True)
     if not isinstance(thumbnail, bool):
         raise BadRequest("thumbnail must be true or false", parameter="thumbnail")
-    known = record_or_none(svc, item_id) is not None
-    cancelled = _forget(svc, item_id) if known else 0
-    record = describe(svc, item_id, girder_source_path(item_id))
+    # A known item's file was replaced: it is described again under a new generation,
+    # while the old one is served until then (never a 404 in between).
+    generation = svc.registry.generation(item_id) if record_or_none(svc, item_id) else None
+    known = generation is not None
+    cancelled = cancel_source_jobs(svc, item_id) if known else 0
+    record = describe(svc, item_id, girder_source_path(item_id), after=generation)
+    svc.generations.forget(item_id)
     job = _precache(svc, item_id, record.metadata, requested, thumbnail)
     body = {
         **record.summary(),

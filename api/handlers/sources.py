@@ -26,15 +26,20 @@ def register(svc: Services, path: str) -> tuple[dict[str, Any], bool]:
     return record.summary(), True
 
 
-def describe(svc: Services, source_id: str, path: str) -> SourceRecord:
+def describe(svc: Services, source_id: str, path: str, *, after: int | None = None) -> SourceRecord:
     """Have a worker open ``path`` and store its record under ``source_id`` (the api has
-    no libvips); however many ask at once, one worker describes it."""
+    no libvips); however many ask at once, one worker describes it. ``after``: the
+    generation of a record whose file changed, to be described again."""
     done = describe_key(source_id)
-    payload = describe_source_payload(source_id, path, done)
+    payload = describe_source_payload(source_id, path, done, after=after)
+
+    def lookup() -> SourceRecord | None:
+        if not svc.registry.is_current(source_id, after):
+            return None
+        return record_or_none(svc, source_id)
+
     return svc.dispatcher.fetch(
-        done,
-        lookup=lambda: record_or_none(svc, source_id),
-        send=lambda: svc.sender.send(TASK_DESCRIBE_SOURCE, payload),
+        done, lookup=lookup, send=lambda: svc.sender.send(TASK_DESCRIBE_SOURCE, payload)
     )
 
 

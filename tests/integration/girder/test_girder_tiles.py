@@ -303,3 +303,31 @@ def test_an_unreachable_girder_is_a_503_with_retry_after(
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def test_workers_that_see_the_assetstore_read_files_in_place(
+    deployment: Deployment, uploaded, girder: Any
+) -> None:
+    """The plugin's path endpoint and the path map, against the real Girder: a worker
+    mounting the assetstore (here at the same path) opens the file directly."""
+    from workers.girder.opening import forget_readers, open_girder_file
+
+    root = str(girder.assetstore_root)
+    settings = Settings.from_env({**deployment.env, "TILECAST_GIRDER_PATH_MAP": f"{root}={root}"})
+    try:
+        direct = open_girder_file(uploaded["public"], settings)
+        assert direct.how == "path"
+        assert direct.file.local_path is not None
+        assert direct.file.local_path.startswith(root)
+        direct.file.close()
+        remote = open_girder_file(uploaded["public"], Settings.from_env(deployment.env))
+        assert remote.how == "range"
+        assert remote.file.read(0, 4) == direct_header(direct.file.local_path)
+        remote.file.close()
+    finally:
+        forget_readers()
+
+
+def direct_header(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(4)
