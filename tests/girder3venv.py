@@ -36,24 +36,28 @@ class VenvError(RuntimeError):
     pass
 
 
-def base_key() -> str:
+def base_key(requirements: tuple[str, ...] = REQUIREMENTS) -> str:
     digest = hashlib.sha256()
-    for part in (*REQUIREMENTS, sys.version.split()[0]):
+    for part in (*requirements, sys.version.split()[0]):
         digest.update(part.encode() + b"\0")
     digest.update((PLUGIN / "pyproject.toml").read_bytes())
     return digest.hexdigest()[:20]
 
 
-def ensure(cache: Path = CACHE) -> Path:
-    """The cached venv, (re)built first when missing or stale."""
+def ensure(
+    cache: Path = CACHE, *, name: str = VENV_NAME, requirements: tuple[str, ...] = REQUIREMENTS
+) -> Path:
+    """The cached venv ``name`` holding ``requirements`` and the plugin, (re)built first
+    when missing or stale (other names: e.g. tests/largeimagevenv.py's)."""
     cache.mkdir(parents=True, exist_ok=True)
-    venv = cache / VENV_NAME
-    with (cache / f"{VENV_NAME}.lock").open("w") as lock:
+    venv = cache / name
+    key = base_key(requirements)
+    with (cache / f"{name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _marked(venv / BASE_KEY_FILE, base_key()):
-            build(venv)
+        if not _marked(venv / BASE_KEY_FILE, key):
+            build(venv, requirements)
             # Written last: an interrupted build is never taken for a finished one.
-            (venv / BASE_KEY_FILE).write_text(base_key())
+            (venv / BASE_KEY_FILE).write_text(key)
             (venv / PLUGIN_KEY_FILE).write_text(str(PLUGIN))
         elif not _marked(venv / PLUGIN_KEY_FILE, str(PLUGIN)):
             _install_plugin(venv)
@@ -69,13 +73,13 @@ def _marked(marker: Path, key: str) -> bool:
     )
 
 
-def build(venv: Path) -> float:
+def build(venv: Path, requirements: tuple[str, ...] = REQUIREMENTS) -> float:
     """Create ``venv`` from scratch; the seconds it took."""
     started = time.monotonic()
     # The base interpreter, not tilecast's venv: nothing of Girder 5 leaks in.
     base = getattr(sys, "_base_executable", sys.executable)
     _run([base, "-m", "venv", "--clear", str(venv)])
-    _run([*_pip(venv), *REQUIREMENTS, "-e", str(PLUGIN)])
+    _run([*_pip(venv), *requirements, "-e", str(PLUGIN)])
     return time.monotonic() - started
 
 
