@@ -29,6 +29,7 @@ from tests.bench import (
     bench_hits,
     bench_latency,
     bench_precache,
+    bench_remote,
     bench_render,
     bench_style,
     harness,
@@ -37,7 +38,7 @@ from tests.bench import (
 from tests.bench.report import Section, document, machine, replace_sections
 from tests.bench.wrk import ensure_wrk, wrk_version
 
-BENCHMARKS = ("hits", "latency", "render", "style", "load", "affinity", "precache")
+BENCHMARKS = ("hits", "latency", "render", "style", "load", "affinity", "precache", "remote")
 WIDTH, HEIGHT = 16384, 12288
 DEFAULT_OUTPUT = harness.REPO / "docs" / "BENCHMARKS.md"
 
@@ -193,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         if "precache" in args.only:
             print("benchmark 7: pre-rendering a whole pyramid beside vips dzsave", flush=True)
             sections.append(bench_precache.run(ctx))
+        if "remote" in args.only:
+            print("benchmark 8: first tile of a 1 GB Girder file by range reads", flush=True)
+            sections.append(bench_remote.run(ctx, rounds=1 if args.quick else 5))
         ok = True
     finally:
         if not ok:
