@@ -174,25 +174,36 @@ def tilecast_env(redis_url: str, source_root: Path) -> dict[str, str]:
     )
 
 
-@pytest.fixture(scope="session")
-def worker(tilecast_env: dict[str, str], logs_dir: Path) -> Iterator[Child]:
-    if not (REPO / "workers" / "celeryapp.py").exists():
-        pytest.fail("workers/celeryapp.py does not exist yet: no real worker to test against")
-    argv = [sys.executable, "-m", "tilecast", "worker", "--concurrency", "2"]
-    child = start_child("worker", argv, tilecast_env, logs_dir)
-    celery = make_celery(Settings.from_env(tilecast_env))
+def launch_worker(
+    env: Mapping[str, str], logs: Path, name: str = "worker", concurrency: int = 2
+) -> Child:
+    """``tilecast worker`` (both pools), returned once its two nodes answer a ping."""
+    argv = [sys.executable, "-m", "tilecast", "worker", "--concurrency", str(concurrency)]
+    child = start_child(name, argv, env, logs)
+    celery = make_celery(Settings.from_env(dict(env)))
     try:
         # Two nodes answer: the interactive one and the bulk one (tilecast/worker.py).
         wait_until(
-            "both worker nodes to answer a ping",
+            f"both nodes of {name} to answer a ping",
             lambda: len(celery.control.ping(timeout=0.5)) >= 2,
             child,
             PROCESS_START_TIMEOUT,
         )
-        yield child
-    finally:
+    except BaseException:
         child.stop()
+        raise
+    finally:
         celery.close()
+    return child
+
+
+@pytest.fixture(scope="session")
+def worker(tilecast_env: dict[str, str], logs_dir: Path) -> Iterator[Child]:
+    if not (REPO / "workers" / "celeryapp.py").exists():
+        pytest.fail("workers/celeryapp.py does not exist yet: no real worker to test against")
+    child = launch_worker(tilecast_env, logs_dir)
+    yield child
+    child.stop()
 
 
 @dataclass

@@ -15,7 +15,6 @@ mode in front of the same Girder: the two sides of test_large_image_compat.py.
 from __future__ import annotations
 
 import mimetypes
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,16 +23,12 @@ from typing import Any
 
 import requests
 
-from common.protocol import make_celery
-from common.settings import Settings
 from tests import largeimagevenv
 from tests.conftest import (
-    PROCESS_START_TIMEOUT,
     ApiServer,
     Child,
     launch_api,
-    start_child,
-    wait_until,
+    launch_worker,
 )
 from tests.girderserver import GirderServer
 from tests.images_frames import make_frame_images
@@ -139,7 +134,7 @@ def start_tilecast(
         "TILECAST_GIRDER_API_KEY": girder.api_key("tilecast-compat"),
         "TILECAST_GIRDER_SECRET": SECRET,
     }
-    worker = _start_worker(env, logs)
+    worker = launch_worker(env, logs, "worker-largeimage-compat", concurrency=1)
     try:
         api = launch_api(env, logs, "api-largeimage-compat")
     except BaseException:
@@ -147,26 +142,6 @@ def start_tilecast(
         raise
     girder.set_setting("tilecast.url", api.base)
     return Tilecast(api, worker)
-
-
-def _start_worker(env: Mapping[str, str], logs: Path) -> Child:
-    argv = [sys.executable, "-m", "tilecast", "worker", "--concurrency", "1"]
-    child = start_child("worker-largeimage-compat", argv, env, logs)
-    celery = make_celery(Settings.from_env(dict(env)))
-    try:
-        # Two nodes answer: the interactive one and the bulk one.
-        wait_until(
-            "the compat worker's nodes to answer a ping",
-            lambda: len(celery.control.ping(timeout=0.5)) >= 2,
-            child,
-            PROCESS_START_TIMEOUT,
-        )
-    except BaseException:
-        child.stop()
-        raise
-    finally:
-        celery.close()
-    return child
 
 
 @dataclass

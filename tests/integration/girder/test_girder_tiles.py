@@ -11,7 +11,6 @@ knows no Girder) never takes their tasks.
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,9 +21,8 @@ import pytest
 import pyvips
 import requests
 
-from common.protocol import make_celery
 from common.settings import Settings
-from tests.conftest import ApiServer, Child, launch_api, start_child, wait_until
+from tests.conftest import ApiServer, launch_api, launch_worker
 from tilecast.redis_server import free_port
 
 pytestmark = pytest.mark.girder
@@ -73,7 +71,7 @@ def deployment(
         "TILECAST_GIRDER_ACCESS_TTL": ACCESS_TTL,
         "TILECAST_AUTO_PRECACHE": "1",
     }
-    worker = _start_worker(env, logs_dir)
+    worker = launch_worker(env, logs_dir, "worker-girder", concurrency=1)
     api = launch_api(env, logs_dir, "api-girder")
     girder.set_setting("tilecast.url", api.base)
     try:
@@ -83,25 +81,6 @@ def deployment(
         api.http.close()
         api.child.stop()
         worker.stop()
-
-
-def _start_worker(env: dict[str, str], logs_dir: Path) -> Child:
-    argv = [sys.executable, "-m", "tilecast", "worker", "--concurrency", "1"]
-    child = start_child("worker-girder", argv, env, logs_dir)
-    celery = make_celery(Settings.from_env(env))
-    try:
-        wait_until(
-            "the Girder worker's nodes to answer a ping",
-            lambda: len(celery.control.ping(timeout=0.5)) >= 2,
-            child,
-            60,
-        )
-    except BaseException:
-        child.stop()
-        raise
-    finally:
-        celery.close()
-    return child
 
 
 @dataclass
