@@ -54,11 +54,15 @@ class SourceRegistry:
     def add(self, record: SourceRecord) -> bool:
         """Store ``record``; True when it is new. Re-adding keeps the id and bumps the
         generation so that tiles rendered from an older file are never served."""
+        return self.register(record)[0]
+
+    def register(self, record: SourceRecord) -> tuple[bool, int]:
+        """``add``, also answering the generation this record got (atomically)."""
         pipe = self.state.pipeline()
         pipe.hset(SOURCES_KEY, record.id, record.to_json())
         pipe.incr(generation_key(record.id))
-        created, _generation = pipe.execute()
-        return bool(created)
+        created, generation = pipe.execute()
+        return bool(created), int(generation)
 
     def get(self, source_id: str) -> SourceRecord:
         data = self.state.hget(SOURCES_KEY, source_id)

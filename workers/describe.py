@@ -16,17 +16,30 @@ from common.settings import Settings, get_settings
 from workers.sources import ImageSource, open_source
 
 
-def open_path(path: str, settings: Settings) -> tuple[ImageSource, str]:
+def open_path(
+    path: str, settings: Settings, generation: int | None = None
+) -> tuple[ImageSource, str]:
     """The source at a record's ``path`` and the name it is shown under (a Girder
-    item's name, else the file's base name)."""
+    item's name, else the file's base name). ``generation``: the registration a render
+    reads (None to describe the file as it is now)."""
     item_id = girder_item_id(path)
     if item_id is None:
         return open_source(path, settings), os.path.basename(path)
     # Imported here: a tilecast without Girder sources needs no girder-client.
     from workers.girder import open_girder_file
 
-    opened = open_girder_file(item_id, settings)
+    opened = open_girder_file(item_id, settings, generation)
     return open_source(opened.file, settings), opened.item_name
+
+
+def registered(path: str, settings: Settings, generation: int) -> None:
+    """The file at ``path`` was just described and registered under ``generation``:
+    a Girder item remembers which file that generation reads."""
+    item_id = girder_item_id(path)
+    if item_id is not None:
+        from workers.girder import remember_registration
+
+        remember_registration(item_id, settings, generation)
 
 
 def describe_named(path: str, settings: Settings) -> tuple[str, dict[str, Any]]:

@@ -46,7 +46,7 @@ class BlockCache:
         """Blocks ``first`` .. ``last`` (inclusive) of one file, fetching what is missing."""
         found, waiting, mine = self._claim(file_key, first, last)
         try:
-            for start, stop in _runs(mine):
+            for start, stop in runs(mine):
                 fetched = fetch(start, stop)
                 if len(fetched) != stop - start:
                     raise ValueError("a block fetch returned the wrong number of blocks")
@@ -111,7 +111,7 @@ class BlockCache:
                 future.set_exception(error)
 
 
-def _runs(indices: list[int]) -> Iterator[tuple[int, int]]:
+def runs(indices: list[int]) -> Iterator[tuple[int, int]]:
     """(start, stop) of each run of consecutive indices (ascending input)."""
     if not indices:
         return

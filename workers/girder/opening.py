@@ -1,7 +1,8 @@
 """``open_girder_file``: a Girder item's image file, read the cheapest way available.
 
 1. a direct path, when ``girder_path_map`` is set and the worker sees the file;
-2. HTTP range reads through the process's block cache;
+2. HTTP range reads through the process's block cache and the blocks all processes
+   share in the cache Redis (workers/girder/shared.py);
 3. when Girder ignores Range, a whole download into the bounded download cache.
 
 Each worker process keeps one :class:`GirderReader` per settings: its pooled
@@ -28,6 +29,7 @@ from workers.girder.downloads import DownloadCache
 from workers.girder.items import GirderFileInfo, resolve_item
 from workers.girder.pathmap import direct_file, log_once, parse_path_map
 from workers.girder.remote import RangeNotSupported, RemoteFile
+from workers.girder.shared import SharedTier
 from workers.sources.files import ImageFile, LocalFile
 
 log = logging.getLogger(__name__)
@@ -54,27 +56,60 @@ class GirderReader:
         self.connection = GirderConnection(settings)
         self.blocks = BlockCache(settings.girder_block_cache_bytes)
         self.block_size = settings.girder_block_size
+        block_ttl, file_ttl = settings.girder_block_ttl, settings.girder_file_ttl
+        self.shared = (
+            SharedTier(settings.cache_url, block_ttl, file_ttl, self.block_size)
+            if block_ttl > 0 or file_ttl > 0
+            else None
+        )
+        # The file each item resolved to when last opened for a describe, until the
+        # describe task knows the generation it registered (see remember_registration).
+        self._described: dict[str, GirderFileInfo] = {}
+        self._described_lock = threading.Lock()
         self.downloads = DownloadCache(
             settings.girder_download_dir, settings.girder_download_cache_bytes
         )
         self.prefixes = parse_path_map(settings.girder_path_map)
 
-    def open(self, item_id: str) -> GirderImage:
+    def open(self, item_id: str, generation: int | None = None) -> GirderImage:
+        """The item's file; for a render, ``generation`` is the registration it reads."""
         if not is_object_id(item_id):
             raise UnknownSource(f"no Girder item {item_id}")
-        info = resolve_item(self.connection, item_id)
+        info = self._resolve(item_id, generation)
         if self.prefixes:
             direct = direct_file(self.connection, info, self.prefixes)
             if direct is not None:
                 return GirderImage(direct, info, "path")
-        remote = RemoteFile(info, self.connection, self.blocks, self.block_size)
+        remote = RemoteFile(info, self.connection, self.blocks, self.block_size, self.shared)
         try:
-            remote.read(0, 4)  # the header every reader needs first; probes Range support
+            # The header every reader needs first (shared); probes Range support.
+            remote.prefetch(0, 16)
         except RangeNotSupported:
             log_once("no-range", "Girder at %s ignores Range: downloading whole files",
                      self.connection.api_url)  # fmt: skip
             return GirderImage(self._downloaded(info), info, "download")
         return GirderImage(remote, info, "range")
+
+    def remember_registration(self, item_id: str, generation: int) -> None:
+        """The describe task registered ``item_id`` under ``generation``: what it just
+        resolved is the file that generation reads."""
+        with self._described_lock:
+            info = self._described.pop(item_id, None)
+        if info is not None and self.shared is not None:
+            self.shared.put_file_info(generation, info)
+
+    def _resolve(self, item_id: str, generation: int | None) -> GirderFileInfo:
+        if generation is not None and self.shared is not None:
+            known = self.shared.file_info(item_id, generation)
+            if known is not None and known.item_id == item_id:
+                return known
+        info = resolve_item(self.connection, item_id)
+        if generation is None:
+            with self._described_lock:
+                self._described[item_id] = info
+        elif self.shared is not None:
+            self.shared.put_file_info(generation, info)
+        return info
 
     def _downloaded(self, info: GirderFileInfo) -> LocalFile:
         suffix = os.path.splitext(info.name)[1]
@@ -106,6 +141,8 @@ class GirderReader:
     def close(self) -> None:
         self.connection.close()
         self.blocks.clear()
+        if self.shared is not None:
+            self.shared.close()
 
 
 _readers: dict[Settings, GirderReader] = {}
@@ -121,11 +158,19 @@ def girder_reader(settings: Settings) -> GirderReader:
         return reader
 
 
-def open_girder_file(item_id: str, settings: Settings) -> GirderImage:
-    """The image file of Girder item ``item_id`` (and its item's name). UnknownSource
-    for unknown items, UnsupportedImage for items without an image file,
+def open_girder_file(
+    item_id: str, settings: Settings, generation: int | None = None
+) -> GirderImage:
+    """The image file of Girder item ``item_id`` (and its item's name) that the item's
+    registration ``generation`` reads (None: as Girder has it now, to describe it).
+    UnknownSource for unknown items, UnsupportedImage for items without an image file,
     GirderUnavailable when Girder does not answer in ``girder_timeout``."""
-    return girder_reader(settings).open(item_id)
+    return girder_reader(settings).open(item_id, generation)
+
+
+def remember_registration(item_id: str, settings: Settings, generation: int) -> None:
+    """Called once the describe task registered ``item_id`` under ``generation``."""
+    girder_reader(settings).remember_registration(item_id, generation)
 
 
 def forget_readers() -> None:

@@ -1,6 +1,12 @@
 """A Girder file read by HTTP range requests of ``/file/{id}/download``, through the
-process's block cache: opening a multi-gigabyte file and reading its first tile costs
-the few blocks holding its directories and that tile, never the whole download."""
+process's block cache and then the blocks shared in the cache Redis: opening a
+multi-gigabyte file and reading its first tile costs the few blocks holding its
+directories and that tile, never the whole download.
+
+Only what readers announce with :meth:`prefetch` (a TIFF's directories, which every
+process opening the file needs) is shared: a tile's block is rendered once and then
+cached as a tile, so sharing it would only fill the cache Redis with file content.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,10 @@ import re
 import requests
 
 from common.errors import GirderUnavailable, UnknownSource
-from workers.girder.blocks import BlockCache
+from workers.girder.blocks import BlockCache, runs
 from workers.girder.client import GirderConnection, GirderHttpError
 from workers.girder.items import GirderFileInfo
+from workers.girder.shared import SharedTier
 from workers.sources.files import ImageFile
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,7 @@ class RemoteFile(ImageFile):
         connection: GirderConnection,
         blocks: BlockCache,
         block_size: int,
+        shared: SharedTier | None = None,
     ) -> None:
         super().__init__()
         self.info = info
@@ -39,6 +47,7 @@ class RemoteFile(ImageFile):
         self._connection = connection
         self._blocks = blocks
         self._block_size = max(1, block_size)
+        self._shared = shared
         self._key = f"{info.file_id}:{info.version}"
 
     def read(self, offset: int, count: int) -> bytes:
@@ -53,13 +62,43 @@ class RemoteFile(ImageFile):
             return parts[0][start : start + count]
         return b"".join(parts)[start : start + count]
 
-    def _fetch(self, first: int, stop: int) -> list[bytes]:
+    def prefetch(self, offset: int, count: int) -> None:
+        count = min(count, self.size - offset)
+        if offset >= 0 and count > 0:
+            size = self._block_size
+            first, last = offset // size, (offset + count - 1) // size
+            self._blocks.blocks(self._key, first, last, self._fetch_and_share)
+
+    def _fetch_and_share(self, first: int, stop: int) -> list[bytes]:
+        return self._fetch(first, stop, share=True)
+
+    def _fetch(self, first: int, stop: int, *, share: bool = False) -> list[bytes]:
+        """Blocks ``first`` .. ``stop - 1``: those Redis lacks in one ranged request per run."""
+        indices = range(first, stop)
+        shared = self._shared.blocks(self._key, indices) if self._shared else [None] * len(indices)
+        found = {
+            index: data
+            for index, data in zip(indices, shared, strict=True)
+            if data is not None and len(data) == self._block_length(index)
+        }
+        fetched: dict[int, bytes] = {}
+        for start, end in runs([i for i in indices if i not in found]):
+            fetched.update(zip(range(start, end), self._fetch_run(start, end), strict=True))
+        if self._shared and share and fetched:
+            self._shared.put_blocks(self._key, fetched)
+        found.update(fetched)
+        return [found[index] for index in indices]
+
+    def _fetch_run(self, first: int, stop: int) -> list[bytes]:
         """Blocks ``first`` .. ``stop - 1`` in one ranged request."""
         start = first * self._block_size
         end = min(self.size, stop * self._block_size) - 1
         body = self._download_range(start, end)
         size = self._block_size
         return [body[i : i + size] for i in range(0, len(body), size)]
+
+    def _block_length(self, index: int) -> int:
+        return min(self._block_size, self.size - index * self._block_size)
 
     def _download_range(self, start: int, end: int) -> bytes:
         path = f"file/{self.info.file_id}/download"

@@ -40,6 +40,12 @@ class ImageFile(ABC):
     def close(self) -> None:  # noqa: B027  (most files hold nothing to release)
         """Release what the file holds; reads after this may fail."""
 
+    def prefetch(self, offset: int, count: int) -> None:  # noqa: B027  (a hint)
+        """Bytes ``offset`` .. ``offset + count`` hold the file's structure (what every
+        reader of it reads first) and are about to be read in small pieces: a remote
+        file fetches them in one request instead of one per piece it lacks, and may
+        share them with other processes."""
+
     # -- libvips ---------------------------------------------------------------------
     def vips_source(self) -> pyvips.Source:
         """A new libvips source over this file, with its own read position (libvips
