@@ -11,6 +11,7 @@ from typing import Any
 
 from common.encoding import EncodingOptions
 from common.errors import BadRequest, TileOutOfRange
+from common.fill import parse_fill
 from common.params import bounded_int
 from common.settings import Settings
 from common.style import canonical_style
@@ -61,6 +62,7 @@ def parse_thumbnail_request(
         frame=parse_frame(args),
         style=parse_style(args, settings),
         encoding=parse_encoding(args, settings),
+        fill=parse_fill(args, width, height),
     )
 
 

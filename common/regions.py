@@ -9,11 +9,15 @@ tile iterator's level choice), so a region covers the same pixels and is read fr
 the same resolution:
 
 - ``left``/``top``/``right``/``bottom``/``regionWidth``/``regionHeight`` in ``units``
-  (``base_pixels``: full-resolution pixels; ``fraction``: 0-1 of the image). Negative
-  values count from the right or bottom edge; missing edges default to the image's;
-  the result is rounded to whole pixels and clipped to the image.
+  (``base_pixels``: full-resolution pixels; ``fraction``: 0-1 of the image; ``mm``,
+  ``um``, ``nm``, ``m``, ``km``: lengths, by the image's ``mm_x``/``mm_y``;
+  ``mag_pixels``: pixels at the output magnification). Negative values count from the
+  right or bottom edge; missing edges default to the image's; the result is rounded to
+  whole pixels and clipped to the image.
 - ``width``/``height`` bound the output, keeping the aspect ratio (one alone: the other
-  is at most 16x it); neither means the region's own size.
+  is at most 16x it); neither means the region's own size, or -- with ``magnification``
+  / ``mm_x`` / ``mm_y`` (:class:`OutputScale`) -- that size at the level of that
+  magnification or pixel size (``getLevelForMagnification`` unrounded).
 - The region is read from the coarsest level whose resolution is at least the output
   size (then resampled), never a coarser one.
 
@@ -32,6 +36,7 @@ from typing import Any
 
 from common.encoding import EncodingOptions, parse_bool
 from common.errors import BadRequest
+from common.fill import fill_key_part
 from common.params import bounded_int
 from common.style import NO_STYLE, style_hash
 from common.tiles import cache_key
@@ -45,14 +50,26 @@ JSON_CONTENT_TYPE = "application/json"
 # common.stats counter of regions written (pixels, histograms and bands are not counted).
 REGIONS_RENDERED = "regions_rendered"
 
-# large_image's names for the two units tilecast takes.
+# large_image's TileInputUnits (all but its geospatial projections): name -> canonical.
 UNITS: dict[str, str] = {
     "": "base_pixels",
     "base": "base_pixels",
     "base_pixel": "base_pixels",
     "base_pixels": "base_pixels",
+    **dict.fromkeys(
+        ("pixel", "pixels", "mag_pixel", "mag_pixels", "magnification_pixel",
+         "magnification_pixels"),
+        "mag_pixels",
+    ),
+    **dict.fromkeys(("nm", "nanometer", "nanometers"), "nm"),
+    **dict.fromkeys(("um", "\u03bcm", "micrometer", "micrometers", "micron", "microns"), "um"),
+    **dict.fromkeys(("mm", "millimeter", "millimeters"), "mm"),
+    **dict.fromkeys(("m", "meter", "meters"), "m"),
+    **dict.fromkeys(("km", "kilometer", "kilometers"), "km"),
     "fraction": "fraction",
-}
+}  # fmt: skip
+# large_image's mmConversionDict: a length unit -> how many of it make a millimetre.
+PER_MM = {"nm": 1e6, "um": 1e3, "mm": 1.0, "m": 1e-3, "km": 1e-6}
 # Coordinates beyond this are not an image (and would overflow the pixel arithmetic).
 MAX_COORDINATE = 1e12
 MAX_OUTPUT_SIDE = 2**31 - 1
@@ -89,12 +106,162 @@ def _key_number(value: float | None) -> str:
     return "n" if value is None else repr(value)
 
 
-def parse_units(args: Mapping[str, str]) -> str:
-    raw = args.get("units") or ""
+def parse_units(args: Mapping[str, str], name: str = "units") -> str:
+    raw = args.get(name) or ""
     units = UNITS.get(raw.lower())
     if units is None:
-        raise BadRequest(f"unknown units {raw!r}; one of base_pixels, fraction", parameter="units")
+        names = ", ".join(sorted(set(UNITS.values())))
+        raise BadRequest(f"unknown {name} {raw!r}; one of {names}", parameter=name)
     return units
+
+
+@dataclass(frozen=True)
+class Optics:
+    """An image's full-resolution pixel size in mm and magnification (its metadata's
+    ``mm_x``, ``mm_y``, ``magnification``: large_image's ``getNativeMagnification``)."""
+
+    mm_x: float | None = None
+    mm_y: float | None = None
+    magnification: float | None = None
+
+    @classmethod
+    def of(cls, meta: Mapping[str, Any]) -> Optics:
+        def value(name: str) -> float | None:
+            raw = meta.get(name)
+            return float(raw) if isinstance(raw, int | float) and raw else None
+
+        return cls(value("mm_x"), value("mm_y"), value("magnification"))
+
+
+@dataclass(frozen=True)
+class LevelScale:
+    """large_image's ``getMagnificationForLevel``: full-resolution pixels per pixel of a
+    (possibly fractional) level, and that level's pixel size in mm."""
+
+    scale: float = 1.0
+    mm_x: float | None = None
+    mm_y: float | None = None
+
+    @classmethod
+    def at(cls, level: float, top_level: int, optics: Optics) -> LevelScale:
+        if level == top_level:
+            return cls(1.0, optics.mm_x, optics.mm_y)
+        scale = 2.0 ** (top_level - level)
+        if optics.mm_x and optics.mm_y:
+            return cls(scale, optics.mm_x * scale, optics.mm_y * scale)
+        return cls(scale, optics.mm_x, optics.mm_y)
+
+
+def unit_scale(
+    units: str, size_x: int, size_y: int, optics: Optics, desired: LevelScale | None
+) -> tuple[float, float]:
+    """Full-resolution pixels per unit along x and y (large_image's ``_scaleFromUnits``).
+    ``desired`` is the output level's scale when the output is sized by magnification
+    (``width`` and ``height`` absent), else None."""
+    if units == "fraction":
+        return float(size_x), float(size_y)
+    if units == "mag_pixels":
+        if desired is None:
+            raise BadRequest(
+                "units mag_pixels are pixels at the output magnification, which only "
+                "magnification/mm_x/mm_y set (not width or height)",
+                parameter="units",
+            )
+        return desired.scale, desired.scale
+    if units in PER_MM:
+        if desired is None or not (desired.mm_x and desired.mm_y):
+            desired = LevelScale(1.0, optics.mm_x, optics.mm_y)
+        if not (desired.mm_x and desired.mm_y):
+            raise BadRequest(
+                f"units {units} need the image's pixel size (mm_x/mm_y), which it lacks",
+                parameter="units",
+            )
+        per_mm = PER_MM[units]
+        return desired.scale / desired.mm_x / per_mm, desired.scale / desired.mm_y / per_mm
+    return 1.0, 1.0
+
+
+@dataclass(frozen=True)
+class OutputScale:
+    """``magnification``, ``mm_x``, ``mm_y`` and ``exact`` of a region: when neither
+    ``width`` nor ``height`` is given, the output is the region at the level that has
+    this magnification or pixel size (fractional levels allowed, as large_image's
+    ``getLevelForMagnification(rounding=None)``); ``exact`` asks for a stored level."""
+
+    magnification: float | None = None
+    mm_x: float | None = None
+    mm_y: float | None = None
+    exact: bool = False
+
+    @classmethod
+    def from_query(cls, args: Mapping[str, str]) -> OutputScale:
+        values = {name: _positive(args, name) for name in ("magnification", "mm_x", "mm_y")}
+        exact = parse_bool(args, "exact") and any(values.values())
+        return cls(exact=exact, **values)
+
+    @property
+    def given(self) -> bool:
+        return bool(self.magnification or self.mm_x or self.mm_y)
+
+    @property
+    def key_part(self) -> str:
+        if not self.given:
+            return ""
+        values = (self.magnification, self.mm_x, self.mm_y)
+        return ";s" + ",".join(_key_number(v) for v in values) + (",exact" if self.exact else "")
+
+    def level(self, top_level: int, optics: Optics) -> float | None:
+        """The level of this scale (top_level when the image's metadata cannot tell);
+        None when ``exact`` and no whole level within the image matches."""
+        ratios = []
+        if self.magnification and optics.magnification:
+            ratios.append(self.magnification / optics.magnification)
+        if self.mm_x and optics.mm_x:
+            ratios.append(optics.mm_x / self.mm_x)
+        if self.mm_y and optics.mm_y:
+            ratios.append(optics.mm_y / self.mm_y)
+        steps = [round(math.log(ratio) / math.log(2), 4) for ratio in ratios]
+        if not steps:
+            return top_level
+        if self.exact and any(int(step) != step or step != steps[0] for step in steps):
+            return None
+        level = top_level + round(sum(steps) / len(steps), 4)
+        if self.exact and (level > top_level or level < 0):
+            return None
+        return level
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "magnification": self.magnification,
+            "mm_x": self.mm_x,
+            "mm_y": self.mm_y,
+            "exact": self.exact,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any] | None) -> OutputScale:
+        if not payload:
+            return cls()
+        return cls(
+            _optional_float(payload.get("magnification")),
+            _optional_float(payload.get("mm_x")),
+            _optional_float(payload.get("mm_y")),
+            bool(payload.get("exact", False)),
+        )
+
+
+def _positive(args: Mapping[str, str], name: str) -> float | None:
+    """A magnification or pixel size; 0 means not given, as in large_image."""
+    value = _optional_number(args, name)
+    if value is None or value == 0:
+        return None
+    if value < 0:
+        raise BadRequest(f"{name} must be positive, not {value:g}", parameter=name)
+    return value
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -108,6 +275,9 @@ class RegionSpec:
     width: float | None = None  # regionWidth
     height: float | None = None  # regionHeight
     units: str = "base_pixels"
+    # large_image's unitsWH: other units for regionWidth/regionHeight, which then win
+    # over right/bottom.
+    units_wh: str | None = None
 
     @classmethod
     def from_query(cls, args: Mapping[str, str]) -> RegionSpec:
@@ -119,12 +289,14 @@ class RegionSpec:
             width=_optional_number(args, "regionWidth"),
             height=_optional_number(args, "regionHeight"),
             units=parse_units(args),
+            units_wh=parse_units(args, "unitsWH") if args.get("unitsWH") else None,
         )
 
     @property
     def key_part(self) -> str:
         values = (self.left, self.top, self.right, self.bottom, self.width, self.height)
-        return f"{self.units}," + ",".join(_key_number(v) for v in values)
+        units = self.units if self.units_wh is None else f"{self.units}/{self.units_wh}"
+        return f"{units}," + ",".join(_key_number(v) for v in values)
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -135,6 +307,7 @@ class RegionSpec:
             "width": self.width,
             "height": self.height,
             "units": self.units,
+            "units_wh": self.units_wh,
         }
 
     @classmethod
@@ -151,22 +324,32 @@ class RegionSpec:
             width=num("width"),
             height=num("height"),
             units=str(payload.get("units", "base_pixels")),
+            units_wh=payload.get("units_wh"),
         )
 
-    def resolve(self, size_x: int, size_y: int) -> tuple[int, int, int, int]:
+    def resolve(
+        self,
+        size_x: int,
+        size_y: int,
+        optics: Optics | None = None,
+        desired: LevelScale | None = None,
+    ) -> tuple[int, int, int, int]:
         """``(left, top, right, bottom)`` in full-resolution pixels, clipped to the image
         (large_image's ``_getRegionBounds``). A region with nothing left after clipping
-        is a 400 naming the parameter to blame."""
-        left, right = _resolve_axis(
-            self.left, self.right, self.width, size_x, self._scale(size_x), "x"
-        )
-        top, bottom = _resolve_axis(
-            self.top, self.bottom, self.height, size_y, self._scale(size_y), "y"
-        )
+        is a 400 naming the parameter to blame; so are units the image cannot convert."""
+        optics = optics or Optics()
+        scale_x, scale_y = unit_scale(self.units, size_x, size_y, optics, desired)
+        right, bottom = self.right, self.bottom
+        scale_w, scale_h = scale_x, scale_y
+        if self.units_wh is not None:
+            scale_w, scale_h = unit_scale(self.units_wh, size_x, size_y, optics, desired)
+            if self.left is not None and right is not None and self.width is not None:
+                right = None
+            if self.top is not None and bottom is not None and self.height is not None:
+                bottom = None
+        left, right = _resolve_axis(self.left, right, self.width, size_x, (scale_x, scale_w), "x")
+        top, bottom = _resolve_axis(self.top, bottom, self.height, size_y, (scale_y, scale_h), "y")
         return left, top, right, bottom
-
-    def _scale(self, size: int) -> float:
-        return float(size) if self.units == "fraction" else 1.0
 
 
 _AXIS_NAMES = {"x": ("left", "right", "regionWidth"), "y": ("top", "bottom", "regionHeight")}
@@ -177,15 +360,17 @@ def _resolve_axis(
     end: float | None,
     length: float | None,
     size: int,
-    scale: float,
+    scales: tuple[float, float],
     axis: str,
 ) -> tuple[int, int]:
-    """One axis of large_image's ``_getRegionBounds`` (cropToImage=True)."""
+    """One axis of large_image's ``_getRegionBounds`` (cropToImage=True); ``scales``:
+    full-resolution pixels per unit of the edges and of the length."""
     start_name, end_name, length_name = _AXIS_NAMES[axis]
+    scale, length_scale = scales
     values = {
         "start": None if start is None else start * scale,
         "end": None if end is None else end * scale,
-        "length": None if length is None else length * scale,
+        "length": None if length is None else length * length_scale,
     }
     for name in ("start", "end"):
         value = values[name]
@@ -218,14 +403,22 @@ def _resolve_axis(
 
 
 def output_size(
-    width: int | None, height: int | None, region_w: int, region_h: int
+    width: float | None, height: float | None, region_w: int, region_h: int
 ) -> tuple[int, int]:
     """large_image's ``_calculateWidthHeight``: fit region_w x region_h into width x
     height keeping the aspect ratio; neither given means the region's own size."""
+    return fit_output(width, height, region_w, region_h)[:2]
+
+
+def fit_output(
+    width: float | None, height: float | None, region_w: int, region_h: int
+) -> tuple[int, int, float]:
+    """:func:`output_size` and the scale large_image derives with it (region pixels per
+    output pixel, from the side that bounds the output)."""
     if not width and not height:
-        return region_w, region_h
+        return region_w, region_h, 1.0
     if region_w == 0 or region_h == 0:
-        return 0, 0
+        return 0, 0, 1.0
     if height and not width:
         width = height * ONE_SIDE_RATIO
     if width and not height:
@@ -234,16 +427,19 @@ def output_size(
     scaled_w = max(1, int(region_w * height / region_h))
     scaled_h = max(1, int(region_h * width / region_w))
     if scaled_w == width or (width * region_h > height * region_w and scaled_h != height):
+        scale = region_h / height
         width = scaled_w
     else:
+        scale = region_w / width
         height = scaled_h
-    return int(width), int(height)
+    return int(width), int(height), scale
 
 
 @dataclass(frozen=True)
 class RegionPlan:
     """What a worker reads and produces: the area ``left..right`` x ``top..bottom``
-    (exclusive) of level ``level``, resampled to ``out_width`` x ``out_height``."""
+    (exclusive) of level ``level``, resampled to ``out_width`` x ``out_height``.
+    ``scale`` is large_image's ``requestedScale``: level pixels per output pixel."""
 
     level: int
     left: int
@@ -252,6 +448,7 @@ class RegionPlan:
     bottom: int
     out_width: int
     out_height: int
+    scale: float = 1.0
 
     @property
     def read_width(self) -> int:
@@ -273,10 +470,15 @@ def plan_region(
     max_pixels: int,
     native: Callable[[int], bool] | None = None,
     bound_read: bool = False,
+    optics: Optics | None = None,
+    scale: OutputScale | None = None,
+    fill: bool = False,
+    stretch: bool = False,
 ) -> RegionPlan:
-    """The level and area to read for ``spec`` fitted in ``width`` x ``height``, as
-    large_image's tile iterator chooses them; 400 past ``max_pixels`` output pixels
-    (``bound_read``: past ``max_pixels`` read pixels, for analyses that never resample).
+    """The level and area to read for ``spec`` fitted in ``width`` x ``height`` (or,
+    neither given, at ``scale``), as large_image's tile iterator chooses them; 400 past
+    ``max_pixels`` output pixels (``bound_read``: past ``max_pixels`` read pixels, for
+    analyses; ``fill``: the letterboxed width x height counts).
 
     ``native(z)`` tells which levels the file stores (workers know; the api, which only
     validates, does not). With it, a missing level is replaced by the native level up
@@ -284,12 +486,38 @@ def plan_region(
     that read stays within ``max_pixels``; past that, tilecast's own synthesized level
     is read (from the cache), which large_image does only for gaps of 3+ levels.
     """
-    left, top, right, bottom = spec.resolve(size_x, size_y)
-    region_w, region_h = right - left, bottom - top
-    out_w, out_h = output_size(width, height, region_w, region_h)
-    if not bound_read:
-        _check_size(out_w, out_h, max_pixels, width, height, "output")
+    optics = optics or Optics()
     top_level = levels - 1
+    wanted_level: float | None = None
+    desired: LevelScale | None = None
+    if not width and not height:
+        scale = scale or OutputScale()
+        wanted_level = scale.level(top_level, optics)
+        if wanted_level is None:
+            raise BadRequest(
+                "no level of the image has exactly that magnification or pixel size",
+                parameter="exact",
+            )
+        desired = LevelScale.at(wanted_level, top_level, optics)
+    left, top, right, bottom = spec.resolve(size_x, size_y, optics, desired)
+    region_w, region_h = right - left, bottom - top
+    if desired is not None and desired.scale != 1.0:
+        out_w, out_h, requested = fit_output(
+            region_w / desired.scale, region_h / desired.scale, region_w, region_h
+        )
+        requested = desired.scale
+    else:
+        out_w, out_h, requested = fit_output(width, height, region_w, region_h)
+        if stretch and width and height:
+            # IIIF's ``w,h`` and DZI's edge tiles: exactly that size, aspect not kept.
+            out_w, out_h = width, height
+    if not bound_read:
+        blame = None
+        if desired is not None and desired.scale != 1.0 and scale is not None:
+            given = {"magnification": scale.magnification, "mm_x": scale.mm_x, "mm_y": scale.mm_y}
+            blame = next(name for name, value in given.items() if value)
+        boxed = (max(out_w, width or 0), max(out_h, height or 0)) if fill else (out_w, out_h)
+        _check_size(*boxed, max_pixels, width, height, "output", blame)
     level = top_level
     if (out_w, out_h) != (region_w, region_h):
         ratio = min(out_w / region_w, out_h / region_h)
@@ -297,21 +525,33 @@ def plan_region(
         level = min(wanted, top_level)
         if native is not None:
             preferred = preferred_level(level, top_level, native)
-            scale = 2 ** (top_level - preferred)
-            if region_w * region_h <= max_pixels * scale * scale:
+            factor = 2 ** (top_level - preferred)
+            if region_w * region_h <= max_pixels * factor * factor:
                 level = preferred
+    if wanted_level is not None and scale is not None and scale.exact and wanted_level != level:
+        raise BadRequest(
+            "the image stores no level at exactly that magnification or pixel size",
+            parameter="exact",
+        )
     if level < top_level:
         factor = 2 ** (top_level - level)
         left, top = left // factor, top // factor
         right = max(right // factor, left + 1)
         bottom = max(bottom // factor, top + 1)
+        requested /= factor
     if bound_read:
         _check_size(right - left, bottom - top, max_pixels, width, height, "analysed area")
-    return RegionPlan(level, left, top, right, bottom, out_w, out_h)
+    return RegionPlan(level, left, top, right, bottom, out_w, out_h, requested)
 
 
 def _check_size(
-    w: int, h: int, max_pixels: int, width: int | None, height: int | None, what: str
+    w: int,
+    h: int,
+    max_pixels: int,
+    width: int | None,
+    height: int | None,
+    what: str,
+    blame: str | None = None,
 ) -> None:
     if w * h <= max_pixels:
         return
@@ -319,7 +559,7 @@ def _check_size(
         f"the {what} would be {w} x {h} pixels, more than the {max_pixels} this server "
         "handles at once (TILECAST_MAX_REGION_PIXELS); ask for a smaller width/height "
         "or region",
-        parameter="height" if height and not width else "width",
+        parameter=blame or ("height" if height and not width else "width"),
     )
 
 
@@ -344,7 +584,9 @@ def parse_output_side(args: Mapping[str, str], name: str) -> int | None:
 
 @dataclass(frozen=True)
 class RegionRequest:
-    """``GET /item/{id}/tiles/region``: an area, resampled, styled and encoded."""
+    """``GET /item/{id}/tiles/region``: an area, resampled, styled and encoded;
+    letterboxed to ``width`` x ``height`` with ``fill`` (see :func:`parse_fill`), or
+    sized by ``scale`` when neither ``width`` nor ``height`` is given."""
 
     source: str
     spec: RegionSpec = field(default_factory=RegionSpec)
@@ -353,16 +595,31 @@ class RegionRequest:
     frame: int = 0
     style: str | None = None
     encoding: EncodingOptions = field(default_factory=EncodingOptions)
+    fill: str | None = None
+    scale: OutputScale = field(default_factory=OutputScale)
+    # Output exactly ``width`` x ``height`` (both given), not fitted keeping the
+    # region's aspect: the IIIF and DZI endpoints (api/handlers/protocols.py) ask it.
+    stretch: bool = False
+
+    def __post_init__(self) -> None:
+        # One request, one key: what large_image ignores is dropped here.
+        if self.width or self.height:
+            object.__setattr__(self, "scale", OutputScale())
+        if not (self.width and self.height):
+            object.__setattr__(self, "fill", None)
+            object.__setattr__(self, "stretch", False)
 
     def key(self, generation: int) -> str:
+        width = _key_number(None if self.width is None else float(self.width))
+        height = _key_number(None if self.height is None else float(self.height))
         return cache_key(
             KIND_REGION,
             self.source,
             generation,
             self.frame,
-            self.spec.key_part,
-            _key_number(None if self.width is None else float(self.width)),
-            _key_number(None if self.height is None else float(self.height)),
+            self.spec.key_part + self.scale.key_part,
+            width + fill_key_part(self.fill) + (";stretch" if self.stretch else ""),
+            height,
             style_hash(self.style),
             self.encoding.key_part,
         )
@@ -375,6 +632,7 @@ class RegionRequest:
         levels: int,
         max_pixels: int,
         native: Callable[[int], bool] | None = None,
+        optics: Optics | None = None,
     ) -> RegionPlan:
         return plan_region(
             self.spec,
@@ -385,6 +643,10 @@ class RegionRequest:
             levels=levels,
             max_pixels=max_pixels,
             native=native,
+            optics=optics,
+            scale=self.scale,
+            fill=self.fill is not None,
+            stretch=self.stretch,
         )
 
     def to_payload(self) -> dict[str, Any]:
@@ -396,6 +658,9 @@ class RegionRequest:
             "frame": self.frame,
             "style": self.style,
             "encoding": self.encoding.to_payload(),
+            "fill": self.fill,
+            "scale": self.scale.to_payload(),
+            "stretch": self.stretch,
         }
 
     @classmethod
@@ -408,6 +673,9 @@ class RegionRequest:
             frame=int(payload.get("frame", 0)),
             style=payload.get("style"),
             encoding=EncodingOptions.from_payload(payload["encoding"]),
+            fill=payload.get("fill"),
+            scale=OutputScale.from_payload(payload.get("scale")),
+            stretch=bool(payload.get("stretch", False)),
         )
 
 
@@ -434,11 +702,15 @@ class PixelRequest:
             JSON_ENCODING,
         )
 
-    def locate(self, size_x: int, size_y: int) -> tuple[int, int] | None:
+    def locate(
+        self, size_x: int, size_y: int, optics: Optics | None = None
+    ) -> tuple[int, int] | None:
         """The pixel's (x, y), or None when it lies outside the image (large_image's
-        ``getPixel``: a 1 x 1 base-pixel region at left, top, rounded)."""
-        scale_x = float(size_x) if self.units == "fraction" else 1.0
-        scale_y = float(size_y) if self.units == "fraction" else 1.0
+        ``getPixel``: a 1 x 1 base-pixel region at left, top, rounded; its output is the
+        full resolution, so ``mag_pixels`` are base pixels)."""
+        optics = optics or Optics()
+        desired = LevelScale(1.0, optics.mm_x, optics.mm_y)
+        scale_x, scale_y = unit_scale(self.units, size_x, size_y, optics, desired)
         x = _pixel_axis(self.left * scale_x, size_x)
         y = _pixel_axis(self.top * scale_y, size_y)
         if x is None or y is None:
@@ -476,8 +748,11 @@ def _pixel_axis(start: float, size: int) -> int | None:
 @dataclass(frozen=True)
 class HistogramRequest:
     """``GET /item/{id}/tiles/histogram``: per-band histograms of an area at the
-    resolution that ``width`` x ``height`` asks for (large_image's ``histogram`` with
-    ``resample=False``, the endpoint's documented default)."""
+    resolution that ``width`` x ``height`` asks for: large_image's ``histogram``, whose
+    tile iterator resamples (``resample``, on unless ``false``/``0``) the level it reads
+    to that size, tile by tile. Neither ``width`` nor ``height``: the area at full
+    resolution, as large_image -- up to 2048 x 2048, past which tilecast analyses the
+    level that size selects, as it is (a bound large_image does not have)."""
 
     source: str
     spec: RegionSpec = field(default_factory=RegionSpec)
@@ -490,19 +765,29 @@ class HistogramRequest:
     range: tuple[float, float] | str | None = None
     density: bool = False
     only_min_max: bool = False
+    resample: bool = False
+    # Neither width nor height: the output at a magnification or pixel size instead.
+    scale: OutputScale = field(default_factory=OutputScale)
+
+    def __post_init__(self) -> None:
+        if self.width or self.height:  # large_image ignores the scale then: one key
+            object.__setattr__(self, "scale", OutputScale())
 
     def key(self, generation: int) -> str:
         if isinstance(self.range, tuple):
             range_part = f"{self.range[0]!r}_{self.range[1]!r}"
         else:
             range_part = self.range or "auto"
-        options = f"b{self.bins}.r{range_part}.d{int(self.density)}.m{int(self.only_min_max)}"
+        options = (
+            f"b{self.bins}.r{range_part}.d{int(self.density)}.m{int(self.only_min_max)}"
+            f".s{int(self.resample)}"
+        )
         return cache_key(
             KIND_HISTOGRAM,
             self.source,
             generation,
             self.frame,
-            self.spec.key_part,
+            self.spec.key_part + self.scale.key_part,
             f"{self.width or 0}x{self.height or 0}",
             options,
             NO_STYLE,
@@ -517,8 +802,9 @@ class HistogramRequest:
         levels: int,
         max_pixels: int,
         native: Callable[[int], bool] | None = None,
+        optics: Optics | None = None,
     ) -> RegionPlan:
-        return plan_region(
+        plan = plan_region(
             self.spec,
             self.width,
             self.height,
@@ -528,7 +814,14 @@ class HistogramRequest:
             max_pixels=max_pixels,
             bound_read=True,
             native=native,
+            optics=optics,
+            scale=self.scale,
         )
+        if self.resample:
+            _check_size(
+                plan.out_width, plan.out_height, max_pixels, self.width, self.height, "output"
+            )
+        return plan
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -541,6 +834,8 @@ class HistogramRequest:
             "range": list(self.range) if isinstance(self.range, tuple) else self.range,
             "density": self.density,
             "only_min_max": self.only_min_max,
+            "resample": self.resample,
+            "scale": self.scale.to_payload(),
         }
 
     @classmethod
@@ -561,18 +856,24 @@ class HistogramRequest:
             range=hist_range,
             density=bool(payload.get("density", False)),
             only_min_max=bool(payload.get("only_min_max", False)),
+            resample=bool(payload.get("resample", False)),
+            scale=OutputScale.from_payload(payload.get("scale")),
         )
 
     @classmethod
     def from_query(cls, source: str, frame: int, args: Mapping[str, str]) -> HistogramRequest:
         """large_image's histogram parameters: ``bins``, ``rangeMin``/``rangeMax``
         (a missing one defaults to 0 / 256 as in its endpoint), ``roundRange``,
-        ``density``, ``onlyMinMax``, ``width``/``height`` (default 2048) and the
-        region parameters."""
+        ``density``, ``onlyMinMax``, ``width``/``height`` (default 2048, unless
+        ``magnification``/``mm_x``/``mm_y`` size the output), ``resample`` and the region
+        parameters."""
         width = parse_output_side(args, "width")
         height = parse_output_side(args, "height")
-        if width is None and height is None:
+        resample = parse_resample(args)
+        scale = OutputScale.from_query(args)
+        if width is None and height is None and not scale.given:
             width = height = HISTOGRAM_SIZE
+            resample = False
         bins = bounded_int(args, "bins", DEFAULT_BINS, 1, MAX_BINS)
         assert bins is not None
         low = _optional_number(args, "rangeMin")
@@ -597,7 +898,28 @@ class HistogramRequest:
             range=hist_range,
             density=parse_bool(args, "density"),
             only_min_max=parse_bool(args, "onlyMinMax"),
+            resample=resample,
+            scale=scale,
         )
+
+
+def parse_resample(args: Mapping[str, str]) -> bool:
+    """large_image's ``resample`` (true / false / on / off / yes / no or an integer);
+    its tiles take any true value as LANCZOS, so it is a boolean here. Absent: true."""
+    raw = args.get("resample")
+    if raw is None or raw == "":
+        return True
+    text = raw.strip().lower()
+    if text in ("true", "on", "yes"):
+        return True
+    if text in ("false", "off", "no"):
+        return False
+    try:
+        return int(text) != 0
+    except ValueError:
+        raise BadRequest(
+            f"resample must be true, false or an integer, not {raw!r}", parameter="resample"
+        ) from None
 
 
 @dataclass(frozen=True)

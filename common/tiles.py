@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.encoding import EncodingOptions
+from common.fill import fill_key_part
 from common.style import NO_STYLE, style_hash
 
 KIND_TILE = "tile"  # styled and encoded, what a client receives
@@ -94,7 +95,8 @@ def raw_tile_key(source: str, generation: int, frame: int, z: int, x: int, y: in
 
 @dataclass(frozen=True)
 class ThumbnailRequest:
-    """A whole-image thumbnail that fits in ``width`` x ``height`` (0 = unconstrained)."""
+    """A whole-image thumbnail that fits in ``width`` x ``height`` (0 = unconstrained),
+    letterboxed to exactly that with ``fill`` (canonical, see common/fill.py)."""
 
     source: str
     width: int
@@ -102,6 +104,11 @@ class ThumbnailRequest:
     frame: int = 0
     style: str | None = None
     encoding: EncodingOptions = field(default_factory=EncodingOptions)
+    fill: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.width and self.height):  # large_image ignores it then: one key
+            object.__setattr__(self, "fill", None)
 
     def key(self, generation: int) -> str:
         return cache_key(
@@ -109,7 +116,7 @@ class ThumbnailRequest:
             self.source,
             generation,
             self.frame,
-            "fit",
+            "fit" + fill_key_part(self.fill),
             self.width,
             self.height,
             style_hash(self.style),
@@ -124,6 +131,7 @@ class ThumbnailRequest:
             "frame": self.frame,
             "style": self.style,
             "encoding": self.encoding.to_payload(),
+            "fill": self.fill,
         }
 
     @classmethod
@@ -135,4 +143,5 @@ class ThumbnailRequest:
             frame=int(payload.get("frame", 0)),
             style=payload.get("style"),
             encoding=EncodingOptions.from_payload(payload["encoding"]),
+            fill=payload.get("fill"),
         )

@@ -1,8 +1,9 @@
 """Histograms and band information of an area, computed by workers with numpy.
 
 ``GET /item/{id}/tiles/histogram`` answers what large_image's girder endpoint answers:
-its ``histogram`` (with ``resample=False``, the endpoint's documented default) over the
-pixels of the level the tile iterator reads for ``width`` x ``height``: per band
+its ``histogram`` over the pixels its tile iterator yields for ``width`` x ``height``:
+the level it reads, resampled to that size tile by tile (:func:`resampled_tiles`)
+unless ``resample`` is false or the level is that size already; per band
 ``min``, ``max``, ``mean``, ``stdev``, ``range``, ``hist``, ``bin_edges``, ``bins``,
 ``samples`` and ``density``, numbers cast to float as that endpoint casts them.
 ``onlyMinMax`` gives ``{min, max, mean, stdev}`` lists (large_image's own endpoint fails
@@ -21,14 +22,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import PIL.Image
 
 from common.regions import (
     BANDS_ANALYSIS_SIZE,
     BandsRequest,
     HistogramRequest,
+    Optics,
+    RegionPlan,
     RegionSpec,
     plan_region,
 )
+from workers.encode import to_uint8
 from workers.region import read_plan
 
 if TYPE_CHECKING:
@@ -116,9 +121,13 @@ def histogram(renderer: Renderer, request: HistogramRequest, generation: int) ->
         levels=source.levels,
         max_pixels=renderer.settings.max_region_pixels,
         native=lambda z: source.is_native_level(z, request.frame),
+        optics=Optics.of(source.metadata),
     )
     tiles = renderer.raw_tiles(source, request.source, generation)
-    bands = summarize(read_plan(tiles, plan, request.frame))
+    pixels = read_plan(tiles, plan, request.frame)
+    if request.resample and round(plan.scale, 2) != 1.0:
+        pixels = resampled_tiles(pixels, plan, source.tile_width, source.tile_height)
+    bands = summarize(pixels)
     if request.only_min_max:
         return {
             "min": [band.min.item() for band in bands],
@@ -127,6 +136,39 @@ def histogram(renderer: Renderer, request: HistogramRequest, generation: int) ->
             "stdev": [band.stdev for band in bands],
         }
     return [_band_histogram(band, request) for band in bands]
+
+
+def resampled_tiles(
+    pixels: np.ndarray, plan: RegionPlan, tile_width: int, tile_height: int
+) -> np.ndarray:
+    """The samples large_image's resampling tile iterator yields for ``pixels`` (the
+    plan's area of its level), as one (n, 1, bands) column: the level is cut into tiles
+    of the source's tile size times ``plan.scale`` (rounded up), aligned to the level's
+    origin and clipped to the area, and each tile is resized on its own by PIL with
+    LANCZOS to its size divided by the scale (rounded down, at least 1) -- in 8 bits,
+    as its ``_imageToPIL`` makes them."""
+    scale = plan.scale
+    step_x = max(1, math.ceil(tile_width * scale))
+    step_y = max(1, math.ceil(tile_height * scale))
+    eight = to_uint8(pixels)
+    pieces = []
+    for y0 in _cuts(plan.top, plan.bottom, step_y):
+        for x0 in _cuts(plan.left, plan.right, step_x):
+            y1, x1 = min(plan.bottom, y0 + step_y), min(plan.right, x0 + step_x)
+            y0, x0 = max(plan.top, y0), max(plan.left, x0)
+            tile = eight[y0 - plan.top : y1 - plan.top, x0 - plan.left : x1 - plan.left]
+            image = PIL.Image.fromarray(tile[:, :, 0] if tile.shape[2] == 1 else tile)
+            size = (max(1, int(image.width / scale)), max(1, int(image.height / scale)))
+            resized = np.asarray(image.resize(size, PIL.Image.Resampling.LANCZOS))
+            pieces.append(resized.reshape(-1, 1, tile.shape[2]))
+    return np.concatenate(pieces, axis=0)
+
+
+def _cuts(start: int, end: int, step: int) -> range:
+    """Where the tiles of a ``step`` grid from 0 that cover ``start..end`` begin."""
+    first = start // step
+    last = max(math.ceil(end / step), first + 1)
+    return range(first * step, last * step, step)
 
 
 def _band_histogram(band: BandSummary, request: HistogramRequest) -> dict[str, Any]:

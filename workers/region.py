@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import PIL.Image
 
-from common.regions import PixelRequest, RegionPlan, RegionRequest
+from common.fill import fill_color
+from common.regions import Optics, PixelRequest, RegionPlan, RegionRequest
 from workers.encode import encode_pixels, to_uint8, unstyled_pixels
 from workers.synthesis import RawTiles
 
@@ -97,6 +98,7 @@ def render_region(renderer: Renderer, request: RegionRequest, generation: int) -
         levels=source.levels,
         max_pixels=renderer.settings.max_region_pixels,
         native=lambda z: source.is_native_level(z, request.frame),
+        optics=Optics.of(source.metadata),
     )
     tiles = renderer.raw_tiles(source, request.source, generation)
 
@@ -106,10 +108,33 @@ def render_region(renderer: Renderer, request: RegionRequest, generation: int) -
     encoding = styled.encoding
     if styled.style is None:
         pixels = resample(read(request.frame), plan.out_width, plan.out_height, encoding.format)
-        return encode_pixels(unstyled_pixels(pixels, encoding), encoding)
-    pixels = renderer.style_pixels(styled, tiles, request.frame, read)
-    pixels = resample(pixels, plan.out_width, plan.out_height, encoding.format)
+        pixels = unstyled_pixels(pixels, encoding)
+    else:
+        pixels = renderer.style_pixels(styled, tiles, request.frame, read)
+        pixels = resample(pixels, plan.out_width, plan.out_height, encoding.format)
+    if request.fill is not None and request.width and request.height:
+        pixels = letterbox(pixels, request.width, request.height, request.fill, encoding.format)
     return encode_pixels(pixels, encoding)
+
+
+def letterbox(pixels: np.ndarray, width: int, height: int, fill: str, fmt: str) -> np.ndarray:
+    """large_image's ``_letterboxImage`` as ``getRegion`` calls it: the pixels in 8 bits
+    and its output mode (RGBA for PNG and TIFF, else RGB), padded with ``fill`` to at
+    least ``width`` x ``height`` -- centred (offsets rounded down), or top left for
+    ``corner:`` -- never cropped."""
+    mode = "RGBA" if fmt in ALPHA_FORMATS else "RGB"
+    eight = to_uint8(pixels)
+    image = PIL.Image.fromarray(eight[:, :, 0] if eight.shape[2] == 1 else eight)
+    if image.mode != mode:
+        image = image.convert(mode)
+    if image.width >= width and image.height >= height:
+        return np.asarray(image)
+    color, corner = fill_color(fill)
+    box_w, box_h = max(width, image.width), max(height, image.height)
+    boxed = PIL.Image.new(mode, (box_w, box_h), color[: len(mode)])
+    where = (0, 0) if corner else ((box_w - image.width) // 2, (box_h - image.height) // 2)
+    boxed.paste(image, where)
+    return np.asarray(boxed)
 
 
 def read_plan(tiles: RawTiles, plan: RegionPlan, frame: int) -> np.ndarray:
@@ -122,7 +147,7 @@ def pixel_values(renderer: Renderer, request: PixelRequest, generation: int) -> 
     source = renderer.open(request.source, generation)
     top_level = source.levels - 1
     source.check_tile(top_level, 0, 0, request.frame)
-    where = request.locate(source.size_x, source.size_y)
+    where = request.locate(source.size_x, source.size_y, Optics.of(source.metadata))
     if where is None:
         return {}
     x, y = where

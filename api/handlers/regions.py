@@ -18,6 +18,7 @@ from api.parsing import parse_encoding, parse_frame, parse_style
 from api.services import Services
 from api.tilerange import check_frame
 from common.errors import BadRequest
+from common.fill import parse_fill
 from common.protocol import (
     TASK_RENDER_BANDS,
     TASK_RENDER_HISTOGRAM,
@@ -29,6 +30,8 @@ from common.regions import (
     JSON_CONTENT_TYPE,
     BandsRequest,
     HistogramRequest,
+    Optics,
+    OutputScale,
     PixelRequest,
     RegionRequest,
     RegionSpec,
@@ -44,14 +47,21 @@ AnyRequest = RegionRequest | PixelRequest | HistogramRequest | BandsRequest
 
 
 def parse_region_request(source: str, args: Mapping[str, str], settings: Settings) -> RegionRequest:
+    """The region, ``width``/``height`` (or ``magnification``/``mm_x``/``mm_y``/``exact``
+    when neither is given), ``fill``, ``frame``, ``style`` and the encoding. large_image's
+    ``resample`` is accepted and ignored: it changes no region it renders in 8 bits."""
+    width = parse_output_side(args, "width")
+    height = parse_output_side(args, "height")
     return RegionRequest(
         source=source,
         spec=RegionSpec.from_query(args),
-        width=parse_output_side(args, "width"),
-        height=parse_output_side(args, "height"),
+        width=width,
+        height=height,
         frame=parse_frame(args),
         style=parse_style(args, settings),
         encoding=parse_encoding(args, settings),
+        fill=parse_fill(args, width, height),
+        scale=OutputScale.from_query(args),
     )
 
 
@@ -80,7 +90,9 @@ def parse_bands_request(source: str, args: Mapping[str, str]) -> BandsRequest:
 
 def region(svc: Services, request: RegionRequest) -> Image:
     def check(meta: Mapping[str, Any]) -> None:
-        request.plan(**_geometry(meta), max_pixels=svc.settings.max_region_pixels)
+        request.plan(
+            **_geometry(meta), max_pixels=svc.settings.max_region_pixels, optics=Optics.of(meta)
+        )
 
     return _deferred(
         svc, request, TASK_RENDER_REGION, request.encoding.content_type, request.frame, check
@@ -93,7 +105,9 @@ def pixel(svc: Services, request: PixelRequest) -> Image:
 
 def histogram(svc: Services, request: HistogramRequest) -> Image:
     def check(meta: Mapping[str, Any]) -> None:
-        request.plan(**_geometry(meta), max_pixels=svc.settings.max_region_pixels)
+        request.plan(
+            **_geometry(meta), max_pixels=svc.settings.max_region_pixels, optics=Optics.of(meta)
+        )
 
     return _deferred(svc, request, TASK_RENDER_HISTOGRAM, JSON_CONTENT_TYPE, request.frame, check)
 

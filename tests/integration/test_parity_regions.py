@@ -313,12 +313,19 @@ def test_pixel_matches_large_image(
 
 
 def reference_histogram(path: Path, query: dict[str, Any]) -> Any:
-    """large_image's histogram as its girder endpoint calls it and casts it."""
-    kwargs: dict[str, Any] = {"resample": False, "frame": int(query.get("frame", 0))}
-    kwargs["output"] = {
-        "maxWidth": int(query.get("width", 2048)),
-        "maxHeight": int(query.get("height", 2048)),
-    }
+    """large_image's histogram as its girder endpoint calls it and casts it: with a
+    ``width`` or ``height``, its tile iterator resamples unless ``resample`` is false
+    (tests/integration/girder/test_large_image_compat.py checks that against Girder);
+    with neither, tilecast analyses the image as it is up to 2048 x 2048 (its bound)."""
+    kwargs: dict[str, Any] = {"frame": int(query.get("frame", 0))}
+    if "width" in query or "height" in query:
+        output = {"maxWidth": query.get("width"), "maxHeight": query.get("height")}
+        kwargs["output"] = {k: int(v) for k, v in output.items() if v is not None}
+        if "resample" in query:
+            kwargs["resample"] = query["resample"] == "true"
+    else:
+        kwargs["output"] = {"maxWidth": 2048, "maxHeight": 2048}
+        kwargs["resample"] = False
     region = {k: float(query[k]) for k in ("left", "top", "right", "bottom") if k in query}
     if region:
         kwargs["region"] = region
@@ -345,6 +352,9 @@ HISTOGRAM_CASES = [
     ("pyramid", {"rangeMin": 100, "rangeMax": 200, "bins": 20, "density": "true"}),
     ("pyramid", {"left": 100, "top": 100, "right": 2100, "bottom": 1500, "width": 300}),
     ("single", {"width": 700}),
+    ("single", {"width": 700, "resample": "false"}),
+    ("bands4_alpha", {"width": 90, "height": 90}),
+    ("int16", {"width": 120, "bins": 16}),
     ("ome", {"frame": 4, "roundRange": "true"}),
     ("ome", {"frame": 11, "bins": 64}),
     ("float32", {"bins": 32}),

@@ -180,3 +180,101 @@ def test_hit_path_is_one_redis_round_trip(
     assert client.get(path).status_code == 200
     assert client.get(f"{path}&frame=0").status_code == 200
     assert commands == ["GET", "GET"]
+
+
+# --- large_image's other region options: units, magnification, fill, downloads -----------
+
+
+@pytest.fixture
+def measured(state: redis.Redis) -> str:
+    """A registered 1000 x 700 image with 0.00025 mm pixels (magnification 40)."""
+    source_id = uuid.uuid4().hex[:24]
+    metadata = {**METADATA, "mm_x": 0.00025, "mm_y": 0.00025, "magnification": 40.0}
+    SourceRegistry(state).add(SourceRecord(source_id, "/x/b.tiff", "slide 7.svs", metadata))
+    return source_id
+
+
+def test_units_and_magnification_reach_the_worker(
+    app: Flask, client: FlaskClient, measured: str
+) -> None:
+    query = "left=0.01&top=0.01&right=0.1&bottom=0.1&units=millimeters&magnification=20"
+    assert client.get(f"/item/{measured}/tiles/region?{query}").status_code == 200
+    request = RegionRequest.from_payload(worker(app).sent[0][1]["request"])
+    assert (request.spec.units, request.scale.magnification) == ("mm", 20.0)
+    inexact = client.get(f"/item/{measured}/tiles/region?right=100&magnification=13&exact=1")
+    assert inexact.status_code == 400 and inexact.get_json()["parameter"] == "exact"
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("right=0.1&units=mm", "units"),  # the image has no pixel size
+        ("right=10&units=pixels&width=5", "units"),  # mag_pixels need a magnification
+        ("right=100&bottom=100&width=50&height=50&fill=blurple", "fill"),
+        ("right=100&bottom=100&width=400&height=800&fill=red", "width"),  # boxed: past bound
+        ("right=100&resample=sometimes&width=5", None),
+    ],
+)
+def test_bad_region_options_name_the_parameter(
+    app: Flask, client: FlaskClient, source: str, query: str, parameter: str | None
+) -> None:
+    response = client.get(f"/item/{source}/tiles/region?{query}")
+    if parameter is None:  # large_image's region resample changes nothing: ignored
+        assert response.status_code == 200
+        return
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["parameter"] == parameter
+    assert worker(app).sent == []
+
+
+def test_ignored_options_share_one_key(app: Flask, client: FlaskClient, source: str) -> None:
+    for query in (
+        "right=100&bottom=100&width=50",
+        "right=100&bottom=100&width=50&fill=red",  # one side: no letterbox
+        "right=100&bottom=100&width=50&magnification=20",  # a width wins
+        "right=100&bottom=100&width=50&contentDisposition=attachment",
+        "right=100&bottom=100&width=50&resample=false",
+    ):
+        response = client.get(f"/item/{source}/tiles/region?{query}")
+        assert response.status_code == 200, query
+    assert len(worker(app).sent) == 1
+    boxed = "right=100&bottom=100&width=50&height=50"
+    for query in (f"{boxed}&fill=red", f"{boxed}&fill=%23FF0000", f"{boxed}&fill=none", boxed):
+        assert client.get(f"/item/{source}/tiles/region?{query}").status_code == 200
+    assert len(worker(app).sent) == 3  # red (either spelling), and no fill
+    request = RegionRequest.from_payload(worker(app).sent[1][1]["request"])
+    assert request.fill == "#ff0000ff"
+
+
+def test_content_disposition(app: Flask, client: FlaskClient, measured: str) -> None:
+    path = f"/item/{measured}/tiles/region?right=100&bottom=100&encoding=PNG"
+    plain = client.get(path)
+    assert "Content-Disposition" not in plain.headers
+    attached = client.get(f"{path}&contentDisposition=attachment")
+    assert attached.headers["Content-Disposition"] == (
+        "attachment; filename=\"slide 7-region.png\"; filename*=UTF-8''slide%207-region.png"
+    )
+    assert attached.data == plain.data and attached.headers["ETag"] == plain.headers["ETag"]
+    named = client.get(
+        f"/item/{measured}/tiles/region",
+        query_string={
+            "right": "100", "bottom": "100", "encoding": "PNG", "contentDisposition": "inline",
+            "contentDispositionFilename": 'é"\n.png',
+        },
+    )  # fmt: skip
+    assert named.headers["Content-Disposition"] == (
+        "inline; filename=\".png\"; filename*=UTF-8''%C3%A9%22%0A.png"
+    )
+    ignored = client.get(f"{path}&contentDisposition=download")
+    assert "Content-Disposition" not in ignored.headers
+    assert len(worker(app).sent) == 1
+
+
+def test_thumbnail_fill_parsing(settings: Settings) -> None:
+    from api.parsing import parse_thumbnail_request
+
+    boxed = parse_thumbnail_request("s", {"width": "200", "height": "100", "fill": "red"}, settings)
+    assert boxed.fill == "#ff0000ff"
+    # Neither side: large_image's 256 x 256 default, so the fill applies.
+    assert parse_thumbnail_request("s", {"fill": "red"}, settings).fill == "#ff0000ff"
+    assert parse_thumbnail_request("s", {"width": "200", "fill": "red"}, settings).fill is None
