@@ -89,6 +89,14 @@ class UnsupportedImage(TilecastError):
     code = "unsupported_image"
 
 
+class NotImplementedFeature(TilecastError):
+    """A well-formed request for a feature tilecast does not implement (IIIF rotations,
+    qualities and formats beyond the ones it declares)."""
+
+    status = 501
+    code = "not_implemented"
+
+
 class RenderFailed(TilecastError):
     """A render failed in the worker for a reason that is not the request's fault."""
 

@@ -1,0 +1,127 @@
+"""Deep Zoom (DZI) geometry and parameters, as girder_large_image's ``dzi.dzi`` and
+``dzi_files/{level}/{x}_{y}.{ext}`` endpoints take them.
+
+Deep Zoom levels count up from a 1 x 1 image (level 0) to the full resolution (level
+``max_level``); each is half the next, rounded up. A level is cut into ``tilesize``
+tiles, each widened by ``overlap`` pixels on every side that has a neighbour; the
+last row and column are cropped to the level, never padded.
+
+girder_large_image refuses level 0 (the 1 x 1 picture); tilecast serves it, as the
+format defines it. Like girder_large_image, a level or tile outside the image is a
+400, and the descriptor's ``encoding`` may be JPEG or PNG (and WEBP here).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from api.protocols import PixelBox
+from common.errors import BadRequest
+from common.params import bounded_int
+
+DEFAULT_TILE_SIZE = 256
+# A DZI tile is rendered whole: at most 4096 x 4096 (the default region bound).
+MAX_TILE_SIZE = 4096
+NAMESPACE = "http://schemas.microsoft.com/deepzoom/2008"
+# Encodings a browser viewer can show, and the ``Format`` (file extension) of each.
+FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+EXTENSIONS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+_TILE_NAME = re.compile(r"([0-9]{1,9})_([0-9]{1,9})(?:\.([A-Za-z]{1,5}))?")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """``tilesize`` (a power of two, default 256) and ``overlap`` (default 0)."""
+
+    tile_size: int = DEFAULT_TILE_SIZE
+    overlap: int = 0
+
+    @classmethod
+    def from_query(cls, args: Mapping[str, str]) -> Layout:
+        tile_size = bounded_int(args, "tilesize", DEFAULT_TILE_SIZE, 1, MAX_TILE_SIZE)
+        assert tile_size is not None
+        if tile_size & (tile_size - 1):
+            raise BadRequest(
+                f"tilesize must be a power of two, not {tile_size}", parameter="tilesize"
+            )
+        overlap = bounded_int(args, "overlap", 0, 0, tile_size)
+        assert overlap is not None
+        return cls(tile_size, overlap)
+
+    @property
+    def is_default(self) -> bool:
+        return (self.tile_size, self.overlap) == (DEFAULT_TILE_SIZE, 0)
+
+
+def max_level(size_x: int, size_y: int) -> int:
+    """The full-resolution level: ceil(log2(the longer side))."""
+    return (max(size_x, size_y) - 1).bit_length()
+
+
+def level_size(level: int, size_x: int, size_y: int) -> tuple[int, int]:
+    factor = 1 << (max_level(size_x, size_y) - level)
+    return -(-size_x // factor), -(-size_y // factor)
+
+
+def tile_box(layout: Layout, level: int, x: int, y: int, size_x: int, size_y: int) -> PixelBox:
+    """The full-resolution area of tile ``x``, ``y`` of ``level`` and its size in pixels."""
+    top_level = max_level(size_x, size_y)
+    if not 0 <= level <= top_level:
+        raise BadRequest(
+            f"level must be between 0 and {top_level} (the image scale), not {level}",
+            parameter="level",
+        )
+    factor = 1 << (top_level - level)
+    width, height = level_size(level, size_x, size_y)
+    left, right = _tile_span(layout, x, width, "x")
+    top, bottom = _tile_span(layout, y, height, "y")
+    return PixelBox(
+        left=left * factor,
+        top=top * factor,
+        right=min(size_x, right * factor),
+        bottom=min(size_y, bottom * factor),
+        width=right - left,
+        height=bottom - top,
+    )
+
+
+def _tile_span(layout: Layout, index: int, extent: int, name: str) -> tuple[int, int]:
+    start = index * layout.tile_size
+    if start >= extent:
+        raise BadRequest(f"{name} is outside the layer", parameter=name)
+    return max(0, start - layout.overlap), min(extent, start + layout.tile_size + layout.overlap)
+
+
+def parse_level(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3):
+        raise BadRequest(f"level must be a non-negative integer, not {raw!r}", parameter="level")
+    return int(raw)
+
+
+def parse_tile_name(raw: str) -> tuple[int, int, str | None]:
+    """``{x}_{y}`` with an optional ``.{ext}``: x, y and the encoding the extension
+    names (None without one)."""
+    match = _TILE_NAME.fullmatch(raw)
+    if match is None:
+        raise BadRequest(f"a tile is named {{x}}_{{y}}.{{format}}, not {raw!r}", parameter="xandy")
+    ext = match.group(3)
+    encoding = None
+    if ext is not None:
+        encoding = EXTENSIONS.get(ext.lower())
+        if encoding is None:
+            names = ", ".join(sorted(EXTENSIONS))
+            raise BadRequest(f"unknown tile format {ext!r}; one of {names}", parameter="xandy")
+    return int(match.group(1)), int(match.group(2)), encoding
+
+
+def descriptor(layout: Layout, encoding: str, size_x: int, size_y: int) -> str:
+    """The ``.dzi`` XML, attribute for attribute as girder_large_image writes it."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<Image TileSize="{layout.tile_size}" Overlap="{layout.overlap}"'
+        f' Format="{FORMATS[encoding]}" xmlns="{NAMESPACE}">'
+        f'<Size Width="{size_x}" Height="{size_y}"/>'
+        "</Image>"
+    )

@@ -1,0 +1,84 @@
+"""Deep Zoom and IIIF images over tilecast's own paths (api/protocols.py).
+
+A box that is exactly one of tilecast's tiles is that ``zxy`` tile -- same key, same
+cache entry, same hit path -- and every other box is a region rendered at exactly its
+size (``RegionRequest.stretch``), named by its canonical key and rendered once however
+many ask. No new worker code: both go through the miss paths tiles and regions use.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from flask import current_app
+
+from api.handlers import regions, tiles
+from api.handlers.tiles import Image
+from api.parsing import parse_encoding, parse_frame, parse_style
+from api.protocols import Grid, PixelBox, aligned_tile
+from api.services import Services
+from common.regions import RegionRequest, RegionSpec
+from common.tiles import TileRequest
+
+# Far more images than one api process serves at once; past it the memo starts afresh.
+MAX_GRIDS = 10_000
+GRIDS = "tilecast.protocol_grids"
+
+
+class GridMemo:
+    """Each image's tile grid by (source, generation): a generation names one
+    description of the file, so what it says never changes, and a protocol tile that
+    hits the cache costs the same single Redis round trip as a ``zxy`` tile."""
+
+    def __init__(self) -> None:
+        self._grids: dict[tuple[str, int], Grid] = {}
+        self._lock = threading.Lock()
+
+    def get(self, svc: Services, source: str) -> Grid:
+        key = (source, svc.generations.get(source))
+        grid = self._grids.get(key)
+        if grid is None:
+            grid = Grid.of(tiles.metadata(svc, source))
+            with self._lock:
+                if len(self._grids) >= MAX_GRIDS:
+                    self._grids.clear()
+                self._grids[key] = grid
+        return grid
+
+
+def grid(svc: Services, source: str) -> Grid:
+    """The tile grid of ``source``, remembered by the current app (404 when unknown)."""
+    memo: GridMemo = current_app.extensions.setdefault(GRIDS, GridMemo())
+    return memo.get(svc, source)
+
+
+def box_image(
+    svc: Services, source: str, box: PixelBox, image_grid: Grid, args: Mapping[str, str]
+) -> Image:
+    """``box`` of ``source`` with the ``frame``, ``style`` and encoding of ``args``."""
+    frame = parse_frame(args)
+    style = parse_style(args, svc.settings)
+    encoding = parse_encoding(args, svc.settings)
+    tile = aligned_tile(box, image_grid)
+    if tile is not None:
+        z, x, y = tile
+        request = TileRequest(source, z, x, y, frame=frame, style=style, encoding=encoding)
+        return tiles.tile(svc, request)
+    region = RegionRequest(
+        source=source,
+        # Floats, as a worker reads the payload back: the key must come out the same.
+        spec=RegionSpec(
+            left=float(box.left),
+            top=float(box.top),
+            right=float(box.right),
+            bottom=float(box.bottom),
+        ),
+        width=box.width,
+        height=box.height,
+        frame=frame,
+        style=style,
+        encoding=encoding,
+        stretch=True,
+    )
+    return regions.region(svc, region)
