@@ -34,10 +34,21 @@ ensure_venv() {
         fi
     fi
     .venv/bin/python -m pip install -q --upgrade pip
+    # OpenSeadragon for the viewer from its pinned npm tarball (the build hook in setup.py
+    # does the same, silently); without network the rest still installs.
+    .venv/bin/python -m api.viewer.assets || echo "warning: the viewer will answer 503" >&2
     .venv/bin/python -m pip install -q -e ".${extras}"
     # The test extra brings Girder 5, which loads every installed plugin: the Girder tests
     # run it with tilecast's (deploy/girder-plugin).
     if [[ "$extras" == *test* ]]; then
         .venv/bin/python -m pip install -q -e deploy/girder-plugin
+    fi
+}
+
+# The browser test (tests/integration/test_viewer_browser.py) drives Debian's chromium.
+ensure_chromium() {
+    if [ ! -x /usr/bin/chromium ]; then
+        as_root apt-get update -q >/dev/null
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
     fi
 }

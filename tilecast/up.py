@@ -152,7 +152,9 @@ def _print_sources(base: str, records: list[SourceRecord]) -> None:
         )
         print(f"  metadata   {item}/tiles")
         print(f"  thumbnail  {item}/tiles/thumbnail?width=512")
-        print(f"  tile       {item}/tiles/zxy/0/0/0", flush=True)
+        print(f"  tile       {item}/tiles/zxy/0/0/0")
+        print(f"  viewer     {base}/viewer/{record.id}", flush=True)
+    print(f"\nindex      {base}/ (every registered source)", flush=True)
 
 
 def _supervise(children: list[tuple[str, subprocess.Popen[bytes]]]) -> int:

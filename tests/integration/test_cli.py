@@ -70,6 +70,10 @@ def test_up_smoke(tmp_path: Path, images: dict[str, Path]) -> None:
         tile_url = next(line.split()[-1] for line in lines if line.strip().startswith("tile "))
         response = requests.get(tile_url, timeout=60)
         assert response.status_code == 200 and response.content[:2] == b"\xff\xd8"
+        viewer_url = next(line.split()[-1] for line in lines if line.strip().startswith("viewer "))
+        index_url = next(line.split()[1] for line in lines if line.startswith("index "))
+        for page in (viewer_url, index_url):
+            assert requests.get(page, headers={"Accept": "text/html"}, timeout=30).ok, page
         children = procs.descendants(proc.pid)
         assert len(children) >= 3  # redis-server, the worker, the api (and their pools)
         proc.send_signal(signal.SIGTERM)
