@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import access, cors
+from api import access, cors, observe, versioned
 from api.errors import register_error_handlers
 from api.handlers.girder import ensure_registered
-from api.routes import girder, health, images, jobs, metrics, regions, sources, tiles
+from api.routes import (
+    dzi,
+    girder,
+    health,
+    iiif,
+    images,
+    jobs,
+    metrics,
+    regions,
+    sources,
+    tilejson,
+    tiles,
+    viewer,
+)
+from api.routes import openapi as openapi_routes
 from api.services import EXTENSION, Services
 from common.settings import Settings, get_settings
 
@@ -20,15 +34,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     app = Flask("tilecast", static_folder=None)
     svc = app.extensions[EXTENSION] = Services.build(settings)
+    observe.install(app, svc.counters)  # first: every later hook logs with the request id
     for blueprint in (tiles.bp, images.bp, regions.bp, sources.bp, health.bp, metrics.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(girder.bp)
-    for blueprint in (tiles.bp, images.bp, regions.bp):
+    app.register_blueprint(openapi_routes.bp)
+    app.register_blueprint(viewer.bp)
+    for blueprint in (dzi.bp, iiif.bp, tilejson.bp):  # standard tile protocols
+        app.register_blueprint(blueprint)
+    for blueprint in (tiles.bp, images.bp, regions.bp, dzi.bp, tilejson.bp):
         app.register_blueprint(
             blueprint, url_prefix=GIRDER_API_ROOT, name=f"girder_api_{blueprint.name}"
         )
     access.install(app, settings, lambda item_id: ensure_registered(svc, item_id))
     cors.install(app, settings.cors_origins)
+    versioned.install(app)  # gen=<generation> URLs: immutable (api/versioned.py)
     register_error_handlers(app)
     return app

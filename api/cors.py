@@ -5,7 +5,9 @@ can read why a tile was refused.
 
 ``TILECAST_CORS_ORIGINS`` is ``*`` (any origin; tokens then travel in the
 ``Girder-Token`` header or ``token`` query, not in cookies), a comma-separated list of
-origins (echoed, with credentials allowed), or empty (no CORS headers at all).
+origins (echoed, with credentials allowed), or empty (no CORS headers at all). With
+``*`` every answer carries the headers, Origin or not, so one copy in a shared cache
+serves every origin; with a list, every answer says ``Vary: Origin``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from flask import Flask, Response, request
 
 ALLOWED_METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
 ALLOWED_HEADERS = "Girder-Token, Tilecast-Secret, Content-Type, If-None-Match, Range"
-EXPOSED_HEADERS = "ETag, X-Tilecast-Cache, Retry-After, Content-Disposition, Content-Length"
+EXPOSED_HEADERS = (
+    "ETag, X-Tilecast-Cache, X-Tilecast-Generation, X-Request-Id, Retry-After, "
+    "Content-Disposition, Content-Length"
+)
 PREFLIGHT_MAX_AGE = "600"
 
 
@@ -31,18 +36,20 @@ def install(app: Flask, origins_text: str) -> None:
     @app.after_request
     def add_cors_headers(response: Response) -> Response:
         origin = request.headers.get("Origin")
-        if origin is None:
-            return response  # not a browser's cross-origin request: nothing to add
         headers = response.headers
         if any_origin:
+            # On every answer, Origin or not: the answer is then the same for every
+            # origin, and a shared cache (a CDN) may serve one copy to all, without Vary.
             headers["Access-Control-Allow-Origin"] = "*"
-        elif origin in origins:
-            headers["Access-Control-Allow-Origin"] = origin
-            headers["Access-Control-Allow-Credentials"] = "true"
-            headers.add("Vary", "Origin")
         else:
+            # The headers depend on Origin (even its absence): shared caches key on it.
+            response.vary.add("Origin")
+            if origin in origins:
+                headers["Access-Control-Allow-Origin"] = origin
+                headers["Access-Control-Allow-Credentials"] = "true"
+        if "Access-Control-Allow-Origin" not in headers:
             return response
-        if request.method == "OPTIONS":
+        if request.method == "OPTIONS" and origin is not None:
             headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
             headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
             headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE

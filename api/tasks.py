@@ -15,6 +15,7 @@ from kombu.exceptions import OperationalError
 
 from api.routing import Router
 from common.errors import ServiceUnavailable
+from common.logs import TASK_HEADER, current_request_id
 from common.protocol import QUEUE_INTERACTIVE, make_celery
 from common.settings import Settings
 
@@ -50,8 +51,17 @@ class CelerySender:
         if queue == QUEUE_INTERACTIVE and self.router is not None:
             queue = self.router.route(source_of(payload))
         try:
-            self.celery.send_task(name, args=[payload], queue=queue, expires=self.expires)
+            self.celery.send_task(
+                name, args=[payload], queue=queue, expires=self.expires, headers=_headers()
+            )
         except OperationalError as exc:
             log.warning("broker unavailable: %s", exc)
             raise ServiceUnavailable("the task broker is unavailable") from None
         return queue
+
+
+def _headers() -> dict[str, str] | None:
+    """The bound request id travels in a message header, so workers log it (and every
+    payload stays as it was)."""
+    request_id = current_request_id()
+    return {TASK_HEADER: request_id} if request_id else None

@@ -4,7 +4,9 @@ Counters come from the ``tc:stats`` hash (common/stats.py: every api and worker 
 adds to it); gauges are read at collection time: the cache Redis's memory, key count
 and its own evictions (INFO), the active sources (common/activity.py), the worker
 source caches' sizes (summed over live processes), in-flight markers and queue
-depths. :func:`prometheus_text` renders the text exposition format (version 0.0.4).
+depths, jobs by state. HTTP requests by route (api/observe.py) are ``tc:stats`` fields of
+their own; render latency histograms come from ``tc:latency`` (common/latency.py).
+:func:`prometheus_text` renders the text exposition format (version 0.0.4).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import redis
 
-from common import activity, stats
+from common import activity, jobs, latency, stats
 from common.inflight import inflight_key
 from common.protocol import QUEUES
 from common.regions import REGIONS_RENDERED
@@ -108,7 +110,18 @@ HELP = {
         "Tasks waiting in a broker queue (shared queues and live nodes' own queues)."
     ),
     "tilecast_worker_nodes": "Live worker nodes (heartbeating), by pool.",
+    "tilecast_http_requests_total": (
+        "HTTP requests the api answered, by method, route template and status class."
+    ),
+    "tilecast_render_duration_seconds": (
+        "Time a worker took to render one answer (tile, thumbnail, region, ...), by kind."
+    ),
+    "tilecast_jobs": "Pre-rendering jobs on record, by state.",
+    "tilecast_jobs_with_failures": "Ended pre-rendering jobs of which some tiles failed.",
 }
+# Reading the jobs' states costs one pipelined HMGET per job on record; past this many
+# (newest first) the counts are left partial.
+MAX_JOBS_COUNTED = 10_000
 
 
 @dataclass
@@ -119,9 +132,18 @@ class Snapshot:
     inflight: int = 0
     queues: dict[str, int] = field(default_factory=dict)
     workers: dict[str, int] = field(default_factory=dict)  # live worker nodes by role
+    # (method, status class, route template) -> requests
+    http: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    render_latency: dict[str, latency.Histogram] = field(default_factory=dict)
+    jobs: dict[str, int] = field(default_factory=dict)  # by state, and "with_failures"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        body = asdict(self)
+        body["http"] = [  # JSON objects cannot have tuple keys
+            {"method": method, "status": status, "route": route, "count": count}
+            for (method, status, route), count in sorted(self.http.items())
+        ]
+        return body
 
     @property
     def hit_ratio(self) -> float | None:
@@ -153,7 +175,13 @@ def collect(
     if queues is None:
         queues = [*QUEUES, *sorted(w.queue for w in live if w.queue)]
     counters = {name: 0 for name in KNOWN_COUNTERS}
-    counters.update(stats.read(state))
+    http: dict[tuple[str, str, str], int] = {}
+    for name, value in stats.read(state).items():
+        labels = stats.parse_http_request_field(name)
+        if labels is None:
+            counters[name] = value
+        else:
+            http[labels] = value
     pipe = cache.pipeline(transaction=False)
     pipe.info("memory")
     pipe.info("stats")
@@ -184,6 +212,9 @@ def collect(
         tile_cache=tile_cache,
         source_cache=source_cache,
         inflight=count_inflight(state),
+        http=http,
+        render_latency=latency.read(state),
+        jobs=count_jobs(state),
         queues=queue_depths(broker, queues) if broker is not None else {},
     )
 
@@ -197,6 +228,24 @@ def count_inflight(state: redis.Redis) -> int:
         visited += INFLIGHT_SCAN_COUNT
         if int(cursor) == 0 or visited >= MAX_INFLIGHT_SCAN:
             return count
+
+
+def count_jobs(state: redis.Redis) -> dict[str, int]:
+    """Jobs on record by state (every state present, zeros too), and the ended jobs
+    with failed tiles (``with_failures``)."""
+    ids = state.zrevrange(jobs.JOBS_KEY, 0, MAX_JOBS_COUNTED - 1)
+    counts = dict.fromkeys((jobs.RUNNING, jobs.FINISHED, jobs.CANCELLED, "with_failures"), 0)
+    pipe = state.pipeline(transaction=False)
+    for job_id in ids:  # type: ignore[union-attr]
+        pipe.hmget(jobs.record_key(job_id.decode()), "state", "failed")
+    for job_state, failed in pipe.execute() if ids else []:
+        if job_state is None:
+            continue  # expired: the next listing drops it from the index
+        name = job_state.decode()
+        counts[name] = counts.get(name, 0) + 1
+        if name != jobs.RUNNING and int(failed or 0) > 0:
+            counts["with_failures"] += 1
+    return counts
 
 
 def queue_depths(broker: redis.Redis, queues: Iterable[str]) -> dict[str, int]:
@@ -247,7 +296,32 @@ def samples(snapshot: Snapshot) -> list[tuple[str, str, list[Sample]]]:
         add("tilecast_queue_depth", "gauge", {"queue": queue}, depth)
     for role, count in sorted(snapshot.workers.items()):
         add("tilecast_worker_nodes", "gauge", {"role": role}, count)
+    for (method, status, route), count in sorted(snapshot.http.items()):
+        labels = {"method": method, "route": route, "status": status}
+        add("tilecast_http_requests_total", "counter", labels, count)
+    _add_histograms(families, "tilecast_render_duration_seconds", snapshot.render_latency)
+    for job_state, count in snapshot.jobs.items():
+        if job_state == "with_failures":
+            add("tilecast_jobs_with_failures", "gauge", {}, count)
+        else:
+            add("tilecast_jobs", "gauge", {"state": job_state}, count)
     return [(name, kind, items) for name, (kind, items) in families.items()]
+
+
+def _add_histograms(
+    families: dict[str, tuple[str, list[Sample]]],
+    name: str,
+    histograms: Mapping[str, latency.Histogram],
+) -> None:
+    """One histogram family: ``_bucket`` (cumulative, ``le``), ``_sum``, ``_count`` per kind."""
+    if not histograms:
+        return
+    items = families.setdefault(name, ("histogram", []))[1]
+    for kind, histogram in histograms.items():
+        for bound, count in histogram.buckets.items():
+            items.append((f"{name}_bucket", {"kind": kind, "le": bound}, count))
+        items.append((f"{name}_sum", {"kind": kind}, histogram.sum_seconds))
+        items.append((f"{name}_count", {"kind": kind}, histogram.count))
 
 
 def prometheus_text(snapshot: Snapshot) -> str:

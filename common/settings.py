@@ -17,6 +17,7 @@ from common.errors import ConfigurationError
 PREFIX = "TILECAST_"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 ACCESS_MODES = ("open", "girder")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ class Settings:
     auto_precache: int = 1
     auto_precache_levels: int = 2
     log_level: str = "INFO"
+    # "text" (one readable line per record) or "json" (one JSON object per line, for log
+    # collectors); common/logs.py.
+    log_format: str = "text"
     # Access control (api/access.py): "open" (no check) or "girder" (the request's Girder
     # token must read the item; decisions remembered girder_access_ttl seconds per token
     # and item).
@@ -110,13 +114,18 @@ class Settings:
     # Reading Girder files (workers/girder/): "GIRDER_PATH=LOCAL_PATH" prefix pairs
     # (os.pathsep-separated) under which a worker sees Girder's filesystem assetstores;
     # otherwise HTTP range reads of /file/{id}/download in blocks of girder_block_size
-    # bytes, each process keeping girder_block_cache_bytes of them; a server that
+    # bytes, each process keeping girder_block_cache_bytes of them; the blocks holding a
+    # file's directories are shared by all processes in the cache Redis for
+    # girder_block_ttl seconds, and which file each registration (source generation) of
+    # an item reads for girder_file_ttl seconds (0 = not shared); a server that
     # ignores Range is downloaded whole into girder_download_dir (default: a
     # "tilecast-downloads" folder in the system temporary directory), bounded by
     # girder_download_cache_bytes, least recently used files deleted first.
     girder_path_map: tuple[str, ...] = ()
-    girder_block_size: int = 512 * 1024
+    girder_block_size: int = 256 * 1024
     girder_block_cache_bytes: int = 256 * 1024**2
+    girder_block_ttl: int = 24 * 3600
+    girder_file_ttl: int = 300
     girder_download_dir: str = ""
     girder_download_cache_bytes: int = 20 * 1024**3
 
@@ -138,6 +147,10 @@ class Settings:
         if self.access_mode not in ACCESS_MODES:
             raise ConfigurationError(
                 f"{PREFIX}ACCESS_MODE={self.access_mode!r}: one of {', '.join(ACCESS_MODES)}"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigurationError(
+                f"{PREFIX}LOG_FORMAT={self.log_format!r}: one of {', '.join(LOG_FORMATS)}"
             )
         if self.access_mode == "girder" and not self.girder_url:
             raise ConfigurationError(f"{PREFIX}ACCESS_MODE=girder needs {PREFIX}GIRDER_URL")

@@ -185,3 +185,22 @@ class BatchedCounters:
         while True:
             time.sleep(self.period)
             self.flush()
+
+
+# HTTP requests by route, method and status class, counted by the api processes in
+# tc:stats fields "http|{method}|{status class}|{route}" (the route is the URL rule's
+# template, so ids never multiply the fields).
+HTTP_REQUESTS_PREFIX = "http|"
+UNMATCHED_ROUTE = "unmatched"
+
+
+def http_request_field(method: str, status: int, route: str | None) -> str:
+    return f"{HTTP_REQUESTS_PREFIX}{method}|{status // 100}xx|{route or UNMATCHED_ROUTE}"
+
+
+def parse_http_request_field(name: str) -> tuple[str, str, str] | None:
+    """``(method, status class, route)`` of an HTTP request counter, else None."""
+    if not name.startswith(HTTP_REQUESTS_PREFIX):
+        return None
+    parts = name[len(HTTP_REQUESTS_PREFIX) :].split("|", 2)
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.errors import TilecastError
+from common.logs import configure_logging
 from common.settings import get_settings
 from tilecast import jobs
 from tilecast.servers import DEFAULT_SERVER, SERVERS
@@ -54,9 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     # pyvips relays libvips' own progress chatter at INFO: keep it out of INFO logs.
     logging.getLogger("pyvips").setLevel(max(logging.WARNING, logging.root.level))
     try:

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from common.logs import dictconfig_formatters
 from common.settings import Settings
 from tilecast.servers import APP_FACTORY
 
@@ -48,6 +49,17 @@ def gunicorn_options(bind: str, workers: int, threads: int, settings: Settings) 
         "limit_request_line": request_line_limit(settings.max_style_bytes),
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
+        # gunicorn's lines (and, as its dictConfig takes the root logger, the app's) in
+        # TILECAST_LOG_FORMAT, on stderr like every other process's (common/logs.py).
+        "logconfig_dict": {
+            "root": {"level": settings.log_level.upper(), "handlers": ["error_console"]},
+            "loggers": {
+                "gunicorn.error": {"level": settings.log_level.upper(), "propagate": True},
+                # A logging config turns gunicorn's access log on: keep it off, as without.
+                "gunicorn.access": {"level": "WARNING", "propagate": False},
+            },
+            "formatters": dictconfig_formatters(settings.log_format, ("generic",)),
+        },
         "proc_name": "tilecast-api",
         # gunicorn >= 25 opens a control socket at one per-user path: several api
         # processes on a host (tests, `tilecast up` beside a service) would clobber it.

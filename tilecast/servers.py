@@ -80,6 +80,8 @@ def granian_kwargs(options: ServerOptions, settings: Settings) -> dict[str, obje
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
+    from common.logs import dictconfig_formatters
+
     host, port = options.host_port
     level = settings.log_level.lower()
     return {
@@ -111,6 +113,10 @@ def granian_kwargs(options: ServerOptions, settings: Settings) -> dict[str, obje
         "log_enabled": True,
         "log_level": LogLevels(level) if level in LogLevels.__members__ else LogLevels.info,
         "log_access": False,
+        # granian's own lines in TILECAST_LOG_FORMAT too (common/logs.py).
+        "log_dictconfig": {
+            "formatters": dictconfig_formatters(settings.log_format, ("generic", "access"))
+        },
         # Requests waiting for a render may finish on a graceful stop, then the kill.
         "workers_kill_timeout": int(settings.render_timeout) + GRACE_SECONDS,
         "respawn_failed_workers": True,

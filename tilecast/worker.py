@@ -93,7 +93,10 @@ def run_node(role: str, concurrency: int, loglevel: str) -> None:
     install_keeper()
     heartbeat.install()
     node = node_name(role)
-    app.worker_main(worker_argv(node_queues(role, node), node, concurrency, loglevel))
+    argv = worker_argv(node_queues(role, node), node, concurrency, loglevel)
+    if get_settings().log_format == "json":
+        argv = ["--quiet", *argv]  # Celery's banner is not a log line
+    app.worker_main(argv)
 
 
 def lower_priority(nice: int) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from common import stats
 from common.inflight import Completion, announce_many
-from common.tiles import TileRequest
+from common.tiles import KIND_TILE, TileRequest
 from workers.engine import Renderer
 from workers.outcome import failure
 
@@ -74,7 +74,8 @@ def render_batch(
         if key in present:
             continue
         try:
-            pending.tiles[key] = renderer.render_tile(request, generation)
+            with renderer.latency.timed(KIND_TILE):
+                pending.tiles[key] = renderer.render_tile(request, generation)
             pending.completions.append(Completion(key))
             result.rendered += 1
         except Exception as exc:  # one bad tile must not lose the rest of the block

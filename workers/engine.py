@@ -15,7 +15,7 @@ import numpy as np
 import pyvips
 import redis
 
-from common import stats
+from common import latency, stats
 from common.associated import AssociatedRequest
 from common.cache import TileCache
 from common.errors import BadRequest
@@ -28,6 +28,7 @@ from workers import associated
 from workers.bandstats import BandStats, BandStatsCache
 from workers.describe import open_path
 from workers.encode import encode_pixels, encode_tile, to_uint8
+from workers.region import letterbox
 from workers.sourcecache import (
     SourceCache,
     StyledSource,
@@ -76,11 +77,15 @@ class Renderer:
         # Whole-image band statistics for styles, shared by every worker via Redis.
         self.band_stats = BandStatsCache(self.cache)
         self.counters = WorkCounters()
+        # Render durations, written with the counters (common/latency.py).
+        self.latency = latency.LatencyRecorder()
 
     # -- sources ----------------------------------------------------------------------------
     def open(self, source_id: str, generation: int) -> ImageSource:
         """The unstyled source (opened from the registry's path on a miss)."""
-        return self.sources.unstyled(source_id, generation, lambda: self._open(source_id))
+        return self.sources.unstyled(
+            source_id, generation, lambda: self._open(source_id, generation)
+        )
 
     def styled(
         self, request: TileRequest | ThumbnailRequest | RegionRequest, generation: int
@@ -90,14 +95,14 @@ class Renderer:
             generation,
             request.style,
             request.encoding,
-            lambda: self._open(request.source),
+            lambda: self._open(request.source, generation),
             compile_style,
         )
 
-    def _open(self, source_id: str) -> ImageSource:
+    def _open(self, source_id: str, generation: int) -> ImageSource:
         record = self.registry.get(source_id)  # UnknownSource when it is gone
         log.info("opening source %s (%s)", source_id, os.path.basename(record.path))
-        return open_path(record.path, self.settings)[0]
+        return open_path(record.path, self.settings, generation)[0]
 
     def raw_tiles(self, source: ImageSource, source_id: str, generation: int) -> RawTiles:
         return RawTiles(self.cache, source, source_id, generation, self.counters)
@@ -175,7 +180,11 @@ class Renderer:
         pixels = self.style_pixels(
             styled, tiles, request.frame, lambda frame: assemble_level(tiles, z, frame)
         )
-        return encode_pixels(resize(pixels, out_w, out_h), styled.encoding)
+        pixels = resize(pixels, out_w, out_h)
+        if request.fill is not None:
+            fmt = styled.encoding.format
+            pixels = letterbox(pixels, request.width, request.height, request.fill, fmt)
+        return encode_pixels(pixels, styled.encoding)
 
     def render_associated(self, request: AssociatedRequest, generation: int) -> bytes:
         """An associated image (label, macro, ...) or the JSON list of their names."""
@@ -191,11 +200,13 @@ class Renderer:
         counts.update(source_cache_counts(self.sources))
         counts = {name: amount for name, amount in counts.items() if amount}
         gauges = source_cache_gauges(self.sources)
-        if not counts and gauges is None:
+        durations = self.latency.take()
+        if not counts and gauges is None and not durations:
             return
         pipe = self.state.pipeline(transaction=False)
         for name, amount in counts.items():
             stats.incr(pipe, name, amount)
+        latency.write(pipe, durations)
         if gauges is not None:  # open sources and bytes (summed by /metrics); same trip
             stats.write_gauges(pipe, gauges)
         pipe.execute()

@@ -44,9 +44,10 @@ from common.tiles import ThumbnailRequest, TileRequest
 from workers import histogram, jobs, region  # noqa: F401  (jobs registers precache_batch)
 from workers.batch import render_batch
 from workers.celeryapp import app
-from workers.describe import describe_named
+from workers.describe import describe_named, registered
 from workers.engine import Renderer
 from workers.outcome import failure
+from workers.requestids import request_id_of  # noqa: F401  (binds request ids to tasks)
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +106,16 @@ def _render_request(
         return
     renderer = get_renderer()
     key = request.key(generation)
+    kind = task.rpartition(".")[2].removeprefix("render_")
+
+    def timed_render() -> bytes:
+        with renderer.latency.timed(kind):
+            return render(renderer, request, generation)
+
     _complete(
         renderer,
         key,
-        lambda: _render_into_cache(renderer, key, lambda: render(renderer, request, generation)),
+        lambda: _render_into_cache(renderer, key, timed_render),
         counter=counter,
     )
 
@@ -169,7 +176,7 @@ def describe_source(payload: Mapping[str, Any]) -> None:
             return False  # a duplicate dispatch: the record is already there
         name, metadata = describe_named(path, renderer.settings)
         record = SourceRecord(source_id, path, name, metadata)
-        renderer.registry.add(record)
+        registered(path, renderer.settings, renderer.registry.register(record)[1])
         log.info("registered source %s (%s)", source_id, record.name)
         return False  # describing is not one of the counted renders
 

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from api.access import require_secret
 from api.handlers import girder
+from api.openapi import GIRDER_BODY, document
 from api.services import services
 from common.errors import BadRequest
 
@@ -16,6 +17,7 @@ bp = Blueprint("girder", __name__)
 
 
 @bp.post("/girder/items/<girder_item>")
+@document(body=GIRDER_BODY, responses={201: "registered", 200: "described again"}, secret=True)
 def register(girder_item: str) -> tuple[Response, int]:
     """JSON ``{"levels": "0-2", "thumbnail": true, ...}``: 201 when the item is new, 200
     when it was known (it is described again, with a new generation)."""
@@ -29,6 +31,7 @@ def register(girder_item: str) -> tuple[Response, int]:
 
 
 @bp.delete("/girder/items/<girder_item>")
+@document(responses={200: "forgotten (also when unknown)"}, secret=True)
 def forget(girder_item: str) -> Response:
     svc = services()
     require_secret(request, svc.settings.girder_secret)

@@ -1,13 +1,15 @@
 """large_image's associated image endpoints: ``/item/{id}/tiles/images`` (the names) and
 ``/item/{id}/tiles/images/{name}`` (one image: ``width``, ``height``, ``encoding``,
-``jpegQuality``, ``jpegSubsampling``, ``tiffCompression``)."""
+``jpegQuality``, ``jpegSubsampling``, ``tiffCompression``, ``contentDisposition``)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from api.disposition import add_content_disposition, item_name
 from api.handlers import images
 from api.http import image_response
+from api.openapi import IMAGE_ANSWERS, IMAGE_QUERY, IMAGES, document
 from api.parsing import parse_encoding
 from api.services import services
 from common.associated import AssociatedRequest
@@ -23,6 +25,7 @@ def names(item_id: str) -> Response:
 
 
 @bp.get("/item/<item_id>/tiles/images/<name>")
+@document(query=IMAGE_QUERY, responses=IMAGE_ANSWERS, produces=IMAGES)
 def image(item_id: str, name: str) -> Response:
     """One associated image, fitted into ``width`` x ``height`` when either is given."""
     svc = services()
@@ -37,4 +40,5 @@ def image(item_id: str, name: str) -> Response:
         height=height,
         encoding=parse_encoding(request.args, svc.settings),
     )
-    return image_response(images.image(svc, parsed), svc.cache_control)
+    response = image_response(images.image(svc, parsed), svc.cache_control)
+    return add_content_disposition(response, request.args, item_name(item_id), name)

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from api.handlers import jobs
+from api.openapi import LIMIT, PRECACHE, PRECACHE_BODY, document
 from api.services import services
 from common.errors import BadRequest
 from common.params import bounded_int
@@ -27,6 +28,11 @@ def _arguments() -> dict[str, Any]:
 
 
 @bp.post("/item/<item_id>/tiles/precache")
+@document(
+    query=PRECACHE,
+    body=PRECACHE_BODY,
+    responses={201: "a new job (Location: /jobs/{id})", 200: "the running equal job"},
+)
 def precache(item_id: str) -> tuple[Response, int]:
     """Start pre-rendering ``levels`` (a range like ``0-6`` or a list), ``region``,
     ``frames``, ``style`` and ``encoding`` of an image: 201 with the new job, or 200
@@ -38,6 +44,7 @@ def precache(item_id: str) -> tuple[Response, int]:
 
 
 @bp.get("/jobs")
+@document(query=(LIMIT,))
 def list_jobs() -> Response:
     limit = bounded_int(request.args, "limit", 100, 1, jobs.MAX_LISTED)
     assert limit is not None
@@ -45,12 +52,14 @@ def list_jobs() -> Response:
 
 
 @bp.get("/jobs/<job_id>")
+@document(responses={404: "unknown job"})
 def job(job_id: str) -> Response:
     """State, done/total/failed/skipped, tiles per second, ETA, times, error samples."""
     return jsonify(jobs.describe(services(), job_id))
 
 
 @bp.delete("/jobs/<job_id>")
+@document(responses={404: "unknown job"})
 def cancel(job_id: str) -> Response:
     """Cancel a running job; cancelling a job that already ended changes nothing."""
     return jsonify(jobs.cancel(services(), job_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from api.handlers import metrics
+from api.openapi import TEXT, document
 from api.services import services
 
 bp = Blueprint("metrics", __name__)
@@ -13,6 +14,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @bp.get("/metrics")
+@document(produces=TEXT)
 def prometheus() -> Response:
     """Counters summed over every api and worker process, and gauges read now
     (names and meanings: README, Metrics)."""

@@ -6,23 +6,38 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from api.disposition import add_content_disposition, item_name
 from api.handlers import regions
 from api.http import image_response
+from api.openapi import (
+    BANDS_QUERY,
+    HISTOGRAM_QUERY,
+    IMAGE_ANSWERS,
+    IMAGES,
+    PIXEL_QUERY,
+    REGION_QUERY,
+    document,
+)
 from api.services import services
 
 bp = Blueprint("regions", __name__)
 
 
 @bp.get("/item/<item_id>/tiles/region")
+@document(query=REGION_QUERY, responses=IMAGE_ANSWERS, produces=IMAGES)
 def region(item_id: str) -> Response:
     """An area (``left``, ``top``, ``right``, ``bottom``, ``regionWidth``, ``regionHeight``
-    in ``units``) fitted into ``width`` x ``height``; ``encoding``, ``style``, ``frame``."""
+    in ``units``) fitted into ``width`` x ``height`` (letterboxed with ``fill``) or at
+    ``magnification`` / ``mm_x`` / ``mm_y``; ``encoding``, ``style``, ``frame``,
+    ``contentDisposition``."""
     svc = services()
     parsed = regions.parse_region_request(item_id, request.args, svc.settings)
-    return image_response(regions.region(svc, parsed), svc.cache_control)
+    response = image_response(regions.region(svc, parsed), svc.cache_control)
+    return add_content_disposition(response, request.args, item_name(item_id), "region")
 
 
 @bp.get("/item/<item_id>/tiles/pixel")
+@document(query=PIXEL_QUERY, responses=IMAGE_ANSWERS)
 def pixel(item_id: str) -> Response:
     """One full-resolution pixel at ``left``, ``top``: large_image's ``getPixel`` JSON."""
     svc = services()
@@ -31,15 +46,18 @@ def pixel(item_id: str) -> Response:
 
 
 @bp.get("/item/<item_id>/tiles/histogram")
+@document(query=HISTOGRAM_QUERY, responses=IMAGE_ANSWERS)
 def histogram(item_id: str) -> Response:
     """Per-band histograms: ``bins``, ``rangeMin``, ``rangeMax``, ``roundRange``,
-    ``density``, ``onlyMinMax``, ``width``/``height``, ``frame`` and the region."""
+    ``density``, ``onlyMinMax``, ``width``/``height``, ``resample``, ``frame`` and the
+    region."""
     svc = services()
     parsed = regions.parse_histogram_request(item_id, request.args)
     return image_response(regions.histogram(svc, parsed), svc.cache_control)
 
 
 @bp.get("/item/<item_id>/tiles/bands")
+@document(query=BANDS_QUERY, responses=IMAGE_ANSWERS)
 def bands(item_id: str) -> Response:
     """large_image's ``getBandInformation`` of ``frame``, with statistics."""
     svc = services()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api.handlers import sources
+from api.openapi import SOURCE_BODY, document
 from api.parsing import parse_source_body
 from api.services import services
 
@@ -12,6 +13,7 @@ bp = Blueprint("sources", __name__)
 
 
 @bp.post("/sources")
+@document(body=SOURCE_BODY, responses={201: "registered", 200: "registered already"})
 def register() -> tuple[Response, int]:
     """Register ``{"path": ...}``: 201 when new, 200 when it was registered already."""
     path = parse_source_body(request.get_json(silent=True))
@@ -20,6 +22,7 @@ def register() -> tuple[Response, int]:
 
 
 @bp.delete("/sources/<source_id>")
+@document(responses={404: "unknown source"})
 def remove(source_id: str) -> Response:
     """Forget a source (404 when unknown); its tiles are never served again."""
     return jsonify(sources.remove(services(), source_id))

@@ -7,8 +7,10 @@ import dataclasses
 
 from flask import Blueprint, Response, jsonify, request
 
+from api.disposition import add_content_disposition, item_name
 from api.handlers import tiles
 from api.http import image_response
+from api.openapi import IMAGE_ANSWERS, IMAGES, THUMBNAIL_QUERY, TILE_QUERY, document
 from api.parsing import parse_thumbnail_request, parse_tile_request
 from api.services import services
 from api.tilerange import path_frame
@@ -17,12 +19,14 @@ bp = Blueprint("tiles", __name__)
 
 
 @bp.get("/item/<item_id>/tiles")
+@document(responses={404: "unknown item"})
 def metadata(item_id: str) -> Response:
     """The image's metadata, with large_image's field names."""
     return jsonify(tiles.metadata(services(), item_id))
 
 
 @bp.get("/item/<item_id>/tiles/zxy/<z>/<x>/<y>")
+@document(query=TILE_QUERY, responses=IMAGE_ANSWERS, produces=IMAGES)
 def tile(item_id: str, z: str, x: str, y: str) -> Response:
     """One tile; ``encoding``, ``jpegQuality``, ``jpegSubsampling``, ``tiffCompression``,
     ``style`` and ``frame`` as in large_image."""
@@ -32,6 +36,7 @@ def tile(item_id: str, z: str, x: str, y: str) -> Response:
 
 
 @bp.get("/item/<item_id>/tiles/fzxy/<frame>/<z>/<x>/<y>")
+@document(query=TILE_QUERY[1:], responses=IMAGE_ANSWERS, produces=IMAGES)
 def tile_with_frame(item_id: str, frame: str, z: str, x: str, y: str) -> Response:
     """The same tile as ``zxy`` with the frame in the path (any ``frame`` query is ignored)."""
     svc = services()
@@ -42,8 +47,11 @@ def tile_with_frame(item_id: str, frame: str, z: str, x: str, y: str) -> Respons
 
 
 @bp.get("/item/<item_id>/tiles/thumbnail")
+@document(query=THUMBNAIL_QUERY, responses=IMAGE_ANSWERS, produces=IMAGES)
 def thumbnail(item_id: str) -> Response:
-    """The whole image fitted into ``width`` x ``height`` (256 x 256 when neither is given)."""
+    """The whole image fitted into ``width`` x ``height`` (256 x 256 when neither is
+    given), letterboxed with ``fill``; ``contentDisposition`` names it for download."""
     svc = services()
     parsed = parse_thumbnail_request(item_id, request.args, svc.settings)
-    return image_response(tiles.thumbnail(svc, parsed), svc.cache_control)
+    response = image_response(tiles.thumbnail(svc, parsed), svc.cache_control)
+    return add_content_disposition(response, request.args, item_name(item_id), "thumbnail")

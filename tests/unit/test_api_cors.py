@@ -26,7 +26,10 @@ def test_any_origin_by_default() -> None:
     answer = client.get("/healthz", headers={"Origin": "http://viewer.example"})
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
     assert "ETag" in answer.headers["Access-Control-Expose-Headers"]
-    assert "Access-Control-Allow-Origin" not in client.get("/healthz").headers
+    # The same headers without Origin: one cached copy serves every origin, no Vary.
+    plain = client.get("/healthz")
+    assert plain.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Origin" not in plain.headers.get("Vary", "")
 
 
 def test_listed_origins_are_echoed_others_get_nothing() -> None:
@@ -37,6 +40,8 @@ def test_listed_origins_are_echoed_others_get_nothing() -> None:
     assert "Origin" in answer.headers["Vary"]
     stranger = client.get("/healthz", headers={"Origin": "http://evil.example"})
     assert "Access-Control-Allow-Origin" not in stranger.headers
+    assert "Origin" in stranger.headers["Vary"]
+    assert "Origin" in client.get("/healthz").headers["Vary"]  # no Origin: varies too
 
 
 def test_no_cors_when_no_origin_is_configured() -> None:

@@ -40,7 +40,8 @@ def parse(text: str) -> dict[str, float]:
             continue
         match = SAMPLE.match(line)
         assert match, f"not a sample line: {line!r}"
-        assert match.group(1) == current, f"sample outside its family: {line}"
+        suffixes = ("", "_bucket", "_sum", "_count")  # a histogram's samples
+        assert match.group(1) in {current + s for s in suffixes}, f"outside its family: {line}"
         values[match.group(1) + (match.group(2) or "")] = float(match.group(3))
     return values
 

@@ -1,0 +1,40 @@
+"""Generation-versioned image URLs: cacheable for a year.
+
+Every answer about an item (its metadata, tiles, thumbnails, regions, ...) says the
+source's current generation in ``X-Tilecast-Generation``. An image URL (an answer with
+a strong ETag) that carries it back as ``gen`` names bytes that can never change (a new
+file is a new generation, hence another URL), so its answer is sent ``max-age=31536000,
+immutable``; any other ``gen`` (an old one), or none, gets the usual
+``TILECAST_HTTP_MAX_AGE``. ``gen`` is not part of the cache key: every URL of one tile
+shares one cached rendering.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+
+from api.services import services
+from common.errors import TilecastError
+
+GENERATION_HEADER = "X-Tilecast-Generation"
+GENERATION_PARAMETER = "gen"
+IMMUTABLE_MAX_AGE = 365 * 24 * 3600
+
+
+def install(app: Flask) -> None:
+    @app.after_request
+    def version(response: Response) -> Response:
+        item_id = (request.view_args or {}).get("item_id")
+        if item_id is None or response.status_code not in (200, 304):
+            return response
+        svc = services()
+        try:
+            generation = str(svc.generations.get(item_id))  # memoized: the hit path asked
+        except TilecastError:
+            return response  # forgotten meanwhile: the answer stays as it was
+        response.headers[GENERATION_HEADER] = generation
+        # Only images (strong ETag) are versioned; metadata tells the generation.
+        if "ETag" in response.headers and request.args.get(GENERATION_PARAMETER) == generation:
+            scope = svc.cache_control.split(",", 1)[0]  # public, or private behind access
+            response.headers["Cache-Control"] = f"{scope}, max-age={IMMUTABLE_MAX_AGE}, immutable"
+        return response
