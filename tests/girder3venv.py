@@ -1,17 +1,18 @@
-"""A virtualenv holding Girder 3.2 and tilecast's Girder plugin, for the ``girder3`` tests.
+"""Cached virtualenvs holding Girder 3.2 and tilecast's Girder plugin (the machinery
+tests/largeimagevenv.py builds the Girder 3.2 + girder-large-image venv of the Girder
+tests with; by default, Girder and the plugin alone).
 
 Girder 3.2 cannot share tilecast's virtualenv (which carries Girder 5, and
 girder-large-image pins ``girder<5``), so it gets its own, built once and cached under
-``~/.cache/tilecast-test/girder3-venv``. Its base (Girder, secantusdb) is keyed by the
+``~/.cache/tilecast-test/``. Its base (Girder, secantusdb, ...) is keyed by the
 requirements, the plugin's pyproject and the Python version; the plugin is installed
 editable, so code edits need nothing, and a checkout in another folder only reinstalls
 the plugin (a few seconds). A file lock makes parallel test runs build it once.
-Stdlib only: ``scripts/girder3-venv`` runs this with the system Python.
-``tests/bench/girder_side.py`` keeps a venv of its own: it adds girder-large-image and
-its large-image, which these tests need not wait for.
+Stdlib only, so the system Python can run it. ``tests/bench/girder_side.py`` keeps a
+venv of its own for the benchmarks.
 
-    python -m tests.girder3venv            # ensure the cached venv, print its path
-    python -m tests.girder3venv DIR        # build a fresh venv in DIR
+    python -m tests.girder3venv            # ensure the cached Girder-only venv, print its path
+    python -m tests.girder3venv DIR        # build a fresh one in DIR
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 - ``girder``: Girder 5 from tilecast's venv, with tilecast's plugin loaded (the test
   extra installs it, editable).
-- ``girder3``: Girder 3.2 from its own cached venv (tests/girder3venv.py; built on first
-  use, about a minute), with the plugin loaded.
+- ``girder3``: Girder 3.2 from the cached venv the compatibility tests use too
+  (tests/largeimagevenv.py: Girder 3.2, girder-large-image and tilecast's plugin, as a
+  site running large_image's plugin has them; built on first use, about 80 s).
 
 Both use secantusdb unless ``TILECAST_TEST_MONGO_URI`` names a real MongoDB. Select
 these tests with ``-m girder``, leave them out with ``-m "not girder"``.
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import girder3venv
+from tests import largeimagevenv
 from tests.girderserver import GirderServer
 
 
@@ -32,7 +33,7 @@ def girder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GirderServer]:
 
 @pytest.fixture(scope="session")
 def girder3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GirderServer]:
-    venv = girder3venv.ensure()
+    venv = largeimagevenv.ensure()
     directory = tmp_path_factory.mktemp("girder3")
     with GirderServer(directory, bin_dir=venv / "bin", mongo_uri=_mongo_uri()) as server:
         yield server
