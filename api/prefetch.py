@@ -24,6 +24,7 @@ from api.tasks import Sender
 from common import stats
 from common.inflight import inflight_key
 from common.protocol import QUEUE_BULK, TASK_RENDER_TILES, render_tiles_payload
+from common.redisconn import CacheClient
 from common.stats import BatchedCounters
 from common.tiles import TileRequest
 
@@ -70,7 +71,7 @@ def neighbours(request: TileRequest, metadata: Mapping[str, Any]) -> list[list[T
 class Prefetcher:
     def __init__(
         self,
-        cache: redis.Redis,
+        cache: CacheClient,
         state: redis.Redis,
         sender: Sender,
         counters: BatchedCounters,

@@ -16,7 +16,7 @@ from api.routing import Router, build_router
 from api.tasks import CelerySender, Sender
 from common.activity import ActivityMemo
 from common.cache import TileCache
-from common.redisconn import connect
+from common.redisconn import connect, connect_cache
 from common.registry import SourceRegistry
 from common.settings import Settings
 from common.stats import BatchedCounters
@@ -45,7 +45,7 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         """Connections are opened lazily, on first use: building costs no round trip."""
-        cache_client = connect(settings.cache_url)
+        cache_client = connect_cache(settings.cache_url)
         state = connect(settings.state_url)
         registry = SourceRegistry(state)
         # Completions are published on the state Redis (common.inflight.announce).

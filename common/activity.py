@@ -9,6 +9,9 @@ tiles to keep; a source viewed within ``Settings.active_window`` is *active*.
 
 The set lives in the cache Redis (so the touch can share the GET's round trip) and has
 no TTL: under ``volatile-lru`` Redis never evicts it; the keeper trims stale members.
+On a Redis Cluster the set is one key on one node: a touching GET is then a pipeline
+split by node, written to both nodes before either answer is read (one round trip's
+time); every other hit stays one GET to the tile's node.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import time
 from collections.abc import Callable
 
 import redis
+
+from common.redisconn import CacheClient
 
 ACTIVE_KEY = "tc:active"
 # A source is touched at most once per this many seconds per api process: the window
@@ -63,12 +68,12 @@ class ActivityMemo:
             self._last.pop(source, None)
 
 
-def touch(client: redis.Redis, source: str, when: float | None = None) -> None:
+def touch(client: CacheClient | redis.RedisCluster, source: str, when: float | None = None) -> None:
     """Record that ``source`` is being viewed (on a client or a pipeline)."""
     client.zadd(ACTIVE_KEY, {source: time.time() if when is None else when})
 
 
-def get_and_touch(client: redis.Redis, key: str, source: str) -> bytes | None:
+def get_and_touch(client: CacheClient, key: str, source: str) -> bytes | None:
     """GET ``key`` and touch ``source`` in one round trip."""
     pipe = client.pipeline(transaction=False)
     pipe.get(key)
@@ -77,18 +82,18 @@ def get_and_touch(client: redis.Redis, key: str, source: str) -> bytes | None:
     return value  # type: ignore[no-any-return]
 
 
-def last_seen(client: redis.Redis) -> dict[str, float]:
+def last_seen(client: CacheClient) -> dict[str, float]:
     """Every recorded source -> the time it was last viewed."""
     pairs = client.zrange(ACTIVE_KEY, 0, -1, withscores=True)
     return {member.decode(): float(score) for member, score in pairs}  # type: ignore[union-attr]
 
 
-def active_count(client: redis.Redis, window: float, now: float | None = None) -> int:
+def active_count(client: CacheClient, window: float, now: float | None = None) -> int:
     """How many sources were viewed within ``window`` seconds."""
     since = (time.time() if now is None else now) - window
     return int(client.zcount(ACTIVE_KEY, since, "+inf"))  # type: ignore[arg-type]
 
 
-def forget_before(client: redis.Redis, before: float) -> int:
+def forget_before(client: CacheClient, before: float) -> int:
     """Drop sources last viewed before ``before`` (their tiles are long gone)."""
     return int(client.zremrangebyscore(ACTIVE_KEY, "-inf", f"({before}"))  # type: ignore[arg-type]

@@ -2,17 +2,20 @@
 
 Every lookup is one round trip. Values are plain bytes (never pickles); entries carry
 a TTL when one is configured so that a Redis shared with state can use volatile-lru.
+The client may be a Redis Cluster's (common/redisconn.py): a single-key command goes to
+the key's node, and a batch (``get_many``, ``put_many``) is split by node and sent to
+every node at once, so it still costs one round trip's time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import redis
+from common.redisconn import CacheClient, mget
 
 
 class TileCache:
-    def __init__(self, client: redis.Redis, *, ttl: int = 0) -> None:
+    def __init__(self, client: CacheClient, *, ttl: int = 0) -> None:
         self.client = client
         self.ttl = ttl
 
@@ -22,7 +25,7 @@ class TileCache:
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        return self.client.mget(keys)  # type: ignore[return-value]
+        return mget(self.client, keys)
 
     def put(self, key: str, data: bytes) -> None:
         self.client.set(key, data, ex=self.ttl or None)

@@ -22,6 +22,7 @@ import redis
 from common import activity, jobs, latency, stats
 from common.inflight import inflight_key
 from common.protocol import QUEUES
+from common.redisconn import CacheClient, primaries
 from common.regions import REGIONS_RENDERED
 from common.workers_live import read_workers
 
@@ -160,7 +161,7 @@ def ratio(counters: Mapping[str, int], hits: str, misses: str) -> float | None:
 
 
 def collect(
-    cache: redis.Redis,
+    cache: CacheClient,
     state: redis.Redis,
     broker: redis.Redis | None,
     *,
@@ -182,20 +183,9 @@ def collect(
             counters[name] = value
         else:
             http[labels] = value
-    pipe = cache.pipeline(transaction=False)
-    pipe.info("memory")
-    pipe.info("stats")
-    pipe.dbsize()
-    pipe.zcount(activity.ACTIVE_KEY, time.time() - window, "+inf")
-    memory, server_stats, keys, active = pipe.execute()
-    tile_cache = {
-        "used_bytes": int(memory["used_memory"]),
-        "max_bytes": int(memory.get("maxmemory", 0)),
-        "keys": int(keys),
-        "evicted_by_redis": int(server_stats.get("evicted_keys", 0)),
-        "evicted_by_keeper": counters.get(stats.KEEPER_DELETED_KEYS, 0),
-        "active_sources": int(active),
-    }
+    tile_cache = read_tile_cache(
+        cache, window, evicted_by_keeper=counters.get(stats.KEEPER_DELETED_KEYS, 0)
+    )
     gauges = stats.read_gauges(state)
     source_cache = {
         "processes": len(gauges),
@@ -217,6 +207,35 @@ def collect(
         jobs=count_jobs(state),
         queues=queue_depths(broker, queues) if broker is not None else {},
     )
+
+
+def read_tile_cache(cache: CacheClient, window: float, *, evicted_by_keeper: int) -> dict[str, int]:
+    """The cache Redis's memory, keys, Redis evictions and active sources: one round
+    trip on one server; on a cluster, summed over the primaries (each its own pipeline;
+    ``max_bytes`` is 0, unbounded, when any primary has no maxmemory)."""
+    since = time.time() - window
+    nodes = primaries(cache)
+    answers = []
+    for node in nodes:
+        pipe = node.pipeline(transaction=False)
+        pipe.info("memory")
+        pipe.info("stats")
+        pipe.dbsize()
+        if node is cache:  # one server: the activity count shares the round trip
+            pipe.zcount(activity.ACTIVE_KEY, since, "+inf")
+        answers.append(pipe.execute())
+    active = (
+        answers[0][3] if nodes[0] is cache else cache.zcount(activity.ACTIVE_KEY, since, "+inf")
+    )
+    limits = [int(memory.get("maxmemory", 0)) for memory, *_rest in answers]
+    return {
+        "used_bytes": sum(int(memory["used_memory"]) for memory, *_rest in answers),
+        "max_bytes": 0 if 0 in limits else sum(limits),
+        "keys": sum(int(answer[2]) for answer in answers),
+        "evicted_by_redis": sum(int(answer[1].get("evicted_keys", 0)) for answer in answers),
+        "evicted_by_keeper": evicted_by_keeper,
+        "active_sources": int(active),  # type: ignore[arg-type]
+    }
 
 
 def count_inflight(state: redis.Redis) -> int:

@@ -5,6 +5,7 @@ Session-scoped fixtures start each process once for the whole run:
 
 - ``redis_server`` / ``redis_url`` / ``state``: a private redis-server on a free port
   (tilecast.redis_server, never 127.0.0.1:6379) and a client of it.
+- ``redis_cluster``: a private three-primary Redis Cluster for cache-cluster tests.
 - ``images``: generated test images (name -> path) in the source root ``source_root``;
   ``outside_file`` is a readable image outside that root.
 - ``tilecast_env``: the ``TILECAST_*`` environment of every child process.
@@ -36,6 +37,7 @@ import requests
 from common.protocol import make_celery
 from common.redisconn import connect
 from common.settings import Settings
+from tests.rediscluster import RedisClusterServers
 from tilecast import procs
 from tilecast.redis_server import RedisServer, free_port
 
@@ -59,6 +61,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A private three-primary Redis Cluster (tests/rediscluster.py), for the cache Redis
+    only; ``redis_cluster.url`` is its ``redis+cluster://`` URL."""
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.stop()
+        raise
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,17 @@ from urllib.parse import urlsplit
 import redis
 
 from common import metrics, stats
-from common.redisconn import connect
+from common.redisconn import connect, connect_cache
 from common.settings import Settings
 
 
 def gather(settings: Settings) -> metrics.Snapshot:
-    cache = connect(settings.cache_url)
-    state = cache if settings.state_url == settings.cache_url else connect(settings.state_url)
+    cache = connect_cache(settings.cache_url)
+    state = (
+        cache
+        if settings.state_url == settings.cache_url and isinstance(cache, redis.Redis)
+        else connect(settings.state_url)
+    )
     broker: redis.Redis | None = None
     if settings.broker_url == settings.state_url:
         broker = state

@@ -19,7 +19,7 @@ from common import latency, stats
 from common.associated import AssociatedRequest
 from common.cache import TileCache
 from common.errors import BadRequest
-from common.redisconn import connect
+from common.redisconn import CacheClient, connect, connect_cache
 from common.regions import RegionRequest
 from common.registry import SourceRegistry
 from common.settings import Settings
@@ -48,7 +48,7 @@ class Renderer:
         self,
         settings: Settings,
         *,
-        cache_client: redis.Redis | None = None,
+        cache_client: CacheClient | None = None,
         state_client: redis.Redis | None = None,
     ) -> None:
         self.settings = settings
@@ -59,7 +59,7 @@ class Renderer:
         # Renderer itself.)
         pyvips.cache_set_max(0)
         self.cache_client = (
-            cache_client if cache_client is not None else connect(settings.cache_url)
+            cache_client if cache_client is not None else connect_cache(settings.cache_url)
         )
         if state_client is not None:
             self.state = state_client

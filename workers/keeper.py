@@ -18,6 +18,13 @@ when one Redis plays both roles. It runs as a thread of a worker node's main pro
 (Celery's ``worker_ready``), and a short lock in the state Redis lets one run per
 cluster. It counts what it deletes in ``common.stats``; Redis's own ``evicted_keys``
 is read by ``/metrics``.
+
+When the cache Redis is a Redis Cluster (common/redisconn.py) every primary evicts by
+its own ``maxmemory``, so the water marks apply per primary: each check reads every
+primary's memory and trims each one above the high-water mark, scanning and deleting
+that node's keys only, in the same order (the activity set is one key, read for all).
+An image's keys spread over the nodes by hash, so trimming each node in plan order
+approximates trimming the whole cache in that order.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import redis
@@ -39,7 +46,7 @@ from common import activity, stats
 from common.associated import KIND_ASSOCIATED, KIND_ASSOCIATED_LIST
 from common.bandstats import KIND_BANDSTATS
 from common.protocol import QUEUE_INTERACTIVE
-from common.redisconn import connect
+from common.redisconn import CacheClient, by_slot, connect, connect_cache, is_cluster, primaries
 from common.regions import KIND_BANDS, KIND_HISTOGRAM, KIND_PIXEL, KIND_REGION
 from common.settings import Settings
 from common.tiles import KIND_RAW, KIND_THUMB, KIND_TILE
@@ -139,6 +146,12 @@ class TrimResult:
     used_before: int = 0
     used_after: int = 0
 
+    def add(self, other: TrimResult) -> TrimResult:
+        """The sum of two nodes' trims."""
+        return TrimResult(
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(TrimResult))
+        )
+
 
 def memory(client: redis.Redis) -> tuple[int, int]:
     """``(used_memory, maxmemory)`` of a Redis server."""
@@ -151,7 +164,7 @@ class Keeper:
 
     def __init__(
         self,
-        cache: redis.Redis,
+        cache: CacheClient,
         state: redis.Redis,
         *,
         window: float,
@@ -169,7 +182,7 @@ class Keeper:
     @classmethod
     def from_settings(cls, settings: Settings) -> Keeper:
         return cls(
-            connect(settings.cache_url),
+            connect_cache(settings.cache_url),
             connect(settings.state_url),
             window=settings.active_window,
             high_water=settings.keeper_high_water,
@@ -177,31 +190,42 @@ class Keeper:
         )
 
     def check(self) -> TrimResult | None:
-        """Trim when memory is above the high-water mark; None when nothing was due."""
-        used, limit = memory(self.cache)
-        if limit <= 0 or used <= self.high_water * limit:
-            return None
-        return self.trim(int(self.low_water * limit), used)
+        """Trim every primary whose memory is above the high-water mark (one server:
+        the server); None when nothing was due. On a cluster the result sums the
+        nodes trimmed."""
+        total: TrimResult | None = None
+        for node in primaries(self.cache):
+            used, limit = memory(node)
+            if limit <= 0 or used <= self.high_water * limit:
+                continue
+            result = self.trim(int(self.low_water * limit), used, node=node)
+            total = result if total is None else total.add(result)
+        return total
 
-    def trim(self, target: int, used: int | None = None) -> TrimResult:
+    def trim(
+        self, target: int, used: int | None = None, *, node: redis.Redis | None = None
+    ) -> TrimResult:
         """Delete in :func:`plan` order until ``used_memory`` <= ``target``.
 
-        Deletes in chunks sized by the bytes still to free over the average bytes
-        per key (so a small cache is not emptied by one big chunk), at most
+        ``node``: the primary to trim (default: the one server, or a cluster's first
+        primary). Deletes in chunks sized by the bytes still to free over the average
+        bytes per key (so a small cache is not emptied by one big chunk), at most
         DELETE_CHUNK keys, re-reading used_memory in the same round trip each time."""
         now = self.clock()
+        if node is None:
+            node = primaries(self.cache)[0]
         if used is None:
-            used = memory(self.cache)[0]
+            used = memory(node)[0]
         result = TrimResult(used_before=used, used_after=used)
-        current, keys = used, max(1, int(self.cache.dbsize()))  # type: ignore[arg-type]
-        victims = plan(self._collect(), now, self.window)
+        current, keys = used, max(1, int(node.dbsize()))  # type: ignore[arg-type]
+        victims = plan(self._collect(node), now, self.window)
         while current > target:
             average = max(1, current // max(1, keys))
             wanted = min(DELETE_CHUNK, max(1, -(-(current - target) // average)))
             batch = list(itertools.islice(victims, wanted))
             if not batch:
                 break
-            current, keys = self._delete(batch, result)
+            current, keys = self._delete(node, batch, result)
         result.used_after = current
         result.freed_bytes = max(0, result.used_before - current)
         activity.forget_before(self.cache, now - max(ACTIVITY_RETENTION, self.window))
@@ -216,11 +240,13 @@ class Keeper:
         )
         return result
 
-    def _collect(self) -> list[SourceKeys]:
+    def _collect(self, node: redis.Redis) -> list[SourceKeys]:
+        """The cached answers held by ``node``, by source (SCAN on a cluster node visits
+        that node's keys only)."""
         seen = activity.last_seen(self.cache)
         by_source: dict[str, SourceKeys] = {}
         count = 0
-        for raw in self.cache.scan_iter(match="tc:*", count=SCAN_COUNT):
+        for raw in node.scan_iter(match="tc:*", count=SCAN_COUNT):
             parsed = parse_key(raw.decode(errors="replace"))
             if parsed is None:
                 continue
@@ -234,21 +260,32 @@ class Keeper:
                 break
         return list(by_source.values())
 
-    def _delete(self, batch: list[Victim], result: TrimResult) -> tuple[int, int]:
-        """UNLINK ``batch``, then read used_memory and DBSIZE, in one round trip.
+    def _delete(
+        self, node: redis.Redis, batch: list[Victim], result: TrimResult
+    ) -> tuple[int, int]:
+        """UNLINK ``batch`` on ``node``, then read its used_memory and DBSIZE, in one
+        round trip.
 
-        Counts what was really there to delete (a key may have expired meanwhile)."""
+        Counts what was really there to delete (a key may have expired meanwhile). A
+        cluster node refuses a multi-key UNLINK across hash slots: there it is one
+        UNLINK per slot."""
         inactive = [victim.key for victim in batch if not victim.active]
         active = [victim.key for victim in batch if victim.active]
-        pipe = self.cache.pipeline(transaction=False)
-        for keys in (inactive, active):
-            if keys:
-                pipe.unlink(*keys)
+        groups = [
+            (is_active, group)
+            for is_active, keys in ((False, inactive), (True, active))
+            if keys
+            for group in (by_slot(keys) if is_cluster(self.cache) else [keys])
+        ]
+        pipe = node.pipeline(transaction=False)
+        for _is_active, group in groups:
+            pipe.unlink(*group)
         pipe.info("memory")
         pipe.dbsize()
         *removed, info, keys_left = pipe.execute()
-        result.deleted += sum(int(n) for n in removed)
-        result.deleted_active += int(removed[-1]) if active else 0
+        for (is_active, _group), count in zip(groups, removed, strict=True):
+            result.deleted += int(count)
+            result.deleted_active += int(count) if is_active else 0
         return int(info["used_memory"]), int(keys_left)
 
     def _count(self, result: TrimResult) -> None:

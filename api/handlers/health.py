@@ -17,7 +17,7 @@ from kombu import Connection
 from kombu.exceptions import OperationalError
 
 from api.services import Services
-from common.redisconn import connect
+from common.redisconn import CacheClient, connect, primaries
 from common.workers_live import ROLE_INTERACTIVE, read_workers
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -32,7 +32,7 @@ def readiness(svc: Services) -> tuple[dict[str, Check], list[str]]:
     """``(checks, failed)``: every check's result by name, and the names that failed."""
     settings = svc.settings
     checks: dict[str, Check] = {
-        "cache": _guarded(lambda: _ping(svc.cache.client)),
+        "cache": _guarded(lambda: _ping_primaries(svc.cache.client)),
         "state": _guarded(lambda: _ping(svc.state)),
     }
     checks["workers"] = (
@@ -57,6 +57,13 @@ def _skipped(because: str) -> Check:
 
 def _ping(client: redis.Redis) -> Check:
     client.ping()
+    return {"ok": True}
+
+
+def _ping_primaries(client: CacheClient) -> Check:
+    """Every primary of a cache cluster must answer: each holds a share of every image."""
+    for node in primaries(client):
+        node.ping()
     return {"ok": True}
 
 

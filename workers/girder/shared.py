@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import redis
 
 from common.cache import TileCache
+from common.redisconn import connect_cache
 from workers.girder.items import GirderFileInfo
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class SharedStats:
 
 class SharedTier:
     def __init__(self, url: str, block_ttl: int, file_ttl: int, block_size: int) -> None:
-        client = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
+        client = connect_cache(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
         self._blocks = TileCache(client, ttl=block_ttl) if block_ttl > 0 else None
         self._files = TileCache(client, ttl=file_ttl) if file_ttl > 0 else None
         self._client = client
