@@ -1,4 +1,4 @@
-"""The ``tilecast`` command line: ``up``, ``api``, ``worker``, ``add``."""
+"""The ``tilecast`` command line: ``up``, ``api``, ``worker``, ``add``, ``sign``, ..."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from common.errors import TilecastError
 from common.logs import configure_logging
 from common.settings import get_settings
-from tilecast import jobs
+from tilecast import jobs, sign
 from tilecast.servers import DEFAULT_SERVER, SERVERS
 
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="one JSON object")
 
     jobs.add_parsers(commands)  # precache, jobs (tilecast/jobs.py)
+    sign.add_parser(commands)  # tilecast/sign.py
 
     add = commands.add_parser("add", help="register a local image; prints its id")
     add.add_argument("path")
@@ -54,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except TilecastError as err:  # a TILECAST_* setting that cannot be used
+        print(f"tilecast {args.command}: {err.message}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     # pyvips relays libvips' own progress chatter at INFO: keep it out of INFO logs.
     logging.getLogger("pyvips").setLevel(max(logging.WARNING, logging.root.level))
@@ -96,6 +101,9 @@ def _run(args: argparse.Namespace) -> int:
         return run_stats(settings, as_json=args.json)
     if args.command in jobs.COMMANDS:
         return jobs.run(args, settings)
+    if args.command == "sign":
+        print(sign.signed_url(args, settings))
+        return 0
     from tilecast.register import register_path
 
     print(register_path(args.path, settings).id)

@@ -95,3 +95,18 @@ def test_child_environment_can_drop_tilecast_variables() -> None:
     assert env["TILECAST_X"] == "1"
     assert all(not k.startswith("TILECAST_") or k == "TILECAST_X" for k in env)
     assert "PATH" in env
+
+
+def test_an_unusable_setting_is_a_message_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from common.settings import get_settings
+    from tilecast.cli import main
+
+    monkeypatch.setenv("TILECAST_ACCESS_MODE", "bogus")
+    get_settings.cache_clear()
+    try:
+        assert main(["stats"]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert "TILECAST_ACCESS_MODE='bogus'" in capsys.readouterr().err
