@@ -1,6 +1,7 @@
 """Access control: the one check every request passes before anything is read.
 
-``open`` mode registers no check at all (the hit path stays as it is). ``girder``
+``open`` mode registers no check at all (the hit path stays as it is); ``signed``
+mode checks HMAC-signed URL grants (api/signed.py). ``girder``
 mode runs :func:`check_request` before every view: item routes (``/item/{id}/...``)
 need a Girder token that may read the item, anonymous requests reach public items
 only; management routes (sources, jobs, pre-rendering) need the Girder plugin's
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 from flask import Flask, Request, request
 
+from api import signed
 from api.girder import GirderAuthority
 from common.errors import Forbidden, TilecastError, Unauthorized
 from common.girder import SECRET_HEADER, TOKEN_COOKIE, TOKEN_HEADER, TOKEN_PARAMETER
@@ -153,6 +155,9 @@ class GirderAccess:
 def install(app: Flask, settings: Settings, ensure_item: Callable[[str], None]) -> None:
     """Register the access check of the configured mode; ``ensure_item`` runs after an
     item passed it (``girder`` mode registers Girder items on first use)."""
+    if settings.access_mode == "signed":
+        signed.install(app, settings, MANAGE_ENDPOINTS)
+        return
     if settings.access_mode != "girder":
         return
     access = GirderAccess(settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import access, cors, observe, versioned
+from api import access, cors, limits, observe, ratelimit, versioned
 from api.errors import register_error_handlers
 from api.handlers.girder import ensure_registered
 from api.routes import (
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask("tilecast", static_folder=None)
     svc = app.extensions[EXTENSION] = Services.build(settings)
     observe.install(app, svc.counters)  # first: every later hook logs with the request id
+    limits.install(app, settings)  # then: nothing reads an oversized request
     for blueprint in (tiles.bp, images.bp, regions.bp, sources.bp, health.bp, metrics.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(jobs.bp)
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             blueprint, url_prefix=GIRDER_API_ROOT, name=f"girder_api_{blueprint.name}"
         )
     access.install(app, settings, lambda item_id: ensure_registered(svc, item_id))
+    ratelimit.install(app, settings, svc.state)  # after access: limits verified clients
     cors.install(app, settings.cors_origins)
     versioned.install(app)  # gen=<generation> URLs: immutable (api/versioned.py)
     register_error_handlers(app)

@@ -14,7 +14,7 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from common.errors import RenderTimeout, ServiceUnavailable, TilecastError
+from common.errors import RateLimited, RenderTimeout, ServiceUnavailable, TilecastError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def register_error_handlers(app: Flask) -> None:
 
 def tilecast_error_response(err: TilecastError) -> Response:
     response = _json(err.status, err.to_payload())
-    if isinstance(err, ServiceUnavailable | RenderTimeout):
+    if isinstance(err, ServiceUnavailable | RenderTimeout | RateLimited):
         response.headers["Retry-After"] = str(err.retry_after)
     return response
 

@@ -55,6 +55,13 @@ def parse_thumbnail_request(
     source: str, args: Mapping[str, str], settings: Settings
 ) -> ThumbnailRequest:
     width, height = parse_thumbnail_size(args, settings.max_thumbnail_size)
+    if width * height > settings.max_region_pixels:
+        # A filled thumbnail is exactly width x height: the region bound applies too.
+        raise BadRequest(
+            f"a {width} x {height} thumbnail is more than the {settings.max_region_pixels} "
+            "pixels this server renders at once (TILECAST_MAX_REGION_PIXELS)",
+            parameter="width",
+        )
     return ThumbnailRequest(
         source=source,
         width=width,

@@ -63,6 +63,24 @@ class Forbidden(TilecastError):
     code = "forbidden"
 
 
+class UriTooLong(TilecastError):
+    """A path or query string beyond the configured bounds (api/limits.py)."""
+
+    status = 414
+    code = "uri_too_long"
+
+
+class RateLimited(TilecastError):
+    """The client asked more than its share (TILECAST_RATE_LIMIT): retry after a while."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, parameter: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, parameter=parameter)
+        self.retry_after = retry_after
+
+
 class NotFound(TilecastError):
     status = 404
     code = "not_found"

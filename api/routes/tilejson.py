@@ -12,12 +12,13 @@ from api.handlers.protocols import grid
 from api.openapi import TILE_QUERY, Param, document
 from api.parsing import parse_encoding, parse_frame, parse_style
 from api.services import services
+from common import signing
 from common.encoding import QUERY_PARAMETERS
 from common.girder import TOKEN_PARAMETER
 
 bp = Blueprint("tilejson", __name__)
 # What a tile URL of the template carries on from the TileJSON request.
-PASSED = ("frame", "style", *QUERY_PARAMETERS, TOKEN_PARAMETER)
+PASSED = ("frame", "style", *QUERY_PARAMETERS, TOKEN_PARAMETER, *signing.PARAMETERS)
 # A template's placeholders are the only braces clients fill in.
 TEMPLATE = "zxy/{z}/{x}/{y}"
 

@@ -4,8 +4,12 @@
 
 const tilecast = (() => {
   const pageQuery = new URLSearchParams(window.location.search);
-  // In girder access mode the page is opened with ?token=...; every request passes it on.
+  // In girder access mode the page is opened with ?token=..., in signed mode with a signed
+  // grant (?prefix=...&expires=...&keyid=...&signature=...): every request passes them on.
   const token = pageQuery.get("token");
+  const CREDENTIALS = ["token", "prefix", "expires", "keyid", "signature"];
+  const credentials = CREDENTIALS.filter((name) => pageQuery.get(name))
+    .map((name) => [name, pageQuery.get(name)]);
   const apiRoot = document.body.dataset.apiRoot || "";
 
   class ApiError extends Error {
@@ -22,7 +26,7 @@ const tilecast = (() => {
     for (const [name, value] of Object.entries(params)) {
       if (value !== null && value !== undefined && value !== "") query.set(name, String(value));
     }
-    if (token) query.set("token", token);
+    for (const [name, value] of credentials) query.set(name, value);
     const text = query.toString();
     return apiRoot + path + (text ? `?${text}` : "");
   }
@@ -52,9 +56,11 @@ const tilecast = (() => {
     box.hidden = true;
   }
 
-  // Links between the pages keep the token, so a girder-mode session stays signed in.
+  // Links between the pages keep the credentials, so a session stays signed in.
   for (const link of document.querySelectorAll("a[data-keep-token]")) {
-    if (token) link.href = `${link.getAttribute("href")}?${new URLSearchParams({ token })}`;
+    if (credentials.length) {
+      link.href = `${link.getAttribute("href")}?${new URLSearchParams(credentials)}`;
+    }
   }
 
   return { token, url, getJson, errorOf, ApiError, showMessage, clearMessage };
