@@ -58,6 +58,10 @@ def make_celery(settings: Settings, main: str = "tilecast") -> Celery:
         # node: its own affinity queue, then the shared one), not round-robin.
         broker_transport_options={"visibility_timeout": 3600, "queue_order_strategy": "priority"},
         worker_hijack_root_logger=False,
+        # Recycle pool processes (prefork): Celery starts a fresh one after the task that
+        # reaches either bound; its Renderer is made anew (workers/tasks.py).
+        worker_max_tasks_per_child=settings.worker_max_tasks or None,
+        worker_max_memory_per_child=settings.worker_max_memory_mb * 1024 or None,
     )
     return app
 

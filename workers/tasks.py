@@ -42,6 +42,7 @@ from common.registry import SourceRecord
 from common.settings import get_settings
 from common.tiles import ThumbnailRequest, TileRequest
 from workers import histogram, jobs, region  # noqa: F401  (jobs registers precache_batch)
+from workers.adopt import adopt_marker
 from workers.batch import render_batch
 from workers.celeryapp import app
 from workers.describe import describe_named, registered
@@ -106,6 +107,7 @@ def _render_request(
         return
     renderer = get_renderer()
     key = request.key(generation)
+    adopt_marker(renderer.state, key)
     kind = task.rpartition(".")[2].removeprefix("render_")
 
     def timed_render() -> bytes:

@@ -1,0 +1,55 @@
+"""A worker that starts a task from the shared ``interactive`` queue names itself in the
+task's in-flight marker.
+
+The api names a worker's own queue in a marker when it routes a task there, so that a
+waiter that sees that worker die sends the task again (api/dispatch.py). A task taken
+from the shared queue had no such name: if its worker died, the Redis broker would keep
+the message unacknowledged for its visibility timeout (an hour, by when the task has
+expired), and its waiters had a 504 before the marker expired. Rewriting the marker to
+``"{own queue} {owner}"`` (its TTL kept) when the render starts lets the waiters rescue
+it like any routed task, within about ``TILECAST_WORKER_TTL``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from celery import current_task
+
+from common.inflight import inflight_key
+from common.protocol import QUEUE_INTERACTIVE
+from common.routing import affinity_queue
+
+log = logging.getLogger(__name__)
+
+# Keep the owner (the part after a queue name, if any); only an existing marker is
+# rewritten, so a render that finished meanwhile is not marked again.
+_ADOPT = """
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local space = string.find(value, ' ', 1, true)
+local owner = value
+if space then owner = string.sub(value, space + 1) end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. owner, 'KEEPTTL')
+return 1
+"""
+
+
+def adopt_marker(state: redis.Redis, key: str) -> None:
+    """Name this node's own queue in ``key``'s marker when the running task came from
+    another queue (the shared one, or a dead node's, swept); only on interactive nodes
+    (``interactive-{pid}@{host}``: a bulk node has no queue a waiter could check). Best
+    effort: a Redis error only costs the rescue."""
+    request = getattr(current_task, "request", None)
+    delivery = getattr(request, "delivery_info", None) or {}
+    hostname = getattr(request, "hostname", None) or ""
+    if not hostname.startswith(f"{QUEUE_INTERACTIVE}-"):
+        return
+    own = affinity_queue(hostname)
+    if delivery.get("routing_key") == own:
+        return  # routed here: the api named this queue already
+    try:
+        state.eval(_ADOPT, 1, inflight_key(key), own)
+    except redis.RedisError as exc:
+        log.warning("could not name this worker in the marker of %s: %s", key, exc)
