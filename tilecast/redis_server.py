@@ -39,11 +39,21 @@ class RedisServer:
     """One redis-server child process; ``start()`` returns its URL."""
 
     def __init__(
-        self, directory: Path, *, host: str = "127.0.0.1", maxmemory: str = "1gb", port: int = 0
+        self,
+        directory: Path,
+        *,
+        host: str = "127.0.0.1",
+        maxmemory: str = "1gb",
+        port: int = 0,
+        persistent: bool = False,
     ) -> None:
+        """``persistent``: an append-only file in ``directory`` keeps what the server
+        holds across restarts (the state role: sources, generations, jobs); the test
+        suite's servers keep nothing."""
         self.directory = Path(directory)
         self.host = host
         self.maxmemory = maxmemory
+        self.persistent = persistent
         self.port = port  # 0: a free one, chosen at start
         self._fixed_port = port != 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -71,7 +81,8 @@ class RedisServer:
             "--bind", self.host,
             "--dir", str(self.directory),
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--appendfsync", "everysec",
             "--maxmemory", self.maxmemory,
             "--maxmemory-policy", "volatile-lru",
             "--daemonize", "no",

@@ -52,7 +52,7 @@ def run_up(options: UpOptions) -> int:
         try:
             env = procs.child_environment()
             if not env.get(PREFIX + "CACHE_URL"):
-                redis_server = RedisServer(options.data_dir / "redis")
+                redis_server = RedisServer(options.data_dir / "redis", persistent=True)
                 env[PREFIX + "CACHE_URL"] = redis_server.start()
                 print(f"redis      {env[PREFIX + 'CACHE_URL']} (own server)", flush=True)
             images = options.images or _sample_images(options.data_dir / "sample")

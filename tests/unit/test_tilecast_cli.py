@@ -68,6 +68,34 @@ def test_redis_server_policy(tmp_path: Path) -> None:
     assert server.proc is None
 
 
+def test_a_persistent_redis_keeps_the_state_across_a_restart(tmp_path: Path) -> None:
+    """What ``tilecast up`` runs: registrations, generations and jobs survive a restart
+    of its Redis (an append-only file in its data folder)."""
+    from common.jobs import JOBS_KEY
+    from common.registry import SOURCES_KEY, generation_key
+
+    server = RedisServer(tmp_path / "redis", maxmemory="64mb", persistent=True)
+    url = server.start()
+    try:
+        client = redis.Redis.from_url(url)
+        client.hset(SOURCES_KEY, "abc", "{}")
+        client.set(generation_key("abc"), 3)
+        client.zadd(JOBS_KEY, {"job-1": 1.0})
+        client.close()
+        time.sleep(1.2)  # appendfsync everysec
+    finally:
+        server.stop()
+    server.start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        assert client.hget(SOURCES_KEY, "abc") == b"{}"
+        assert client.get(generation_key("abc")) == b"3"
+        assert client.zscore(JOBS_KEY, "job-1") == 1.0
+        client.close()
+    finally:
+        server.stop()
+
+
 def test_spawn_and_stop_whole_group(tmp_path: Path) -> None:
     # A parent that forks a child which ignores SIGTERM: both must be gone after stop().
     script = (
