@@ -133,6 +133,10 @@ class Optics:
         return cls(value("mm_x"), value("mm_y"), value("magnification"))
 
 
+# Levels a magnification or pixel size may lie from the image's own: a factor of 2^32.
+MAX_SCALE_STEPS = 32
+
+
 @dataclass(frozen=True)
 class LevelScale:
     """large_image's ``getMagnificationForLevel``: full-resolution pixels per pixel of a
@@ -220,6 +224,8 @@ class OutputScale:
             ratios.append(optics.mm_x / self.mm_x)
         if self.mm_y and optics.mm_y:
             ratios.append(optics.mm_y / self.mm_y)
+        if any(not 0 < ratio < math.inf for ratio in ratios):  # under- or overflowed
+            raise self._too_far()
         steps = [round(math.log(ratio) / math.log(2), 4) for ratio in ratios]
         if not steps:
             return top_level
@@ -228,7 +234,15 @@ class OutputScale:
         level = top_level + round(sum(steps) / len(steps), 4)
         if self.exact and (level > top_level or level < 0):
             return None
+        if abs(level - top_level) > MAX_SCALE_STEPS:
+            raise self._too_far()  # 2 ** steps would overflow, or the output be nothing
         return level
+
+    def _too_far(self) -> BadRequest:
+        name = next(n for n in ("magnification", "mm_x", "mm_y") if getattr(self, n))
+        return BadRequest(
+            f"{name} is more than 2^{MAX_SCALE_STEPS} times the image's own", parameter=name
+        )
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -505,6 +519,8 @@ def plan_region(
         out_w, out_h, requested = fit_output(
             region_w / desired.scale, region_h / desired.scale, region_w, region_h
         )
+        # A region smaller than one output pixel at that scale is one pixel, not none.
+        out_w, out_h = max(1, out_w), max(1, out_h)
         requested = desired.scale
     else:
         out_w, out_h, requested = fit_output(width, height, region_w, region_h)

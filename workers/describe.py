@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from common.errors import SourceRefused, UnsupportedImage
 from common.girder import girder_item_id
+from common.localpaths import resolve_under_roots
 from common.settings import Settings, get_settings
 from workers.sources import ImageSource, open_source
 
@@ -24,12 +26,26 @@ def open_path(
     reads (None to describe the file as it is now)."""
     item_id = girder_item_id(path)
     if item_id is None:
-        return open_source(path, settings), os.path.basename(path)
+        return open_source(confined(path, settings), settings), os.path.basename(path)
     # Imported here: a tilecast without Girder sources needs no girder-client.
     from workers.girder import open_girder_file
 
     opened = open_girder_file(item_id, settings, generation)
     return open_source(opened.file, settings), opened.item_name
+
+
+def confined(path: str, settings: Settings) -> str:
+    """The real path of a local source's file, checked again against the source roots
+    each time it is opened: the file may have been swapped for a symlink (or a
+    directory above it moved) since the api checked it at registration. A worker
+    without roots (in-process tools, tests) reads the path as it is."""
+    if not settings.source_roots:
+        return path
+    try:
+        return resolve_under_roots(path, settings.source_roots)
+    except SourceRefused as exc:
+        # Not the request's fault, nor the client's to know where the file went.
+        raise UnsupportedImage(f"the source's file cannot be read: {exc.message}") from None
 
 
 def registered(path: str, settings: Settings, generation: int) -> None:

@@ -161,7 +161,23 @@ class TiffSource(ImageSource):
                     frames[-1][sub_level] = sub
         if not frames:
             raise UnsupportedImage("the TIFF has no usable full-resolution directory")
+        for frame in frames:
+            for directory in frame:
+                if directory is not None:
+                    self._check_tile_arrays(directory)
         return frames
+
+    def _check_tile_arrays(self, directory: TiffDirectory) -> None:
+        """A level must list every one of its tiles, as libtiff requires; else a file
+        declaring a huge size over a few stored tiles would register and fail tile by
+        tile."""
+        across = -(-directory.width // self.tile_width)
+        down = -(-directory.height // self.tile_height)
+        listed = min(len(directory.tile_offsets), len(directory.tile_byte_counts))
+        if listed < across * down:
+            raise UnsupportedImage(
+                f"the TIFF lists {listed} tiles for a level of {across * down}: it is corrupt"
+            )
 
     def _level_of(self, directory: TiffDirectory, base: TiffDirectory) -> int | None:
         """The level ``directory`` holds, or None (large_image's ``_levelFromIfd``)."""

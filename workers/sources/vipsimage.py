@@ -53,6 +53,14 @@ class VipsImageSource(ImageSource):
             self.dtype = vips_dtype(image)
         except ValueError:
             raise UnsupportedImage(f"unsupported pixel format {image.format}") from None
+        whole = image.width * image.height * image.bands * np.dtype(self.dtype).itemsize
+        if not loader.startswith(RANDOM_ACCESS_LOADERS) and whole > settings.source_cache_bytes:
+            # Decoded whole on the first read: a few kilobytes of PNG or JPEG may declare
+            # gigabytes (a decompression bomb), which the source cache could not hold.
+            raise UnsupportedImage(
+                f"the image must be decoded whole and would take {whole} bytes, more than "
+                f"the {settings.source_cache_bytes} of a worker's source cache"
+            )
         if image.interpretation in ("cmyk", "labs", "lab") and image.format == "uchar":
             image = image.colourspace("srgb")
         self._image = image

@@ -1,0 +1,125 @@
+"""Hostile files through the real stack (issue 8): each is refused with a clear JSON
+error within a bounded time -- at registration (422 ``unsupported_image``, or 400 for
+what is not a file) or, when its directory is sound, at its tiles (422) -- and the
+worker keeps serving other sources, cold tiles included, after each one.
+
+The corpus is written by tests/hostile.py; its expectations are ``HOSTILE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from itertools import count
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from tests.conftest import ApiServer, Child
+from tests.hostile import CONTROL, HOSTILE, SPARSE, make_hostile_files
+from tests.integration.test_bad_input import assert_error
+
+pytestmark = pytest.mark.integration
+
+# Far above what any refusal takes (milliseconds), far below a hang.
+REQUEST_TIMEOUT = 60.0
+# Growth of the worker's resident memory over the whole corpus: a decoded bomb would
+# cost gigabytes.
+MAX_MEMORY_GROWTH = 512 * 1024 * 1024
+_cold = count(20)  # a new jpegQuality per check: a new cache key, a real render
+
+
+@pytest.fixture(scope="module")
+def hostile(source_root: Path) -> dict[str, Path]:
+    return make_hostile_files(source_root / "hostile")
+
+
+@pytest.fixture(scope="module")
+def control_source(api: ApiServer, images: dict[str, Path], source_root: Path) -> str:
+    """A good source of this module's own, whose cold tiles prove the worker serves."""
+    target = source_root / "hostile-control" / "pyramid.tiff"
+    target.parent.mkdir(exist_ok=True)
+    shutil.copy(images["pyramid"], target)
+    return api.register(target)
+
+
+@pytest.fixture(scope="module")
+def worker_memory(worker: Child) -> Iterator[None]:
+    before = _tree_rss(worker.proc.pid)
+    yield
+    growth = _tree_rss(worker.proc.pid) - before
+    assert growth < MAX_MEMORY_GROWTH, f"the worker grew by {growth >> 20} MiB"
+
+
+def _tree_rss(pid: int) -> int:
+    process = psutil.Process(pid)
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a pool child just recycled
+            total += member.memory_info().rss
+    return total
+
+
+def register(api: ApiServer, path: Path) -> requests.Response:
+    return api.http.post(api.url("/sources"), json={"path": str(path)}, timeout=REQUEST_TIMEOUT)
+
+
+def assert_still_serving(api: ApiServer, source: str) -> None:
+    quality = next(_cold)
+    tile = api.get(
+        f"/item/{source}/tiles/zxy/4/{quality % 12}/{quality % 8}?jpegQuality={quality}",
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert tile.status_code == 200, tile.text
+    assert tile.headers["X-Tilecast-Cache"] == "miss"
+
+
+@pytest.mark.usefixtures("worker_memory")
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_file_is_refused(
+    api: ApiServer, hostile: dict[str, Path], control_source: str, name: str
+) -> None:
+    expected = HOSTILE[name]
+    response = register(api, hostile[name])
+    if expected.register == 422:
+        assert_error(response, 422, "unsupported_image")
+        assert str(hostile[name].parent) not in response.text  # no internal paths
+    elif expected.register == 400:
+        assert assert_error(response, 400, "source_refused")["parameter"] == "path"
+    else:
+        assert response.status_code in (200, 201), response.text
+        source = response.json()["id"]
+        levels = api.get(f"/item/{source}/tiles", timeout=REQUEST_TIMEOUT).json()["levels"]
+        # (1, 1) of the full-resolution level: the tile every defect reaches.
+        for encoding in ("PNG", "TIFF"):
+            tile = api.get(
+                f"/item/{source}/tiles/zxy/{levels - 1}/1/1?encoding={encoding}",
+                timeout=REQUEST_TIMEOUT,
+            )
+            assert_error(tile, expected.tile or 422, "unsupported_image")
+            assert str(hostile[name].parent) not in tile.text
+    assert_still_serving(api, control_source)
+
+
+def test_control_file_serves(api: ApiServer, hostile: dict[str, Path]) -> None:
+    """The corpus's builder writes sound TIFFs: the defects alone are refused."""
+    source = api.register(hostile[CONTROL])
+    for x, y in [(0, 0), (1, 1)]:
+        tile = api.get(f"/item/{source}/tiles/zxy/1/{x}/{y}?encoding=PNG", timeout=REQUEST_TIMEOUT)
+        assert tile.status_code == 200 and tile.headers["Content-Type"] == "image/png"
+    thumbnail = api.get(f"/item/{source}/tiles/thumbnail?width=128", timeout=REQUEST_TIMEOUT)
+    assert thumbnail.status_code == 200
+
+
+def test_sparse_tiles_are_blank(
+    api: ApiServer, hostile: dict[str, Path], control_source: str
+) -> None:
+    """Zero TileByteCounts are a sparse file's absent tiles (libtiff, large_image): served
+    blank, never an error."""
+    source = api.register(hostile[SPARSE])
+    tile = api.get(f"/item/{source}/tiles/zxy/1/1/1?encoding=PNG", timeout=REQUEST_TIMEOUT)
+    assert tile.status_code == 200 and tile.headers["Content-Type"] == "image/png"
+    assert_still_serving(api, control_source)
