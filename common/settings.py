@@ -13,10 +13,12 @@ from functools import lru_cache
 from typing import Any
 
 from common.errors import ConfigurationError
+from common.redisconn import is_cluster_url, parse_cluster_url
+from common.signing import parse_keys
 
 PREFIX = "TILECAST_"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-ACCESS_MODES = ("open", "girder")
+ACCESS_MODES = ("open", "girder", "signed")
 LOG_FORMATS = ("text", "json")
 
 
@@ -64,8 +66,27 @@ class Settings:
     affinity_queue_depth: int = 4
     worker_ttl: float = 5.0
     bulk_nice: int = 19
+    # Worker pool processes are replaced after this many tasks (0 = never) or once their
+    # resident memory passes this many MiB after a task (0 = no bound): a leak in a
+    # decoder costs a process, never the host. The memory bound must stay above
+    # source_cache_bytes, which a healthy process may fill.
+    worker_max_tasks: int = 0
+    worker_max_memory_mb: int = 4096
     # Request bounds.
     max_style_bytes: int = 16 * 1024
+    # Longest query string and path (bytes, as sent) before anything else: past them a
+    # 414 (the query bound leaves room for a largest style percent-encoded, and stays
+    # below granian's own 64 KiB URI cap, past which it answers a bare 414); the largest
+    # request body (POST JSON): past it a 413 (api/limits.py).
+    max_query_bytes: int = 60 * 1024
+    max_path_bytes: int = 2 * 1024
+    max_body_bytes: int = 64 * 1024
+    # Per-client rate limit (api/ratelimit.py): requests per second (0 = off) with a
+    # burst of rate_limit_burst (0 = twice the rate, at least 1); clients behind these
+    # comma-separated proxy addresses or networks are told apart by X-Forwarded-For.
+    rate_limit: float = 0.0
+    rate_limit_burst: int = 0
+    trusted_proxies: str = ""
     max_thumbnail_size: int = 4096
     # Largest region (and histogram analysis) output, in pixels: past it a 400 naming
     # width. A region is read from a level at most twice its output size per side.
@@ -97,8 +118,11 @@ class Settings:
     log_format: str = "text"
     # Access control (api/access.py): "open" (no check) or "girder" (the request's Girder
     # token must read the item; decisions remembered girder_access_ttl seconds per token
-    # and item).
+    # and item) or "signed" (HMAC-signed URL prefixes with expiry, api/signed.py).
     access_mode: str = "open"
+    # The "signed" mode's keys (common/signing.py): keyid:secret[,keyid:secret...]; all
+    # verify, the first signs.
+    signing_keys: str = ""
     # Origins whose pages may read tilecast's answers (api/cors.py): "*", a
     # comma-separated list, or empty for no CORS headers.
     cors_origins: str = "*"
@@ -154,9 +178,31 @@ class Settings:
             )
         if self.access_mode == "girder" and not self.girder_url:
             raise ConfigurationError(f"{PREFIX}ACCESS_MODE=girder needs {PREFIX}GIRDER_URL")
+        if self.access_mode == "signed" and not self.signing_keys:
+            raise ConfigurationError(f"{PREFIX}ACCESS_MODE=signed needs {PREFIX}SIGNING_KEYS")
+        if self.signing_keys:
+            parse_keys(self.signing_keys)
+        _check_cluster_urls(self.cache_url, self.state_url, broker)
         return replace(
             self, state_url=state, broker_url=broker, girder_url=self.girder_url.rstrip("/")
         )
+
+
+def _check_cluster_urls(cache_url: str, state_url: str, broker_url: str) -> None:
+    """Only the cache Redis may be a Redis Cluster (common/redisconn.py); the state
+    Redis, which defaults to the cache URL, must then be named."""
+    if is_cluster_url(cache_url):
+        parse_cluster_url(cache_url)
+        if not state_url:
+            raise ConfigurationError(
+                f"{PREFIX}CACHE_URL names a Redis Cluster: set {PREFIX}STATE_URL to one "
+                "Redis server (sources, generations, in-flight markers, jobs, the broker)"
+            )
+    for name, url in (("STATE_URL", state_url), ("BROKER_URL", broker_url)):
+        if is_cluster_url(url):
+            raise ConfigurationError(
+                f"{PREFIX}{name} names a Redis Cluster: only {PREFIX}CACHE_URL may be one"
+            )
 
 
 def _parse(name: str, type_name: Any, raw: str) -> Any:
