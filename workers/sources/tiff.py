@@ -16,6 +16,7 @@ decoded by libvips from a per-directory image kept open in this object.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -487,6 +488,27 @@ def _jpeg_passes_through(directory: TiffDirectory) -> bool:
     return directory.bits_per_sample == 8 and (directory.sample_format or 1) == 1
 
 
+# What a JPEGTables segment may hold, and the least payload of its tables: a DQT carries
+# at least one 64-entry table and its id byte, a DHT 16 counts and its id byte.
+_TABLE_MARKERS = {0xDB: 65, 0xC4: 17, 0xDD: 2, 0xFE: 0, **{m: 0 for m in range(0xE0, 0xF0)}}
+
+
+@functools.lru_cache(maxsize=64)
+def _well_formed_tables(tables: bytes) -> bool:
+    """Whether ``tables`` (SOI ... EOI) is a chain of well-formed table segments: checked
+    once per distinct tables blob, as a file shares one per level."""
+    position, end = 2, len(tables) - 2
+    while position < end:
+        if position + 4 > end or tables[position] != 0xFF:
+            return False
+        least = _TABLE_MARKERS.get(tables[position + 1])
+        length = int.from_bytes(tables[position + 2 : position + 4], "big")
+        if least is None or length < 2 + least or position + 2 + length > end:
+            return False
+        position += 2 + length
+    return position == end
+
+
 def _standalone_jpeg(directory: TiffDirectory, frame: bytes) -> bytes:
     """The tile's own JPEG data made standalone, byte for byte as large_image's
     ``TiledTiffDirectory.getTile`` builds it: SOI, the shared tables, the frame from
@@ -498,6 +520,9 @@ def _standalone_jpeg(directory: TiffDirectory, frame: bytes) -> bytes:
         return frame  # the tile is already a complete JPEG
     if tables[:2] != SOI or tables[-2:] != EOI:
         raise TiffFormatError("the JPEG tables lack their start or end marker")
+    if not _well_formed_tables(tables):
+        # Passed through as they are, bogus tables would reach viewers as a broken JPEG.
+        raise TiffFormatError("the JPEG tables are malformed")
     if frame[2:4] in (SOF0, SOF2):
         start = 2
     else:
