@@ -13,13 +13,27 @@ it like any routed task, within about ``TILECAST_WORKER_TTL``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import redis
 from celery import current_task
 
+from common.associated import AssociatedRequest
 from common.inflight import inflight_key
-from common.protocol import QUEUE_INTERACTIVE
+from common.protocol import (
+    QUEUE_INTERACTIVE,
+    TASK_RENDER_ASSOCIATED,
+    TASK_RENDER_BANDS,
+    TASK_RENDER_HISTOGRAM,
+    TASK_RENDER_PIXEL,
+    TASK_RENDER_REGION,
+    TASK_RENDER_THUMBNAIL,
+    TASK_RENDER_TILE,
+)
+from common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
 from common.routing import affinity_queue
+from common.tiles import ThumbnailRequest, TileRequest
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +48,38 @@ if space then owner = string.sub(value, space + 1) end
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. owner, 'KEEPTTL')
 return 1
 """
+
+
+# The one-answer tasks whose marker a waiter watches, and how their payload's request
+# is read (as workers/tasks.py reads it).
+_REQUEST_PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    TASK_RENDER_TILE: TileRequest.from_payload,
+    TASK_RENDER_THUMBNAIL: ThumbnailRequest.from_payload,
+    TASK_RENDER_ASSOCIATED: AssociatedRequest.from_payload,
+    TASK_RENDER_REGION: RegionRequest.from_payload,
+    TASK_RENDER_PIXEL: PixelRequest.from_payload,
+    TASK_RENDER_HISTOGRAM: HistogramRequest.from_payload,
+    TASK_RENDER_BANDS: BandsRequest.from_payload,
+}
+
+
+def adopt_received(state: redis.Redis, node: str, request: Any) -> None:
+    """In the node's main process, when it reserves a task from another queue than its
+    own: name the node in the task's marker at once, so a node killed between reserving
+    a task and starting it is rescued like one killed mid-render. Best effort."""
+    parse = _REQUEST_PARSERS.get(str(getattr(request, "name", "")))
+    if parse is None or not node.startswith(f"{QUEUE_INTERACTIVE}-"):
+        return
+    own = affinity_queue(node)
+    delivery = getattr(request, "delivery_info", None) or {}
+    if delivery.get("routing_key") == own:
+        return
+    try:
+        payload = request.args[0]
+        key = parse(payload["request"]).key(int(payload["generation"]))
+        state.eval(_ADOPT, 1, inflight_key(key), own)
+    except (redis.RedisError, LookupError, TypeError, ValueError, AttributeError) as exc:
+        log.warning("could not name this worker in a received task's marker: %s", exc)
 
 
 def adopt_marker(state: redis.Redis, key: str) -> None:

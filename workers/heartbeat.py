@@ -229,6 +229,10 @@ def install() -> None:
         if _current is not None and request is not None:
             info = getattr(request, "delivery_info", None) or {}
             _current.count(str(info.get("routing_key") or "?"))
+            # Imported here: the heartbeat module itself needs none of the request types.
+            from workers.adopt import adopt_received
+
+            adopt_received(_current.state, _current.node, request)
 
     def on_shutting_down(**_kwargs: Any) -> None:
         # Runs in the signal handler: only ask the thread to stop; it ends within a beat.
