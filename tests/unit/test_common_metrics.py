@@ -17,7 +17,8 @@ from common.inflight import claim
 # ``name{label="value",...} number``.
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
-SAMPLE = re.compile(rf"^({NAME})(\{{{LABEL}(?:,{LABEL})*\}})? (-?[0-9.]+(?:e[+-]?[0-9]+)?|NaN|[+-]Inf)$")
+VALUE = r"-?[0-9.]+(?:e[+-]?[0-9]+)?|NaN|[+-]Inf"
+SAMPLE = re.compile(rf"^({NAME})(\{{{LABEL}(?:,{LABEL})*\}})? ({VALUE})$")
 HELP = re.compile(rf"^# HELP ({NAME}) .+$")
 TYPE = re.compile(rf"^# TYPE ({NAME}) (counter|gauge|histogram|summary|untyped)$")
 
