@@ -17,24 +17,17 @@ from common.errors import (
     Unauthorized,
     UnknownSource,
 )
-from common.girder import TOKEN_HEADER, is_object_id
+from common.girder import TOKEN_HEADER, is_object_id, pooled_session
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# A pool big enough for the api's threads: access checks of a viewer's first tiles
-# arrive together.
-POOL_SIZE = 32
 
 
 class GirderAuthority:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.girder_url
         self.timeout = settings.girder_timeout
-        self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.session = pooled_session()
 
     def check_read(self, item_id: str, token: str | None) -> None:
         """Return when ``token`` (None: anonymous) may read the item; raise the error a

@@ -14,6 +14,7 @@ common/regions.py), so the document and the parser agree.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -64,8 +65,10 @@ HTML = ("text/html",)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@functools.lru_cache(maxsize=512)
 def path_template(rule: str) -> str:
-    """``/item/<item_id>/tiles/zxy/<int:z>`` -> ``/item/{item_id}/tiles/zxy/{z}``."""
+    """``/item/<item_id>/tiles/zxy/<int:z>`` -> ``/item/{item_id}/tiles/zxy/{z}``;
+    remembered, as every answer is counted under its route's template (api/observe.py)."""
     return _RULE_VARIABLE.sub(lambda m: "{" + m.group("name") + "}", rule)
 
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import re
 
+import requests
+from requests.adapters import HTTPAdapter
+
 GIRDER_SCHEME = "girder://item/"
 # What the Girder plugin sends its shared secret in (a header Girder itself ignores).
 SECRET_HEADER = "Tilecast-Secret"
@@ -20,6 +23,18 @@ TOKEN_PARAMETER = "token"
 TOKEN_COOKIE = "girderToken"
 
 _OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+# Connections kept per Girder host: an api process's threads checking a viewer's first
+# tiles together, or a worker process's libvips threads reading one file.
+POOL_SIZE = 32
+
+
+def pooled_session() -> requests.Session:
+    """An HTTP session for Girder calls that keeps up to POOL_SIZE connections."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def is_object_id(value: str) -> bool:

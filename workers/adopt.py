@@ -63,16 +63,23 @@ _REQUEST_PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
 }
 
 
+def _adopting_queue(node: str, delivery: Mapping[str, Any] | None) -> str | None:
+    """The queue an interactive ``node`` names in the marker of a task delivered as
+    ``delivery``; None when there is nothing to do: a bulk node has no queue a waiter
+    could check, and a task routed to the node's own queue was named by the api."""
+    if not node.startswith(f"{QUEUE_INTERACTIVE}-"):
+        return None
+    own = affinity_queue(node)
+    return None if (delivery or {}).get("routing_key") == own else own
+
+
 def adopt_received(state: redis.Redis, node: str, request: Any) -> None:
     """In the node's main process, when it reserves a task from another queue than its
     own: name the node in the task's marker at once, so a node killed between reserving
     a task and starting it is rescued like one killed mid-render. Best effort."""
     parse = _REQUEST_PARSERS.get(str(getattr(request, "name", "")))
-    if parse is None or not node.startswith(f"{QUEUE_INTERACTIVE}-"):
-        return
-    own = affinity_queue(node)
-    delivery = getattr(request, "delivery_info", None) or {}
-    if delivery.get("routing_key") == own:
+    own = _adopting_queue(node, getattr(request, "delivery_info", None))
+    if parse is None or own is None:
         return
     try:
         payload = request.args[0]
@@ -84,17 +91,13 @@ def adopt_received(state: redis.Redis, node: str, request: Any) -> None:
 
 def adopt_marker(state: redis.Redis, key: str) -> None:
     """Name this node's own queue in ``key``'s marker when the running task came from
-    another queue (the shared one, or a dead node's, swept); only on interactive nodes
-    (``interactive-{pid}@{host}``: a bulk node has no queue a waiter could check). Best
-    effort: a Redis error only costs the rescue."""
+    another queue (the shared one, or a dead node's, swept). Best effort: a Redis error
+    only costs the rescue."""
     request = getattr(current_task, "request", None)
-    delivery = getattr(request, "delivery_info", None) or {}
     hostname = getattr(request, "hostname", None) or ""
-    if not hostname.startswith(f"{QUEUE_INTERACTIVE}-"):
+    own = _adopting_queue(hostname, getattr(request, "delivery_info", None))
+    if own is None:
         return
-    own = affinity_queue(hostname)
-    if delivery.get("routing_key") == own:
-        return  # routed here: the api named this queue already
     try:
         state.eval(_ADOPT, 1, inflight_key(key), own)
     except redis.RedisError as exc:

@@ -210,6 +210,7 @@ def install() -> None:
     from celery.signals import task_received, worker_ready, worker_shutdown, worker_shutting_down
 
     from common.settings import get_settings
+    from workers.adopt import adopt_received
 
     def on_ready(sender: Any = None, **_kwargs: Any) -> None:
         global _current
@@ -229,9 +230,6 @@ def install() -> None:
         if _current is not None and request is not None:
             info = getattr(request, "delivery_info", None) or {}
             _current.count(str(info.get("routing_key") or "?"))
-            # Imported here: the heartbeat module itself needs none of the request types.
-            from workers.adopt import adopt_received
-
             adopt_received(_current.state, _current.node, request)
 
     def on_shutting_down(**_kwargs: Any) -> None:

@@ -17,17 +17,14 @@ from typing import Any, TypeVar
 
 import requests
 from girder_client import GirderClient, HttpError
-from requests.adapters import HTTPAdapter
 
 from common.errors import ConfigurationError, GirderUnavailable
-from common.girder import SECRET_HEADER
+from common.girder import SECRET_HEADER, pooled_session
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# Connections kept per Girder host: a worker process renders with a few libvips threads.
-POOL_SIZE = 32
 
 
 class GirderHttpError(Exception):
@@ -48,10 +45,7 @@ class GirderConnection:
         self._api_key = settings.girder_api_key
         self._secret = settings.girder_secret
         self._client = GirderClient(apiUrl=self.api_url)
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._session = pooled_session()
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(self._client.session(self._session))
         self._auth_lock = threading.Lock()
