@@ -6,7 +6,9 @@ Nothing else in tilecast reads ``os.environ``: every process calls :func:`get_se
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
@@ -14,9 +16,13 @@ from typing import Any
 
 from common.errors import ConfigurationError
 from common.redisconn import is_cluster_url, parse_cluster_url
+from common.setting_checks import problem
 from common.signing import parse_keys
 
 PREFIX = "TILECAST_"
+# Reserved for tilecast's own tests and benchmarks (TILECAST_TEST_MONGO_URI, ...): never
+# a setting, so never refused as an unknown one.
+TEST_PREFIX = PREFIX + "TEST_"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 ACCESS_MODES = ("open", "girder", "signed")
 LOG_FORMATS = ("text", "json")
@@ -124,8 +130,11 @@ class Settings:
     # verify, the first signs.
     signing_keys: str = ""
     # Origins whose pages may read tilecast's answers (api/cors.py): "*", a
-    # comma-separated list, or empty for no CORS headers.
+    # comma-separated list, or empty for no CORS headers. Management routes (sources,
+    # jobs, pre-rendering, the Girder plugin's calls) answer only cors_manage_origins,
+    # a comma-separated list (default none: no page of another origin may manage).
     cors_origins: str = "*"
+    cors_manage_origins: str = ""
     # Girder (common/girder.py): its API root (http://host:8080/api/v1); the API key of
     # the service account workers read items and files with (read access to every image
     # item, typically an admin); the secret its tilecast plugin signs calls with;
@@ -156,18 +165,37 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        _refuse_unknown_names(env)
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(PREFIX + f.name.upper())
             if raw is None or raw == "":
                 continue
             values[f.name] = _parse(f.name, f.type, raw)
+        if values.get("signing_keys") and "access_mode" not in values:
+            # Keys alone suggest a protected server; the default mode would serve it open.
+            raise ConfigurationError(
+                f"{PREFIX}SIGNING_KEYS is set but {PREFIX}ACCESS_MODE is not: set "
+                f"{PREFIX}ACCESS_MODE=signed to require signed URLs (or =open to serve "
+                "without any check)"
+            )
         return cls(**values).resolved()
 
     def resolved(self) -> Settings:
-        """Fill the URLs that default to other URLs."""
+        """Check every value (common/setting_checks.py), then fill the URLs that default
+        to other URLs."""
         state = self.state_url or self.cache_url
         broker = self.broker_url or state
+        for f in fields(self):
+            value = getattr(self, f.name)
+            accepts = problem(f.name, value)
+            if accepts is not None:
+                raise ConfigurationError(f"{PREFIX}{f.name.upper()}={_shown(value)}: {accepts}")
+        if self.keeper_low_water >= self.keeper_high_water:
+            raise ConfigurationError(
+                f"{PREFIX}KEEPER_LOW_WATER={self.keeper_low_water:g} must be below "
+                f"{PREFIX}KEEPER_HIGH_WATER={self.keeper_high_water:g}"
+            )
         if self.access_mode not in ACCESS_MODES:
             raise ConfigurationError(
                 f"{PREFIX}ACCESS_MODE={self.access_mode!r}: one of {', '.join(ACCESS_MODES)}"
@@ -186,6 +214,35 @@ class Settings:
         return replace(
             self, state_url=state, broker_url=broker, girder_url=self.girder_url.rstrip("/")
         )
+
+
+def setting_names() -> frozenset[str]:
+    """The environment variable of every setting."""
+    return frozenset(PREFIX + f.name.upper() for f in fields(Settings))
+
+
+def _refuse_unknown_names(env: Mapping[str, str]) -> None:
+    """A misspelt variable would otherwise leave its setting at the default silently
+    (an open server, say): the first unknown ``TILECAST_*`` name is refused, with the
+    nearest real one."""
+    names = setting_names()
+    for key in sorted(env):
+        if not key.startswith(PREFIX) or key in names or key.startswith(TEST_PREFIX):
+            continue
+        near = difflib.get_close_matches(
+            key[len(PREFIX) :], [n[len(PREFIX) :] for n in names], n=1, cutoff=0.5
+        )
+        hint = f"did you mean {PREFIX}{near[0]}?" if near else "see the README's settings table"
+        raise ConfigurationError(f"{key} is not a tilecast setting: {hint}")
+
+
+def _shown(value: Any) -> str:
+    """A refused value as the user wrote it, a URL's password left out (secrets and keys
+    themselves are never refused by value here)."""
+    text = os.pathsep.join(value) if isinstance(value, tuple) else value
+    if isinstance(text, str):
+        return repr(re.sub(r"://[^@/]*@", "://...@", text))
+    return repr(text)
 
 
 def _check_cluster_urls(cache_url: str, state_url: str, broker_url: str) -> None:
@@ -214,8 +271,9 @@ def _parse(name: str, type_name: Any, raw: str) -> Any:
             return int(raw)
         if type_text == "float":
             return float(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{PREFIX}{name.upper()}={raw!r}: {exc}") from exc
+    except ValueError:
+        kind = "a whole number" if type_text == "int" else "a number"
+        raise ConfigurationError(f"{PREFIX}{name.upper()}={_shown(raw)}: {kind}") from None
     return raw
 
 

@@ -11,7 +11,7 @@ Schemathesis generates requests -- valid and invalid -- from the api's own
 Requests about an item go to a private copy of a test image, so the fuzzer reaches the
 parsers and renderers, not only the unknown-item 404, without warming other tests'
 tiles. The budget is fixed and derandomized for CI (``-m fuzz`` selects these tests);
-``TILECAST_FUZZ_EXAMPLES=300`` runs a longer, randomized search (the ``/api/v1``
+``TILECAST_TEST_FUZZ_EXAMPLES=300`` runs a longer, randomized search (the ``/api/v1``
 copies included; about 3-6 minutes).
 """
 
@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 
 # Harness code may read the environment: the budget of a longer, local run.
 DEFAULT_EXAMPLES = 6
-EXAMPLES = int(os.environ.get("TILECAST_FUZZ_EXAMPLES", str(DEFAULT_EXAMPLES)))
+EXAMPLES = int(os.environ.get("TILECAST_TEST_FUZZ_EXAMPLES", str(DEFAULT_EXAMPLES)))
 # Above TILECAST_RENDER_TIMEOUT (30 s): a render that long is answered 504, not hung.
 REQUEST_TIMEOUT = 45.0
 ALLOWED_5XX = {503, 504}
