@@ -55,6 +55,8 @@ _KEYID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 # Encoded separators and dots could smuggle a segment past the prefix comparison.
 _ENCODED_TRICKS = re.compile(r"%(2f|2e|5c|00|25)", re.IGNORECASE)
 _MAX_EXPIRES_DIGITS = 12
+# The latest expiry a server accepts (a longer number is refused as not Unix seconds).
+MAX_EXPIRES = 10**_MAX_EXPIRES_DIGITS - 1
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,10 @@ def signature(grant: Grant, secret: bytes) -> str:
 
 def sign(prefix: str, expires: int, keys: Mapping[str, bytes]) -> dict[str, str]:
     """The query parameters of a grant of ``prefix`` until ``expires``, signed with the
-    first key."""
+    first key; ValueError for an expiry no server accepts (negative, or past
+    :data:`MAX_EXPIRES`)."""
+    if not 0 <= expires <= MAX_EXPIRES:
+        raise ValueError(f"expires {expires} is not Unix seconds from 0 to {MAX_EXPIRES}")
     keyid, secret = next(iter(keys.items()))
     grant = Grant(canonical_prefix(prefix), expires, keyid)
     return {

@@ -42,8 +42,18 @@ def add_parser(commands: Any) -> None:
 def signed_url(args: argparse.Namespace, settings: Settings, now: float | None = None) -> str:
     if not settings.signing_keys:
         raise ConfigurationError("set TILECAST_SIGNING_KEYS (keyid:secret[,...]) to sign")
+    now_seconds = int(time.time() if now is None else now)
     if args.expires_in <= 0:
-        raise BadRequest("--expires-in must be positive")
+        raise BadRequest(
+            f"--expires-in {args.expires_in}: give a positive number of seconds "
+            "(the server refuses expired grants)"
+        )
+    expires = now_seconds + args.expires_in
+    if expires > signing.MAX_EXPIRES:
+        raise BadRequest(
+            f"--expires-in {args.expires_in}: give at most {signing.MAX_EXPIRES - now_seconds} "
+            f"seconds (the server refuses expiries past {signing.MAX_EXPIRES} Unix seconds)"
+        )
     prefix = args.prefix or (f"/item/{args.item_id}/" if args.item_id else None)
     if prefix is None:
         raise BadRequest("name an ITEM_ID or a --prefix")
@@ -51,7 +61,6 @@ def signed_url(args: argparse.Namespace, settings: Settings, now: float | None =
         prefix = signing.canonical_prefix(prefix)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    expires = int(time.time() if now is None else now) + args.expires_in
     query = signing.sign(prefix, expires, signing.parse_keys(settings.signing_keys))
     base = args.url.rstrip("/")
     if not args.in_path:
