@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
     access.install(app, settings, lambda item_id: ensure_registered(svc, item_id))
     ratelimit.install(app, settings, svc.state)  # after access: limits verified clients
-    cors.install(app, settings.cors_origins)
+    cors.install(app, settings.cors_origins, settings.cors_manage_origins)  # after the routes
     versioned.install(app)  # gen=<generation> URLs: immutable (api/versioned.py)
     register_error_handlers(app)
     return app
