@@ -40,7 +40,7 @@ class GenerationMemo:
             return entry[0]
         generation = self.registry.generation(source_id)
         if generation is None:
-            raise UnknownSource(f"no item with id {source_id!r}")
+            raise UnknownSource.of(source_id)
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()
         self._entries[source_id] = (generation, now + self.ttl)

@@ -33,7 +33,7 @@ class GirderAuthority:
         """Return when ``token`` (None: anonymous) may read the item; raise the error a
         client gets otherwise (401, 403, 404; 503 when Girder does not answer)."""
         if not is_object_id(item_id):
-            raise UnknownSource(f"no Girder item with id {item_id!r}")
+            raise UnknownSource.girder_item(item_id)
         response = self._get(f"item/{item_id}", token)
         if response.status_code == 200:
             return
@@ -71,7 +71,7 @@ def _refusal(response: requests.Response, item_id: str, token: str | None) -> Ti
         return Forbidden(f"this Girder user may not read item {item_id}")
     if status in (400, 404):
         # Girder answers 400 "Invalid item id" for ids it does not know.
-        return UnknownSource(f"no Girder item with id {item_id!r}")
+        return UnknownSource.girder_item(item_id)
     return _unexpected(response)
 
 

@@ -87,7 +87,18 @@ class NotFound(TilecastError):
 
 
 class UnknownSource(NotFound):
+    """An id that names no registered source (an item of the api), or no Girder item.
+    Raised through :meth:`of` and :meth:`girder_item`: one wording per kind of id."""
+
     code = "unknown_source"
+
+    @classmethod
+    def of(cls, source_id: str) -> UnknownSource:
+        return cls(f"unknown source {source_id!r}")
+
+    @classmethod
+    def girder_item(cls, item_id: str) -> UnknownSource:
+        return cls(f"unknown Girder item {item_id!r}")
 
 
 class TileOutOfRange(NotFound):
@@ -95,9 +106,14 @@ class TileOutOfRange(NotFound):
 
 
 class UnknownJob(NotFound):
-    """A pre-rendering job id that does not exist (or whose record expired)."""
+    """A pre-rendering job id that does not exist (or whose record expired); raised
+    through :meth:`of`, the one wording."""
 
     code = "unknown_job"
+
+    @classmethod
+    def of(cls, job_id: str) -> UnknownJob:
+        return cls(f"unknown job {job_id!r}")
 
 
 class UnsupportedImage(TilecastError):

@@ -679,7 +679,7 @@ class JobStore:
     def get(self, job_id: str) -> JobRecord:
         raw = self.state.hgetall(record_key(job_id))
         if not raw:
-            raise UnknownJob(f"no job with id {job_id!r}")
+            raise UnknownJob.of(job_id)
         return JobRecord.from_hash(raw)  # type: ignore[arg-type]
 
     def errors(self, job_id: str) -> list[dict[str, Any]]:

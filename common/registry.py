@@ -67,7 +67,7 @@ class SourceRegistry:
     def get(self, source_id: str) -> SourceRecord:
         data = self.state.hget(SOURCES_KEY, source_id)
         if data is None:
-            raise UnknownSource(f"no source with id {source_id!r}")
+            raise UnknownSource.of(source_id)
         return SourceRecord.from_json(data)  # type: ignore[arg-type]
 
     def exists(self, source_id: str) -> bool:
@@ -100,5 +100,5 @@ class SourceRegistry:
 
     def bump_generation(self, source_id: str) -> int:
         if not self.exists(source_id):
-            raise UnknownSource(f"no source with id {source_id!r}")
+            raise UnknownSource.of(source_id)
         return int(self.state.incr(generation_key(source_id)))  # type: ignore[arg-type]

@@ -108,7 +108,7 @@ class _Plans:
                 return found
         raw = state.hget(record_key(job_id), "spec")
         if raw is None:
-            raise UnknownJob(f"no job with id {job_id!r}")
+            raise UnknownJob.of(job_id)
         the_plan = plan(JobSpec.from_payload(json.loads(raw)))  # type: ignore[arg-type]
         with self.lock:
             self.plans[job_id] = the_plan

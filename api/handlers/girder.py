@@ -102,4 +102,4 @@ def _precache(
 
 def _check_item_id(item_id: str) -> None:
     if not is_object_id(item_id):
-        raise UnknownSource(f"no Girder item with id {item_id!r}")
+        raise UnknownSource.girder_item(item_id)

@@ -50,7 +50,7 @@ def remove(svc: Services, source_id: str) -> dict[str, Any]:
     retire them as the tiles of a source nobody views. Requests in flight finish with
     their tile or a 404; none fails otherwise."""
     if not svc.registry.remove(source_id):
-        raise UnknownSource(f"no source with id {source_id!r}")
+        raise UnknownSource.of(source_id)
     svc.generations.forget(source_id)
     return {"id": source_id, "deleted": True, "jobsCancelled": cancel_source_jobs(svc, source_id)}
 

@@ -106,7 +106,7 @@ def _image_file(connection: GirderConnection, item_id: str, item: dict[str, Any]
 
 def _item_error(item_id: str, exc: GirderHttpError) -> Exception:
     if exc.status in (400, 404):  # Girder: 400 "Invalid item id (...)"
-        return UnknownSource(f"no Girder item {item_id}")
+        return UnknownSource.girder_item(item_id)
     if exc.status == 403:
         log.warning("tilecast's Girder account may not read item %s", item_id)
         return UnknownSource(f"Girder item {item_id} is not readable by tilecast")

@@ -74,7 +74,7 @@ class GirderReader:
     def open(self, item_id: str, generation: int | None = None) -> GirderImage:
         """The item's file; for a render, ``generation`` is the registration it reads."""
         if not is_object_id(item_id):
-            raise UnknownSource(f"no Girder item {item_id}")
+            raise UnknownSource.girder_item(item_id)
         info = self._resolve(item_id, generation)
         if self.prefixes:
             direct = direct_file(self.connection, info, self.prefixes)
