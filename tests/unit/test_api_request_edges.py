@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
 from api.app import create_app
+from api.dzi import Layout, largest_tile
 from api.openapi import doc_of
 from api.services import EXTENSION
 from common.errors import BadRequest
@@ -135,3 +136,76 @@ def test_a_body_within_the_bound_still_parses(client: FlaskClient) -> None:
     response = client.post("/sources", data=body, content_type="application/json")
     assert response.status_code == 400
     assert response.get_json()["error"] == "source_refused"
+
+
+# --- the Deep Zoom descriptor refuses what its tiles refuse ------------------------------
+
+# Parameters a DZI tile refuses; the descriptor announcing those tiles must too.
+BAD_DZI = [
+    ({"style": "{not json"}, "style"),
+    ({"style": '{"min": "nope"}'}, "style"),
+    ({"encoding": "GIF"}, "encoding"),
+    ({"jpegQuality": "500"}, "jpegQuality"),
+    ({"frame": "x"}, "frame"),
+    ({"frame": "3"}, "frame"),  # the image has one frame
+    ({"tilesize": "3"}, "tilesize"),
+    ({"tilesize": "0"}, "tilesize"),
+    ({"tilesize": "256", "overlap": "257"}, "overlap"),
+    ({"tilesize": "512"}, "tilesize"),  # 512 x 512 is past the region bound below
+    ({"tilesize": "128", "overlap": "100"}, "overlap"),  # 328 x 328 is too
+]
+
+
+@pytest.fixture
+def small_regions(settings: Settings, state: redis.Redis) -> Iterator[FlaskClient]:
+    app = create_app(replace(settings, render_timeout=5.0, max_region_pixels=300 * 300))
+    app.extensions[EXTENSION].sender = FakeSender(state)
+    yield app.test_client()
+    app.extensions[EXTENSION].listener.stop()
+
+
+@pytest.mark.parametrize(("args", "parameter"), BAD_DZI)
+def test_the_descriptor_refuses_what_its_tiles_refuse(
+    small_regions: FlaskClient, source: str, args: dict[str, str], parameter: str
+) -> None:
+    tile = small_regions.get(f"/item/{source}/tiles/dzi_files/10/1_1.jpg", query_string=args)
+    assert tile.status_code == 400, tile.data
+    descriptor = small_regions.get(f"/item/{source}/tiles/dzi.dzi", query_string=args)
+    assert descriptor.status_code == 400, descriptor.data
+    assert descriptor.get_json()["parameter"] == parameter
+
+
+def test_the_descriptor_refuses_a_style_reading_a_missing_frame(
+    client: FlaskClient, source: str
+) -> None:
+    style = json.dumps({"bands": [{"band": 1, "frame": 4}]})
+    response = client.get(f"/item/{source}/tiles/dzi.dzi", query_string={"style": style})
+    assert response.status_code == 400
+    assert response.get_json()["parameter"] == "style"
+    assert "frame 4" in response.get_json()["message"]
+
+
+@pytest.mark.parametrize(
+    "args", [{}, {"tilesize": "256"}, {"tilesize": "128", "overlap": "64"}, {"frame": "0"}]
+)
+def test_the_descriptor_serves_what_its_tiles_serve(
+    small_regions: FlaskClient, source: str, args: dict[str, str]
+) -> None:
+    descriptor = small_regions.get(f"/item/{source}/tiles/dzi.dzi", query_string=args)
+    assert descriptor.status_code == 200, descriptor.data
+    if args.get("overlap"):
+        return  # a region: this test's stand-in worker renders tiles only
+    tile = small_regions.get(f"/item/{source}/tiles/dzi_files/10/1_1.jpg", query_string=args)
+    assert tile.status_code == 200, tile.data
+
+
+@pytest.mark.parametrize("extent", [1, 5, 255, 256, 257, 700, 1000, 4097])
+@pytest.mark.parametrize(("size", "overlap"), [(1, 0), (1, 1), (2, 1), (64, 3), (256, 0),
+                                               (256, 256), (128, 100), (4096, 4096)])  # fmt: skip
+def test_largest_tile_is_the_largest_of_every_tile(extent: int, size: int, overlap: int) -> None:
+    layout = Layout(size, overlap)
+    spans = [
+        min(extent, (i + 1) * size + overlap) - max(0, i * size - overlap)
+        for i in range(-(-extent // size))
+    ]
+    assert largest_tile(layout, extent, 1) == (max(spans), 1)
