@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import access, cors, jsonbody, limits, observe, ratelimit, versioned
+from api import access, cors, jsonbody, limits, observe, publicurl, ratelimit, versioned
 from api.errors import register_error_handlers
 from api.handlers.girder import ensure_registered
 from api.routes import (
@@ -54,4 +54,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     cors.install(app, settings.cors_origins)
     versioned.install(app)  # gen=<generation> URLs: immutable (api/versioned.py)
     register_error_handlers(app)
+    publicurl.install(app, settings)  # last: absolute URLs from the public base URL
     return app

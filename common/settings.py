@@ -156,6 +156,10 @@ class Settings:
     # connect, and to wait for any one reply; a timed-out command is not retried, so a
     # frozen Redis costs a request one timeout, then a 503 with Retry-After. /readyz
     # answers within readyz_timeout, naming any check that did not finish by then.
+    # The base of every absolute URL the api writes (IIIF ids, redirects, TileJSON),
+    # like https://tiles.example.org or https://example.org/tiles; empty: the request's
+    # Host when well formed (api/publicurl.py).
+    public_url: str = ""
     redis_connect_timeout: float = 2.0
     redis_timeout: float = 5.0
     readyz_timeout: float = 3.0

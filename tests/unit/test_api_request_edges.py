@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import redis
@@ -20,7 +21,7 @@ from api.app import create_app
 from api.dzi import Layout, largest_tile
 from api.openapi import doc_of
 from api.services import EXTENSION
-from common.errors import BadRequest
+from common.errors import BadRequest, ConfigurationError
 from common.girder import SECRET_HEADER
 from common.params import MAX_JSON_DEPTH, json_depth_within, loads_json
 from common.registry import SourceRecord, SourceRegistry
@@ -209,3 +210,99 @@ def test_largest_tile_is_the_largest_of_every_tile(extent: int, size: int, overl
         for i in range(-(-extent // size))
     ]
     assert largest_tile(layout, extent, 1) == (max(spans), 1)
+
+
+# --- absolute URLs: the public base URL, else a well-formed Host -------------------------
+
+
+def absolute_urls(client: FlaskClient, source: str, **kwargs: Any) -> list[str]:
+    """The IIIF id, the /iiif/{id} redirect and TileJSON's tile template."""
+    info = client.get(f"/iiif/{source}/info.json", **kwargs)
+    assert info.status_code == 200, info.data
+    redirect = client.get(f"/iiif/{source}", **kwargs)
+    assert redirect.status_code == 303
+    tilejson = client.get(f"/item/{source}/tiles/tilejson.json", **kwargs)
+    assert tilejson.status_code == 200, tilejson.data
+    return [info.get_json()["id"], redirect.headers["Location"], tilejson.get_json()["tiles"][0]]
+
+
+@pytest.fixture
+def public_client(settings: Settings, state: redis.Redis) -> Iterator[Callable[..., FlaskClient]]:
+    """A client of an app made with these settings changed."""
+    apps: list[Flask] = []
+
+    def make(**changes: Any) -> FlaskClient:
+        apps.append(create_app(replace(settings, **changes)))
+        apps[-1].extensions[EXTENSION].sender = FakeSender(state)
+        return apps[-1].test_client()
+
+    yield make
+    for app in apps:
+        app.extensions[EXTENSION].listener.stop()
+
+
+def test_without_a_public_url_a_well_formed_host_is_used(client: FlaskClient, source: str) -> None:
+    urls = absolute_urls(client, source, headers={"Host": "tiles.example.org:8080"})
+    assert urls == [
+        f"http://tiles.example.org:8080/iiif/{source}",
+        f"http://tiles.example.org:8080/iiif/{source}/info.json",
+        f"http://tiles.example.org:8080/item/{source}/tiles/zxy/{{z}}/{{x}}/{{y}}",
+    ]
+    assert absolute_urls(client, source, headers={"Host": "[::1]:9"})[0].startswith(
+        "http://[::1]:9/"
+    )
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example/x?", "a b", "evil.example@x", "<script>", "x:99999999", "-a.b"]
+)
+def test_a_malformed_host_is_a_400_never_a_url(client: FlaskClient, source: str, host: str) -> None:
+    for path in (f"/iiif/{source}/info.json", f"/iiif/{source}", f"/item/{source}/tiles"):
+        response = client.get(path, headers={"Host": host})
+        assert response.status_code == 400, (path, host, response.data)
+        assert response.get_json()["parameter"] == "Host"
+
+
+def test_forwarded_headers_count_only_from_trusted_proxies(
+    public_client: Callable[..., FlaskClient], client: FlaskClient, source: str
+) -> None:
+    forwarded = {
+        "Host": "internal:8000",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "spoofed.example, public.example",
+        "X-Forwarded-Prefix": "/tiles",
+    }
+    untrusted = absolute_urls(client, source, headers=forwarded)
+    assert all(url.startswith("http://internal:8000/iiif/") for url in untrusted[:2]), untrusted
+    trusting = public_client(trusted_proxies="127.0.0.1/32")
+    urls = absolute_urls(trusting, source, headers=forwarded)
+    assert urls[0] == f"https://public.example/tiles/iiif/{source}"
+    assert urls[2] == f"https://public.example/tiles/item/{source}/tiles/zxy/{{z}}/{{x}}/{{y}}"
+    # A malformed forwarded value is ignored, not pasted.
+    bad = {**forwarded, "X-Forwarded-Host": "a b", "X-Forwarded-Proto": "javascript"}
+    assert (
+        absolute_urls(trusting, source, headers=bad)[0]
+        == f"http://internal:8000/tiles/iiif/{source}"
+    )
+
+
+def test_the_public_url_wins_over_host_and_forwarded_headers(
+    public_client: Callable[..., FlaskClient], source: str
+) -> None:
+    client = public_client(public_url="https://tiles.example.org/pre/", trusted_proxies="127.0.0.1")
+    headers = {"Host": "attacker.example", "X-Forwarded-Host": "attacker.example"}
+    assert absolute_urls(client, source, headers=headers) == [
+        f"https://tiles.example.org/pre/iiif/{source}",
+        f"https://tiles.example.org/pre/iiif/{source}/info.json",
+        f"https://tiles.example.org/pre/item/{source}/tiles/zxy/{{z}}/{{x}}/{{y}}",
+    ]
+    # Routes still match the request's own path; only the URLs written change.
+    assert client.get(f"/item/{source}/tiles", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "url", ["tiles.example.org", "ftp://x.example", "https://x.example/?a=1", "https://a b/"]
+)
+def test_a_malformed_public_url_is_refused_at_start(settings: Settings, url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        create_app(replace(settings, public_url=url))
