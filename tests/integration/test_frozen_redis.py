@@ -25,7 +25,8 @@ from tilecast.redis_server import RedisServer
 pytestmark = pytest.mark.integration
 
 REDIS_TIMEOUT = 1.0
-READYZ_TIMEOUT = 1.5
+# Shorter than the socket timeout: /readyz must answer by its own deadline, not the socket's.
+READYZ_TIMEOUT = 0.5
 # Scheduling on a loaded two-core machine, the HTTP round trip, the 503's own work.
 MARGIN = 1.5
 
@@ -86,14 +87,15 @@ def test_a_frozen_redis_is_a_fast_503(frozen_setup: tuple[RedisServer, ApiServer
             assert int(headers["Retry-After"]) >= 1
             assert body["error"] == "service_unavailable"
             assert elapsed < REDIS_TIMEOUT + MARGIN, (path, elapsed)
+            print(f"frozen Redis: {path} -> {status} in {elapsed:.2f} s")
 
         elapsed, status, headers, body = timed(api, "/readyz")
         assert status == 503 and "Retry-After" in headers
         assert elapsed < READYZ_TIMEOUT + MARGIN, elapsed
+        print(f"frozen Redis: /readyz -> {status} in {elapsed:.2f} s")
         assert {"cache", "state"} <= set(body["failed"])
         for name in ("cache", "state"):
-            reason = body["checks"][name]["reason"]
-            assert "timed out" in reason or "TimeoutError" in reason, body
+            assert body["checks"][name]["reason"].startswith("timed out"), body
     finally:
         os.kill(server.proc.pid, signal.SIGCONT)
 
