@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import access, cors, limits, observe, ratelimit, versioned
+from api import access, cors, jsonbody, limits, observe, publicurl, ratelimit, versioned
 from api.errors import register_error_handlers
 from api.handlers.girder import ensure_registered
 from api.routes import (
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     svc = app.extensions[EXTENSION] = Services.build(settings)
     observe.install(app, svc.counters)  # first: every later hook logs with the request id
     limits.install(app, settings)  # then: nothing reads an oversized request
+    jsonbody.install(app)  # and no JSON body is parsed past a depth bound
     for blueprint in (tiles.bp, images.bp, regions.bp, sources.bp, health.bp, metrics.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(jobs.bp)
@@ -53,4 +54,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     cors.install(app, settings.cors_origins, settings.cors_manage_origins)  # after the routes
     versioned.install(app)  # gen=<generation> URLs: immutable (api/versioned.py)
     register_error_handlers(app)
+    publicurl.install(app, settings)  # last: absolute URLs from the public base URL
     return app

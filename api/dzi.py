@@ -94,6 +94,29 @@ def _tile_span(layout: Layout, index: int, extent: int, name: str) -> tuple[int,
     return max(0, start - layout.overlap), min(extent, start + layout.tile_size + layout.overlap)
 
 
+def largest_tile(layout: Layout, size_x: int, size_y: int) -> tuple[int, int]:
+    """The widest and tallest tile of any level: the descriptor promises them all."""
+    return _largest_span(layout, size_x), _largest_span(layout, size_y)
+
+
+def _largest_span(layout: Layout, extent: int) -> int:
+    """The longest tile span across ``extent`` (the full-resolution level; lower levels
+    only have shorter ones). A span grows while its start is clamped to 0, is constant
+    in the interior and shrinks once its end is clamped: the longest is at an end or
+    where a clamp starts or stops, so those few indexes are enough."""
+    size, overlap = layout.tile_size, layout.overlap
+    last = (extent - 1) // size
+    free_start = -(-overlap // size)  # first index whose start is not clamped
+    clamped_end = max(0, -(-(extent - overlap) // size) - 1)  # first whose end is
+    candidates = {0, last, free_start - 1, free_start, clamped_end - 1, clamped_end}
+    spans = (
+        min(extent, (i + 1) * size + overlap) - max(0, i * size - overlap)
+        for i in candidates
+        if 0 <= i <= last
+    )
+    return max(spans)
+
+
 def parse_level(raw: str) -> int:
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 3):
         raise BadRequest(f"level must be a non-negative integer, not {raw!r}", parameter="level")

@@ -7,14 +7,23 @@ a body longer than ``TILECAST_MAX_BODY_BYTES`` is a 413 (Flask's
 other bounds sit with the parameters they bound: style bytes and nesting depth
 (common/style.py), region and histogram pixels (common/regions.py, api/iiif.py),
 thumbnail sides (api/parsing.py).
+
+The path must name its segments plainly: an empty segment (``//``), a ``.`` or ``..``
+segment, a backslash or NUL is a 400 naming ``path``, before Werkzeug would merge or
+redirect it (differently by position). The check reads the decoded path, the one thing
+every supported server gives alike: granian decodes ``%2F`` into ``PATH_INFO`` and
+passes no raw request target, so an encoded slash is a slash under every server
+(``/item/{id}%2Ftiles`` is ``/item/{id}/tiles``; ``%2F%2F`` an empty segment, a 400).
+Item ids never hold a slash, so no resource needs one.
 """
 
 from __future__ import annotations
 
 from flask import Flask, request
 
-from common.errors import UriTooLong
+from common.errors import BadRequest, UriTooLong
 from common.settings import Settings
+from common.signing import safe_request_path
 
 
 def install(app: Flask, settings: Settings) -> None:
@@ -31,3 +40,8 @@ def install(app: Flask, settings: Settings) -> None:
             )
         if len(request.environ.get("PATH_INFO", "")) > max_path:
             raise UriTooLong(f"the path is longer than {max_path} bytes", parameter="path")
+        path = request.environ.get("PATH_INFO", "")
+        if "//" in path or not safe_request_path(path, ""):
+            raise BadRequest(
+                "the path has an empty, '.' or '..' segment (or a backslash)", parameter="path"
+            )

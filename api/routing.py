@@ -155,7 +155,7 @@ class Router:
 def build_router(settings: Settings, state: redis.Redis) -> Router:
     return Router(
         state,
-        broker_client(settings.broker_url),
+        broker_client(settings.broker_url, **settings.redis_timeouts),
         max_depth=settings.max_queue_depth,
         affinity_depth=settings.affinity_queue_depth,
     )

@@ -45,11 +45,13 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         """Connections are opened lazily, on first use: building costs no round trip."""
-        cache_client = connect_cache(settings.cache_url)
-        state = connect(settings.state_url)
+        cache_client = connect_cache(settings.cache_url, **settings.redis_timeouts)
+        state = connect(settings.state_url, **settings.redis_timeouts)
         registry = SourceRegistry(state)
         # Completions are published on the state Redis (common.inflight.announce).
-        listener = CompletionListener(lambda: connect(settings.state_url))
+        listener = CompletionListener(
+            lambda: connect(settings.state_url, **settings.redis_timeouts)
+        )
         # Affinity, spill-over and backpressure of interactive sends (api/routing.py).
         router = build_router(settings, state)
         dispatcher = Dispatcher(

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from common.errors import BadRequest, TileOutOfRange
+from common.style import style_frames
 from common.tiles import TileRequest
 
 
@@ -23,6 +24,18 @@ def check_frame(frame: int, metadata: Mapping[str, Any]) -> None:
     if not 0 <= frame < count:
         raise BadRequest(
             f"frame {frame} does not exist; the image has {count} frame(s)", parameter="frame"
+        )
+
+
+def check_style_frames(style: str | None, frame: int, metadata: Mapping[str, Any]) -> None:
+    """A style reading a frame the image lacks is a 400 naming ``style`` (as a worker
+    answers for each tile it would render with it)."""
+    count = frame_count(metadata)
+    missing = sorted(f for f in style_frames(style, frame) if not 0 <= f < count)
+    if missing:
+        raise BadRequest(
+            f"style reads frame {missing[0]}, which does not exist (0 to {count - 1})",
+            parameter="style",
         )
 
 

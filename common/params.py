@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
+from typing import Any
 
 from common.errors import BadRequest
 
@@ -25,3 +28,37 @@ def parse_bounded_int(raw: str, name: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise BadRequest(f"{name} must be between {low} and {high}, not {value}", parameter=name)
     return value
+
+
+# The deepest nesting any JSON a request carries may have (bodies, the ``style``
+# parameter). Python's json parser recurses once per level and fails with a
+# RecursionError (not a ValueError) near 1000: the text is measured before parsing.
+MAX_JSON_DEPTH = 32
+# A JSON string (skipped whole: brackets inside it are text) or a bracket.
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]+|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def json_depth_within(text: str, max_depth: int) -> bool:
+    """Whether no array or object of ``text`` is nested deeper than ``max_depth``."""
+    depth = 0
+    for match in _JSON_TOKENS.finditer(text):
+        char = match.group()[0]
+        if char in "[{":
+            depth += 1
+            if depth > max_depth:
+                return False
+        elif char in "]}":
+            depth -= 1
+    return True
+
+
+def loads_json(
+    text: str | bytes, name: str, *, max_depth: int = MAX_JSON_DEPTH, **options: Any
+) -> Any:
+    """``json.loads`` of request input named ``name``: nesting deeper than ``max_depth``
+    is a BadRequest naming it, before any parsing; malformed JSON is a ValueError."""
+    if isinstance(text, bytes | bytearray):
+        text = text.decode(json.detect_encoding(text))
+    if not json_depth_within(text, max_depth):
+        raise BadRequest(f"{name} is nested deeper than {max_depth} levels", parameter=name)
+    return json.loads(text, **options)

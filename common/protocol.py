@@ -56,7 +56,14 @@ def make_celery(settings: Settings, main: str = "tilecast") -> Celery:
         broker_connection_retry_on_startup=True,
         # Redis transport: a worker polls its queues in the order given (an interactive
         # node: its own affinity queue, then the shared one), not round-robin.
-        broker_transport_options={"visibility_timeout": 3600, "queue_order_strategy": "priority"},
+        # Its sockets time out like every other Redis client's (TILECAST_REDIS_TIMEOUT):
+        # a frozen broker fails a dispatch in seconds instead of holding it.
+        broker_transport_options={
+            "visibility_timeout": 3600,
+            "queue_order_strategy": "priority",
+            "socket_timeout": settings.redis_timeout,
+            "socket_connect_timeout": settings.redis_connect_timeout,
+        },
         worker_hijack_root_logger=False,
         # Recycle pool processes (prefork): Celery starts a fresh one after the task that
         # reaches either bound; its Renderer is made anew (workers/tasks.py).

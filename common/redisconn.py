@@ -25,26 +25,51 @@ from common.errors import ConfigurationError
 # with "Too many connections": an api process with more threads than that (every thread
 # waiting on a render holds one) must not turn its own thread count into 503s.
 MAX_CONNECTIONS = 4096
+# Seconds to open a connection, and to wait for any one reply, unless the settings say
+# otherwise (TILECAST_REDIS_CONNECT_TIMEOUT, TILECAST_REDIS_TIMEOUT). A timed-out command
+# is not retried: a frozen Redis (stopped, swapping, partitioned) must cost a request one
+# timeout and then a 503, not one per retry. A dropped connection is still retried once,
+# at once (a restarted Redis, a stale pooled connection).
+CONNECT_TIMEOUT = 2.0
+TIMEOUT = 5.0
 CONNECTION_OPTIONS: dict[str, Any] = {
-    "socket_connect_timeout": 5,
-    "socket_timeout": 10,
+    "socket_connect_timeout": CONNECT_TIMEOUT,
+    "socket_timeout": TIMEOUT,
     "health_check_interval": 30,
-    "retry_on_timeout": True,
+    "retry_on_timeout": False,
     "max_connections": MAX_CONNECTIONS,
 }
+
+
+def connection_options(
+    timeout: float | None = None, connect_timeout: float | None = None
+) -> dict[str, Any]:
+    """CONNECTION_OPTIONS with these timeouts (seconds; None: the defaults). Options in
+    a URL's query (``?socket_timeout=1``) still win: one role may differ."""
+    options = dict(CONNECTION_OPTIONS)
+    if timeout is not None:
+        options["socket_timeout"] = timeout
+    if connect_timeout is not None:
+        options["socket_connect_timeout"] = connect_timeout
+    return options
+
+
 # The scheme suffix that names a Redis Cluster; the node connections use the scheme
 # without it (redis: plain TCP, rediss: TLS).
 CLUSTER_SUFFIX = "+cluster"
 CLUSTER_SCHEMES = ("redis" + CLUSTER_SUFFIX, "rediss" + CLUSTER_SUFFIX)
 
 
-def connect(url: str) -> redis.Redis:
-    """A client of one Redis server that returns bytes and never hangs forever."""
+def connect(
+    url: str, *, timeout: float | None = None, connect_timeout: float | None = None
+) -> redis.Redis:
+    """A client of one Redis server that returns bytes and never hangs forever: each
+    reply waits at most ``timeout`` seconds, a connection ``connect_timeout``."""
     if is_cluster_url(url):
         raise ConfigurationError(
             f"{url!r} names a Redis Cluster: only the cache Redis (TILECAST_CACHE_URL) may be one"
         )
-    return redis.Redis.from_url(url, **CONNECTION_OPTIONS)
+    return redis.Redis.from_url(url, **connection_options(timeout, connect_timeout))
 
 
 # -- the cache Redis: one server or a cluster ---------------------------------------------
@@ -167,11 +192,14 @@ def _pipelines(make: Callable[..., Any]) -> Callable[..., Any]:
 CacheClient = redis.Redis | LazyCluster
 
 
-def connect_cache(url: str, **options: Any) -> CacheClient:
+def connect_cache(
+    url: str, *, timeout: float | None = None, connect_timeout: float | None = None, **options: Any
+) -> CacheClient:
     """The cache Redis's client: one server, or a cluster for a cluster URL.
 
-    ``options`` replace the usual connection options (timeouts, pool size)."""
-    options = options or CONNECTION_OPTIONS
+    ``timeout`` and ``connect_timeout`` as for :func:`connect`; other ``options``
+    replace the usual connection options (timeouts, pool size)."""
+    options = options or connection_options(timeout, connect_timeout)
     if not is_cluster_url(url):
         return redis.Redis.from_url(url, **options)
     address = parse_cluster_url(url)

@@ -59,11 +59,11 @@ def pick(key: str, workers: Sequence[WorkerInfo]) -> WorkerInfo | None:
     return best
 
 
-def broker_client(url: str) -> redis.Redis | None:
+def broker_client(url: str, **timeouts: float) -> redis.Redis | None:
     """A client of the broker's Redis (queue lists: LLEN, LMOVE), or None for another
     kind of broker."""
     if url.split("://", 1)[0] in ("redis", "rediss", "unix"):
-        return connect(url)
+        return connect(url, **timeouts)
     return None
 
 

@@ -161,6 +161,22 @@ class Settings:
     girder_file_ttl: int = 300
     girder_download_dir: str = ""
     girder_download_cache_bytes: int = 20 * 1024**3
+    # Redis sockets (common/redisconn.py), both roles and the Redis broker: seconds to
+    # connect, and to wait for any one reply; a timed-out command is not retried, so a
+    # frozen Redis costs a request one timeout, then a 503 with Retry-After. /readyz
+    # answers within readyz_timeout, naming any check that did not finish by then.
+    # The base of every absolute URL the api writes (IIIF ids, redirects, TileJSON),
+    # like https://tiles.example.org or https://example.org/tiles; empty: the request's
+    # Host when well formed (api/publicurl.py).
+    public_url: str = ""
+    redis_connect_timeout: float = 2.0
+    redis_timeout: float = 5.0
+    readyz_timeout: float = 3.0
+
+    @property
+    def redis_timeouts(self) -> dict[str, float]:
+        """``connect(url, **settings.redis_timeouts)``: the configured socket timeouts."""
+        return {"timeout": self.redis_timeout, "connect_timeout": self.redis_connect_timeout}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -211,6 +227,9 @@ class Settings:
         if self.signing_keys:
             parse_keys(self.signing_keys)
         _check_cluster_urls(self.cache_url, self.state_url, broker)
+        for name in ("redis_connect_timeout", "redis_timeout", "readyz_timeout"):
+            if not getattr(self, name) > 0:  # 0 would make Redis sockets non-blocking
+                raise ConfigurationError(f"{PREFIX}{name.upper()}: a number of seconds > 0")
         return replace(
             self, state_url=state, broker_url=broker, girder_url=self.girder_url.rstrip("/")
         )

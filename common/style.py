@@ -47,6 +47,7 @@ from typing import Any
 
 from common.colors import is_color
 from common.errors import BadRequest
+from common.params import loads_json
 
 NO_STYLE = "none"
 MAX_DEPTH = 6
@@ -89,8 +90,8 @@ def canonical_style(text: str | None, *, max_bytes: int) -> str | None:
     if len(text.encode()) > max_bytes:
         raise BadRequest(f"style is longer than {max_bytes} bytes", parameter="style")
     try:
-        style = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
+        style = loads_json(text, "style", max_depth=MAX_DEPTH + 1, parse_constant=_no_constant)
+    except ValueError as exc:
         raise BadRequest(f"style is not valid JSON: {exc}", parameter="style") from None
     _check_depth(style, 0)
     if not isinstance(style, dict):

@@ -59,14 +59,16 @@ class Renderer:
         # Renderer itself.)
         pyvips.cache_set_max(0)
         self.cache_client = (
-            cache_client if cache_client is not None else connect_cache(settings.cache_url)
+            cache_client
+            if cache_client is not None
+            else connect_cache(settings.cache_url, **settings.redis_timeouts)
         )
         if state_client is not None:
             self.state = state_client
         elif settings.state_url in ("", settings.cache_url):
             self.state = self.cache_client
         else:
-            self.state = connect(settings.state_url)
+            self.state = connect(settings.state_url, **settings.redis_timeouts)
         self.cache = TileCache(self.cache_client, ttl=settings.tile_ttl)
         self.registry = SourceRegistry(self.state)
         self.sources = SourceCache(

@@ -95,7 +95,7 @@ class Heartbeat:
     def __init__(
         self, settings: Settings, node: str, role: str, queue: str | None, concurrency: int
     ) -> None:
-        self.state = connect(settings.state_url)
+        self.state = connect(settings.state_url, **settings.redis_timeouts)
         self.broker = broker_client(settings.broker_url)
         self.node = node
         self.role = role

@@ -449,7 +449,7 @@ class DriverThread:
     """The driver's loop, in a daemon thread of a worker's parent process."""
 
     def __init__(self, settings: Settings, send: Send) -> None:
-        self.state = connect(settings.state_url)
+        self.state = connect(settings.state_url, **settings.redis_timeouts)
         owner = f"{socket.gethostname()}:{os.getpid()}"
         self.driver = JobDriver(JobStore(self.state), settings, send, owner)
         self.stopping = threading.Event()

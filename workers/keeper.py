@@ -182,8 +182,8 @@ class Keeper:
     @classmethod
     def from_settings(cls, settings: Settings) -> Keeper:
         return cls(
-            connect_cache(settings.cache_url),
-            connect(settings.state_url),
+            connect_cache(settings.cache_url, **settings.redis_timeouts),
+            connect(settings.state_url, **settings.redis_timeouts),
             window=settings.active_window,
             high_water=settings.keeper_high_water,
             low_water=settings.keeper_low_water,

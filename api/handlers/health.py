@@ -4,11 +4,20 @@ Ready means a tile can be served and rendered: the cache and the state Redis ans
 at least one interactive worker node heartbeated within ``TILECAST_WORKER_TTL`` (its
 heartbeat key expires on the Redis server after that), and the broker answers when it
 is not the state Redis.
+
+Every check runs in a thread of a small shared pool, and ``/readyz`` answers within
+``TILECAST_READYZ_TIMEOUT`` whatever the checks do: one that has not finished by then
+(a frozen Redis, whose socket timeout may be longer) is reported failed as ``timed
+out``. A check left running ends by its own socket timeout; while the pool's threads
+are all held, later checks wait in its queue and time out the same way.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,22 +35,44 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 BROKER_TIMEOUT = 2.0
 
 Check = dict[str, Any]
+# Threads for readiness checks (four kinds): a probe never waits on more than its
+# deadline, and frozen Redis servers cannot make the checks pile up past this.
+CHECK_THREADS = 8
+_checks = ThreadPoolExecutor(max_workers=CHECK_THREADS, thread_name_prefix="tilecast-readyz")
 
 
 def readiness(svc: Services) -> tuple[dict[str, Check], list[str]]:
     """``(checks, failed)``: every check's result by name, and the names that failed."""
     settings = svc.settings
-    checks: dict[str, Check] = {
-        "cache": _guarded(lambda: _ping_primaries(svc.cache.client)),
-        "state": _guarded(lambda: _ping(svc.state)),
+    budget = settings.readyz_timeout
+    deadline = time.monotonic() + budget
+    running: dict[str, Future[Check]] = {
+        "cache": _checks.submit(_guarded, lambda: _ping_primaries(svc.cache.client)),
+        "state": _checks.submit(_guarded, lambda: _ping(svc.state)),
     }
-    checks["workers"] = (
-        _guarded(lambda: _workers(svc)) if checks["state"]["ok"] else _skipped("state")
-    )
     if settings.broker_url != settings.state_url:
-        checks["broker"] = _guarded(lambda: _broker(settings.broker_url))
+        running["broker"] = _checks.submit(
+            _guarded, lambda: _broker(settings.broker_url, settings.redis_timeouts)
+        )
+    done = {name: _by(deadline, future, budget) for name, future in running.items()}
+    checks = {"cache": done["cache"], "state": done["state"]}
+    if done["state"]["ok"]:
+        checks["workers"] = _by(deadline, _checks.submit(_guarded, lambda: _workers(svc)), budget)
+    else:
+        checks["workers"] = _skipped("state")
+    if "broker" in done:
+        checks["broker"] = done["broker"]
     failed = [name for name, check in checks.items() if not check["ok"]]
     return checks, failed
+
+
+def _by(deadline: float, future: Future[Check], budget: float) -> Check:
+    """The check's result, or a failed check if it is not done by ``deadline``."""
+    try:
+        return future.result(timeout=max(0.0, deadline - time.monotonic()))
+    except FutureTimeout:
+        future.cancel()  # still queued: never run it
+        return {"ok": False, "reason": f"timed out: no answer within {budget:g} s"}
 
 
 def _guarded(check: Callable[[], Check]) -> Check:
@@ -78,10 +109,10 @@ def _workers(svc: Services) -> Check:
     return check
 
 
-def _broker(url: str) -> Check:
+def _broker(url: str, timeouts: dict[str, float]) -> Check:
     """A Redis broker is pinged; any other (RabbitMQ) gets a connection opened and closed."""
     if urlsplit(url).scheme in REDIS_SCHEMES:
-        client = connect(url)
+        client = connect(url, **timeouts)
         try:
             return _ping(client)
         finally:

@@ -18,7 +18,7 @@ def snapshot(svc: Services) -> metrics.Snapshot:
     if settings.broker_url == settings.state_url:
         broker = svc.state
     elif urlsplit(settings.broker_url).scheme in ("redis", "rediss", "unix"):
-        broker = connect(settings.broker_url)
+        broker = connect(settings.broker_url, **settings.redis_timeouts)
     try:
         return metrics.collect(svc.cache.client, svc.state, broker, window=settings.active_window)
     finally:

@@ -9,10 +9,12 @@ from flask import Blueprint, Response, request
 
 from api import dzi
 from api.handlers.protocols import box_image, grid
+from api.handlers.tiles import metadata
 from api.http import image_response
 from api.openapi import ENCODING, FRAME, IMAGE_ANSWERS, IMAGES, STYLE, TILE_QUERY, Param, document
 from api.parsing import parse_encoding, parse_frame, parse_style
 from api.services import services
+from api.tilerange import check_frame, check_style_frames
 from common.errors import BadRequest
 
 bp = Blueprint("dzi", __name__)
@@ -33,7 +35,11 @@ LAYOUT = (
 @bp.get("/item/<item_id>/tiles/dzi.dzi")
 @document(query=(*LAYOUT, FRAME, STYLE, *ENCODING), produces=("text/xml",))
 def descriptor(item_id: str) -> Response:
-    """The Deep Zoom descriptor (XML): ``TileSize``, ``Overlap``, ``Format``, ``Size``."""
+    """The Deep Zoom descriptor (XML): ``TileSize``, ``Overlap``, ``Format``, ``Size``.
+
+    It refuses what its tiles would: every parameter is parsed as the tile route parses
+    it, the frame and the frames a style reads must exist, and its largest tile must be
+    one the region bound lets a tile be rendered at (``TILECAST_MAX_REGION_PIXELS``)."""
     svc = services()
     args = request.args
     layout = dzi.Layout.from_query(args)
@@ -42,9 +48,22 @@ def descriptor(item_id: str) -> Response:
         raise BadRequest(
             f"Deep Zoom tiles are {', '.join(dzi.FORMATS)}, not {encoding}", parameter="encoding"
         )
-    parse_frame(args)
-    parse_style(args, svc.settings)
+    frame = parse_frame(args)
+    style = parse_style(args, svc.settings)
     image = grid(svc, item_id)
+    meta = metadata(svc, item_id)
+    check_frame(frame, meta)
+    check_style_frames(style, frame, meta)
+    width, height = dzi.largest_tile(layout, image.size_x, image.size_y)
+    aligned = (layout.overlap, layout.tile_size) == (0, image.tile_width) == (0, image.tile_height)
+    if not aligned and width * height > svc.settings.max_region_pixels:
+        # Tiles off tilecast's own grid are regions, bounded like every region.
+        raise BadRequest(
+            f"tiles of tilesize {layout.tile_size} and overlap {layout.overlap} are up to "
+            f"{width} x {height} pixels, more than the {svc.settings.max_region_pixels} "
+            "this server renders at once (TILECAST_MAX_REGION_PIXELS)",
+            parameter="tilesize" if layout.overlap == 0 else "overlap",
+        )
     xml = dzi.descriptor(layout, encoding, image.size_x, image.size_y)
     # Spelled as girder_large_image's server sends it (no space), for byte-equal headers.
     return Response(xml, content_type="text/xml;charset=utf-8")
