@@ -85,6 +85,9 @@ HOSTILE: dict[str, Hostile] = {
     "tile-j2k-siz-30000.tiff": Hostile(201, tile=422),
     "tile-jp2-ihdr-30000.tiff": Hostile(201, tile=422),
     "png-1e6.png": Hostile(422),
+    # Issue 14: 1.2 GB decoded, within the disk bound, a few rows of data: registers, and
+    # its tiles are a 422 once the one shared decode meets the end of the data.
+    "png-canvas-20000.png": Hostile(201, tile=422),
     "png-bomb-40000.png": Hostile(422),
     "jpeg-65000.jpg": Hostile(422),
     "garbage.bin": Hostile(422),
@@ -160,6 +163,7 @@ def make_hostile_files(root: Path) -> dict[str, Path]:
             _jpeg2000_tiles("JP2"), _jp2_ihdr_and_siz, COMPRESSION_JPEG2000
         ),
         "png-1e6.png": lambda: png_header_only(10**6, 10**6),
+        "png-canvas-20000.png": lambda: png_header_only(20_000, 20_000),
         "png-bomb-40000.png": lambda: png_header_only(40_000, 40_000),
         "jpeg-65000.jpg": lambda: jpeg_declaring(65_000, 65_000),
         "garbage.bin": lambda: bytes(range(256)) * 64,

@@ -184,3 +184,28 @@ def test_codec_header_is_checked_before_decoding(
         grown = peak - before.get(pid, baseline)
         assert grown < MAX_PEAK_GROWTH, f"process {pid} peaked {grown >> 20} MiB higher"
     assert_still_serving(api, control_source)
+
+
+def test_small_png_declaring_a_huge_canvas(
+    api: ApiServer, worker: Child, hostile: dict[str, Path], source_root: Path, control_source: str
+) -> None:
+    """20000^2 declared (1.2 GB decoded, within TILECAST_MAX_DECODE_DISK_BYTES), a few rows
+    stored: it registers; its one shared decode (workers/sources/decoded.py) meets the end
+    of the data at once: a 422 in well under a second, no worker's peak memory moves, and
+    nothing is left on disk."""
+    source = api.register(hostile["png-canvas-20000.png"])
+    levels = api.get(f"/item/{source}/tiles", timeout=REQUEST_TIMEOUT).json()["levels"]
+    before = _peaks(worker.proc.pid)
+    started = time.monotonic()
+    tile = api.get(f"/item/{source}/tiles/zxy/{levels - 1}/3/3", timeout=REQUEST_TIMEOUT)
+    elapsed = time.monotonic() - started
+    assert "cannot be decoded" in assert_error(tile, 422, "unsupported_image")["message"]
+    assert elapsed < MAX_REFUSAL_SECONDS, f"{elapsed:.2f} s"
+    after = _peaks(worker.proc.pid)
+    baseline = max(before.values())
+    for pid, peak in after.items():
+        grown = peak - before.get(pid, baseline)
+        assert grown < MAX_PEAK_GROWTH, f"process {pid} peaked {grown >> 20} MiB higher"
+    decoded = source_root.parent / "decoded"
+    assert not list(decoded.glob("*.tif")) and not list(decoded.glob("*.partial"))
+    assert_still_serving(api, control_source)
