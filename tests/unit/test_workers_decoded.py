@@ -118,3 +118,21 @@ def test_least_recently_used_copies_make_room(tmp_path: Path) -> None:
     _tile(second, settings)
     (new,) = _copies(folder)
     assert new != old and not old.exists()
+
+
+@pytest.mark.parametrize(("rows", "shared"), [(300, True), (16, False)])
+def test_a_tiff_stored_as_one_huge_strip_is_decoded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int, shared: bool
+) -> None:
+    """libtiff decodes a strip whole: a TIFF whose strips pass the in-memory size takes
+    the shared copy; one of small strips is read strip by strip, as before."""
+    import tifffile
+
+    monkeypatch.setattr(vipsimage, "IN_MEMORY_BYTES", 500_000)
+    pixels = np.ndarray((300, 5000, 3), np.uint8, sample_image(5000, 300).write_to_memory())
+    path = tmp_path / "striped.tiff"  # wider than the TIFF reader's striped bound
+    tifffile.imwrite(path, pixels, rowsperstrip=rows, compression="zlib", photometric="rgb")
+    folder = tmp_path / "decoded"
+    tile = _tile(path, _settings(folder), 3, 0)
+    assert np.array_equal(tile, pixels[0:256, 768:1024])
+    assert bool(_copies(folder)) is shared

@@ -20,6 +20,7 @@ from workers.rawtile import RawTile
 from workers.sources import decoded
 from workers.sources.base import ImageSource, level_count
 from workers.sources.files import ImageFile
+from workers.sources.tiffdir import TiffFile, TiffFormatError
 from workers.vipsutil import to_numpy, vips_dtype
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,10 @@ class VipsImageSource(ImageSource):
         # Decoded whole on the first read: a few kilobytes of PNG or JPEG may declare
         # gigabytes (a decompression bomb). Past IN_MEMORY_BYTES it is decoded once per
         # machine onto disk, within the disk bound checked here, before any decoding.
-        self._shared = not loader.startswith(RANDOM_ACCESS_LOADERS) and whole > IN_MEMORY_BYTES
+        self._shared = whole > IN_MEMORY_BYTES and (
+            not loader.startswith(RANDOM_ACCESS_LOADERS)
+            or (loader.startswith("tiffload") and _largest_strip(file) > IN_MEMORY_BYTES)
+        )
         if self._shared:
             decoded.check_bound(whole, settings)
         self._settings = settings
@@ -124,6 +128,7 @@ class VipsImageSource(ImageSource):
     def estimated_bytes(self) -> int:
         whole = self.size_x * self.size_y * self.band_count * np.dtype(self.dtype).itemsize
         if self._loader.startswith(RANDOM_ACCESS_LOADERS) or whole > IN_MEMORY_BYTES:
+            # (A TIFF whose strips pass IN_MEMORY_BYTES is read from its shared copy.)
             # Random-access loaders (and the shared tiled copy of an image decoded onto
             # disk) keep only the tiles or strips recently read.
             return 64 * 1024 + min(whole, 16 * 1024 * 1024)
@@ -132,3 +137,17 @@ class VipsImageSource(ImageSource):
     def close(self) -> None:
         self._image = None  # type: ignore[assignment]
         self.file.close()
+
+
+def _largest_strip(file: ImageFile) -> int:
+    """Decoded bytes of the first page's largest strip: libtiff decodes a strip whole,
+    so a TIFF stored as one huge strip is, for every reader, an image decoded whole."""
+    try:
+        with TiffFile(file) as tiff:
+            page = tiff.directories[0]
+            if page.is_tiled:
+                return 0
+            sample_bytes = max(1, page.bits_per_sample // 8)
+            return page.width * page.rows_per_strip * page.samples_per_pixel * sample_bytes
+    except (TiffFormatError, OSError, ValueError):
+        return 0  # libvips opened it; its own reads report what is wrong
