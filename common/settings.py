@@ -99,6 +99,13 @@ class Settings:
     max_region_pixels: int = 4096 * 4096
     # Decoding bound: images (or levels read whole) beyond this many pixels are refused.
     max_decode_pixels: int = 2 * 10**11
+    # Images libvips must decode whole (PNG, JPEG, WebP, ...) beyond 100 MiB decoded are
+    # converted once per machine into a tiled TIFF under decode_cache_dir (default: a
+    # "tilecast-decoded" folder in the system temporary directory), shared by every
+    # worker process; one image, and the folder, hold at most max_decode_disk_bytes
+    # (least recently used copies deleted first); a larger image is refused (422).
+    max_decode_disk_bytes: int = 4 * 1024**3
+    decode_cache_dir: str = ""
     # HTTP caching of tiles.
     http_max_age: int = 24 * 3600
     # Default JPEG quality when a request gives none (large_image's default).

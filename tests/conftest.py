@@ -183,6 +183,8 @@ def tilecast_env(redis_url: str, source_root: Path) -> dict[str, str]:
             # Registering the test images must not start background pre-rendering jobs
             # (tests count renders); tests/integration/test_jobs.py turns it on itself.
             "TILECAST_AUTO_PRECACHE": "0",
+            # Whole-image decodes shared on disk: this session's own folder.
+            "TILECAST_DECODE_CACHE_DIR": str(source_root.parent / "decoded"),
             "PYTHONPATH": str(REPO),
             "PYTHONUNBUFFERED": "1",
         },

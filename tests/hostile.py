@@ -3,8 +3,10 @@
 Each file is what a careless or malicious uploader could leave under a source root: a
 TIFF cut short, tile offsets pointing anywhere, absurd dimensions and tile sizes, bogus
 JPEG tables, a directory chain that loops, a BigTIFF with an impossible entry count, PNG
-and JPEG headers declaring gigapixels (decompression bombs). ``make_hostile_files``
-writes them; ``HOSTILE`` says what tilecast must answer for each.
+and JPEG headers declaring gigapixels (decompression bombs), and (issue 14) tiles whose
+own codec header -- JPEG, PNG, WebP, JPEG 2000 -- declares a size other than the file's
+tile size. ``make_hostile_files`` writes them; ``HOSTILE`` says what tilecast must
+answer for each.
 
 The TIFFs are built here rather than by libvips, which would refuse to write them:
 classic little-endian TIFF, one tiled JPEG directory (tiles from libvips' own JPEG
@@ -28,7 +30,10 @@ SHORT, LONG, UNDEFINED = 3, 4, 7
 IMAGE_WIDTH, IMAGE_LENGTH, BITS_PER_SAMPLE, COMPRESSION = 256, 257, 258, 259
 PHOTOMETRIC, SAMPLES_PER_PIXEL, SUB_IFDS = 262, 277, 330
 TILE_WIDTH, TILE_LENGTH, TILE_OFFSETS, TILE_BYTE_COUNTS, JPEG_TABLES = 322, 323, 324, 325, 347
-COMPRESSION_JPEG, PHOTOMETRIC_YCBCR = 7, 6
+COMPRESSION_JPEG, PHOTOMETRIC_YCBCR, PHOTOMETRIC_RGB = 7, 6, 2
+COMPRESSION_JPEG2000, COMPRESSION_APERIO_JP2K, COMPRESSION_PNG = 34712, 33005, 34933
+COMPRESSION_WEBP = 50001
+HUGE = 30_000  # what a hostile tile header declares (VP8 and VP8L hold 14 bits: 16383)
 TILE = 256
 SIZE = 512  # 2 x 2 tiles
 
@@ -69,7 +74,20 @@ HOSTILE: dict[str, Hostile] = {
     "bigtiff-entries-2e63.tiff": Hostile(422),
     "bigtiff-entries-4000.tiff": Hostile(422),
     "bigtiff-first-ifd-past-eof.tiff": Hostile(422),
+    # Issue 14: tiles whose own codec header disagrees with the TIFF's 256 x 256 tiles.
+    "tile-jpeg-sof-30000.tiff": Hostile(201, tile=422),
+    "tile-jpeg-tables-sof-30000.tiff": Hostile(201, tile=422),
+    "tile-jpeg-sof-128.tiff": Hostile(201, tile=422),
+    "tile-png-ihdr-30000.tiff": Hostile(201, tile=422),
+    "tile-webp-vp8-16383.tiff": Hostile(201, tile=422),
+    "tile-webp-vp8l-16384.tiff": Hostile(201, tile=422),
+    "tile-webp-vp8x-30000.tiff": Hostile(201, tile=422),
+    "tile-j2k-siz-30000.tiff": Hostile(201, tile=422),
+    "tile-jp2-ihdr-30000.tiff": Hostile(201, tile=422),
     "png-1e6.png": Hostile(422),
+    # Issue 14: 1.2 GB decoded, within the disk bound, a few rows of data: registers, and
+    # its tiles are a 422 once the one shared decode meets the end of the data.
+    "png-canvas-20000.png": Hostile(201, tile=422),
     "png-bomb-40000.png": Hostile(422),
     "jpeg-65000.jpg": Hostile(422),
     "garbage.bin": Hostile(422),
@@ -123,7 +141,29 @@ def make_hostile_files(root: Path) -> dict[str, Path]:
         "bigtiff-entries-2e63.tiff": lambda: _bigtiff_directory(2**63),
         "bigtiff-entries-4000.tiff": lambda: _bigtiff_directory(4000),
         "bigtiff-first-ifd-past-eof.tiff": lambda: b"II+\x00" + struct.pack("<HHQ", 8, 0, 2**62),
+        "tile-jpeg-sof-30000.tiff": lambda: tiled_tiff(declaring(tiles, _jpeg_sof, HUGE)),
+        "tile-jpeg-tables-sof-30000.tiff": lambda: _abbreviated_tiff(
+            declaring(tiles, _jpeg_sof, HUGE)
+        ),
+        "tile-jpeg-sof-128.tiff": lambda: tiled_tiff(declaring(tiles, _jpeg_sof, 128)),
+        "tile-png-ihdr-30000.tiff": lambda: _codec_tiff(_png_tiles(), _png_ihdr, COMPRESSION_PNG),
+        "tile-webp-vp8-16383.tiff": lambda: _codec_tiff(
+            _webp_tiles(lossless=False), _webp_vp8, COMPRESSION_WEBP, 16383
+        ),
+        "tile-webp-vp8l-16384.tiff": lambda: _codec_tiff(
+            _webp_tiles(lossless=True), _webp_vp8l, COMPRESSION_WEBP, 16384
+        ),
+        "tile-webp-vp8x-30000.tiff": lambda: _codec_tiff(
+            _webp_tiles(lossless=False), _webp_vp8x, COMPRESSION_WEBP
+        ),
+        "tile-j2k-siz-30000.tiff": lambda: _codec_tiff(
+            _jpeg2000_tiles("J2K"), _j2k_siz, COMPRESSION_APERIO_JP2K
+        ),
+        "tile-jp2-ihdr-30000.tiff": lambda: _codec_tiff(
+            _jpeg2000_tiles("JP2"), _jp2_ihdr_and_siz, COMPRESSION_JPEG2000
+        ),
         "png-1e6.png": lambda: png_header_only(10**6, 10**6),
+        "png-canvas-20000.png": lambda: png_header_only(20_000, 20_000),
         "png-bomb-40000.png": lambda: png_header_only(40_000, 40_000),
         "jpeg-65000.jpg": lambda: jpeg_declaring(65_000, 65_000),
         "garbage.bin": lambda: bytes(range(256)) * 64,
@@ -153,6 +193,13 @@ def _jpeg_tiles() -> list[bytes]:
         image.crop(x, y, TILE, TILE).jpegsave_buffer(Q=80)
         for y in range(0, SIZE, TILE)
         for x in range(0, SIZE, TILE)
+    ]
+
+
+def _tile_images() -> list[pyvips.Image]:
+    image = sample_image(SIZE, SIZE)
+    return [
+        image.crop(x, y, TILE, TILE) for y in range(0, SIZE, TILE) for x in range(0, SIZE, TILE)
     ]
 
 
@@ -225,6 +272,121 @@ def _pack(type_code: int, values: Sequence[int] | bytes) -> bytes:
 def _bigtiff_directory(count: int) -> bytes:
     """A BigTIFF whose only directory claims ``count`` entries and holds none."""
     return b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + struct.pack("<Q", count) + b"\x00" * 64
+
+
+# -- tiles whose codec header declares another size (issue 14) -----------------------------
+
+Rewrite = Callable[[bytes, int], bytes]
+
+
+def declaring(tiles: Sequence[bytes], rewrite: Rewrite, size: int) -> list[bytes]:
+    """``tiles`` with their own headers rewritten to declare ``size`` x ``size``; the
+    compressed data stays that of a 256 x 256 tile."""
+    return [rewrite(tile, size) for tile in tiles]
+
+
+def _codec_tiff(
+    tiles: Sequence[bytes], rewrite: Rewrite, compression: int, size: int = HUGE
+) -> bytes:
+    overrides = {COMPRESSION: (SHORT, [compression]), PHOTOMETRIC: (SHORT, [PHOTOMETRIC_RGB])}
+    return tiled_tiff(declaring(tiles, rewrite, size), overrides)
+
+
+def _jpeg_sof(data: bytes, size: int) -> bytes:
+    out = bytearray(data)
+    sof = out.find(b"\xff\xc0")
+    out[sof + 5 : sof + 9] = struct.pack(">HH", size, size)
+    return bytes(out)
+
+
+def _abbreviated_tiff(tiles: Sequence[bytes]) -> bytes:
+    """Tiles as TIFF JPEG writers store them: the tables once in JPEGTables, each tile an
+    abbreviated stream (SOI, its frame and scan, EOI) -- the SOF is in the tile."""
+    tables = _jpeg_segments(tiles[0], keep=(0xDB, 0xC4))
+    streams = [_jpeg_segments(tile, drop=(0xDB, 0xC4, *range(0xE0, 0xF0))) for tile in tiles]
+    return tiled_tiff(streams, {JPEG_TABLES: (UNDEFINED, tables)})
+
+
+def _jpeg_segments(data: bytes, keep: Sequence[int] = (), drop: Sequence[int] = ()) -> bytes:
+    """SOI, the marker segments before the scan that ``keep`` names (or all but ``drop``),
+    then -- when not keeping a subset -- the scan to the end; else EOI."""
+    out, pos = bytearray(b"\xff\xd8"), 2
+    while data[pos + 1] != 0xDA:
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        marker = data[pos + 1]
+        if (keep and marker in keep) or (not keep and marker not in drop):
+            out += data[pos : pos + 2 + length]
+        pos += 2 + length
+    return bytes(out + (b"\xff\xd9" if keep else data[pos:]))
+
+
+def _png_tiles() -> list[bytes]:
+    return [tile.pngsave_buffer() for tile in _tile_images()]
+
+
+def _png_ihdr(data: bytes, size: int) -> bytes:
+    out = bytearray(data)
+    out[16:24] = struct.pack(">II", size, size)
+    out[29:33] = struct.pack(">I", zlib.crc32(out[12:29]))  # a valid chunk, a hostile size
+    return bytes(out)
+
+
+def _webp_tiles(*, lossless: bool) -> list[bytes]:
+    return [tile.webpsave_buffer(lossless=lossless, Q=80, keep="none") for tile in _tile_images()]
+
+
+def _webp_vp8(data: bytes, size: int) -> bytes:
+    out = bytearray(data)
+    assert out[12:16] == b"VP8 ", "libvips wrote a simple lossy WebP"
+    out[26:30] = struct.pack("<HH", size & 0x3FFF, size & 0x3FFF)
+    return bytes(out)
+
+
+def _webp_vp8l(data: bytes, size: int) -> bytes:
+    out = bytearray(data)
+    assert out[12:16] == b"VP8L", "libvips wrote a simple lossless WebP"
+    bits = int.from_bytes(out[21:25], "little") & ~((1 << 28) - 1)
+    out[21:25] = (bits | (size - 1) | ((size - 1) << 14)).to_bytes(4, "little")
+    return bytes(out)
+
+
+def _webp_vp8x(data: bytes, size: int) -> bytes:
+    """The lossy tile behind an extended-format header whose canvas is ``size``^2: what
+    libwebp allocates for."""
+    chunk = b"VP8X" + struct.pack("<I", 10) + b"\x00" * 4
+    chunk += (size - 1).to_bytes(3, "little") * 2
+    body = b"WEBP" + chunk + data[12:]
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _jpeg2000_tiles(codecformat: str) -> list[bytes]:
+    import imagecodecs  # the test extra's JPEG 2000 encoder (libvips here has none)
+    import numpy as np
+
+    return [
+        imagecodecs.jpeg2k_encode(
+            np.ndarray((TILE, TILE, 3), np.uint8, tile.write_to_memory()),
+            level=0,
+            codecformat=codecformat,
+        )
+        for tile in _tile_images()
+    ]
+
+
+def _j2k_siz(data: bytes, size: int, at: int = 0) -> bytes:
+    """The codestream at ``at`` with its SIZ reference grid set to ``size``^2."""
+    out = bytearray(data)
+    assert out[at : at + 4] == b"\xff\x4f\xff\x51", "SIZ follows SOC"
+    out[at + 8 : at + 16] = struct.pack(">II", size, size)
+    return bytes(out)
+
+
+def _jp2_ihdr_and_siz(data: bytes, size: int) -> bytes:
+    """A jp2 file whose image header box and codestream both declare ``size``^2."""
+    ihdr = data.find(b"ihdr")
+    out = bytearray(data)
+    out[ihdr + 4 : ihdr + 12] = struct.pack(">II", size, size)
+    return _j2k_siz(bytes(out), size, at=data.find(b"jp2c") + 4)
 
 
 # -- decompression bombs ------------------------------------------------------------------

@@ -33,6 +33,7 @@ import PIL.Image
 import simplejpeg
 
 from common.errors import UnsupportedImage
+from workers import codecheaders
 
 MAGIC = b"TCRT"
 VERSION = 1
@@ -41,6 +42,10 @@ KIND_PIXELS = ord("P")
 CODEC_RAW = 0
 CODEC_ZLIB = 1
 ZLIB_LEVEL = 1
+# The largest JPEG tile decoded (the TIFF reader's bound on a tile's size): a JPEG held
+# here is a file's own tile, whose header its reader checked; this keeps any other
+# JPEG reaching a decoder from sizing its output beyond a tile.
+MAX_JPEG_TILE_PIXELS = 4096 * 4096
 
 # magic, version, kind
 _PREFIX = struct.Struct("<4sBB")
@@ -133,7 +138,12 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     RGB tile against 0.25 ms through PIL and ``np.asarray`` (whose ``tobytes`` copies
     the image again), the same pixels (both are libjpeg-turbo with default settings).
     It is also what large_image decodes such tiles with when simplejpeg is installed.
+    The header is checked first: no decoder allocates more than a tile's pixels.
     """
+    try:
+        codecheaders.check_at_most(codecheaders.JPEG, data, MAX_JPEG_TILE_PIXELS, "a JPEG tile")
+    except UnsupportedImage as exc:
+        raise RawTileError(str(exc)) from None
     components = _baseline_components(data)
     if components is not None:
         try:

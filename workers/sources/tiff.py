@@ -28,6 +28,7 @@ import pyvips
 
 from common.errors import UnsupportedImage
 from common.settings import Settings
+from workers import codecheaders
 from workers.rawtile import RawTile
 from workers.sources import codecs, tiffdir
 from workers.sources.base import ImageSource, level_count
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 MAX_UNTILED_SIZE = 4096  # large_image's _maxUntiledImage
 MAX_TILE_PIXELS = 4096 * 4096  # a hostile tile size must not cost gigabytes per read
+# No encoding of a tile's pixels takes more than twice their raw size plus headers (JPEG
+# of noise at quality 100, LZW's worst case stay well below): a larger byte count is a
+# hostile or corrupt directory, refused before the bytes are read.
+MAX_TILE_EXPANSION, MAX_TILE_OVERHEAD = 2, 1024 * 1024
 SUPPORTED_PHOTOMETRIC = {
     tiffdir.PHOTOMETRIC_MINISBLACK,
     tiffdir.PHOTOMETRIC_RGB,
@@ -341,10 +346,34 @@ class TiffSource(ImageSource):
         offset, count = int(offsets[index]), int(counts[index])
         if count == 0:
             return RawTile.from_pixels(self.empty_tile())  # a sparse file's absent tile
+        raw_size = self.tile_width * self.tile_height * self.band_count * self.dtype.itemsize
+        if count > MAX_TILE_EXPANSION * raw_size + MAX_TILE_OVERHEAD:
+            raise UnsupportedImage(
+                f"tile x={x} y={y} claims {count} bytes, more than any encoding of its "
+                f"{raw_size} bytes of pixels: the file is corrupt or hostile"
+            )
         compression = directory.compression
+        codec = codecheaders.TIFF_CODECS.get(compression)
         if compression == tiffdir.COMPRESSION_JPEG and _jpeg_passes_through(directory):
+            jpeg = _standalone_jpeg(directory, self._tiff.read(offset, count))
+            # What a viewer would be handed as is, and what a decoder would size its
+            # output from: the tile size or nothing.
+            codecheaders.check_tile(
+                codecheaders.JPEG, jpeg, self.tile_width, self.tile_height, f"tile x={x} y={y}"
+            )
+            return RawTile.from_jpeg(jpeg)
+        if codec is not None:
+            # The stream's own header sizes the decoder's output: checked before libvips
+            # (or any decoder) allocates anything from it.
             data = self._tiff.read(offset, count)
-            return RawTile.from_jpeg(_standalone_jpeg(directory, data))
+            codecheaders.check_tile(
+                codec, data, self.tile_width, self.tile_height, f"tile x={x} y={y}"
+            )
+            if not _vips_decodes(codec, compression):
+                raise UnsupportedImage(
+                    f"tiles compressed as {codec} (TIFF compression {compression}) are not "
+                    "decoded by this server"
+                )
         if compression == tiffdir.COMPRESSION_ZSTD:
             data = self._tiff.read(offset, count)
             pixels = codecs.decode_block(
@@ -367,8 +396,37 @@ class TiffSource(ImageSource):
         h = min(self.tile_height, directory.height - y0)
         if not directory.is_tiled and directory.compression == tiffdir.COMPRESSION_ZSTD:
             return self._read_zstd_strips(directory, y0, h)
+        if not directory.is_tiled:
+            self._check_strip_headers(directory, y0, h)
         image = self._vips_image(directory)
         return to_numpy(image.crop(x0, y0, w, h))
+
+    def _check_strip_headers(self, directory: TiffDirectory, y0: int, h: int) -> None:
+        """The strips libvips is about to decode for rows y0 .. y0 + h, when they are
+        streams of a codec with its own header: each must declare the strip's size."""
+        codec = codecheaders.TIFF_CODECS.get(directory.compression)
+        if codec is None:
+            return
+        rows = directory.rows_per_strip
+        offsets, counts = directory.strip_offsets, directory.strip_byte_counts
+        raw_size = directory.width * rows * self.band_count * self.dtype.itemsize
+        for strip in range(y0 // rows, (y0 + h - 1) // rows + 1):
+            if strip >= len(offsets) or strip >= len(counts):
+                raise TiffFormatError("the strip index is beyond the strip offsets")
+            count = int(counts[strip])
+            if count > MAX_TILE_EXPANSION * raw_size + MAX_TILE_OVERHEAD:
+                raise UnsupportedImage(
+                    f"strip {strip} claims {count} bytes, more than any encoding of its "
+                    f"{raw_size} bytes of pixels: the file is corrupt or hostile"
+                )
+            codecheaders.check_tile(
+                codec,
+                self._tiff.read(int(offsets[strip]), count),
+                directory.width,
+                rows,
+                f"strip {strip}",
+                heights=(min(rows, directory.height - strip * rows),),
+            )
 
     def _read_zstd_strips(self, directory: TiffDirectory, y0: int, h: int) -> np.ndarray:
         rows = directory.rows_per_strip
@@ -437,6 +495,26 @@ class TiffSource(ImageSource):
         self._vips.clear()
         self._tiff.close()
         self.file.close()
+
+
+@functools.cache
+def _vips_decodes(codec: str, compression: int) -> bool:
+    """Whether libvips decodes these tiles. Its libtiff hands back black pixels, without
+    an error, for PNG tiles and generic JPEG 2000 ones (34712, 33004); Aperio's JPEG 2000
+    codes (33003, 33005) libvips decodes itself when it is built with OpenJPEG."""
+    if codec == codecheaders.PNG:
+        return False
+    if codec == codecheaders.JPEG2000:
+        return compression in (33003, 33005) and _has_operation("jp2kload")
+    return True
+
+
+def _has_operation(name: str) -> bool:
+    try:
+        pyvips.Operation.new_from_name(name)
+    except pyvips.Error:
+        return False
+    return True
 
 
 def _unsupported_reason(directory: TiffDirectory) -> str | None:

@@ -1,9 +1,10 @@
 """Any single image libvips opens (JPEG, PNG, WebP, large striped TIFFs, ...).
 
 Only the full-resolution level is native; every other level is synthesized. Formats
-without random access (JPEG, PNG, WebP) are decoded whole by libvips on the first
-read and kept in this object, so the pixel count is bounded by
-``Settings.max_decode_pixels`` before anything is decoded.
+without random access (JPEG, PNG, WebP) are decoded whole: up to ``IN_MEMORY_BYTES``
+by libvips on the first read, kept in this object; beyond, once per machine into a
+tiled copy that every worker process reads (workers/sources/decoded.py), bounded by
+``Settings.max_decode_disk_bytes``. Both bounds are checked before anything is decoded.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import pyvips
 from common.errors import UnsupportedImage
 from common.settings import Settings
 from workers.rawtile import RawTile
+from workers.sources import decoded
 from workers.sources.base import ImageSource, level_count
 from workers.sources.files import ImageFile
+from workers.sources.tiffdir import TiffFile, TiffFormatError
 from workers.vipsutil import to_numpy, vips_dtype
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,9 @@ log = logging.getLogger(__name__)
 TILE_SIZE = 256
 # Loaders that can fetch a region without decoding everything before it.
 RANDOM_ACCESS_LOADERS = ("tiffload", "vipsload", "ppmload", "fitsload")
+# Decoded whole in each process up to this size (libvips' own threshold for decoding
+# to memory rather than to a temporary file); larger ones share one copy on disk.
+IN_MEMORY_BYTES = 100 * 1024 * 1024
 
 
 class VipsImageSource(ImageSource):
@@ -36,9 +42,6 @@ class VipsImageSource(ImageSource):
         try:
             image = file.load_image(access="random", fail_on="error")
             loader = str(image.get("vips-loader")) if image.get_typeof("vips-loader") else ""
-            # An EXIF / TIFF orientation is applied, as viewers expect.
-            if image.get_typeof("orientation") and image.get("orientation") not in (0, 1):
-                image = image.autorot()
         except pyvips.Error as exc:
             file.raise_read_error()
             # libvips messages name the file; clients must not see internal paths.
@@ -54,21 +57,49 @@ class VipsImageSource(ImageSource):
         except ValueError:
             raise UnsupportedImage(f"unsupported pixel format {image.format}") from None
         whole = image.width * image.height * image.bands * np.dtype(self.dtype).itemsize
-        if not loader.startswith(RANDOM_ACCESS_LOADERS) and whole > settings.source_cache_bytes:
-            # Decoded whole on the first read: a few kilobytes of PNG or JPEG may declare
-            # gigabytes (a decompression bomb), which the source cache could not hold.
-            raise UnsupportedImage(
-                f"the image must be decoded whole and would take {whole} bytes, more than "
-                f"the {settings.source_cache_bytes} of a worker's source cache"
-            )
-        if image.interpretation in ("cmyk", "labs", "lab") and image.format == "uchar":
-            image = image.colourspace("srgb")
-        self._image = image
+        # Decoded whole on the first read: a few kilobytes of PNG or JPEG may declare
+        # gigabytes (a decompression bomb). Past IN_MEMORY_BYTES it is decoded once per
+        # machine onto disk, within the disk bound checked here, before any decoding.
+        self._shared = whole > IN_MEMORY_BYTES and (
+            not loader.startswith(RANDOM_ACCESS_LOADERS)
+            or (loader.startswith("tiffload") and _largest_strip(file) > IN_MEMORY_BYTES)
+        )
+        if self._shared:
+            decoded.check_bound(whole, settings)
+        self._settings = settings
+        self._whole = whole
+        self._image = self._prepare(image)
         self._loader = loader
-        self.size_x, self.size_y = image.width, image.height
+        self.size_x, self.size_y = self._image.width, self._image.height
         self.tile_width = self.tile_height = TILE_SIZE
         self.levels = level_count(self.size_x, self.size_y, TILE_SIZE, TILE_SIZE)
-        self.band_count = image.bands
+        self.band_count = self._image.bands
+
+    @staticmethod
+    def _prepare(image: pyvips.Image) -> pyvips.Image:
+        if image.get_typeof("orientation") and image.get("orientation") not in (0, 1):
+            image = image.autorot()  # an EXIF / TIFF orientation, as viewers expect
+        if image.interpretation in ("cmyk", "labs", "lab") and image.format == "uchar":
+            image = image.colourspace("srgb")
+        return image
+
+    def _pixels(self) -> pyvips.Image:
+        """The image to crop tiles from: for an image decoded whole onto disk, the
+        machine's shared tiled copy, made on the first read."""
+        if self._shared:
+
+            def load() -> pyvips.Image:
+                # Streamed top to bottom, a few rows in memory; a rotation reads out of
+                # order, so a rotated image is decoded with random access (once).
+                image = self.file.load_image(access="sequential", fail_on="error")
+                if image.get_typeof("orientation") and image.get("orientation") not in (0, 1):
+                    image = self.file.load_image(access="random", fail_on="error")
+                return self._prepare(image)
+
+            path = decoded.shared_copy(self.file, self._whole, load, self._settings)
+            self._image = pyvips.Image.tiffload(path, access="random", fail_on="error")
+            self._shared = False
+        return self._image
 
     def native_level_size(self, z: int, frame: int = 0) -> tuple[int, int] | None:
         if z == self.levels - 1 and frame == 0:
@@ -84,7 +115,7 @@ class VipsImageSource(ImageSource):
         if w <= 0 or h <= 0:
             return RawTile.from_pixels(self.empty_tile())
         try:
-            pixels = to_numpy(self._image.crop(x0, y0, w, h))
+            pixels = to_numpy(self._pixels().crop(x0, y0, w, h))
         except pyvips.Error as exc:
             self.file.raise_read_error()
             log.warning("cannot read z=%d x=%d y=%d of %s: %s", z, x, y, self.path, exc)
@@ -96,11 +127,27 @@ class VipsImageSource(ImageSource):
     @property
     def estimated_bytes(self) -> int:
         whole = self.size_x * self.size_y * self.band_count * np.dtype(self.dtype).itemsize
-        if self._loader.startswith(RANDOM_ACCESS_LOADERS):
-            # Random-access loaders keep only the tiles or strips recently read.
+        if self._loader.startswith(RANDOM_ACCESS_LOADERS) or whole > IN_MEMORY_BYTES:
+            # (A TIFF whose strips pass IN_MEMORY_BYTES is read from its shared copy.)
+            # Random-access loaders (and the shared tiled copy of an image decoded onto
+            # disk) keep only the tiles or strips recently read.
             return 64 * 1024 + min(whole, 16 * 1024 * 1024)
         return 64 * 1024 + whole
 
     def close(self) -> None:
         self._image = None  # type: ignore[assignment]
         self.file.close()
+
+
+def _largest_strip(file: ImageFile) -> int:
+    """Decoded bytes of the first page's largest strip: libtiff decodes a strip whole,
+    so a TIFF stored as one huge strip is, for every reader, an image decoded whole."""
+    try:
+        with TiffFile(file) as tiff:
+            page = tiff.directories[0]
+            if page.is_tiled:
+                return 0
+            sample_bytes = max(1, page.bits_per_sample // 8)
+            return page.width * page.rows_per_strip * page.samples_per_pixel * sample_bytes
+    except (TiffFormatError, OSError, ValueError):
+        return 0  # libvips opened it; its own reads report what is wrong
