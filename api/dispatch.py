@@ -10,9 +10,15 @@ A task routed to one worker's own queue (source affinity, api/routing.py) names 
 queue in its marker. A waiter that finds the marker naming the queue of a worker that
 is no longer live takes the marker over (compare-and-set) and sends the work again --
 routed among the live workers -- so a killed worker's tiles are rendered by the others
-within seconds instead of waiting out the marker's TTL. A send refused by backpressure
-(``Overloaded``) or a broker error drops the marker again, so nothing is left claimed
-for work that was never sent.
+within seconds instead of waiting out the marker's TTL. A task sent to the shared queue
+has a marker naming no worker until the worker that takes it names itself
+(workers/adopt.py); the broker has already handed the message over by then (BRPOP, then
+its ``unacked`` hash), so a worker killed in between takes the task with it unnamed. Its
+waiters therefore also send the work again, once per loss, when a marker naming no
+worker outlives the loss of a worker node that this process noticed after they began
+waiting: the task was either lost or is still queued (then the duplicate finds the value
+cached). A send refused by backpressure (``Overloaded``) or a broker error drops the
+marker again, so nothing is left claimed for work that was never sent.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Protocol, TypeVar
 import redis
 
 from api.completion import CompletionListener, Waiter
-from common.errors import RenderTimeout, error_from_payload
+from common.errors import Overloaded, RenderTimeout, error_from_payload
 from common.inflight import claim, inflight_key, release
 from common.routing import is_affinity_queue
 
@@ -56,15 +62,20 @@ class Routes(Protocol):
 
     def is_gone(self, queue: str) -> bool: ...
 
+    def losses(self) -> int: ...
+
 
 class NoRoutes:
-    """No affinity: no marker names a queue, no queue is ever gone."""
+    """No affinity: no marker names a queue, no queue is ever gone, no node is lost."""
 
     def take_route(self) -> str | None:
         return None
 
     def is_gone(self, queue: str) -> bool:
         return False
+
+    def losses(self) -> int:
+        return 0
 
 
 def marker_value(owner: str, queue: str | None = None) -> str:
@@ -109,10 +120,12 @@ class Dispatcher:
             value = lookup()
             if value is not None:
                 return value
+            # Node losses noticed from now on may have taken this key's task unnamed.
+            losses = self.routes.losses()
             _claimed, value = self._claim_and_send(key, lookup, send)
             if value is not None:
                 return value
-            return self._wait(waiter, lookup, send)
+            return self._wait(waiter, lookup, send, losses)
         finally:
             self.listener.unregister(waiter)
 
@@ -148,22 +161,51 @@ class Dispatcher:
         return None
 
     def _rescue(
-        self, key: str, lookup: Callable[[], T | None], send: Callable[[], object]
-    ) -> T | None:
-        """Send the work again if the marker names the queue of a dead worker."""
+        self,
+        key: str,
+        lookup: Callable[[], T | None],
+        send: Callable[[], object],
+        losses: int,
+    ) -> tuple[T | None, int]:
+        """Send the work again if the marker names the queue of a dead worker, or names
+        none while a node was lost since ``losses`` (the count when the waiter last
+        looked); (the value if present, the loss count now seen)."""
         current = self.state.get(inflight_key(key))
+        if current is None:
+            return None, losses
         queue = marker_queue(current)  # type: ignore[arg-type]
-        if queue is None or not self.routes.is_gone(queue):
-            return None
+        if queue is not None:
+            if not self.routes.is_gone(queue):
+                return None, losses
+            reason = f"worker queue {queue} is gone"
+        else:
+            now = self.routes.losses()
+            if now == losses:
+                return None, losses
+            losses = now
+            reason = "a worker node was lost and the marker names none"
         owner = _owner()
         ttl_ms = max(1, int(self.inflight_ttl * 1000))
         if not self._take_over(keys=[inflight_key(key)], args=[current, owner, ttl_ms]):
-            return None  # someone else took it over, or it finished
-        log.warning("worker queue %s is gone; sending %s again", queue, key)
-        return self._send_claimed(key, owner, lookup, send)
+            return None, losses  # someone else took it over, or it finished
+        log.warning("%s; sending %s again", reason, key)
+        try:
+            return self._send_claimed(key, owner, lookup, send), losses
+        except Overloaded:
+            if queue is not None:
+                raise  # the only task was lost with its worker: say so
+            # A full queue most likely still holds the task: put the marker back (unless
+            # someone claimed it meanwhile) and wait for that task, not for a 503.
+            self.state.set(inflight_key(key), current, nx=True, px=ttl_ms)
+            log.warning("sending %s again was refused (queue full); waiting on", key)
+            return None, losses
 
     def _wait(
-        self, waiter: Waiter, lookup: Callable[[], T | None], send: Callable[[], object]
+        self,
+        waiter: Waiter,
+        lookup: Callable[[], T | None],
+        send: Callable[[], object],
+        losses: int,
     ) -> T:
         deadline = time.monotonic() + self.timeout
         while (remaining := deadline - time.monotonic()) > 0:
@@ -174,7 +216,7 @@ class Dispatcher:
             if value is None:
                 claimed, value = self._claim_and_send(waiter.key, lookup, send)
                 if not claimed and completion is None:
-                    value = self._rescue(waiter.key, lookup, send)
+                    value, losses = self._rescue(waiter.key, lookup, send, losses)
             if value is not None:
                 return value
         raise RenderTimeout(f"the render did not finish within {self.timeout:g} s")

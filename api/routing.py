@@ -61,6 +61,11 @@ class Router:
         self._live: list[WorkerInfo] = []
         self._live_queues: frozenset[str] = frozenset()
         self._live_at = -float("inf")
+        # Every node (interactive or bulk) in the last reading, and how many readings
+        # found a node of the one before missing: the dispatcher's cue that work no
+        # marker names may have been lost with a node (api/dispatch.py).
+        self._nodes: frozenset[str] = frozenset()
+        self._losses = 0
         self._picks: dict[str, WorkerInfo] = {}
         self._depths: dict[str, int] = {}
         self._depth_at = -float("inf")
@@ -102,6 +107,13 @@ class Router:
             self._live_workers(self.clock())
             return queue not in self._live_queues
 
+    def losses(self) -> int:
+        """How many times a reading of the live nodes found one gone since the reading
+        before (a counter that only grows, per process)."""
+        with self._lock:
+            self._live_workers(self.clock())
+            return self._losses
+
     def live_workers(self) -> list[WorkerInfo]:
         with self._lock:
             return list(self._live_workers(self.clock()))
@@ -110,7 +122,12 @@ class Router:
 
     def _live_workers(self, now: float) -> list[WorkerInfo]:
         if now - self._live_at >= LIVE_SECONDS:
-            live = candidates(read_workers(self.state))
+            workers = read_workers(self.state)
+            nodes = frozenset(w.node for w in workers)
+            if self._nodes - nodes:
+                self._losses += 1
+            self._nodes = nodes
+            live = candidates(workers)
             if [w.node for w in live] != [w.node for w in self._live]:
                 self._picks.clear()
             self._live = live

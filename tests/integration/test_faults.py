@@ -151,7 +151,10 @@ def test_killed_node_under_load(
     """SIGKILL of a whole worker node (its main process and pool) under load: every
     request is answered; the dead node's tiles are rendered by the other, soon -- also
     a task it took from the shared queue (no source affinity: every task goes there),
-    which it named itself in the marker for (workers/adopt.py)."""
+    which it named itself in the marker for (workers/adopt.py), or was killed before it
+    could (then the marker names no node, and the waiters send it again on seeing a node
+    lost: api/dispatch.py). The kill follows a delivery closely (the poll of the broker's
+    ``unacked`` hash), so that window is hit in some runs."""
     settings = stack_settings(
         private_db, TILECAST_CACHE_URL=private_db, TILECAST_AFFINITY_QUEUE_DEPTH=affinity
     )
@@ -191,12 +194,10 @@ def test_killed_node_under_load(
         assert tally.failed == 0, tally.failures
         assert tally.sent == len(paths)
         assert unacked[0] >= 1  # what the victim held stays unacked on the broker
-        # Rescued, not timed out: the waiters re-sent the victim's tasks. One tile in a
-        # few hundred still waits out the timeout in some runs (a gap not yet found, see
-        # docs/RELIABILITY.md): what the contract promises is its 504 within the timeout.
-        assert tally.statuses[504] <= len(paths) // 100
-        assert tally.statuses[200] + tally.statuses[504] == len(paths)
-        assert tally.slowest < LIMIT
+        # Rescued, not timed out: the waiters re-sent the victim's tasks, also one it took
+        # from the shared queue and was killed before naming itself in its marker.
+        assert tally.statuses[504] == 0 and tally.slowest < RENDER_TIMEOUT
+        assert tally.ok == len(paths)
         assert_markers_expire(state, 10)
         # Nothing lost: every tile is served now (rendered by the surviving node).
         again = run_load(api.base, paths, limit=LIMIT)

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -169,6 +169,27 @@ def test_a_dead_worker_is_gone_within_the_live_reading(db: redis.Redis) -> None:
     assert r.route("any source") == affinity_queue("b@h")  # the only one left
 
 
+def test_a_node_lost_between_readings_is_counted_once(db: redis.Redis) -> None:
+    clock = Clock()
+    heartbeat(db, info("a@h"), ttl=30)
+    heartbeat(db, info("b@h"), ttl=30)
+    heartbeat(db, info("bulk@h", role=ROLE_BULK), ttl=30)
+    r = router(db, clock)
+    assert r.losses() == 0
+    db.delete(worker_key("bulk@h"))  # a bulk node too: it may hold a marked tile
+    assert r.losses() == 0  # the reading is still fresh
+    clock.now += 1.1
+    assert r.losses() == 1
+    heartbeat(db, info("c@h"), ttl=30)  # a node joining is no loss
+    clock.now += 1.1
+    assert r.losses() == 1
+    db.delete(worker_key("a@h"), worker_key("c@h"))
+    clock.now += 1.1
+    assert r.losses() == 2
+    clock.now += 1.1
+    assert r.losses() == 2
+
+
 # --- the dispatcher's take-over ------------------------------------------------------------
 
 
@@ -189,6 +210,9 @@ class DeadThenLive:
 
     def is_gone(self, queue: str) -> bool:
         return queue == "interactive.dead@h" and self.dead.is_set()
+
+    def losses(self) -> int:
+        return 0
 
 
 def test_waiters_send_again_when_the_marker_names_a_dead_worker(
@@ -231,5 +255,118 @@ def test_a_refused_send_leaves_no_marker(db: redis.Redis, redis_url: str) -> Non
         with pytest.raises(Overloaded):
             Dispatcher(db, listener, inflight_ttl=60.0, timeout=5.0).fetch(key, lambda: None, send)
         assert not db.exists(inflight_key(key))
+    finally:
+        listener.stop()
+
+
+def shared_queue_stack(
+    db: redis.Redis, redis_url: str
+) -> tuple[CompletionListener, Router, Callable[[], str]]:
+    """Two live nodes, every task sent to the shared queue (no affinity): markers name no
+    node until a node adopts them. Returns the listener, the router and a send-route."""
+    listener = CompletionListener(lambda: connect(f"{redis_url.rsplit('/', 1)[0]}/{ROUTING_DB}"))
+    heartbeat(db, info("a@h"), ttl=30)
+    heartbeat(db, info("b@h"), ttl=30)
+    r = Router(db, db, max_depth=0, affinity_depth=0)
+    return listener, r, lambda: r.route("s")
+
+
+def test_waiters_send_again_an_unnamed_task_when_a_node_is_lost(
+    db: redis.Redis, redis_url: str
+) -> None:
+    """A node takes a task from the shared queue and dies before naming itself in the
+    marker: the task is gone with it, and the marker names nobody. Its waiters send it
+    again once they see a node lost, long before the marker or the timeout expire."""
+    listener, r, route = shared_queue_stack(db, redis_url)
+    key = f"tc:test:{uuid.uuid4().hex}"
+    sends: list[str] = []
+
+    def send() -> None:
+        sends.append(route())
+        if len(sends) == 1:
+            db.delete(worker_key("a@h"))  # it took the task and was killed: lost
+            return
+        db.set(key, b"rendered")
+        announce(db, Completion(key))
+
+    dispatcher = Dispatcher(db, listener, inflight_ttl=60.0, timeout=10.0, routes=r)
+    try:
+        started = time.monotonic()
+        assert dispatcher.fetch(key, lambda: db.get(key), send) == b"rendered"
+        # The loss is seen at the next live reading (1 s), the waiter acts at its next
+        # re-check (1 s).
+        assert time.monotonic() - started < 5
+        assert sends == [QUEUE_INTERACTIVE, QUEUE_INTERACTIVE]
+        assert not db.exists(inflight_key(key))
+    finally:
+        listener.stop()
+
+
+def test_an_unnamed_task_is_not_sent_again_without_a_loss(db: redis.Redis, redis_url: str) -> None:
+    """Waiting long in the shared queue is no reason to send a task twice; nor is a node
+    lost before the waiter began (its task cannot have been taken by that node)."""
+    listener, r, route = shared_queue_stack(db, redis_url)
+    assert r.losses() == 0
+    db.delete(worker_key("b@h"))
+    time.sleep(1.1)
+    assert r.losses() == 1  # lost and seen before the ask
+    key = f"tc:test:{uuid.uuid4().hex}"
+    sends: list[str] = []
+
+    def finish_later() -> None:
+        time.sleep(3.5)
+        db.set(key, b"rendered")
+        announce(db, Completion(key))
+
+    def send() -> None:
+        sends.append(route())
+        threading.Thread(target=finish_later, daemon=True).start()
+
+    dispatcher = Dispatcher(db, listener, inflight_ttl=60.0, timeout=10.0, routes=r)
+    try:
+        assert dispatcher.fetch(key, lambda: db.get(key), send) == b"rendered"
+        assert sends == [QUEUE_INTERACTIVE]
+    finally:
+        listener.stop()
+
+
+def test_a_refused_second_send_keeps_waiting_for_the_queued_task(
+    db: redis.Redis, redis_url: str
+) -> None:
+    """A node is lost while the task still waits in a full shared queue: the waiter's
+    second send is refused (Overloaded); it puts the marker back and gets the tile from
+    the first task rather than a 503."""
+    listener, r, route = shared_queue_stack(db, redis_url)
+    key = f"tc:test:{uuid.uuid4().hex}"
+    sends: list[str] = []
+    marker_after_refusal: list[bytes | None] = []
+
+    def finish_later() -> None:
+        time.sleep(4.0)
+        db.set(key, b"rendered")
+        announce(db, Completion(key))
+
+    def send() -> None:
+        sends.append(route())
+        if len(sends) == 1:
+            db.delete(worker_key("a@h"))  # lost, but it did not hold this task
+            threading.Thread(target=finish_later, daemon=True).start()
+            return
+        raise Overloaded("full")
+
+    dispatcher = Dispatcher(db, listener, inflight_ttl=60.0, timeout=10.0, routes=r)
+    original_rescue = dispatcher._rescue
+
+    def rescue(*args: object) -> object:
+        result = original_rescue(*args)  # type: ignore[arg-type]
+        if len(sends) == 2 and not marker_after_refusal:
+            marker_after_refusal.append(db.get(inflight_key(key)))
+        return result
+
+    dispatcher._rescue = rescue  # type: ignore[method-assign]
+    try:
+        assert dispatcher.fetch(key, lambda: db.get(key), send) == b"rendered"
+        assert len(sends) == 2  # sent again once, refused, not again
+        assert marker_after_refusal and marker_after_refusal[0] is not None
     finally:
         listener.stop()
