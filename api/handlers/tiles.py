@@ -9,6 +9,7 @@ from typing import Any
 from api.services import Services
 from api.tilerange import check_frame, check_tile
 from common import activity, stats
+from common.errors import SourceChanged, SourceGone
 from common.protocol import (
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
@@ -40,7 +41,8 @@ class Image:
 
 
 def metadata(svc: Services, source_id: str) -> dict[str, Any]:
-    return svc.registry.get(source_id).metadata
+    """The registered metadata; 410 when the source's file is gone (common/registry.py)."""
+    return svc.registry.readable(source_id).metadata
 
 
 def tile(svc: Services, request: TileRequest) -> Image:
@@ -151,7 +153,13 @@ def _render(
             after_send()
         return sent
 
-    return svc.dispatcher.fetch(key, lookup=lambda: svc.cache.get(key), send=send)
+    try:
+        return svc.dispatcher.fetch(key, lookup=lambda: svc.cache.get(key), send=send)
+    except (SourceChanged, SourceGone):
+        # A worker found the source's file changed and registered it again: this
+        # process asks for the new generation at once, not after generation_ttl.
+        svc.generations.forget(str(payload["request"]["source"]))
+        raise
 
 
 # The one miss path (single-flight dispatch, waiting on completion), shared with
