@@ -35,10 +35,11 @@ def local_identity(info: os.stat_result) -> Identity:
 
 def stat_identity(path: str) -> Identity | None:
     """The identity of the file at ``path`` now; None when there is none (deleted, or
-    no longer a regular file)."""
+    no longer a regular file). Other failures (EIO, ESTALE on a share that hiccups)
+    raise OSError: they say nothing about the file, and must not retire it."""
     try:
         info = os.stat(path)
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     if not stat.S_ISREG(info.st_mode):
         return None

@@ -23,7 +23,7 @@ import logging
 from dataclasses import replace
 
 from common.errors import SourceChanged, SourceGone, UnsupportedImage
-from common.fileidentity import same_file, stat_identity
+from common.fileidentity import Identity, same_file, stat_identity
 from common.girder import girder_item_id
 from common.registry import SourceRecord, SourceRegistry
 from common.settings import Settings
@@ -50,7 +50,7 @@ def open_registered(
         if (
             record.identity is None
             or girder_item_id(record.path) is not None
-            or same_file(stat_identity(record.path), record.identity)
+            or unchanged(record.path, record.identity)
         ):
             raise  # the registered file itself fails (a corrupt file is no change)
         # The file opened when it was registered and no longer does: it was truncated
@@ -79,7 +79,33 @@ def still_current(opened: OpenedPath) -> bool:
     file is checked when it is opened only (its registration names its version)."""
     if opened.local_path is None:
         return True
-    return same_file(stat_identity(opened.local_path), opened.identity)
+    return unchanged(opened.local_path, opened.identity)
+
+
+def unchanged(path: str, identity: Identity | None) -> bool:
+    """Whether the file at ``path`` is still ``identity`` (None: still missing); True
+    when a failing ``stat`` cannot tell."""
+    try:
+        return same_file(stat_identity(path), identity)
+    except OSError as exc:
+        log.warning("cannot stat %s to check it: %s", path, exc)
+        return True
+
+
+def refresh_if_changed(
+    registry: SourceRegistry, record: SourceRecord, settings: Settings
+) -> SourceChanged | SourceGone | None:
+    """Register ``record``'s file again when it is a local file that changed since it
+    was registered (or, for a record marked unreadable, since it was found so: a file
+    rewritten, or back after a deletion); what a render of the record's generation
+    would now end with."""
+    if (
+        (record.identity is None and record.unreadable is None)  # an older tilecast's
+        or girder_item_id(record.path) is not None
+        or unchanged(record.path, record.identity)
+    ):
+        return None
+    return _refreshed(registry, record, settings)
 
 
 def _refreshed(
@@ -88,15 +114,22 @@ def _refreshed(
     """Register what is at the record's path now under a new generation (unless another
     process did first); the error the render of the old generation ends with."""
     expect = record.generation if record.generation is not None else registry.generation(record.id)
+    if expect is None:
+        raise SourceChanged(f"source {record.id} is being registered again; ask again")
+    local = girder_item_id(record.path) is None
+    # Taken before describing: a file still being written when the describe fails
+    # changes again after this, and the next check describes it again.
+    before = _identity_or_none(record.path) if local else None
     try:
         described = describe_file(record.path, settings)
     except UnsupportedImage as exc:
+        gone = local and before is None
         reason = (
             DELETED
-            if stat_identity(record.path) is None
-            else (f"the source's file changed and can no longer be read: {exc.message}")
+            if gone
+            else f"the source's file changed and can no longer be read: {exc.message}"
         )
-        fresh = replace(record, identity=None, unreadable=reason)
+        fresh = replace(record, identity=before, unreadable=reason)
     else:
         fresh = replace(
             record,
@@ -105,8 +138,6 @@ def _refreshed(
             identity=described.identity,
             unreadable=None,
         )
-    if expect is None:
-        raise SourceChanged(f"source {record.id} is being registered again; ask again")
     stored, generation = registry.replace_if(fresh, expect)
     if stored:
         if fresh.unreadable is None:
@@ -125,6 +156,13 @@ def _refreshed(
         f"source {record.id} changed: its file is registered again as generation "
         f"{generation}; ask again"
     )
+
+
+def _identity_or_none(path: str) -> Identity | None:
+    try:
+        return stat_identity(path)
+    except OSError:
+        return None
 
 
 def _close_quietly(source: ImageSource) -> None:

@@ -36,7 +36,12 @@ def _changed(record: SourceRecord, path: str) -> bool:
     an older tilecast, without an identity, is taken as it is)."""
     if record.unreadable is not None:
         return True
-    return record.identity is not None and not same_file(stat_identity(path), record.identity)
+    if record.identity is None:
+        return False
+    try:
+        return not same_file(stat_identity(path), record.identity)
+    except OSError:
+        return False  # a stat that fails says nothing about the file
 
 
 def _refresh(svc: Services, record: SourceRecord) -> dict[str, Any]:

@@ -41,8 +41,13 @@ class Image:
 
 
 def metadata(svc: Services, source_id: str) -> dict[str, Any]:
-    """The registered metadata; 410 when the source's file is gone (common/registry.py)."""
-    return svc.registry.readable(source_id).metadata
+    """The registered metadata; 410 when the source's file is gone (common/registry.py).
+    Read fresh, it may be newer than this process's generation memo: the memo is
+    dropped then, so the answer's X-Tilecast-Generation names this metadata's."""
+    record = svc.registry.readable(source_id)
+    if record.generation is not None and record.generation > svc.generations.get(source_id):
+        svc.generations.forget(source_id)
+    return record.metadata
 
 
 def tile(svc: Services, request: TileRequest) -> Image:
