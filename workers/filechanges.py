@@ -27,7 +27,7 @@ from common.fileidentity import Identity, same_file, stat_identity
 from common.girder import girder_item_id
 from common.registry import SourceRecord, SourceRegistry
 from common.settings import Settings
-from workers.describe import OpenedPath, describe_file, open_path, registered
+from workers.describe import OpenedPath, confined, describe_file, open_path, registered
 from workers.sources import ImageSource
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def open_registered(
         if (
             record.identity is None
             or girder_item_id(record.path) is not None
+            or escapes_roots(record.path, settings)
             or unchanged(record.path, record.identity)
         ):
             raise  # the registered file itself fails (a corrupt file is no change)
@@ -102,10 +103,23 @@ def refresh_if_changed(
     if (
         (record.identity is None and record.unreadable is None)  # an older tilecast's
         or girder_item_id(record.path) is not None
+        or escapes_roots(record.path, settings)
         or unchanged(record.path, record.identity)
     ):
         return None
     return _refreshed(registry, record, settings)
+
+
+def escapes_roots(path: str, settings: Settings) -> bool:
+    """Whether ``path`` now leads out of the source roots (swapped for a symlink):
+    never read, never registered again; its renders are refused as they are."""
+    try:
+        confined(path, settings)
+    except UnsupportedImage:
+        return True
+    except FileNotFoundError:
+        return False
+    return False
 
 
 def _refreshed(

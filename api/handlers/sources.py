@@ -26,6 +26,7 @@ def register(svc: Services, path: str) -> tuple[dict[str, Any], bool]:
             return existing.summary(), False
         return _refresh(svc, existing), False
     record = describe(svc, source_id, real)
+    svc.generations.forget(source_id)  # a memo of a forgotten registration's generation
     # Pre-render its thumbnail and coarsest levels on the bulk pool (issue 5).
     precache_new_source(svc, source_id)
     return record.summary(), True

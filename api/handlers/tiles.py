@@ -19,6 +19,9 @@ from common.protocol import (
 from common.tiles import ThumbnailRequest, TileRequest
 
 CACHE = "cache"
+# Set in Image.outcome when the image was rendered under a newer generation than its
+# key's (the source's file changed while the request was served): the key it has.
+RENEWED_KEY = "renewed-key"
 HIT = "hit"
 MISS = "miss"
 
@@ -53,36 +56,69 @@ def metadata(svc: Services, source_id: str) -> dict[str, Any]:
 def tile(svc: Services, request: TileRequest) -> Image:
     generation = svc.generations.get(request.source)
 
-    def render() -> bytes:
+    def render_at(gen: int) -> bytes:
         # Only a miss pays for the range check: a hit's key was valid when rendered.
         meta = metadata(svc, request.source)
         check_tile(request, meta)
-        payload = render_tile_payload(request, generation)
+        payload = render_tile_payload(request, gen)
         after_send = None
         if svc.prefetcher is not None:
             prefetcher = svc.prefetcher
 
             def after_send() -> None:
-                prefetcher.after_miss(request, generation, meta)
+                prefetcher.after_miss(request, gen, meta)
 
-        return _render(svc, key, TASK_RENDER_TILE, payload, after_send=after_send)
+        return _render(svc, request.key(gen), TASK_RENDER_TILE, payload, after_send=after_send)
 
     key = request.key(generation)
-    return _image(svc, key, request.source, request.encoding.content_type, render, TILE_COUNTERS)
+    outcome: dict[str, str] = {}
+    render = _renewing(svc, request.source, generation, render_at, request.key, outcome)
+    return _image(
+        svc, key, request.source, request.encoding.content_type, render, TILE_COUNTERS, outcome
+    )
 
 
 def thumbnail(svc: Services, request: ThumbnailRequest) -> Image:
     generation = svc.generations.get(request.source)
 
-    def render() -> bytes:
+    def render_at(gen: int) -> bytes:
         check_frame(request.frame, metadata(svc, request.source))
-        payload = render_thumbnail_payload(request, generation)
-        return _render(svc, key, TASK_RENDER_THUMBNAIL, payload)
+        payload = render_thumbnail_payload(request, gen)
+        return _render(svc, request.key(gen), TASK_RENDER_THUMBNAIL, payload)
 
     key = request.key(generation)
+    outcome: dict[str, str] = {}
+    render = _renewing(svc, request.source, generation, render_at, request.key, outcome)
     return _image(
-        svc, key, request.source, request.encoding.content_type, render, THUMBNAIL_COUNTERS
+        svc, key, request.source, request.encoding.content_type, render, THUMBNAIL_COUNTERS, outcome
     )
+
+
+def _renewing(
+    svc: Services,
+    source: str,
+    generation: int,
+    render_at: Callable[[int], bytes],
+    key_of: Callable[[int], str],
+    outcome: dict[str, str],
+) -> Callable[[], bytes]:
+    """Render at ``generation``; when a worker answers that the source's file changed
+    since (a newer generation is registered: this process's memo was behind), render
+    once more at the new generation, whose key the answer then names
+    (``outcome[RENEWED_KEY]``, the ETag's source): the viewer gets the new file's
+    tile instead of a 503."""
+
+    def render() -> bytes:
+        try:
+            return render_at(generation)
+        except SourceChanged:
+            current = svc.generations.get(source)  # _render dropped the memo
+            if current <= generation:
+                raise
+            outcome[RENEWED_KEY] = key_of(current)
+            return render_at(current)
+
+    return render
 
 
 # (hits, misses) counters of each kind of image.
@@ -97,10 +133,11 @@ def _image(
     content_type: str,
     render: Callable[[], bytes],
     counters: tuple[str, str],
+    outcome: dict[str, str] | None = None,
 ) -> Image:
     """The image under ``key``: a cache hit, or ``render()`` on a miss; counted, and
     its source recorded as viewed."""
-    outcome: dict[str, str] = {}
+    outcome = {} if outcome is None else outcome
 
     def load() -> bytes:
         data = cached(svc, key, source)
