@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
+from api.openapi import GENERATION, doc_of
 from api.services import services
 from common.errors import GenerationGone, TilecastError
 
@@ -31,8 +32,12 @@ def install(app: Flask) -> None:
     @app.before_request
     def refuse_old_generations() -> None:
         item_id = (request.view_args or {}).get("item_id")
+        view = app.view_functions.get(request.endpoint or "")
+        # Only the answers that take ``gen`` (images: api/openapi.py) look at it.
+        if item_id is None or view is None or GENERATION not in doc_of(view).query:
+            return
         asked = request.args.get(GENERATION_PARAMETER, "")
-        if item_id is None or not (asked.isascii() and asked.isdigit()) or len(asked) > 18:
+        if not (asked.isascii() and asked.isdigit()) or len(asked) > 18:
             return
         svc = services()
         try:
