@@ -7,7 +7,7 @@ import hashlib
 
 from flask import Response, request
 
-from api.handlers.tiles import CACHE, Image
+from api.handlers.tiles import CACHE, RENEWED_KEY, Image
 
 # hit or miss: whether a tile came straight from the cache (tests/bench classify by it).
 CACHE_HEADER = "X-Tilecast-Cache"
@@ -27,6 +27,9 @@ def image_response(image: Image, cache_control: str) -> Response:
             image.not_modified()
         return Response(status=304, headers=headers)
     data = image.load()
+    renewed = image.outcome.get(RENEWED_KEY)
+    if renewed is not None:  # rendered from the source's newer file: its own ETag
+        headers["ETag"] = f'"{etag_for(renewed)}"'
     if CACHE in image.outcome:
         headers[CACHE_HEADER] = image.outcome[CACHE]
     return Response(data, mimetype=image.content_type, headers=headers)

@@ -7,14 +7,21 @@ file is a new generation, hence another URL), so its answer is sent ``max-age=31
 immutable``; any other ``gen`` (an old one), or none, gets the usual
 ``TILECAST_HTTP_MAX_AGE``. ``gen`` is not part of the cache key: every URL of one tile
 shares one cached rendering.
+
+A ``gen`` older than the current generation answers 404 (``generation_gone``): the
+source's file changed (or was registered again) since, and tilecast keeps no old
+file to render what that URL promised; answering with the new file's bytes would
+mix them with the old ones a viewer holds. A ``gen`` ahead of this process's memo
+(another api process saw the bump first) is served as the current generation.
 """
 
 from __future__ import annotations
 
 from flask import Flask, Response, request
 
+from api.openapi import GENERATION, doc_of
 from api.services import services
-from common.errors import TilecastError
+from common.errors import GenerationGone, TilecastError
 
 GENERATION_HEADER = "X-Tilecast-Generation"
 GENERATION_PARAMETER = "gen"
@@ -22,6 +29,28 @@ IMMUTABLE_MAX_AGE = 365 * 24 * 3600
 
 
 def install(app: Flask) -> None:
+    @app.before_request
+    def refuse_old_generations() -> None:
+        item_id = (request.view_args or {}).get("item_id")
+        view = app.view_functions.get(request.endpoint or "")
+        # Only the answers that take ``gen`` (images: api/openapi.py) look at it.
+        if item_id is None or view is None or GENERATION not in doc_of(view).query:
+            return
+        asked = request.args.get(GENERATION_PARAMETER, "")
+        if not (asked.isascii() and asked.isdigit()) or len(asked) > 18:
+            return
+        svc = services()
+        try:
+            current = svc.generations.get(item_id)  # memoized: the handler asks it too
+        except TilecastError:
+            return  # the handler answers for an unknown item
+        if int(asked) < current:
+            raise GenerationGone(
+                f"generation {asked} of item {item_id} is no longer served: its file "
+                "changed; ask for the item's metadata again",
+                parameter=GENERATION_PARAMETER,
+            )
+
     @app.after_request
     def version(response: Response) -> Response:
         item_id = (request.view_args or {}).get("item_id")

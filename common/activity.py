@@ -88,6 +88,12 @@ def last_seen(client: CacheClient) -> dict[str, float]:
     return {member.decode(): float(score) for member, score in pairs}  # type: ignore[union-attr]
 
 
+def viewed_since(client: CacheClient, since: float) -> list[str]:
+    """The sources viewed at or after ``since`` (wall-clock seconds)."""
+    members = client.zrangebyscore(ACTIVE_KEY, since, "+inf")
+    return [member.decode() for member in members]  # type: ignore[union-attr]
+
+
 def active_count(client: CacheClient, window: float, now: float | None = None) -> int:
     """How many sources were viewed within ``window`` seconds."""
     since = (time.time() if now is None else now) - window

@@ -101,6 +101,13 @@ class UnknownSource(NotFound):
         return cls(f"unknown Girder item {item_id!r}")
 
 
+class GenerationGone(NotFound):
+    """A ``gen=`` URL naming an older generation of a source than the current one: its
+    file changed, and tilecast keeps no old file (api/versioned.py)."""
+
+    code = "generation_gone"
+
+
 class TileOutOfRange(NotFound):
     code = "tile_out_of_range"
 
@@ -114,6 +121,14 @@ class UnknownJob(NotFound):
     @classmethod
     def of(cls, job_id: str) -> UnknownJob:
         return cls(f"unknown job {job_id!r}")
+
+
+class SourceGone(TilecastError):
+    """A registered source whose file was deleted, or changed into something no reader
+    opens (truncated): nothing of it is served until it is registered again."""
+
+    status = 410
+    code = "source_gone"
 
 
 class UnsupportedImage(TilecastError):
@@ -158,6 +173,14 @@ class Overloaded(ServiceUnavailable):
 
     code = "overloaded"
     retry_after = 2
+
+
+class SourceChanged(ServiceUnavailable):
+    """A render asked for a generation of a source whose file has changed since: the
+    new file is registered under a newer generation; asking again gets its tiles."""
+
+    code = "source_changed"
+    retry_after = 1
 
 
 class RenderTimeout(TilecastError):

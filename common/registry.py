@@ -2,18 +2,25 @@
 
 ``tc:sources`` is a hash of id -> record JSON (small, never evicted);
 ``tc:gen:{id}`` is the source's generation, bumped to retire all its cached tiles.
+
+A record carries the generation it was stored under and the identity of the file it
+describes (common/fileidentity.py): a worker that opens the file for a render of
+another generation, or finds another file there, does not read it as this record's
+(workers/filechanges.py). Storing a record and moving the generation on happen in
+one transaction, so a record and its generation never disagree.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import redis
 
-from common.errors import UnknownSource
+from common.errors import SourceGone, UnknownSource
+from common.fileidentity import Identity
 
 SOURCES_KEY = "tc:sources"
 
@@ -34,6 +41,12 @@ class SourceRecord:
     name: str
     metadata: dict[str, Any]
     created: float = field(default_factory=time.time)
+    # The generation this record was stored under (None: stored by an older tilecast).
+    generation: int | None = None
+    # The identity of the file described (None: unknown, never compared).
+    identity: Identity | None = None
+    # Why the file can no longer be read (deleted, truncated): None while it can.
+    unreadable: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -58,17 +71,58 @@ class SourceRegistry:
 
     def register(self, record: SourceRecord) -> tuple[bool, int]:
         """``add``, also answering the generation this record got (atomically)."""
-        pipe = self.state.pipeline()
-        pipe.hset(SOURCES_KEY, record.id, record.to_json())
-        pipe.incr(generation_key(record.id))
-        created, generation = pipe.execute()
-        return bool(created), int(generation)
+        stored = self._store(record, expect=None)
+        assert stored is not None
+        return stored
+
+    def replace_if(self, record: SourceRecord, expect: int) -> tuple[bool, int]:
+        """Store ``record`` under a new generation only if the source is registered
+        and still at generation ``expect`` (the one whose file was found changed).
+        ``(stored, generation)``: when another process got there first, ``stored`` is
+        False and ``generation`` is the current one."""
+        stored = self._store(record, expect=expect)
+        if stored is None:
+            return False, self.generation(record.id) or 0
+        return True, stored[1]
+
+    def _store(self, record: SourceRecord, expect: int | None) -> tuple[bool, int] | None:
+        """Store ``record`` under the next generation, in one transaction with the
+        move of the generation; None when ``expect`` is given and not met."""
+        key = generation_key(record.id)
+        with self.state.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    current = int(pipe.get(key) or 0)  # type: ignore[arg-type]
+                    if expect is not None and (
+                        current != expect or not pipe.hexists(SOURCES_KEY, record.id)
+                    ):
+                        pipe.unwatch()
+                        return None
+                    generation = current + 1
+                    pipe.multi()
+                    pipe.hset(
+                        SOURCES_KEY, record.id, replace(record, generation=generation).to_json()
+                    )
+                    pipe.set(key, generation)
+                    created, _ = pipe.execute()
+                    return bool(created), generation
+                except redis.WatchError:
+                    continue  # another registration or removal meanwhile: read again
 
     def get(self, source_id: str) -> SourceRecord:
         data = self.state.hget(SOURCES_KEY, source_id)
         if data is None:
             raise UnknownSource.of(source_id)
         return SourceRecord.from_json(data)  # type: ignore[arg-type]
+
+    def readable(self, source_id: str) -> SourceRecord:
+        """``get``, refusing (410) a source whose file is gone: its record keeps the
+        metadata of a file that is no longer there, which is never served."""
+        record = self.get(source_id)
+        if record.unreadable is not None:
+            raise SourceGone(record.unreadable)
+        return record
 
     def exists(self, source_id: str) -> bool:
         return bool(self.state.hexists(SOURCES_KEY, source_id))
@@ -93,12 +147,25 @@ class SourceRegistry:
         """Forget the source; True when it was registered. Its generation counter is
         bumped, never deleted: a later registration of the same file (the same id)
         starts past every key rendered before, so no tile of the old file is served."""
-        if not self.state.hdel(SOURCES_KEY, source_id):
-            return False
-        self.state.incr(generation_key(source_id))
-        return True
+        key = generation_key(source_id)
+        with self.state.pipeline() as pipe:
+            while True:
+                try:
+                    # Every change of a record also moves its generation: watching
+                    # that key is enough to never resurrect nor lose a record.
+                    pipe.watch(key)
+                    if not pipe.hexists(SOURCES_KEY, source_id):
+                        pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    pipe.hdel(SOURCES_KEY, source_id)
+                    pipe.incr(key)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
 
     def bump_generation(self, source_id: str) -> int:
-        if not self.exists(source_id):
-            raise UnknownSource.of(source_id)
-        return int(self.state.incr(generation_key(source_id)))  # type: ignore[arg-type]
+        """Retire every cached tile of the source: its record, unchanged, moves to the
+        next generation."""
+        return self.register(self.get(source_id))[1]

@@ -49,6 +49,10 @@ class Settings:
     # The api remembers a source's generation this long before asking Redis again,
     # which keeps the hit path at one Redis round trip.
     generation_ttl: float = 1.0
+    # A worker checks that an open local source's file is still the registered one
+    # (one stat) at most this often per open source; a change registers a new
+    # generation (workers/filechanges.py). 0 = on every use.
+    file_check_interval: float = 2.0
     # Worker source cache bounds.
     source_cache_count: int = 32
     source_cache_bytes: int = 2 * 1024**3

@@ -15,14 +15,16 @@ def register_path(path: str, settings: Settings) -> SourceRecord:
     """Describe the file and store its record. Registering a path again re-reads it and
     bumps its generation, so tiles of an older version of the file are never served."""
     # Imported here: the command line's other commands must not need libvips.
-    from workers.describe import describe_path
+    from workers.describe import describe_file
 
     real = resolve_under_roots(path, settings.source_roots)
+    described = describe_file(real, settings)
     record = SourceRecord(
         id=source_id_for_path(real),
         path=real,
         name=os.path.basename(real),
-        metadata=describe_path(real),
+        metadata=described.metadata,
+        identity=described.identity,
     )
     state = connect(settings.state_url)
     try:

@@ -88,9 +88,11 @@ def run_node(role: str, concurrency: int, loglevel: str) -> None:
     # Imported here: only worker processes load the rendering engine (pyvips, numpy).
     from workers import heartbeat
     from workers.celeryapp import app
+    from workers.filewatch import install as install_file_watch  # starts on worker_ready
     from workers.keeper import install as install_keeper  # starts on worker_ready
 
     install_keeper()
+    install_file_watch()
     heartbeat.install()
     node = node_name(role)
     argv = worker_argv(node_queues(role, node), node, concurrency, loglevel)

@@ -8,39 +8,67 @@ workers/girder/). Used in-process by ``tilecast add``, by the
 
 from __future__ import annotations
 
+import errno
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from common.errors import SourceRefused, UnsupportedImage
+from common.fileidentity import Identity, local_identity
 from common.girder import girder_item_id
 from common.localpaths import resolve_under_roots
 from common.settings import Settings, get_settings
-from workers.sources import ImageSource, open_source
+from workers.sources import ImageSource, LocalFile, open_source
 
 
-def open_path(
-    path: str, settings: Settings, generation: int | None = None
-) -> tuple[ImageSource, str]:
-    """The source at a record's ``path`` and the name it is shown under (a Girder
-    item's name, else the file's base name). ``generation``: the registration a render
-    reads (None to describe the file as it is now)."""
+@dataclass
+class OpenedPath:
+    """A record's file, opened: its reader, the name it is shown under (a Girder item's
+    name, else the file's base name), the identity of the file read
+    (common/fileidentity.py) and, for a local file, the path to ``stat`` again to
+    notice a change while it is open."""
+
+    source: ImageSource
+    name: str
+    identity: Identity
+    local_path: str | None
+
+
+def open_path(path: str, settings: Settings, generation: int | None = None) -> OpenedPath:
+    """The source at a record's ``path``. ``generation``: the registration a render
+    reads (None to describe the file as it is now). FileNotFoundError when a local
+    file is no longer there (a deleted source, not a bad request)."""
     item_id = girder_item_id(path)
     if item_id is None:
-        return open_source(confined(path, settings), settings), os.path.basename(path)
+        real = confined(path, settings)
+        try:
+            file = LocalFile(real)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise UnsupportedImage(f"cannot open the file: {exc.strerror or 'I/O error'}") from None
+        # The identity of the bytes the reader reads: taken from the open descriptor.
+        identity = local_identity(os.fstat(file.fileno()))
+        return OpenedPath(open_source(file, settings), os.path.basename(path), identity, real)
     # Imported here: a tilecast without Girder sources needs no girder-client.
     from workers.girder import open_girder_file
 
     opened = open_girder_file(item_id, settings, generation)
-    return open_source(opened.file, settings), opened.item_name
+    info = opened.info
+    identity = {"file_id": info.file_id, "version": info.version, "size": info.size}
+    return OpenedPath(open_source(opened.file, settings), opened.item_name, identity, None)
 
 
 def confined(path: str, settings: Settings) -> str:
     """The real path of a local source's file, checked again against the source roots
     each time it is opened: the file may have been swapped for a symlink (or a
     directory above it moved) since the api checked it at registration. A worker
-    without roots (in-process tools, tests) reads the path as it is."""
+    without roots (in-process tools, tests) reads the path as it is.
+    FileNotFoundError when nothing is there any more."""
     if not settings.source_roots:
         return path
+    if not os.path.lexists(path):
+        raise FileNotFoundError(errno.ENOENT, "the source's file was deleted", path)
     try:
         return resolve_under_roots(path, settings.source_roots)
     except SourceRefused as exc:
@@ -60,9 +88,26 @@ def registered(path: str, settings: Settings, generation: int) -> None:
 
 def describe_named(path: str, settings: Settings) -> tuple[str, dict[str, Any]]:
     """(name, metadata) of the image at a record's ``path``."""
-    source, name = open_path(path, settings)
-    with source:
-        return name, source.metadata
+    described = describe_file(path, settings)
+    return described.name, described.metadata
+
+
+@dataclass(frozen=True)
+class Described:
+    name: str
+    metadata: dict[str, Any]
+    identity: Identity
+
+
+def describe_file(path: str, settings: Settings) -> Described:
+    """Name, metadata and identity of the file at a record's ``path``, all from one
+    opening of it (UnsupportedImage when it is missing or no reader opens it)."""
+    try:
+        opened = open_path(path, settings)
+    except FileNotFoundError:
+        raise UnsupportedImage("cannot open the file: No such file or directory") from None
+    with opened.source:
+        return Described(opened.name, opened.source.metadata, opened.identity)
 
 
 def describe_path(path: str, settings: Settings | None = None) -> dict[str, Any]:

@@ -8,7 +8,6 @@ One Renderer lives in each worker process, so its source cache outlives tasks.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 
 import numpy as np
@@ -26,10 +25,11 @@ from common.settings import Settings
 from common.tiles import ThumbnailRequest, TileRequest
 from workers import associated
 from workers.bandstats import BandStats, BandStatsCache
-from workers.describe import open_path
 from workers.encode import encode_pixels, encode_tile, to_uint8
+from workers.filechanges import open_registered, still_current
 from workers.region import letterbox
 from workers.sourcecache import (
+    OpenedSource,
     SourceCache,
     StyledSource,
     source_cache_counts,
@@ -75,6 +75,7 @@ class Renderer:
             settings.source_cache_count,
             settings.source_cache_bytes,
             window=settings.active_window,
+            check_interval=settings.file_check_interval,
         )
         # Whole-image band statistics for styles, shared by every worker via Redis.
         self.band_stats = BandStatsCache(self.cache)
@@ -101,10 +102,12 @@ class Renderer:
             compile_style,
         )
 
-    def _open(self, source_id: str, generation: int) -> ImageSource:
-        record = self.registry.get(source_id)  # UnknownSource when it is gone
-        log.info("opening source %s (%s)", source_id, os.path.basename(record.path))
-        return open_path(record.path, self.settings, generation)[0]
+    def _open(self, source_id: str, generation: int) -> OpenedSource:
+        """The registered file of ``generation``, checked against its registration
+        (workers/filechanges.py): UnknownSource, SourceChanged or SourceGone else."""
+        opened = open_registered(self.registry, source_id, generation, self.settings)
+        log.info("opened source %s (%s)", source_id, opened.name)
+        return OpenedSource(opened.source, lambda: still_current(opened))
 
     def raw_tiles(self, source: ImageSource, source_id: str, generation: int) -> RawTiles:
         return RawTiles(self.cache, source, source_id, generation, self.counters)

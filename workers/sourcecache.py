@@ -55,10 +55,22 @@ class StyledSource:
 
 
 @dataclass
+class OpenedSource:
+    """What an opener may answer: the source and a check that its file is still the
+    one opened (one ``stat``: workers/filechanges.py), made at most once per the
+    cache's ``check_interval`` while the source is cached."""
+
+    source: ImageSource
+    still_current: Callable[[], bool] | None = None
+
+
+@dataclass
 class _Entry:
     value: ImageSource | StyledSource
     nbytes: int
     used: float = 0.0  # clock time of the last lookup that found or added it
+    still_current: Callable[[], bool] | None = None
+    checked: float = 0.0  # clock time of the last check (or of the opening)
 
 
 @dataclass
@@ -86,9 +98,11 @@ class SourceCache:
         max_bytes: int,
         *,
         window: float = 600.0,
+        check_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_count = max(1, max_count)
+        self.check_interval = check_interval
         self.max_bytes = max(1, max_bytes)
         self.window = window
         self.clock = clock
@@ -108,18 +122,37 @@ class SourceCache:
         return self._bytes
 
     def unstyled(
-        self, source_id: str, generation: int, opener: Callable[[], ImageSource]
+        self,
+        source_id: str,
+        generation: int,
+        opener: Callable[[], ImageSource | OpenedSource],
     ) -> ImageSource:
-        """The opened source; ``opener`` runs (outside the lock) on a miss."""
+        """The opened source; ``opener`` runs (outside the lock) on a miss, and again
+        when the file of a cached source is found changed (the entry is dropped)."""
         key: UnstyledKey = (source_id, generation)
         with self._lock:
             entry = self._touch(key)
-            if entry is not None:
+            check = entry is not None and self._check_due(entry)
+            if entry is not None and not check:
                 self.stats.hits += 1
                 assert isinstance(entry.value, ImageSource)
                 return entry.value
+        if entry is not None and entry.still_current is not None:
+            current = entry.still_current()  # outside the lock: a stat may be slow
+            with self._lock:
+                if current:
+                    self.stats.hits += 1
+                    assert isinstance(entry.value, ImageSource)
+                    return entry.value
+                if self._entries.get(key) is entry:
+                    log.info("the file of source %s changed while open", source_id)
+                    self._remove(key)
+        with self._lock:
             self.stats.misses += 1
-        source = opener()
+        opened = opener()
+        if isinstance(opened, ImageSource):
+            opened = OpenedSource(opened)
+        source = opened.source
         with self._lock:
             entry = self._touch(key)
             if entry is not None:  # another thread opened it meanwhile
@@ -127,7 +160,15 @@ class SourceCache:
                 assert isinstance(entry.value, ImageSource)
                 return entry.value
             self._retire_generations(source_id, generation)
-            self._add(key, _Entry(source, source.estimated_bytes))
+            self._add(
+                key,
+                _Entry(
+                    source,
+                    source.estimated_bytes,
+                    still_current=opened.still_current,
+                    checked=self.clock(),
+                ),
+            )
             return source
 
     def styled(
@@ -136,7 +177,7 @@ class SourceCache:
         generation: int,
         style: str | None,
         encoding: EncodingOptions,
-        opener: Callable[[], ImageSource],
+        opener: Callable[[], ImageSource | OpenedSource],
         compile_style: Callable[[str | None], CompiledStyle | None],
     ) -> StyledSource:
         """The source altered for ``style`` and ``encoding``: from the cache, else built
@@ -194,6 +235,16 @@ class SourceCache:
                 self._remove(key)
 
     # -- internals (lock held) ------------------------------------------------------------
+    def _check_due(self, entry: _Entry) -> bool:
+        """Whether to check the entry's file now; claims the check (one thread does it)."""
+        if entry.still_current is None:
+            return False
+        now = self.clock()
+        if now - entry.checked < self.check_interval:
+            return False
+        entry.checked = now
+        return True
+
     def _touch(self, key: UnstyledKey | StyledKey) -> _Entry | None:
         entry = self._entries.get(key)
         if entry is None:

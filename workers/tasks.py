@@ -45,7 +45,7 @@ from workers import histogram, jobs, region  # noqa: F401  (jobs registers preca
 from workers.adopt import adopt_marker
 from workers.batch import render_batch
 from workers.celeryapp import app
-from workers.describe import describe_named, registered
+from workers.describe import describe_file, registered
 from workers.engine import Renderer
 from workers.outcome import failure
 from workers.requestids import request_id_of  # noqa: F401  (binds request ids to tasks)
@@ -176,8 +176,10 @@ def describe_source(payload: Mapping[str, Any]) -> None:
     def work() -> bool:
         if renderer.registry.is_current(source_id, after):
             return False  # a duplicate dispatch: the record is already there
-        name, metadata = describe_named(path, renderer.settings)
-        record = SourceRecord(source_id, path, name, metadata)
+        described = describe_file(path, renderer.settings)
+        record = SourceRecord(
+            source_id, path, described.name, described.metadata, identity=described.identity
+        )
         registered(path, renderer.settings, renderer.registry.register(record)[1])
         log.info("registered source %s (%s)", source_id, record.name)
         return False  # describing is not one of the counted renders

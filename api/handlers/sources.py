@@ -8,22 +8,57 @@ from typing import Any
 from api.handlers.jobs import cancel_source_jobs, precache_new_source
 from api.services import Services
 from common.errors import UnknownSource
+from common.fileidentity import same_file, stat_identity
 from common.localpaths import resolve_under_roots, source_id_for_path
 from common.protocol import TASK_DESCRIBE_SOURCE, describe_source_payload
 from common.registry import SourceRecord, describe_key
 
 
 def register(svc: Services, path: str) -> tuple[dict[str, Any], bool]:
-    """``({"id": ..., summary}, created)`` for a local file below the source roots."""
+    """``({"id": ..., summary}, created)`` for a local file below the source roots.
+    A path registered already is described again, under a new generation, when its
+    file is not the one registered (replaced, rewritten, or gone and back)."""
     real = resolve_under_roots(path, svc.settings.source_roots)
     source_id = source_id_for_path(real)
     existing = record_or_none(svc, source_id)
     if existing is not None:
-        return existing.summary(), False
+        if not _changed(existing, real):
+            return existing.summary(), False
+        return _refresh(svc, existing), False
     record = describe(svc, source_id, real)
+    svc.generations.forget(source_id)  # a memo of a forgotten registration's generation
     # Pre-render its thumbnail and coarsest levels on the bulk pool (issue 5).
     precache_new_source(svc, source_id)
     return record.summary(), True
+
+
+def _changed(record: SourceRecord, path: str) -> bool:
+    """Whether the file at ``path`` is not the one ``record`` describes (a record of
+    an older tilecast, without an identity, is taken as it is)."""
+    if record.unreadable is not None:
+        return True
+    if record.identity is None:
+        return False
+    try:
+        return not same_file(stat_identity(path), record.identity)
+    except OSError:
+        return False  # a stat that fails says nothing about the file
+
+
+def _refresh(svc: Services, record: SourceRecord) -> dict[str, Any]:
+    """Describe a changed file again: its new metadata under a new generation, the
+    older generation's jobs cancelled and its tiles never served again."""
+    generation = svc.registry.generation(record.id)
+    cancelled = cancel_source_jobs(svc, record.id)
+    fresh = describe(svc, record.id, record.path, after=generation)
+    svc.generations.forget(record.id)
+    precache_new_source(svc, record.id)
+    return {
+        **fresh.summary(),
+        "generation": svc.registry.generation(record.id),
+        "refreshed": True,
+        "jobsCancelled": cancelled,
+    }
 
 
 def describe(svc: Services, source_id: str, path: str, *, after: int | None = None) -> SourceRecord:

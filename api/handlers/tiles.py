@@ -9,6 +9,7 @@ from typing import Any
 from api.services import Services
 from api.tilerange import check_frame, check_tile
 from common import activity, stats
+from common.errors import SourceChanged, SourceGone
 from common.protocol import (
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
@@ -18,6 +19,9 @@ from common.protocol import (
 from common.tiles import ThumbnailRequest, TileRequest
 
 CACHE = "cache"
+# Set in Image.outcome when the image was rendered under a newer generation than its
+# key's (the source's file changed while the request was served): the key it has.
+RENEWED_KEY = "renewed-key"
 HIT = "hit"
 MISS = "miss"
 
@@ -40,42 +44,81 @@ class Image:
 
 
 def metadata(svc: Services, source_id: str) -> dict[str, Any]:
-    return svc.registry.get(source_id).metadata
+    """The registered metadata; 410 when the source's file is gone (common/registry.py).
+    Read fresh, it may be newer than this process's generation memo: the memo is
+    dropped then, so the answer's X-Tilecast-Generation names this metadata's."""
+    record = svc.registry.readable(source_id)
+    if record.generation is not None and record.generation > svc.generations.get(source_id):
+        svc.generations.forget(source_id)
+    return record.metadata
 
 
 def tile(svc: Services, request: TileRequest) -> Image:
     generation = svc.generations.get(request.source)
 
-    def render() -> bytes:
+    def render_at(gen: int) -> bytes:
         # Only a miss pays for the range check: a hit's key was valid when rendered.
         meta = metadata(svc, request.source)
         check_tile(request, meta)
-        payload = render_tile_payload(request, generation)
+        payload = render_tile_payload(request, gen)
         after_send = None
         if svc.prefetcher is not None:
             prefetcher = svc.prefetcher
 
             def after_send() -> None:
-                prefetcher.after_miss(request, generation, meta)
+                prefetcher.after_miss(request, gen, meta)
 
-        return _render(svc, key, TASK_RENDER_TILE, payload, after_send=after_send)
+        return _render(svc, request.key(gen), TASK_RENDER_TILE, payload, after_send=after_send)
 
     key = request.key(generation)
-    return _image(svc, key, request.source, request.encoding.content_type, render, TILE_COUNTERS)
+    outcome: dict[str, str] = {}
+    render = _renewing(svc, request.source, generation, render_at, request.key, outcome)
+    return _image(
+        svc, key, request.source, request.encoding.content_type, render, TILE_COUNTERS, outcome
+    )
 
 
 def thumbnail(svc: Services, request: ThumbnailRequest) -> Image:
     generation = svc.generations.get(request.source)
 
-    def render() -> bytes:
+    def render_at(gen: int) -> bytes:
         check_frame(request.frame, metadata(svc, request.source))
-        payload = render_thumbnail_payload(request, generation)
-        return _render(svc, key, TASK_RENDER_THUMBNAIL, payload)
+        payload = render_thumbnail_payload(request, gen)
+        return _render(svc, request.key(gen), TASK_RENDER_THUMBNAIL, payload)
 
     key = request.key(generation)
+    outcome: dict[str, str] = {}
+    render = _renewing(svc, request.source, generation, render_at, request.key, outcome)
     return _image(
-        svc, key, request.source, request.encoding.content_type, render, THUMBNAIL_COUNTERS
+        svc, key, request.source, request.encoding.content_type, render, THUMBNAIL_COUNTERS, outcome
     )
+
+
+def _renewing(
+    svc: Services,
+    source: str,
+    generation: int,
+    render_at: Callable[[int], bytes],
+    key_of: Callable[[int], str],
+    outcome: dict[str, str],
+) -> Callable[[], bytes]:
+    """Render at ``generation``; when a worker answers that the source's file changed
+    since (a newer generation is registered: this process's memo was behind), render
+    once more at the new generation, whose key the answer then names
+    (``outcome[RENEWED_KEY]``, the ETag's source): the viewer gets the new file's
+    tile instead of a 503."""
+
+    def render() -> bytes:
+        try:
+            return render_at(generation)
+        except SourceChanged:
+            current = svc.generations.get(source)  # _render dropped the memo
+            if current <= generation:
+                raise
+            outcome[RENEWED_KEY] = key_of(current)
+            return render_at(current)
+
+    return render
 
 
 # (hits, misses) counters of each kind of image.
@@ -90,10 +133,11 @@ def _image(
     content_type: str,
     render: Callable[[], bytes],
     counters: tuple[str, str],
+    outcome: dict[str, str] | None = None,
 ) -> Image:
     """The image under ``key``: a cache hit, or ``render()`` on a miss; counted, and
     its source recorded as viewed."""
-    outcome: dict[str, str] = {}
+    outcome = {} if outcome is None else outcome
 
     def load() -> bytes:
         data = cached(svc, key, source)
@@ -151,7 +195,13 @@ def _render(
             after_send()
         return sent
 
-    return svc.dispatcher.fetch(key, lookup=lambda: svc.cache.get(key), send=send)
+    try:
+        return svc.dispatcher.fetch(key, lookup=lambda: svc.cache.get(key), send=send)
+    except (SourceChanged, SourceGone):
+        # A worker found the source's file changed and registered it again: this
+        # process asks for the new generation at once, not after generation_ttl.
+        svc.generations.forget(str(payload["request"]["source"]))
+        raise
 
 
 # The one miss path (single-flight dispatch, waiting on completion), shared with

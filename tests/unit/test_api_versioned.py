@@ -68,3 +68,15 @@ def test_errors_and_unknown_items_are_never_versioned(app: Flask) -> None:
 def test_behind_an_access_check_tiles_stay_private() -> None:
     assert cache_control(600, "girder") == "private, max-age=600"
     assert cache_control(600, "open") == "public, max-age=600"
+
+
+def test_an_older_generation_is_gone(app: Flask, source: str, state: redis.Redis) -> None:
+    client = app.test_client()
+    old = client.get(f"/item/{source}/tiles").headers["X-Tilecast-Generation"]
+    SourceRegistry(state).bump_generation(source)  # the file changed
+    app.extensions[EXTENSION].generations.forget(source)
+    gone = client.get(f"/item/{source}/tiles/zxy/0/0/0?gen={old}")
+    assert gone.status_code == 404 and gone.json["error"] == "generation_gone"
+    assert client.get(f"/item/{source}/tiles?gen={old}").status_code == 200  # metadata
+    current = client.get(f"/item/{source}/tiles/zxy/0/0/0?gen={int(old) + 1}")
+    assert current.status_code == 200 and "immutable" in current.headers["Cache-Control"]

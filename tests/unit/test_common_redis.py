@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 import redis
@@ -54,11 +55,13 @@ def test_registry(state: redis.Redis) -> None:
         registry.get(source)
     record = SourceRecord(source, "/a/b.tiff", "b.tiff", {"levels": 1})
     assert registry.add(record) is True
-    assert registry.get(source) == record and registry.generation(source) == 1
+    assert registry.get(source) == replace(record, generation=1)  # stored under it
+    assert registry.generation(source) == 1
     assert registry.add(record) is False  # re-adding bumps the generation, keeps the id
     assert registry.generation(source) == 2
     assert registry.bump_generation(source) == 3
     assert state.get(generation_key(source)) == b"3"
+    assert registry.get(source).generation == 3  # the record moves with its generation
     assert record.summary()["id"] in {r.id for r in registry.all()}
     with pytest.raises(UnknownSource):
         registry.bump_generation(unique())

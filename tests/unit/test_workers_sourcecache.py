@@ -6,7 +6,7 @@ import numpy as np
 
 from common.encoding import EncodingOptions
 from workers.rawtile import RawTile
-from workers.sourcecache import SourceCache
+from workers.sourcecache import OpenedSource, SourceCache
 from workers.sources.base import ImageSource
 from workers.style import compile_style
 
@@ -178,3 +178,35 @@ def test_take_stats_returns_deltas_and_gauges_are_published_on_change() -> None:
     assert cache.gauges_due() is not None  # refreshed so readers know it is alive
     cache.unstyled("b", 1, opener)
     assert cache.gauges_due() == {"open": 2, "entries": 3, "bytes": 200 + 256 * 1024}
+
+
+def test_an_open_file_is_checked_at_most_once_per_interval() -> None:
+    now = [0.0]
+    cache = SourceCache(4, 1_000_000, check_interval=2.0, clock=lambda: now[0])
+    checks: list[float] = []
+    current = [True]
+    opened: list[FakeSource] = []
+
+    def opener() -> OpenedSource:
+        opened.append(FakeSource(f"s{len(opened)}"))
+
+        def still_current() -> bool:
+            checks.append(now[0])
+            return current[0]
+
+        return OpenedSource(opened[-1], still_current)
+
+    first = cache.unstyled("a", 1, opener)
+    for step in range(10):  # 10 uses within 1 s: no stat at all
+        now[0] = step * 0.1
+        assert cache.unstyled("a", 1, opener) is first
+    assert checks == []
+    now[0] = 2.5
+    assert cache.unstyled("a", 1, opener) is first
+    assert cache.unstyled("a", 1, opener) is first
+    assert checks == [2.5]  # one check for both uses
+    current[0] = False  # the file changed
+    now[0] = 5.0
+    second = cache.unstyled("a", 1, opener)
+    assert second is not first and first.closed == 1  # dropped and opened again
+    assert checks == [2.5, 5.0]

@@ -116,6 +116,9 @@ class LocalFile(ImageFile):
             raise ValueError(f"{self.name} is closed")
         return os.pread(self._fd, count, offset)
 
+    def fileno(self) -> int:
+        return self._fd
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
