@@ -19,7 +19,7 @@ from api.routing import Router
 from common import share
 from common.errors import ServiceUnavailable
 from common.logs import TASK_HEADER, current_request_id
-from common.protocol import QUEUE_INTERACTIVE, make_celery
+from common.protocol import QUEUE_INTERACTIVE, TASK_DESCRIBE_SOURCE, make_celery
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ class CelerySender:
         pending: tuple[redis.Redis, str] | None = None
         if queue == QUEUE_INTERACTIVE and self.router is not None:
             queue = self.router.route(source)
-            if self.share and source is not None:
+            # Describing a file is not a render: it takes no share (workers/tasks.py).
+            if self.share and source is not None and name != TASK_DESCRIBE_SOURCE:
                 pending = (self.router.state, source)
         task_id = str(uuid.uuid4())
         if pending is not None:

@@ -17,6 +17,10 @@ The mechanism, in the state Redis (one Lua script per step, timed by the server'
   is never deferred, however many processes it holds: a single user on an idle pool is
   not slowed. The share is ``TILECAST_SOURCE_SHARE`` of the live interactive processes,
   at least one.
+- a task that runs beyond its source's share (started while the pool was its source's
+  alone) gives its process up as soon as another source's work is pending: at its next
+  checkpoint (workers/guard.py, at most every 0.25 s) it stops and is deferred the same
+  way (:func:`should_yield`); what it cached on the way is kept, so it goes on from there;
 - a task leaves the running set when it ends (:func:`finish`), or when its pool process
   is killed (workers/limits.py); an entry older than ``running_ttl`` (the hard time
   limit and a margin) is dropped, so a lost one cannot hold a slot for ever.
@@ -41,31 +45,63 @@ redis.call('SADD', KEYS[2], ARGV[3])
 return 1
 """
 
-# KEYS: running set, pending set of this source, the set of sources.
-# ARGV: task id, limit, running ttl ms, pending ttl ms, source, pending key prefix.
-_ADMIT = """
+# Returns from the script with 0 when another source than ARGV[5] has work pending
+# (sources whose pending set holds only stale entries are dropped on the way).
+_OTHERS_WAIT = """
+local function others_wait(now, pending_ttl, own, prefix, sources)
+  for _, other in ipairs(redis.call('SMEMBERS', sources)) do
+    if other ~= own then
+      local pending = prefix .. other
+      redis.call('ZREMRANGEBYSCORE', pending, '-inf', now - pending_ttl)
+      if redis.call('ZCARD', pending) > 0 then
+        return true
+      end
+      redis.call('SREM', sources, other)
+    end
+  end
+  return false
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: running set, pending set of this source, the set of sources.
+# ARGV: task id, limit, running ttl ms, pending ttl ms, source, pending key prefix.
+_ADMIT = (
+    _OTHERS_WAIT
+    + """
 local running_ttl = tonumber(ARGV[3])
 local pending_ttl = tonumber(ARGV[4])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - running_ttl)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  for _, other in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-    if other ~= ARGV[5] then
-      local pending = ARGV[6] .. other
-      redis.call('ZREMRANGEBYSCORE', pending, '-inf', now - pending_ttl)
-      if redis.call('ZCARD', pending) > 0 then
-        return 0
-      end
-      redis.call('SREM', KEYS[3], other)
-    end
-  end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2])
+    and others_wait(now, pending_ttl, ARGV[5], ARGV[6], KEYS[3]) then
+  return 0
 end
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], running_ttl)
 return 1
 """
+)
+
+# A running task beyond its source's share (by start time: the oldest ``limit`` keep
+# running) while another source waits gives its place up: removed from the running set.
+# KEYS: running set, the set of sources. ARGV: task id, limit, pending ttl ms, source,
+# pending key prefix.
+_YIELD = (
+    _OTHERS_WAIT
+    + """
+local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+if not rank or rank < tonumber(ARGV[2]) then
+  return 0
+end
+if others_wait(now, tonumber(ARGV[3]), ARGV[4], ARGV[5], KEYS[2]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+)
 
 
 def pending_key(source: str) -> str:
@@ -111,6 +147,26 @@ def admit(
             task_id,
             max(1, limit),
             _ms(running_ttl),
+            _ms(pending_ttl),
+            source,
+            f"{PREFIX}pending:",
+        )
+    )
+
+
+def should_yield(
+    state: redis.Redis, source: str, task_id: str, limit: int, *, pending_ttl: float
+) -> bool:
+    """True when running ``task_id`` is past its source's share while another source
+    waits: it should stop and be deferred (it no longer counts as running)."""
+    return bool(
+        state.eval(
+            _YIELD,
+            2,
+            running_key(source),
+            SOURCES_KEY,
+            task_id,
+            max(1, limit),
             _ms(pending_ttl),
             source,
             f"{PREFIX}pending:",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -32,9 +32,13 @@ class RenderAbandoned(Exception):
 
 
 class Guard:
-    def __init__(self, state: redis.Redis, key: str) -> None:
+    def __init__(
+        self, state: redis.Redis, key: str, also: Callable[[], None] | None = None
+    ) -> None:
         self.state = state
         self.key = key
+        # Another check at the same pace (the pool share: workers/share.py).
+        self.also = also
         self._next = 0.0  # the first checkpoint asks at once
 
     def check(self) -> None:
@@ -50,15 +54,19 @@ class Guard:
             return
         if not waited:
             raise RenderAbandoned(self.key)
+        if self.also is not None:
+            self.also()
 
 
 _current: ContextVar[Guard | None] = ContextVar("tilecast_render_guard", default=None)
 
 
 @contextmanager
-def guarding(state: redis.Redis, key: str) -> Iterator[Guard]:
+def guarding(
+    state: redis.Redis, key: str, also: Callable[[], None] | None = None
+) -> Iterator[Guard]:
     """Guard the render of ``key`` for the duration of the block."""
-    guard = Guard(state, key)
+    guard = Guard(state, key, also)
     token = _current.set(guard)
     try:
         yield guard

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -50,6 +50,31 @@ def pool_processes(state: redis.Redis) -> int:
             count = sum(w.concurrency for w in workers if w.role == ROLE_INTERACTIVE)
             _pool = (now, count)
         return count
+
+
+class RenderYielded(Exception):
+    """This render is past its source's share while another source waits."""
+
+
+def yield_check(
+    state: redis.Redis, settings: Settings, source: str, task_id: str
+) -> Callable[[], None]:
+    """What a guarded render runs at its checkpoints: RenderYielded when it should give
+    its process up to another source's pending work."""
+
+    def check() -> None:
+        limit = share.share_limit(settings.source_share, pool_processes(state))
+        try:
+            over = share.should_yield(
+                state, source, task_id, limit, pending_ttl=settings.inflight_ttl
+            )
+        except redis.RedisError as exc:
+            log.warning("cannot check the pool share of %s: %s", source, exc)
+            return
+        if over:
+            raise RenderYielded(task_id)
+
+    return check
 
 
 def running_ttl(settings: Settings) -> float:

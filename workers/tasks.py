@@ -58,6 +58,7 @@ from workers.engine import Renderer
 from workers.guard import RenderAbandoned, checkpoint, guarding
 from workers.outcome import failure
 from workers.requestids import request_id_of  # noqa: F401  (binds request ids to tasks)
+from workers.share import RenderYielded
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +141,26 @@ def _render_request(
         with renderer.latency.timed(kind):
             return render(renderer, request, generation)
 
+    also = (
+        pool_share.yield_check(renderer.state, renderer.settings, request.source, task_id)
+        if shared
+        else None
+    )
     try:
-        with guarding(renderer.state, key) if interactive else nullcontext():
+        with guarding(renderer.state, key, also) if interactive else nullcontext():
             _complete(
                 renderer,
                 key,
                 lambda: _render_into_cache(renderer, key, timed_render),
                 counter=counter,
             )
+    except RenderYielded:
+        # Past its source's share while another source waits: go on later, from what
+        # it cached (the marker and the waiters stay).
+        pool_share.defer(
+            app, renderer.state, renderer.settings, task, payload, request.source, task_request
+        )
+        _count(renderer, stats.RENDERS_DEFERRED)
     finally:
         if shared:
             _release_share(renderer, request.source, task_id)
@@ -253,6 +266,8 @@ def _complete(
         log.info("render of %s abandoned: nobody waits for it any more", key)
         extra[stats.RENDERS_ABANDONED] = 1
         completion = Completion(key)
+    except RenderYielded:
+        raise  # not an outcome: the task is deferred (_render_request)
     except SoftTimeLimitExceeded:
         completion = _too_costly(renderer, key)
         extra[stats.RENDERS_TOO_COSTLY] = 1

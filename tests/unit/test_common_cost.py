@@ -112,3 +112,20 @@ def test_refusal_is_raised_with_its_remaining_time(client: redis.Redis) -> None:
     with pytest.raises(TooCostly) as refused:
         check_refused(client, key)
     assert refused.value.status == 503 and 0 < refused.value.retry_after <= 30
+
+
+def test_a_running_task_past_the_share_yields_only_while_another_source_waits(
+    client: redis.Redis,
+) -> None:
+    a, b = f"a-{uuid.uuid4()}", f"b-{uuid.uuid4()}"
+    ttl = {"running_ttl": 60.0, "pending_ttl": 60.0}
+    assert share.admit(client, a, "first", 1, **ttl)
+    time.sleep(0.002)  # start times order the running set
+    assert share.admit(client, a, "second", 1, **ttl)  # alone: both run
+    assert not share.should_yield(client, a, "second", 1, pending_ttl=60.0)
+    share.note_pending(client, b, "b1", 60.0)
+    assert not share.should_yield(client, a, "first", 1, pending_ttl=60.0)  # within share
+    assert share.should_yield(client, a, "second", 1, pending_ttl=60.0)
+    assert client.zrange(share.running_key(a), 0, -1) == [b"first"]
+    share.finish(client, a, "first")
+    client.delete(share.pending_key(b))
