@@ -202,3 +202,30 @@ def test_cost_budget_refuses_with_400_and_accepts_below_it(
     )
     assert under.status_code == 200, under.text
     assert under.headers["Content-Type"] == "image/jpeg"
+
+
+def test_render_past_its_soft_limit_stops_and_is_refused(
+    start_stack: Callable[[int, Mapping[str, str]], Stack],
+    tall_tiff: Path,
+) -> None:
+    api, client = start_stack(
+        15,
+        {
+            "TILECAST_RENDER_TIMEOUT": "30",
+            "TILECAST_RENDER_SOFT_TIME_LIMIT": "2",
+            "TILECAST_RENDER_TIME_LIMIT": "20",
+        },
+    )
+    tall = api.register(tall_tiff)
+    path = f"/item/{tall}/tiles/zxy/0/0/0?jpegQuality=71"
+    started = time.monotonic()
+    first = api.get(path)
+    assert first.status_code == 503, first.text
+    assert first.json()["error"] == "too_costly"
+    assert time.monotonic() - started < 10
+    started = time.monotonic()
+    assert api.get(path).json()["error"] == "too_costly"
+    assert time.monotonic() - started < 1.0
+    counts = stats.read(client)
+    assert counts.get(stats.RENDERS_TOO_COSTLY, 0) == 1
+    assert counts.get(stats.RENDERS_KILLED, 0) == 0  # stopped in the process, not killed
