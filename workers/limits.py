@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +34,7 @@ from workers.adopt import _REQUEST_PARSERS as REQUEST_PARSERS
 log = logging.getLogger(__name__)
 
 _state: redis.Redis | None = None
+_handled: deque[str] = deque(maxlen=1024)
 _state_lock = threading.Lock()
 
 
@@ -84,6 +86,11 @@ def _on_failure(
 ) -> None:
     if not isinstance(exception, TimeLimitExceeded):
         return  # tilecast's tasks report their own failures; only a kill lands here
+    with _state_lock:
+        # Celery may send the signal twice for one kill (measured with 5.7).
+        if task_id in _handled:
+            return
+        _handled.append(str(task_id))
     try:
         payload = args[0]
         killed(_state_client(), str(getattr(sender, "name", "")), str(task_id), payload)
