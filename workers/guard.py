@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 
 from common import waiting
 
@@ -33,16 +34,25 @@ class RenderAbandoned(Exception):
 
 class Guard:
     def __init__(
-        self, state: redis.Redis, key: str, also: Callable[[], None] | None = None
+        self,
+        state: redis.Redis,
+        key: str,
+        also: Callable[[], None] | None = None,
+        time_limit: float = 0.0,
     ) -> None:
         self.state = state
         self.key = key
+        # The soft time limit, enforced here too: Celery's signal may land inside code
+        # that catches broad exceptions (a reader retrying), and be lost there.
+        self.deadline = time.monotonic() + time_limit if time_limit > 0 else float("inf")
         # Another check at the same pace (the pool share: workers/share.py).
         self.also = also
         self._next = 0.0  # the first checkpoint asks at once
 
     def check(self) -> None:
         now = time.monotonic()
+        if now > self.deadline:
+            raise SoftTimeLimitExceeded()
         if now < self._next:
             return
         self._next = now + CHECK_SECONDS
@@ -63,10 +73,13 @@ _current: ContextVar[Guard | None] = ContextVar("tilecast_render_guard", default
 
 @contextmanager
 def guarding(
-    state: redis.Redis, key: str, also: Callable[[], None] | None = None
+    state: redis.Redis,
+    key: str,
+    also: Callable[[], None] | None = None,
+    time_limit: float = 0.0,
 ) -> Iterator[Guard]:
     """Guard the render of ``key`` for the duration of the block."""
-    guard = Guard(state, key, also)
+    guard = Guard(state, key, also, time_limit)
     token = _current.set(guard)
     try:
         yield guard
@@ -75,8 +88,8 @@ def guarding(
 
 
 def checkpoint() -> None:
-    """Raise RenderAbandoned when the guarded render has nobody left waiting; nothing
-    outside a guarded render."""
+    """Raise RenderAbandoned when the guarded render has nobody left waiting, or
+    SoftTimeLimitExceeded past its time limit; nothing outside a guarded render."""
     guard = _current.get()
     if guard is not None:
         guard.check()

@@ -147,7 +147,8 @@ def _render_request(
         else None
     )
     try:
-        with guarding(renderer.state, key, also) if interactive else nullcontext():
+        limit = renderer.settings.render_soft_time_limit
+        with guarding(renderer.state, key, also, limit) if interactive else nullcontext():
             _complete(
                 renderer,
                 key,
