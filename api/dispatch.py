@@ -34,6 +34,7 @@ from typing import Protocol, TypeVar
 import redis
 
 from api.completion import CompletionListener, Waiter
+from common import waiting
 from common.errors import Overloaded, RenderTimeout, error_from_payload
 from common.inflight import claim, inflight_key, release
 from common.routing import is_affinity_queue
@@ -122,6 +123,8 @@ class Dispatcher:
                 return value
             # Node losses noticed from now on may have taken this key's task unnamed.
             losses = self.routes.losses()
+            # Before the work is sent: a render stops once nobody waits (common/waiting.py).
+            waiting.join(self.state, key, self.timeout + RECHECK_SECONDS)
             _claimed, value = self._claim_and_send(key, lookup, send)
             if value is not None:
                 return value

@@ -8,15 +8,18 @@ to another queue (``bulk``) goes there as asked.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import redis
 from kombu.exceptions import OperationalError
 
 from api.routing import Router
+from common import share
 from common.errors import ServiceUnavailable
 from common.logs import TASK_HEADER, current_request_id
-from common.protocol import QUEUE_INTERACTIVE, make_celery
+from common.protocol import QUEUE_INTERACTIVE, TASK_DESCRIBE_SOURCE, make_celery
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,18 +47,35 @@ class CelerySender:
         # A task older than an in-flight marker is a duplicate in waiting: by then the
         # marker has expired and the next asker has sent the work again.
         self.expires = settings.inflight_ttl
+        # Interactive sends are noted per source, for the pool share (common/share.py).
+        self.share = settings.source_share > 0 and router is not None
 
     def send(self, name: str, payload: dict[str, Any], queue: str = QUEUE_INTERACTIVE) -> str:
         """Send one task; the queue it went to. Raises Overloaded (backpressure) or
         ServiceUnavailable (no broker)."""
+        source = source_of(payload)
+        pending: tuple[redis.Redis, str] | None = None
         if queue == QUEUE_INTERACTIVE and self.router is not None:
-            queue = self.router.route(source_of(payload))
+            queue = self.router.route(source)
+            # Describing a file is not a render: it takes no share (workers/tasks.py).
+            if self.share and source is not None and name != TASK_DESCRIBE_SOURCE:
+                pending = (self.router.state, source)
+        task_id = str(uuid.uuid4())
+        if pending is not None:
+            share.note_pending(*pending, task_id, self.expires)
         try:
             self.celery.send_task(
-                name, args=[payload], queue=queue, expires=self.expires, headers=_headers()
+                name,
+                args=[payload],
+                queue=queue,
+                expires=self.expires,
+                headers=_headers(),
+                task_id=task_id,
             )
         except OperationalError as exc:
             log.warning("broker unavailable: %s", exc)
+            if pending is not None:
+                share.forget_pending(*pending, task_id)
             raise ServiceUnavailable("the task broker is unavailable") from None
         return queue
 

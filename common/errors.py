@@ -48,6 +48,12 @@ class SourceRefused(BadRequest):
     code = "source_refused"
 
 
+class OverBudget(BadRequest):
+    """A request whose estimated cost is past TILECAST_MAX_REQUEST_COST (common/cost.py)."""
+
+    code = "over_budget"
+
+
 class Unauthorized(TilecastError):
     """No credentials, or credentials that do not prove who is asking (an expired Girder
     token, a wrong shared secret)."""
@@ -181,6 +187,15 @@ class SourceChanged(ServiceUnavailable):
 
     code = "source_changed"
     retry_after = 1
+
+
+class TooCostly(ServiceUnavailable):
+    """A render stopped by its time limit (TILECAST_RENDER_SOFT_TIME_LIMIT or the hard
+    TILECAST_RENDER_TIME_LIMIT); asked again within TILECAST_TOO_COSTLY_TTL it is
+    answered at once (common/refusals.py)."""
+
+    code = "too_costly"
+    retry_after = 30
 
 
 class RenderTimeout(TilecastError):

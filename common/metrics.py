@@ -58,6 +58,10 @@ KNOWN_COUNTERS = (
     stats.RAW_TILES_READ,
     stats.RAW_TILES_SYNTHESIZED,
     stats.RENDER_ERRORS,
+    stats.RENDERS_ABANDONED,
+    stats.RENDERS_TOO_COSTLY,
+    stats.RENDERS_KILLED,
+    stats.RENDERS_DEFERRED,
 )
 
 # Counters shown under one labelled family rather than ``tilecast_{name}_total``.

@@ -69,8 +69,40 @@ def make_celery(settings: Settings, main: str = "tilecast") -> Celery:
         # reaches either bound; its Renderer is made anew (workers/tasks.py).
         worker_max_tasks_per_child=settings.worker_max_tasks or None,
         worker_max_memory_per_child=settings.worker_max_memory_mb * 1024 or None,
+        # Time limits per task kind (prefork pool): past the soft one the task stops
+        # (workers/tasks.py tells its waiters too_costly), past the hard one its pool
+        # process is killed (workers/limits.py releases what it held).
+        task_annotations=time_limits(settings),
     )
     return app
+
+
+INTERACTIVE_TASKS = (
+    TASK_RENDER_TILE,
+    TASK_RENDER_THUMBNAIL,
+    TASK_RENDER_ASSOCIATED,
+    TASK_RENDER_REGION,
+    TASK_RENDER_PIXEL,
+    TASK_RENDER_HISTOGRAM,
+    TASK_RENDER_BANDS,
+    TASK_DESCRIBE_SOURCE,
+)
+BULK_TASKS = (TASK_RENDER_TILES, TASK_PRECACHE_BATCH)
+
+
+def time_limits(settings: Settings) -> dict[str, dict[str, float | None]]:
+    """Celery's ``soft_time_limit`` / ``time_limit`` of every task, by kind (0 = none)."""
+    interactive = {
+        "soft_time_limit": settings.render_soft_time_limit or None,
+        "time_limit": settings.render_time_limit or None,
+    }
+    bulk = {
+        "soft_time_limit": settings.bulk_soft_time_limit or None,
+        "time_limit": settings.bulk_time_limit or None,
+    }
+    limits = {name: interactive for name in INTERACTIVE_TASKS}
+    limits.update({name: bulk for name in BULK_TASKS})
+    return limits
 
 
 def render_tile_payload(request: TileRequest, generation: int) -> dict[str, Any]:

@@ -101,6 +101,21 @@ class Settings:
     # Largest region (and histogram analysis) output, in pixels: past it a 400 naming
     # width. A region is read from a level at most twice its output size per side.
     max_region_pixels: int = 4096 * 4096
+    # Per-request cost budget (common/cost.py): output pixels x (style layers or bands +
+    # codec factor), in units of about 5 ns of one core; past it a 400 naming the budget.
+    max_request_cost: int = 2 * 10**9
+    # Time limits of a task, per kind (Celery soft and hard limits, seconds; 0 = none):
+    # past the soft one the render stops and its waiters are told 503 too_costly; past the
+    # hard one its pool process is killed. Interactive renders, then bulk batches.
+    render_soft_time_limit: float = 90.0
+    render_time_limit: float = 120.0
+    bulk_soft_time_limit: float = 600.0
+    bulk_time_limit: float = 660.0
+    # Seconds a render stopped by its time limit is answered 503 too_costly at once.
+    too_costly_ttl: int = 300
+    # Share of the interactive pool's processes one source may hold while other sources'
+    # renders wait (common/share.py); over it a task is deferred behind them (0 = off).
+    source_share: float = 0.5
     # Decoding bound: images (or levels read whole) beyond this many pixels are refused.
     max_decode_pixels: int = 2 * 10**11
     # Images libvips must decode whole (PNG, JPEG, WebP, ...) beyond 100 MiB decoded are

@@ -36,6 +36,13 @@ THUMBNAILS_RENDERED = "thumbnails_rendered"
 RAW_TILES_READ = "raw_tiles_read"
 RAW_TILES_SYNTHESIZED = "raw_tiles_synthesized"
 RENDER_ERRORS = "render_errors"
+# Render bounds (issue 14): renders stopped because nobody waited any more
+# (workers/guard.py), stopped by their soft time limit, killed at their hard one
+# (workers/limits.py), and tasks deferred behind other sources (workers/share.py).
+RENDERS_ABANDONED = "renders_abandoned"
+RENDERS_TOO_COSTLY = "renders_too_costly"
+RENDERS_KILLED = "renders_killed"
+RENDERS_DEFERRED = "renders_deferred"
 
 # The api's view of the tile cache (tiles and thumbnails it served).
 API_TILE_HITS = "api_tile_hits"

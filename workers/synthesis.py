@@ -34,6 +34,7 @@ import numpy as np
 
 from common.cache import TileCache
 from common.tiles import raw_tile_key
+from workers.guard import checkpoint
 from workers.rawtile import RawTile, RawTileError
 from workers.sources.base import ImageSource
 from workers.vipsutil import from_numpy, to_numpy
@@ -93,7 +94,7 @@ class RawTiles:
         put) for each one that was missing."""
         if self.source.is_native_level(z, frame):
             self.counters.add(read=len(coords))
-            return [self.source.read_tile(z, x, y, frame) for x, y in coords]
+            return [self._read(z, x, y, frame) for x, y in coords]
         keys = [self.key(z, x, y, frame) for x, y in coords]
         cached = self.cache.get_many(keys)
         tiles: list[RawTile] = []
@@ -110,7 +111,12 @@ class RawTiles:
             tiles.append(tile)
         return tiles
 
+    def _read(self, z: int, x: int, y: int, frame: int) -> RawTile:
+        checkpoint()  # between reads: stop when nobody waits any more (workers/guard.py)
+        return self.source.read_tile(z, x, y, frame)
+
     def _produce(self, z: int, x: int, y: int, frame: int) -> RawTile:
+        checkpoint()
         if self.source.is_native_level(z, frame):
             tile = self.source.read_tile(z, x, y, frame)
             self.counters.add(read=1)

@@ -12,14 +12,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from typing import Any
 
+from celery import current_task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
+from common import share as common_share
 from common import stats
 from common.associated import AssociatedRequest
+from common.errors import TooCostly
 from common.inflight import Completion, announce
 from common.protocol import (
+    QUEUE_INTERACTIVE,
     TASK_DESCRIBE_SOURCE,
     TASK_RENDER_ASSOCIATED,
     TASK_RENDER_BANDS,
@@ -31,6 +37,7 @@ from common.protocol import (
     TASK_RENDER_TILES,
     tile_requests_from_payload,
 )
+from common.refusals import refuse
 from common.regions import (
     REGIONS_RENDERED,
     BandsRequest,
@@ -41,14 +48,17 @@ from common.regions import (
 from common.registry import SourceRecord
 from common.settings import get_settings
 from common.tiles import ThumbnailRequest, TileRequest
-from workers import histogram, jobs, region  # noqa: F401  (jobs registers precache_batch)
+from workers import histogram, jobs, limits, region  # noqa: F401  (tasks and signals)
+from workers import share as pool_share
 from workers.adopt import adopt_marker
 from workers.batch import render_batch
 from workers.celeryapp import app
 from workers.describe import describe_file, registered
 from workers.engine import Renderer
+from workers.guard import RenderAbandoned, checkpoint, guarding
 from workers.outcome import failure
 from workers.requestids import request_id_of  # noqa: F401  (binds request ids to tasks)
+from workers.share import RenderYielded
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +117,69 @@ def _render_request(
         return
     renderer = get_renderer()
     key = request.key(generation)
+    task_request = getattr(current_task, "request", None)
+    task_id = str(getattr(task_request, "id", None) or "")
+    # Someone waits for every task an interactive node runs (bulk work goes to the bulk
+    # pool): those are guarded and share the pool (workers/guard.py, workers/share.py).
+    interactive = str(getattr(task_request, "hostname", None) or "").startswith(
+        f"{QUEUE_INTERACTIVE}-"
+    )
+    shared = interactive and renderer.settings.source_share > 0 and bool(task_id)
+    if shared and not pool_share.admit(
+        renderer.state, renderer.settings, payload, request.source, task_id
+    ):
+        pool_share.defer(
+            app, renderer.state, renderer.settings, task, payload, request.source, task_request
+        )
+        _count(renderer, stats.RENDERS_DEFERRED)
+        return
     adopt_marker(renderer.state, key)
     kind = task.rpartition(".")[2].removeprefix("render_")
 
     def timed_render() -> bytes:
+        checkpoint()  # nobody waits any more (it waited in the queue): do nothing
         with renderer.latency.timed(kind):
             return render(renderer, request, generation)
 
-    _complete(
-        renderer,
-        key,
-        lambda: _render_into_cache(renderer, key, timed_render),
-        counter=counter,
+    also = (
+        pool_share.yield_check(renderer.state, renderer.settings, request.source, task_id)
+        if shared
+        else None
     )
+    try:
+        limit = renderer.settings.render_soft_time_limit
+        with guarding(renderer.state, key, also, limit) if interactive else nullcontext():
+            _complete(
+                renderer,
+                key,
+                lambda: _render_into_cache(renderer, key, timed_render),
+                counter=counter,
+            )
+    except RenderYielded:
+        # Past its source's share while another source waits: go on later, from what
+        # it cached (the marker and the waiters stay).
+        pool_share.defer(
+            app, renderer.state, renderer.settings, task, payload, request.source, task_request
+        )
+        _count(renderer, stats.RENDERS_DEFERRED)
+    finally:
+        if shared:
+            _release_share(renderer, request.source, task_id)
+
+
+def _release_share(renderer: Renderer, source: str, task_id: str) -> None:
+    try:
+        common_share.finish(renderer.state, source, task_id)
+    except Exception:
+        # Its entry ages out after the hard time limit (common/share.py).
+        log.exception("could not release the pool share of %s", task_id)
+
+
+def _count(renderer: Renderer, counter: str) -> None:
+    try:
+        renderer.flush_counters(**{counter: 1})
+    except Exception:
+        log.exception("could not count %s", counter)
 
 
 @app.task(name=TASK_RENDER_TILE, ignore_result=True)
@@ -204,6 +264,16 @@ def _complete(
         if work() and counter:
             extra[counter] = 1
         completion = Completion(key)
+    except RenderAbandoned:
+        # No error: a waiter that joined just now finds the marker gone and sends again.
+        log.info("render of %s abandoned: nobody waits for it any more", key)
+        extra[stats.RENDERS_ABANDONED] = 1
+        completion = Completion(key)
+    except RenderYielded:
+        raise  # not an outcome: the task is deferred (_render_request)
+    except SoftTimeLimitExceeded:
+        completion = _too_costly(renderer, key)
+        extra[stats.RENDERS_TOO_COSTLY] = 1
     except Exception as exc:
         completion = failure(key, exc)
         extra[stats.RENDER_ERRORS] = 1
@@ -216,6 +286,22 @@ def _complete(
     except Exception:
         # The waiters re-check the cache about once a second and time out otherwise.
         log.exception("could not announce the completion of %s", key)
+
+
+def _too_costly(renderer: Renderer, key: str) -> Completion:
+    """The render of ``key`` passed its soft time limit: tell its waiters, and the next
+    askers for a while (common/refusals.py)."""
+    settings = renderer.settings
+    error = TooCostly(
+        f"the render passed its time limit of {settings.render_soft_time_limit:g} s and "
+        f"was stopped; retry after {settings.too_costly_ttl} s"
+    )
+    log.warning("render of %s stopped at its soft time limit", key)
+    try:
+        refuse(renderer.state, key, error, settings.too_costly_ttl)
+    except Exception:
+        log.exception("could not remember that %s is too costly", key)
+    return Completion(key, error=error.to_payload())
 
 
 @app.task(name=TASK_RENDER_ASSOCIATED, ignore_result=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from api.handlers.tiles import Image, metadata, render
+from api.handlers.tiles import Image, budget, metadata, render
 from api.parsing import parse_encoding, parse_frame, parse_style
 from api.services import Services
 from api.tilerange import check_frame
@@ -90,9 +90,13 @@ def parse_bands_request(source: str, args: Mapping[str, str]) -> BandsRequest:
 
 def region(svc: Services, request: RegionRequest) -> Image:
     def check(meta: Mapping[str, Any]) -> None:
-        request.plan(
+        plan = request.plan(
             **_geometry(meta), max_pixels=svc.settings.max_region_pixels, optics=Optics.of(meta)
         )
+        pixels = plan.out_width * plan.out_height
+        if request.fill is not None and request.width and request.height:
+            pixels = max(pixels, request.width * request.height)  # letterboxed
+        budget(svc, meta, pixels, request.style, request.encoding)
 
     return _deferred(
         svc, request, TASK_RENDER_REGION, request.encoding.content_type, request.frame, check

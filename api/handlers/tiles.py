@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from api.services import Services
 from api.tilerange import check_frame, check_tile
 from common import activity, stats
+from common.cost import check_budget, fitted_pixels
+from common.encoding import EncodingOptions
 from common.errors import SourceChanged, SourceGone
 from common.protocol import (
     TASK_RENDER_THUMBNAIL,
@@ -16,6 +18,7 @@ from common.protocol import (
     render_thumbnail_payload,
     render_tile_payload,
 )
+from common.refusals import check_refused
 from common.tiles import ThumbnailRequest, TileRequest
 
 CACHE = "cache"
@@ -60,6 +63,8 @@ def tile(svc: Services, request: TileRequest) -> Image:
         # Only a miss pays for the range check: a hit's key was valid when rendered.
         meta = metadata(svc, request.source)
         check_tile(request, meta)
+        tile_pixels = int(meta.get("tileWidth", 256)) * int(meta.get("tileHeight", 256))
+        budget(svc, meta, tile_pixels, request.style, request.encoding)
         payload = render_tile_payload(request, gen)
         after_send = None
         if svc.prefetcher is not None:
@@ -82,7 +87,15 @@ def thumbnail(svc: Services, request: ThumbnailRequest) -> Image:
     generation = svc.generations.get(request.source)
 
     def render_at(gen: int) -> bytes:
-        check_frame(request.frame, metadata(svc, request.source))
+        meta = metadata(svc, request.source)
+        check_frame(request.frame, meta)
+        size = int(meta.get("sizeX", 0)), int(meta.get("sizeY", 0))
+        pixels = (
+            request.width * request.height
+            if request.fill is not None
+            else fitted_pixels(request.width, request.height, *size)
+        )
+        budget(svc, meta, pixels, request.style, request.encoding)
         payload = render_thumbnail_payload(request, gen)
         return _render(svc, request.key(gen), TASK_RENDER_THUMBNAIL, payload)
 
@@ -119,6 +132,19 @@ def _renewing(
             return render_at(current)
 
     return render
+
+
+def budget(
+    svc: Services,
+    meta: Mapping[str, Any],
+    pixels: int,
+    style: str | None,
+    encoding: EncodingOptions,
+) -> None:
+    """A 400 ``over_budget`` when rendering ``pixels`` output pixels of this image with
+    ``style`` into ``encoding`` would cost more than TILECAST_MAX_REQUEST_COST."""
+    bands = int(meta.get("bandCount") or 3)
+    check_budget(pixels, style, bands, encoding, svc.settings.max_request_cost)
 
 
 # (hits, misses) counters of each kind of image.
@@ -195,6 +221,8 @@ def _render(
             after_send()
         return sent
 
+    # A render stopped by its time limit a moment ago is not tried again at once.
+    check_refused(svc.state, key)
     try:
         return svc.dispatcher.fetch(key, lookup=lambda: svc.cache.get(key), send=send)
     except (SourceChanged, SourceGone):
