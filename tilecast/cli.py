@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--concurrency", type=int, default=min(4, os.cpu_count() or 1))
     up.add_argument("--api-workers", type=int, default=2)
     up.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER, help="api HTTP server")
+    up.add_argument(
+        "--cache-memory", default="1gb", help="maxmemory of its cache Redis (e.g. 512mb, 4gb)"
+    )
 
     api = commands.add_parser("api", help="the HTTP api under granian or gunicorn")
     api.add_argument("--bind", default="127.0.0.1:8080", metavar="HOST:PORT")
@@ -83,6 +86,7 @@ def _run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             api_workers=args.api_workers,
             server=args.server,
+            cache_memory=args.cache_memory,
         )
         return run_up(options)
     if args.command == "api":

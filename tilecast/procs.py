@@ -4,6 +4,9 @@
 way. Each child leads its own process group so that stopping it also stops the
 processes it forked (Celery's pool, gunicorn's workers), and on Linux it is asked to
 die with its parent so that even a SIGKILLed parent leaves no orphans behind.
+
+:class:`Supervised` keeps one such child running: ``tilecast up`` supervises its
+children with it, and ``tilecast worker`` its two nodes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -157,3 +161,147 @@ def alive(pid: int) -> bool:
     """Whether ``pid`` runs and is not a zombie."""
     stat = _proc_stat(Path("/proc") / str(pid))
     return stat is not None and stat[0] != "Z"
+
+
+# --- supervision --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When a supervised child that exited is started again, and when that stops.
+
+    A child that exits within ``quick_seconds`` of its start failed at start (a bad
+    setting, a port taken): after ``max_quick`` such exits in a row its supervisor gives
+    up. Otherwise it is started again after a delay that doubles with each quick exit,
+    from ``first_delay`` up to ``max_delay``; a child that had been running a while is
+    started again after ``first_delay``.
+    """
+
+    quick_seconds: float = 10.0
+    max_quick: int = 5
+    first_delay: float = 0.5
+    max_delay: float = 4.0
+
+    def delay(self, quick: int) -> float:
+        return min(self.max_delay, self.first_delay * 2**quick)
+
+
+class GaveUp(Exception):
+    """A supervised child kept exiting right after its start."""
+
+    def __init__(self, name: str, code: int, tries: int, quick_seconds: float) -> None:
+        super().__init__(
+            f"the {name} exited ({exit_text(code)}) {tries} times in a row within "
+            f"{quick_seconds:g} s of starting"
+        )
+        self.name = name
+        self.code = code
+
+
+def exit_text(code: int) -> str:
+    """``status 1`` or ``killed by SIGKILL``."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"status {code}"
+
+
+class Supervised:
+    """One child process kept running: started again, with a back-off, when it exits.
+
+    ``start`` makes the process. ``own_group``: the child leads its own process group
+    (``spawn``), whose leftovers (a killed leader's pool processes) are asked to stop
+    when the leader exits. ``check()`` is called in its supervisor's loop; it returns
+    the lines worth telling (an exit, a restart) and raises :class:`GaveUp`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        start: Callable[[], subprocess.Popen[bytes]],
+        policy: RestartPolicy = RestartPolicy(),
+        *,
+        own_group: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._start = start
+        self.policy = policy
+        self.own_group = own_group
+        self.clock = clock
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.quick = 0  # exits in a row within policy.quick_seconds of a start
+        self.restart_at: float | None = None
+        self.restarts = 0
+        # Process groups of earlier runs that may still hold processes.
+        self.old_groups: list[int] = []
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self) -> None:
+        self.proc = self._start()
+        self.started_at = self.clock()
+        self.restart_at = None
+
+    def check(self) -> list[str]:
+        """Notice an exit, restart when its delay has passed; what happened, in words."""
+        now = self.clock()
+        if self.old_groups:
+            self.old_groups = [group for group in self.old_groups if group_alive(group)]
+        if self.proc is not None:
+            code = self.proc.poll()
+            if code is None:
+                return []
+            return [self._exited(self.proc, code, now)]
+        if self.restart_at is not None and now >= self.restart_at:
+            self.start()
+            self.restarts += 1
+            return [f"restarted the {self.name} (pid {self.pid})"]
+        return []
+
+    def _exited(self, proc: subprocess.Popen[bytes], code: int, now: float) -> str:
+        self.proc = None
+        if self.own_group:
+            # A killed leader leaves its pool processes behind: ask them to go too.
+            _signal_group(proc, signal.SIGTERM)
+            self.old_groups.append(proc.pid)
+        self.quick = self.quick + 1 if now - self.started_at < self.policy.quick_seconds else 0
+        if self.quick >= self.policy.max_quick:
+            raise GaveUp(self.name, code, self.quick, self.policy.quick_seconds)
+        delay = self.policy.delay(self.quick)
+        self.restart_at = now + delay
+        return (
+            f"the {self.name} (pid {proc.pid}) exited ({exit_text(code)}); "
+            f"restarting it in {delay:g} s"
+        )
+
+    def stop(self, timeout: float) -> None:
+        """Stop the child and whatever earlier runs left behind."""
+        self.restart_at = None
+        if self.proc is not None:
+            stop(self.proc, timeout=timeout)
+        for group in self.old_groups:
+            _wait_group_gone(group, 0.5)
+        self.old_groups.clear()
+
+
+def last_error_line(log: Path, tail_bytes: int = 64 * 1024) -> str:
+    """The line of a child's log that most likely says why it stopped: the last
+    non-empty line that is not indented (a traceback's frames are), not a traceback's
+    header, and not a supervisor's own notice."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - tail_bytes))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return "no log"
+    for line in reversed(text.splitlines()):
+        if line.strip() and not line[0].isspace() and not line.startswith(NOT_A_CAUSE):
+            return line.strip()
+    return "nothing in its log"
+
+
+NOT_A_CAUSE = ("Traceback (most recent call last)", "tilecast up:", "tilecast worker:")

@@ -13,8 +13,10 @@ alone cannot keep bulk work from delaying interactive tiles: a pool process busy
 block of bulk tiles holds its core until the block is done, however the queues are
 ordered. Two nodes, the bulk one niced, let the kernel hand the CPU to an interactive
 render the moment it starts (the measurements are in docs/CONTRACT.md). The parent
-forwards SIGTERM and SIGINT to both (a warm shutdown), and when one node exits on its
-own it stops the other and exits non-zero, for its supervisor to restart it.
+forwards SIGTERM and SIGINT to both (a warm shutdown). A node that dies after it
+started (killed, out of memory) is started again, saying so on stderr; a node that dies
+twice in a row right after its start (a setting it cannot use) makes the parent stop
+the other and exit non-zero, for its own supervisor to retry with a back-off.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUES
 from common.routing import affinity_queue
 from common.settings import get_settings
+from tilecast import procs
 
 _PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT = 60.0
@@ -118,44 +121,67 @@ def lower_priority(nice: int) -> None:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
+# A node that dies twice in a row right after its start (a bad setting) ends the launcher:
+# its own supervisor (``tilecast up``, systemd, Kubernetes) retries with a back-off, so
+# retries multiply by two at most. One early death alone (a node killed soon after
+# the stack started) is only restarted.
+NODE_RESTARTS = procs.RestartPolicy(max_quick=2)
+
+
 def run_pair(concurrency: int, loglevel: str) -> int:
-    """An interactive and a bulk node as children; their exit status."""
+    """An interactive and a bulk node as children, each restarted when it dies; the
+    exit status (non-zero when a node failed at start)."""
     base = [sys.executable, "-m", "tilecast", "worker", "--concurrency", str(concurrency)]
-    children = [
-        subprocess.Popen(
+
+    def starter(role: str) -> Callable[[], subprocess.Popen[bytes]]:
+        return lambda: subprocess.Popen(
             [*base, "--loglevel", loglevel, "--queues", role],
             stdin=subprocess.DEVNULL,
             # Same process group: stopping the group stops both nodes and their pools.
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
+
+    nodes = [
+        procs.Supervised(f"{role} node", starter(role), NODE_RESTARTS, own_group=False)
         for role in (QUEUE_INTERACTIVE, QUEUE_BULK)
     ]
     stopping = False  # a signal asked us to stop
 
-    def stop_children(signum: int, frame: FrameType | None) -> None:
+    def stop_nodes(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
-        for child in children:
-            if child.poll() is None:
+        for node in nodes:
+            node.restart_at = None
+            if node.proc is not None and node.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    child.send_signal(signal.SIGTERM)  # a warm shutdown (idempotent)
+                    node.proc.send_signal(signal.SIGTERM)  # a warm shutdown (idempotent)
 
-    signal.signal(signal.SIGTERM, stop_children)
-    signal.signal(signal.SIGINT, stop_children)
-    while not stopping and all(child.poll() is None for child in children):
+    signal.signal(signal.SIGTERM, stop_nodes)
+    signal.signal(signal.SIGINT, stop_nodes)
+    for node in nodes:
+        node.start()
+    failed = False
+    while not stopping and not failed:
+        for node in nodes:
+            try:
+                lines = node.check()
+            except procs.GaveUp as gave_up:
+                lines = [f"{gave_up}; stopping"]
+                failed = True
+            for line in lines:
+                print(f"tilecast worker: {line}", file=sys.stderr, flush=True)
         time.sleep(0.2)
-    failed = not stopping
-    if failed:
-        print("tilecast worker: a node exited; stopping the other", file=sys.stderr, flush=True)
-        stop_children(signal.SIGTERM, None)
+    stop_nodes(signal.SIGTERM, None)
     deadline = time.monotonic() + STOP_TIMEOUT
-    for child in children:
+    for node in nodes:
+        if node.proc is None:
+            continue
         try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            node.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-    return 1 if failed or any(child.returncode for child in children) else 0
+            node.proc.kill()
+            node.proc.wait()
+    return 1 if failed else 0
 
 
 def _die_with_parent() -> None:

@@ -138,3 +138,25 @@ def test_an_unusable_setting_is_a_message_not_a_traceback(
     finally:
         get_settings.cache_clear()
     assert "TILECAST_ACCESS_MODE='bogus'" in capsys.readouterr().err
+
+
+def test_up_runs_a_cache_and_a_state_redis(tmp_path: Path) -> None:
+    """The cache role evicts any key (LRU) and keeps nothing on disk; the state role
+    never evicts and keeps an append-only file."""
+    cache = RedisServer.cache(tmp_path / "cache", "32mb")
+    state = RedisServer.state(tmp_path / "state")
+    try:
+        for server, policy, aof in ((cache, "allkeys-lru", "no"), (state, "noeviction", "yes")):
+            client = redis.Redis.from_url(server.start())
+            assert client.config_get("maxmemory-policy")["maxmemory-policy"] == policy
+            assert client.config_get("appendonly")["appendonly"] == aof
+            client.close()
+        port = state.port
+        assert state.proc is not None
+        state.proc.kill()
+        state.proc.wait()
+        state.restart()  # on the port its clients know
+        assert state.port == port and redis.Redis.from_url(state.url).ping()
+    finally:
+        cache.stop()
+        state.stop()
