@@ -22,7 +22,7 @@ def register_path(path: str, settings: Settings) -> SourceRecord:
         id=source_id_for_path(real),
         path=real,
         name=os.path.basename(real),
-        metadata=describe_path(real),
+        metadata=describe_path(real, settings),
     )
     state = connect(settings.state_url)
     try:

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from common.errors import ConfigurationError
 from common.registry import SourceRecord
 from common.settings import PREFIX, Settings
-from tilecast import procs
+from tilecast import procs, stackfile
 from tilecast.redis_server import RedisServer
 from tilecast.register import register_path
 
@@ -43,6 +44,7 @@ class UpOptions:
     concurrency: int
     api_workers: int
     server: str = "granian"
+    roots: tuple[Path, ...] = ()  # --root: more directories images may be added from
 
 
 def run_up(options: UpOptions) -> int:
@@ -50,25 +52,29 @@ def run_up(options: UpOptions) -> int:
     redis_server: RedisServer | None = None
     with _signals_raise():
         try:
+            stackfile.check_free(options.data_dir)
             env = procs.child_environment()
             if not env.get(PREFIX + "CACHE_URL"):
                 redis_server = RedisServer(options.data_dir / "redis", persistent=True)
                 env[PREFIX + "CACHE_URL"] = redis_server.start()
                 print(f"redis      {env[PREFIX + 'CACHE_URL']} (own server)", flush=True)
             images = options.images or _sample_images(options.data_dir / "sample")
-            if not env.get(PREFIX + "SOURCE_ROOTS"):
-                env[PREFIX + "SOURCE_ROOTS"] = _roots_of(images)
+            roots = env.get(PREFIX + "SOURCE_ROOTS") or _roots_of(images)
+            env[PREFIX + "SOURCE_ROOTS"] = _with_roots(roots, options.roots)
             settings = Settings.from_env(env)
             records = [register_path(str(image), settings) for image in images]
             _start_children(options, env, children)
             base = f"http://{_display_host(options.host)}:{options.port}"
             _wait_for_api(base, children)
             _print_sources(base, records)
+            stackfile.write(options.data_dir, api_url=base, env=env)
+            print(stackfile.cli_hints(options.data_dir, settings.source_roots), flush=True)
             print(f"tilecast is up at {base}; Ctrl-C stops it", flush=True)
             return _supervise(children)
         except (KeyboardInterrupt, Shutdown):
             return 0
         finally:
+            stackfile.remove(options.data_dir)
             _stop_all(children, redis_server)
 
 
@@ -94,6 +100,15 @@ def _sample_images(directory: Path) -> list[Path]:
 
 def _roots_of(images: list[str] | list[Path]) -> str:
     return os.pathsep.join(sorted({os.path.dirname(os.path.realpath(i)) for i in images}))
+
+
+def _with_roots(roots: str, extra: tuple[Path, ...]) -> str:
+    """``roots`` (os.pathsep-separated) and the ``--root`` directories, each once."""
+    for directory in extra:
+        if not directory.is_dir():
+            raise ConfigurationError(f"--root {directory}: not a directory")
+    listed = [r for r in roots.split(os.pathsep) if r] + [os.path.realpath(d) for d in extra]
+    return os.pathsep.join(dict.fromkeys(listed))
 
 
 def _start_children(
