@@ -89,6 +89,7 @@ def make_home(root: Path, images: dict[str, Path]) -> Path:
     for folder, name in (("img", "deflate"), ("extra", "lzw"), ("elsewhere", "zstd")):
         (home / folder).mkdir(parents=True)
         shutil.copy(images[name], home / folder / f"{name}.tiff")
+    shutil.copy(images["single"], home / "extra" / "single.tiff")
     (home / ".venv").symlink_to(REPO / ".venv")
     return home
 
@@ -184,6 +185,9 @@ def test_the_printed_commands_work_from_a_fresh_clone(stack: Up) -> None:
     assert stats.returncode == 0, stats.stderr
     assert "tiles rendered" in stats.stdout and "interactive nodes" in stats.stdout
 
+    readme = (REPO / "README.md").read_text()
+    for word in STACK_COMMANDS:  # the quick start shows the very commands up prints
+        assert stack.printed(word) in readme, stack.printed(word)
     printed = [w[1] for w in map(str.split, stack.lines) if len(w) == 2 and "://" in w[1]]
     assert len(printed) == 4  # metadata, thumbnail, tile, viewer
     for url in [*printed, stack.url("index")]:  # every URL up printed answers
@@ -221,6 +225,11 @@ def test_a_path_outside_the_roots_is_refused_and_nothing_is_stored(stack: Up) ->
     answer = requests.post(base + "/sources", json={"path": str(outside)}, timeout=30)
     assert answer.status_code == 400 and answer.json()["parameter"] == "path"
     assert keys_naming(stack_redis(home), source_id) == []
+    # The api of the stack takes a file below a --root directory.
+    inside = home / "extra" / "single.tiff"
+    answer = requests.post(base + "/sources", json={"path": str(inside)}, timeout=60)
+    assert answer.status_code in (200, 201), answer.text
+    assert answer.json()["id"] == source_id_for_path(os.path.realpath(inside))
 
 
 def test_an_unreachable_redis_named_in_the_environment_is_one_line(stack: Up) -> None:
