@@ -9,11 +9,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.errors import TilecastError
+import redis
+
+from common.errors import SourceRefused, TilecastError
 from common.logs import configure_logging
-from common.settings import get_settings
-from tilecast import jobs, sign
+from common.settings import Settings, get_settings
+from tilecast import jobs, sign, stackfile
 from tilecast.servers import DEFAULT_SERVER, SERVERS
+
+# Commands that act on a running stack: they find it through the state file ``up``
+# leaves in its data directory (tilecast/stackfile.py) unless TILECAST_* names a Redis.
+STACK_COMMANDS = ("add", "precache", "jobs", "stats")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("images", nargs="*", metavar="IMAGE", help="images (default: a sample)")
     up.add_argument("--host", default="127.0.0.1", help="address the api binds to")
     up.add_argument("--port", type=int, default=8080)
-    up.add_argument("--data-dir", type=Path, default=Path(".tilecast"), help="redis, sample, logs")
+    up.add_argument(
+        "--data-dir", type=Path, default=stackfile.DEFAULT_DATA_DIR, help="redis, sample, logs"
+    )
+    up.add_argument(
+        "--root",
+        dest="roots",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory images may also be added from (repeatable)",
+    )
     up.add_argument("--concurrency", type=int, default=min(4, os.cpu_count() or 1))
     up.add_argument("--api-workers", type=int, default=2)
     up.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER, help="api HTTP server")
@@ -53,28 +70,72 @@ def build_parser() -> argparse.ArgumentParser:
 
     add = commands.add_parser("add", help="register a local image; prints its id")
     add.add_argument("path")
+    for name in (*STACK_COMMANDS, "sign"):
+        commands.choices[name].add_argument(
+            "--data-dir",
+            type=Path,
+            default=stackfile.DEFAULT_DATA_DIR,
+            help="the data directory of the tilecast up to act on (default: %(default)s)",
+        )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = get_settings()
-    except TilecastError as err:  # a TILECAST_* setting that cannot be used
+        settings, origin = _settings(args)
+    except TilecastError as err:  # a TILECAST_* setting that cannot be used, no stack
         print(f"tilecast {args.command}: {err.message}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
     # pyvips relays libvips' own progress chatter at INFO: keep it out of INFO logs.
     logging.getLogger("pyvips").setLevel(max(logging.WARNING, logging.root.level))
+    if args.command in STACK_COMMANDS:
+        # `add` opens the file in this process: the reader's INFO lines belong in a
+        # worker's log, not between a command's answer and its one-line errors.
+        logging.getLogger("workers").setLevel(max(logging.WARNING, logging.root.level))
     try:
-        return _run(args)
+        return _run(args, settings)
     except TilecastError as err:
         print(f"tilecast {args.command}: {err.message}", file=sys.stderr)
         return 2
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        print(
+            f"tilecast {args.command}: Redis is unreachable ({_one_line(exc)}); "
+            f"its URL came from {origin}",
+            file=sys.stderr,
+        )
+        return 2
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+        print(f"tilecast {args.command}: Redis failed: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`tilecast jobs | head`): nothing more to say, and
+        # Python must not complain while flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    settings = get_settings()
+def _settings(args: argparse.Namespace) -> tuple[Settings, str]:
+    """The settings of this command and where its Redis URLs came from. Commands that
+    act on a stack read the environment here, once, to decide between the TILECAST_*
+    variables and the stack ``up`` recorded (tilecast/stackfile.py)."""
+    if args.command in STACK_COMMANDS:
+        return stackfile.settings_for(args.data_dir, os.environ)
+    if args.command == "sign" and args.url is None:
+        try:
+            args.url = stackfile.api_url(args.data_dir, os.environ) or sign.DEFAULT_URL
+        except TilecastError as err:  # signing needs no running stack: say, and go on
+            args.url = sign.DEFAULT_URL
+            print(f"tilecast sign: {err.message}; signing for {args.url}", file=sys.stderr)
+    return get_settings(), "the TILECAST_* environment"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "up":
         from tilecast.up import UpOptions, run_up
 
@@ -83,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             data_dir=args.data_dir.resolve(),
+            roots=tuple(args.roots),
             concurrency=args.concurrency,
             api_workers=args.api_workers,
             server=args.server,
@@ -110,5 +172,14 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from tilecast.register import register_path
 
-    print(register_path(args.path, settings).id)
+    try:
+        record = register_path(args.path, settings)
+    except SourceRefused as err:
+        if not settings.source_roots:
+            raise
+        roots = ", ".join(settings.source_roots)
+        raise SourceRefused(
+            f"{args.path}: {err.message} ({roots}; tilecast up --root DIR adds more)"
+        ) from None
+    print(record.id)
     return 0

@@ -24,6 +24,7 @@ from common.settings import Settings
 PATH_MARK = "signed"
 
 DEFAULT_LIFETIME = 24 * 3600
+DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def add_parser(commands: Any) -> None:
@@ -31,7 +32,11 @@ def add_parser(commands: Any) -> None:
     sign.add_argument("item_id", nargs="?", metavar="ITEM_ID", help="the item to grant")
     sign.add_argument("--prefix", help="the path prefix granted (default: /item/ITEM_ID/)")
     sign.add_argument("--expires-in", type=int, default=DEFAULT_LIFETIME, metavar="SECONDS")
-    sign.add_argument("--url", default="http://127.0.0.1:8080", help="the api's base URL")
+    sign.add_argument(
+        "--url",
+        help="the api's base URL (default: that of the running tilecast up, "
+        "else http://127.0.0.1:8080)",
+    )
     sign.add_argument(
         "--in-path",
         action="store_true",
@@ -62,7 +67,7 @@ def signed_url(args: argparse.Namespace, settings: Settings, now: float | None =
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     query = signing.sign(prefix, expires, signing.parse_keys(settings.signing_keys))
-    base = args.url.rstrip("/")
+    base = (DEFAULT_URL if args.url is None else args.url).rstrip("/")
     if not args.in_path:
         return f"{base}{signing.public_path(prefix)}?{urlencode(query, safe='/')}"
     if not re.fullmatch(r"/item/[^/]+/|/manage/", prefix):

@@ -34,11 +34,9 @@ def gather(settings: Settings) -> metrics.Snapshot:
 
 
 def run_stats(settings: Settings, *, as_json: bool = False, out: TextIO = sys.stdout) -> int:
-    try:
-        snapshot = gather(settings)
-    except redis.exceptions.RedisError as exc:
-        print(f"tilecast stats: Redis is unreachable: {exc}", file=sys.stderr)
-        return 1
+    """Print the numbers; an unreachable Redis raises (tilecast/cli.py says it in one
+    line)."""
+    snapshot = gather(settings)
     if as_json:
         body = snapshot.as_dict()
         body["hit_ratio"] = snapshot.hit_ratio
@@ -50,56 +48,95 @@ def run_stats(settings: Settings, *, as_json: bool = False, out: TextIO = sys.st
     return 0
 
 
+# One line of the table: a label, a number (right-aligned) and an optional note.
+Row = tuple[str, str, str]
+
+
 def human(snapshot: metrics.Snapshot, settings: Settings) -> str:
+    """Sections of rows whose labels, numbers and notes line up in three columns,
+    however long a queue's name or a number gets."""
+    sections = _sections(snapshot, settings)
+    rows = [row for _heading, section in sections for row in section]
+    label_width = max(len(label) for label, _value, _note in rows)
+    value_width = max(len(value) for _label, value, _note in rows)
+    lines: list[str] = []
+    for heading, section in sections:
+        lines.append(heading)
+        for label, value, note in section:
+            line = f"  {label:<{label_width}}  {value:>{value_width}}"
+            lines.append(f"{line}  {note}" if note else line)
+    return "\n".join(lines) + "\n"
+
+
+def _sections(snapshot: metrics.Snapshot, settings: Settings) -> list[tuple[str, list[Row]]]:
     c = snapshot.counters
     cache = snapshot.tile_cache
     sources = snapshot.source_cache
     window = _duration(settings.active_window)
-    lines = [
-        "tile cache (cache Redis)",
-        f"  hits               {c[stats.API_TILE_HITS]:>12,}   ratio {_pct(snapshot.hit_ratio)}",
-        f"  misses             {c[stats.API_TILE_MISSES]:>12,}",
-        f"  thumbnails         {c[stats.API_THUMBNAIL_HITS]:>12,} hits"
-        f"  {c[stats.API_THUMBNAIL_MISSES]:,} misses",
-        f"  not modified (304) {c[stats.API_NOT_MODIFIED]:>12,}",
-        f"  memory             {_bytes(cache['used_bytes']):>12} of {_max(cache['max_bytes'])}",
-        f"  keys               {cache['keys']:>12,}",
-        f"  active sources     {cache['active_sources']:>12,}   (viewed within {window})",
-        f"  evicted by keeper  {cache['evicted_by_keeper']:>12,}"
-        f"   ({c[stats.KEEPER_DELETED_ACTIVE_KEYS]:,} of active sources,"
-        f" {c[stats.KEEPER_RUNS]:,} runs, {_bytes(c[stats.KEEPER_FREED_BYTES])} freed)",
-        f"  evicted by Redis   {cache['evicted_by_redis']:>12,}",
-        "source cache (worker processes)",
-        f"  hits               {c[stats.SOURCE_CACHE_HITS]:>12,}"
-        f"   ratio {_pct(snapshot.source_cache_hit_ratio)}",
-        f"  misses (opens)     {c[stats.SOURCE_CACHE_MISSES]:>12,}",
-        f"  evictions          {c[stats.SOURCE_CACHE_EVICTIONS]:>12,}   idle beyond {window}",
-        f"                     {c[stats.SOURCE_CACHE_EVICTIONS_ACTIVE]:>12,}"
-        f"   used within {window} (bounds too small)",
-        f"  open sources       {sources['open']:>12,}"
-        f"   in {sources['processes']} processes, {_bytes(sources['bytes'])}",
-        "renders",
+    tile_cache: list[Row] = [
+        ("hits", _n(c[stats.API_TILE_HITS]), f"ratio {_pct(snapshot.hit_ratio)}"),
+        ("misses", _n(c[stats.API_TILE_MISSES]), ""),
+        ("thumbnail hits", _n(c[stats.API_THUMBNAIL_HITS]), ""),
+        ("thumbnail misses", _n(c[stats.API_THUMBNAIL_MISSES]), ""),
+        ("not modified (304)", _n(c[stats.API_NOT_MODIFIED]), ""),
+        ("memory", _bytes(cache["used_bytes"]), f"of {_max(cache['max_bytes'])}"),
+        ("keys", _n(cache["keys"]), ""),
+        ("active sources", _n(cache["active_sources"]), f"viewed within {window}"),
+        (
+            "evicted by keeper",
+            _n(cache["evicted_by_keeper"]),
+            f"{c[stats.KEEPER_DELETED_ACTIVE_KEYS]:,} of active sources, "
+            f"{c[stats.KEEPER_RUNS]:,} runs, {_bytes(c[stats.KEEPER_FREED_BYTES])} freed",
+        ),
+        ("evicted by Redis", _n(cache["evicted_by_redis"]), ""),
     ]
-    for name in (
-        stats.TILES_RENDERED,
-        stats.THUMBNAILS_RENDERED,
-        "regions_rendered",
-        stats.RAW_TILES_READ,
-        stats.RAW_TILES_SYNTHESIZED,
-        stats.RENDER_ERRORS,
-    ):
-        lines.append(f"  {name.replace('_', ' '):<18} {c.get(name, 0):>12,}")
-    lines.append(
-        f"  prefetch           {c[stats.PREFETCH_TASKS]:>12,} tasks"
-        f"  {c[stats.PREFETCH_TILES]:,} tiles"
+    source_cache: list[Row] = [
+        (
+            "hits",
+            _n(c[stats.SOURCE_CACHE_HITS]),
+            f"ratio {_pct(snapshot.source_cache_hit_ratio)}",
+        ),
+        ("misses (opens)", _n(c[stats.SOURCE_CACHE_MISSES]), ""),
+        ("evictions, idle", _n(c[stats.SOURCE_CACHE_EVICTIONS]), f"idle beyond {window}"),
+        (
+            "evictions, in use",
+            _n(c[stats.SOURCE_CACHE_EVICTIONS_ACTIVE]),
+            f"used within {window} (bounds too small)",
+        ),
+        (
+            "open sources",
+            _n(sources["open"]),
+            f"in {sources['processes']} processes, {_bytes(sources['bytes'])}",
+        ),
+    ]
+    renders: list[Row] = [
+        (name.replace("_", " "), _n(c.get(name, 0)), "")
+        for name in (
+            stats.TILES_RENDERED,
+            stats.THUMBNAILS_RENDERED,
+            "regions_rendered",
+            stats.RAW_TILES_READ,
+            stats.RAW_TILES_SYNTHESIZED,
+            stats.RENDER_ERRORS,
+        )
+    ]
+    renders.append(
+        ("prefetch tasks", _n(c[stats.PREFETCH_TASKS]), f"{c[stats.PREFETCH_TILES]:,} tiles")
     )
-    lines.append("work in progress")
-    lines.append(f"  in flight          {snapshot.inflight:>12,}")
-    for queue, depth in sorted(snapshot.queues.items()):
-        lines.append(f"  queue {queue:<12} {depth:>12,}")
-    for role, count in sorted(snapshot.workers.items()):
-        lines.append(f"  {role} nodes{'':<{max(0, 12 - len(role))}} {count:>12,}")
-    return "\n".join(lines) + "\n"
+    work: list[Row] = [("in flight", _n(snapshot.inflight), "")]
+    work += [(f"queue {q}", _n(depth), "") for q, depth in sorted(snapshot.queues.items())]
+    work += [(f"{role} nodes", _n(n), "") for role, n in sorted(snapshot.workers.items())]
+    work += [(f"jobs {state}", _n(n), "") for state, n in sorted(snapshot.jobs.items())]
+    return [
+        ("tile cache (cache Redis)", tile_cache),
+        ("source cache (worker processes)", source_cache),
+        ("renders", renders),
+        ("work in progress", work),
+    ]
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
 
 
 def _pct(value: float | None) -> str:

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from common.errors import ConfigurationError
 from common.registry import SourceRecord
 from common.settings import PREFIX, Settings
-from tilecast import procs
+from tilecast import procs, stackfile
 from tilecast.redis_server import RedisServer
 from tilecast.register import register_path
 
@@ -70,6 +71,7 @@ class UpOptions:
     api_workers: int
     server: str = "granian"
     cache_memory: str = "1gb"
+    roots: tuple[Path, ...] = ()  # --root: more directories images may be added from
 
 
 @dataclass
@@ -85,11 +87,12 @@ def run_up(options: UpOptions) -> int:
     with _signals_raise():
         try:
             _check_port_free(options.host, options.port)
+            stackfile.check_free(options.data_dir)
             env = procs.child_environment()
             _start_redis(options, env, children)
             images = options.images or _sample_images(options.data_dir / "sample")
-            if not env.get(PREFIX + "SOURCE_ROOTS"):
-                env[PREFIX + "SOURCE_ROOTS"] = _roots_of(images)
+            roots = env.get(PREFIX + "SOURCE_ROOTS") or _roots_of(images)
+            env[PREFIX + "SOURCE_ROOTS"] = _with_roots(roots, options.roots)
             settings = Settings.from_env(env)
             records = [register_path(str(image), settings) for image in images]
             echo = LogEcho(options.data_dir / "logs" / "worker.log", WORKER_NOTICE)
@@ -97,6 +100,8 @@ def run_up(options: UpOptions) -> int:
             base = f"http://{_display_host(options.host)}:{options.port}"
             _wait_for_api(base, children, echo)
             _print_sources(base, records)
+            stackfile.write(options.data_dir, api_url=base, env=env)
+            print(stackfile.cli_hints(options.data_dir, settings.source_roots), flush=True)
             print(f"tilecast is up at {base}; Ctrl-C stops it", flush=True)
             _supervise(children, echo)
             return 0  # not reached: _supervise returns by an exception
@@ -106,6 +111,7 @@ def run_up(options: UpOptions) -> int:
             print(f"tilecast up: {failed}", file=sys.stderr, flush=True)
             return failed.code
         finally:
+            stackfile.remove(options.data_dir)
             _stop_all(children)
 
 
@@ -200,6 +206,15 @@ def _sample_images(directory: Path) -> list[Path]:
 
 def _roots_of(images: list[str] | list[Path]) -> str:
     return os.pathsep.join(sorted({os.path.dirname(os.path.realpath(i)) for i in images}))
+
+
+def _with_roots(roots: str, extra: tuple[Path, ...]) -> str:
+    """``roots`` (os.pathsep-separated) and the ``--root`` directories, each once."""
+    for directory in extra:
+        if not directory.is_dir():
+            raise ConfigurationError(f"--root {directory}: not a directory")
+    listed = [r for r in roots.split(os.pathsep) if r] + [os.path.realpath(d) for d in extra]
+    return os.pathsep.join(dict.fromkeys(listed))
 
 
 def _start_children(options: UpOptions, env: dict[str, str], children: list[Child]) -> None:
