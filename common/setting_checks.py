@@ -183,6 +183,20 @@ CHECKS: dict[str, Check] = {
     "girder_file_ttl": at_least(0),
     "girder_download_dir": absolute_path,
     "girder_download_cache_bytes": at_least(1),
+    "max_request_cost": at_least(0),
+    "render_soft_time_limit": at_least(0),
+    "render_time_limit": at_least(0),
+    "bulk_soft_time_limit": at_least(0),
+    "bulk_time_limit": at_least(0),
+    "too_costly_ttl": at_least(0),
+    "source_share": between(0, 1),
+    "max_decode_disk_bytes": at_least(1),
+    "decode_cache_dir": absolute_path,
+    "file_check_interval": at_least(0),
+    "redis_timeout": above(0),
+    "redis_connect_timeout": above(0),
+    "readyz_timeout": above(0),
+    "public_url": http_url,
 }
 
 

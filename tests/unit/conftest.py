@@ -138,3 +138,8 @@ def register_source(renderer: Renderer, path: Path) -> str:
     record = SourceRecord(source_id, str(path), path.name, describe_path(str(path)))
     renderer.registry.add(record)
     return source_id
+
+
+def generation_of(renderer: Renderer, source_id: str) -> int:
+    """The generation ``source_id`` is registered under (workers refuse older ones)."""
+    return renderer.registry.generation(source_id) or 0

@@ -22,7 +22,7 @@ from common.regions import (
     RegionRequest,
     RegionSpec,
 )
-from tests.unit.conftest import register_source
+from tests.unit.conftest import generation_of, register_source
 
 if TYPE_CHECKING:
     from workers.engine import Renderer
@@ -65,7 +65,7 @@ def test_regions_equal_large_images(
     request = RegionRequest(source_id, spec, width, None, frame, None, EncodingOptions("PNG"))
     from workers.region import render_region
 
-    ours = _decode(render_region(renderer, request, 0))
+    ours = _decode(render_region(renderer, request, generation_of(renderer, source_id)))
     output = {"maxWidth": width} if width else {}
     theirs_data, _ = large_image.open(str(path)).getRegion(
         region=region, output=output, encoding="PNG", frame=frame
@@ -81,13 +81,23 @@ def test_region_bounds_and_frames_are_checked(renderer: Renderer, images: dict[s
 
     source_id = register_source(renderer, images["pyramid"])
     with pytest.raises(BadRequest) as err:
-        render_region(renderer, RegionRequest(source_id, RegionSpec(left=3000.0)), 0)
+        render_region(
+            renderer,
+            RegionRequest(source_id, RegionSpec(left=3000.0)),
+            generation_of(renderer, source_id),
+        )
     assert err.value.parameter == "left"
     with pytest.raises(BadRequest) as err:
-        render_region(renderer, RegionRequest(source_id, RegionSpec(), 50000, None), 0)
+        render_region(
+            renderer,
+            RegionRequest(source_id, RegionSpec(), 50000, None),
+            generation_of(renderer, source_id),
+        )
     assert err.value.parameter == "width"
     with pytest.raises((BadRequest, TileOutOfRange)) as err:
-        render_region(renderer, RegionRequest(source_id, frame=3), 0)
+        render_region(
+            renderer, RegionRequest(source_id, frame=3), generation_of(renderer, source_id)
+        )
     assert err.value.parameter == "frame"
 
 
@@ -98,7 +108,11 @@ def test_pixels(renderer: Renderer, wk_images: dict[str, Path]) -> None:
         source_id = register_source(renderer, wk_images[name])
         reference = large_image.open(str(wk_images[name]))
         for left, top in [(0, 0), (299.5, 200.4), (-1, -1), (599.6, 0)]:
-            ours = pixel_values(renderer, PixelRequest(source_id, left, top, frame=frame), 0)
+            ours = pixel_values(
+                renderer,
+                PixelRequest(source_id, left, top, frame=frame),
+                generation_of(renderer, source_id),
+            )
             theirs = reference.getPixel(region={"left": left, "top": top}, frame=frame)
             assert ours == dict(theirs), (name, left, top)
 
@@ -138,7 +152,9 @@ def test_histograms_equal_large_images(
     for name in ("rgba", "uint16"):
         path = wk_images[name]
         source_id = register_source(renderer, path)
-        ours = histogram(renderer, HistogramRequest(source_id, **ours_kwargs), 0)
+        ours = histogram(
+            renderer, HistogramRequest(source_id, **ours_kwargs), generation_of(renderer, source_id)
+        )
         their_kwargs = {"output": {"maxWidth": 2048, "maxHeight": 2048}, **their_kwargs}
         theirs = _their_histogram(path, **their_kwargs)
         assert len(ours) == len(theirs)
@@ -157,8 +173,11 @@ def test_only_min_max(renderer: Renderer, wk_images: dict[str, Path]) -> None:
     from workers.histogram import histogram
 
     path = wk_images["rgba"]
+    source_id = register_source(renderer, path)
     ours = histogram(
-        renderer, HistogramRequest(register_source(renderer, path), only_min_max=True), 0
+        renderer,
+        HistogramRequest(source_id, only_min_max=True),
+        generation_of(renderer, source_id),
     )
     theirs = large_image.open(str(path)).histogram(
         onlyMinMax=True, output={"maxWidth": 2048, "maxHeight": 2048}, resample=False
@@ -178,7 +197,9 @@ def test_band_information_per_frame(renderer: Renderer, wk_images: dict[str, Pat
     source_id = register_source(renderer, path)
     answers = []
     for frame in (0, 1):
-        ours = band_information(renderer, BandsRequest(source_id, frame), 0)
+        ours = band_information(
+            renderer, BandsRequest(source_id, frame), generation_of(renderer, source_id)
+        )
         theirs = large_image.open(str(path), noCache=True).getBandInformation(
             statistics=True, frame=frame
         )

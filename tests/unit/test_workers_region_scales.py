@@ -15,7 +15,7 @@ import pytest
 from common.encoding import EncodingOptions
 from common.regions import HistogramRequest, OutputScale, RegionRequest, RegionSpec
 from common.tiles import ThumbnailRequest
-from tests.unit.conftest import register_source
+from tests.unit.conftest import generation_of, register_source
 
 if TYPE_CHECKING:
     from workers.engine import Renderer
@@ -69,7 +69,7 @@ def test_regions_in_units_and_magnifications_equal_large_images(
         **{k: float(region[k]) for k in fields}, units=region.get("units", "base_pixels")
     )
     request = RegionRequest(source_id, spec, encoding=PNG, scale=OutputScale(**scale))
-    ours = _decode(render_region(renderer, request, 0))
+    ours = _decode(render_region(renderer, request, generation_of(renderer, source_id)))
     data, _ = large_image.open(str(measured)).getRegion(region=region, scale=scale, encoding="PNG")
     _within_one(ours, _decode(data))
 
@@ -93,7 +93,7 @@ def test_letterboxed_regions_equal_large_images(
     request = RegionRequest(
         source_id, spec, width, height, encoding=EncodingOptions(encoding), fill=fill
     )
-    ours = _decode(render_region(renderer, request, 0))
+    ours = _decode(render_region(renderer, request, generation_of(renderer, source_id)))
     region = {"left": 0, "top": 0, "right": spec.right, "bottom": spec.bottom}
     data, _ = large_image.open(str(measured)).getRegion(
         region=region, output={"maxWidth": width, "maxHeight": height}, fill=fill,
@@ -113,7 +113,7 @@ def test_letterboxed_thumbnails_equal_large_images(renderer: Renderer, measured:
     here and PIL there, so only its size and place are compared exactly)."""
     source_id = register_source(renderer, measured)
     request = ThumbnailRequest(source_id, 200, 200, encoding=PNG, fill="#ff0000ff")
-    ours = _decode(renderer.render_thumbnail(request, 0))
+    ours = _decode(renderer.render_thumbnail(request, generation_of(renderer, source_id)))
     data, _ = large_image.open(str(measured)).getThumbnail(
         width=200, height=200, fill="#ff0000", encoding="PNG"
     )
@@ -150,7 +150,7 @@ def test_resampled_histograms_equal_large_images(
     request = HistogramRequest(
         source_id, spec, output.get("maxWidth"), output.get("maxHeight"), resample=True
     )
-    ours = histogram(renderer, request, 0)
+    ours = histogram(renderer, request, generation_of(renderer, source_id))
     theirs = large_image.open(str(path)).histogram(output=output, region=region)["histogram"]
     assert len(ours) == len(theirs)
     for mine, their in zip(ours, theirs, strict=True):
@@ -173,7 +173,7 @@ def test_histograms_at_a_magnification_equal_large_images(
     source_id = register_source(renderer, measured)
     request = HistogramRequest.from_query(source_id, 0, query)
     assert request.width is None and request.scale.given
-    ours = histogram(renderer, request, 0)
+    ours = histogram(renderer, request, generation_of(renderer, source_id))
     scale = {k: float(v) for k, v in query.items() if k in ("magnification", "mm_x")}
     region = {k: float(v) for k, v in query.items() if k in ("left", "right")}
     kwargs = {"resample": False} if query.get("resample") == "false" else {}
