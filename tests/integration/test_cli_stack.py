@@ -210,6 +210,7 @@ def test_another_directory_names_the_data_dir(stack: Up, tmp_path: Path) -> None
     # Nothing answers from the default data dir there: one line, not another Redis.
     assert_one_line_refusal(run([exe, "jobs"], tmp_path), "no tilecast up runs")
     signed = run([exe, "sign", "x", "--data-dir", data_dir], tmp_path,
+                 TILECAST_ACCESS_MODE="signed",
                  TILECAST_SIGNING_KEYS="k:0123456789abcdef0123456789abcdef")  # fmt: skip
     assert signed.returncode == 0, signed.stderr
     assert signed.stdout.startswith(base + "/viewer/x?")
