@@ -194,8 +194,9 @@ def test_keeper_keeps_the_active_image_and_trims_the_inactive_one(
     # trim, and see the fill pass the mark again: wait for the run that brings it under.
     poll(
         "the keeper",
-        lambda: stats.read(client).get(stats.KEEPER_RUNS, 0) >= 1
-        and memory(client)[0] <= 0.9 * limit,
+        lambda: (
+            stats.read(client).get(stats.KEEPER_RUNS, 0) >= 1 and memory(client)[0] <= 0.9 * limit
+        ),
     )
 
     assert tile_keys(client, viewed) == viewed_tiles  # every tile of the active image
