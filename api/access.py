@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 from flask import Flask, Request, request
 
-from api import signed
-from api.girder import GirderAuthority
-from common.errors import Forbidden, TilecastError, Unauthorized
-from common.girder import SECRET_HEADER, TOKEN_COOKIE, TOKEN_HEADER, TOKEN_PARAMETER
-from common.settings import Settings
+from tilecast.api import signed
+from tilecast.api.girder import GirderAuthority
+from tilecast.common.errors import Forbidden, TilecastError, Unauthorized
+from tilecast.common.girder import SECRET_HEADER, TOKEN_COOKIE, TOKEN_HEADER, TOKEN_PARAMETER
+from tilecast.common.settings import Settings
 
 # Endpoints that change or list what the server holds.
 MANAGE_ENDPOINTS = frozenset(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import access, cors, jsonbody, limits, observe, publicurl, ratelimit, versioned
-from api.errors import register_error_handlers
-from api.handlers.girder import ensure_registered
-from api.routes import (
+from tilecast.api import access, cors, jsonbody, limits, observe, publicurl, ratelimit, versioned
+from tilecast.api.errors import register_error_handlers
+from tilecast.api.handlers.girder import ensure_registered
+from tilecast.api.routes import (
     dzi,
     girder,
     health,
@@ -21,9 +21,9 @@ from api.routes import (
     tiles,
     viewer,
 )
-from api.routes import openapi as openapi_routes
-from api.services import EXTENSION, Services
-from common.settings import Settings, get_settings
+from tilecast.api.routes import openapi as openapi_routes
+from tilecast.api.services import EXTENSION, Services
+from tilecast.common.settings import Settings, get_settings
 
 # girder_large_image serves its tile endpoints under Girder's API root: the same paths
 # under /api/v1 let a viewer configured for it switch by changing only the host.

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import redis
 
-from common.inflight import DONE_CHANNEL, Completion
+from tilecast.common.inflight import DONE_CHANNEL, Completion
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
-from api.access import MANAGE_ENDPOINTS, PLUGIN_BLUEPRINT
-from common.errors import Forbidden
+from tilecast.api.access import MANAGE_ENDPOINTS, PLUGIN_BLUEPRINT
+from tilecast.common.errors import Forbidden
 
 ALLOWED_METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
 ALLOWED_HEADERS = "Girder-Token, Tilecast-Secret, Content-Type, If-None-Match, Range"

@@ -33,11 +33,11 @@ from typing import Protocol, TypeVar
 
 import redis
 
-from api.completion import CompletionListener, Waiter
-from common import waiting
-from common.errors import Overloaded, RenderTimeout, error_from_payload
-from common.inflight import claim, inflight_key, release
-from common.routing import is_affinity_queue
+from tilecast.api.completion import CompletionListener, Waiter
+from tilecast.common import waiting
+from tilecast.common.errors import Overloaded, RenderTimeout, error_from_payload
+from tilecast.common.inflight import claim, inflight_key, release
+from tilecast.common.routing import is_affinity_queue
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from flask import Response
 
-from api.services import services
+from tilecast.api.services import services
 
 DISPOSITIONS = ("inline", "attachment")
 EXTENSIONS = {

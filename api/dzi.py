@@ -17,9 +17,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from api.protocols import PixelBox
-from common.errors import BadRequest
-from common.params import bounded_int
+from tilecast.api.protocols import PixelBox
+from tilecast.common.errors import BadRequest
+from tilecast.common.params import bounded_int
 
 DEFAULT_TILE_SIZE = 256
 # A DZI tile is rendered whole: at most 4096 x 4096 (the default region bound).

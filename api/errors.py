@@ -14,7 +14,7 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from common.errors import RateLimited, RenderTimeout, ServiceUnavailable, TilecastError
+from tilecast.common.errors import RateLimited, RenderTimeout, ServiceUnavailable, TilecastError
 
 log = logging.getLogger(__name__)
 

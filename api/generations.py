@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from common.errors import UnknownSource
-from common.registry import SourceRegistry
+from tilecast.common.errors import UnknownSource
+from tilecast.common.registry import SourceRegistry
 
 # Far more sources than any process serves at once; past it the memo starts afresh
 # rather than growing without bound.

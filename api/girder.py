@@ -10,15 +10,15 @@ from typing import Any
 
 import requests
 
-from common.errors import (
+from tilecast.common.errors import (
     Forbidden,
     GirderUnavailable,
     TilecastError,
     Unauthorized,
     UnknownSource,
 )
-from common.girder import TOKEN_HEADER, is_object_id, pooled_session
-from common.settings import Settings
+from tilecast.common.girder import TOKEN_HEADER, is_object_id, pooled_session
+from tilecast.common.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from api.protocols import Grid, PixelBox
-from common.errors import BadRequest, NotImplementedFeature
+from tilecast.api.protocols import Grid, PixelBox
+from tilecast.common.errors import BadRequest, NotImplementedFeature
 
 CONTEXT = "http://iiif.io/api/image/3/context.json"
 PROTOCOL = "http://iiif.io/api/image"

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from common.params import loads_json
+from tilecast.common.params import loads_json
 
 
 class BoundedJSONProvider(DefaultJSONProvider):

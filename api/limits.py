@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from flask import Flask, request
 
-from common.errors import BadRequest, UriTooLong
-from common.settings import Settings
-from common.signing import safe_request_path
+from tilecast.common.errors import BadRequest, UriTooLong
+from tilecast.common.settings import Settings
+from tilecast.common.signing import safe_request_path
 
 
 def install(app: Flask, settings: Settings) -> None:

@@ -12,10 +12,15 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, request
 
-from api.openapi import path_template
-from common import stats
-from common.logs import REQUEST_ID_HEADER, accept_request_id, bind_request_id, unbind_request_id
-from common.stats import BatchedCounters
+from tilecast.api.openapi import path_template
+from tilecast.common import stats
+from tilecast.common.logs import (
+    REQUEST_ID_HEADER,
+    accept_request_id,
+    bind_request_id,
+    unbind_request_id,
+)
+from tilecast.common.stats import BatchedCounters
 
 # Any other method is counted as OTHER: clients must not be able to add label values.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from flask import Flask
 
-from common.encoding import (
+from tilecast.common.encoding import (
     CONTENT_TYPES,
     DEFAULT_AVIF_QUALITY,
     DEFAULT_JPEG_QUALITY,
@@ -33,7 +33,7 @@ from common.encoding import (
     QUERY_PARAMETERS,
     TIFF_COMPRESSIONS,
 )
-from common.regions import UNITS
+from tilecast.common.regions import UNITS
 
 OPENAPI_VERSION = "3.0.3"
 MAX_SUMMARY = 100

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from common.encoding import EncodingOptions
-from common.errors import BadRequest, TileOutOfRange
-from common.fill import parse_fill
-from common.params import bounded_int
-from common.settings import Settings
-from common.style import canonical_style
-from common.tiles import ThumbnailRequest, TileRequest
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.errors import BadRequest, TileOutOfRange
+from tilecast.common.fill import parse_fill
+from tilecast.common.params import bounded_int
+from tilecast.common.settings import Settings
+from tilecast.common.style import canonical_style
+from tilecast.common.tiles import ThumbnailRequest, TileRequest
 
 # large_image's thumbnail size when a request names neither width nor height.
 DEFAULT_THUMBNAIL_SIZE = 256

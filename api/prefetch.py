@@ -20,13 +20,13 @@ from typing import Any
 
 import redis
 
-from api.tasks import Sender
-from common import stats
-from common.inflight import inflight_key
-from common.protocol import QUEUE_BULK, TASK_RENDER_TILES, render_tiles_payload
-from common.redisconn import CacheClient
-from common.stats import BatchedCounters
-from common.tiles import TileRequest
+from tilecast.api.tasks import Sender
+from tilecast.common import stats
+from tilecast.common.inflight import inflight_key
+from tilecast.common.protocol import QUEUE_BULK, TASK_RENDER_TILES, render_tiles_payload
+from tilecast.common.redisconn import CacheClient
+from tilecast.common.stats import BatchedCounters
+from tilecast.common.tiles import TileRequest
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 
 from flask import Flask, request
 
-from api.ratelimit import Network, parse_proxies
-from common.errors import BadRequest, ConfigurationError
-from common.settings import Settings
+from tilecast.api.ratelimit import Network, parse_proxies
+from tilecast.common.errors import BadRequest, ConfigurationError
+from tilecast.common.settings import Settings
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]{{2,45}}\])(?::[0-9]{{1,5}})?")

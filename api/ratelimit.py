@@ -28,9 +28,9 @@ from collections.abc import Sequence
 import redis
 from flask import Flask, Request, g, request
 
-from api.access import credentials
-from common.errors import ConfigurationError, RateLimited
-from common.settings import Settings
+from tilecast.api.access import credentials
+from tilecast.common.errors import ConfigurationError, RateLimited
+from tilecast.common.settings import Settings
 
 KEY_PREFIX = "tc:ratelimit:"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

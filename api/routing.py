@@ -29,11 +29,11 @@ from collections.abc import Callable
 
 import redis
 
-from common.errors import Overloaded
-from common.protocol import QUEUE_INTERACTIVE
-from common.routing import broker_client, candidates, is_affinity_queue, pick
-from common.settings import Settings
-from common.workers_live import WorkerInfo, read_workers
+from tilecast.common.errors import Overloaded
+from tilecast.common.protocol import QUEUE_INTERACTIVE
+from tilecast.common.routing import broker_client, candidates, is_affinity_queue, pick
+from tilecast.common.settings import Settings
+from tilecast.common.workers_live import WorkerInfo, read_workers
 
 LIVE_SECONDS = 1.0
 DEPTH_SECONDS = 0.25

@@ -8,18 +8,18 @@ from dataclasses import dataclass
 import redis
 from flask import current_app
 
-from api.completion import CompletionListener
-from api.dispatch import Dispatcher
-from api.generations import GenerationMemo
-from api.prefetch import Prefetcher
-from api.routing import Router, build_router
-from api.tasks import CelerySender, Sender
-from common.activity import ActivityMemo
-from common.cache import TileCache
-from common.redisconn import connect, connect_cache
-from common.registry import SourceRegistry
-from common.settings import Settings
-from common.stats import BatchedCounters
+from tilecast.api.completion import CompletionListener
+from tilecast.api.dispatch import Dispatcher
+from tilecast.api.generations import GenerationMemo
+from tilecast.api.prefetch import Prefetcher
+from tilecast.api.routing import Router, build_router
+from tilecast.api.tasks import CelerySender, Sender
+from tilecast.common.activity import ActivityMemo
+from tilecast.common.cache import TileCache
+from tilecast.common.redisconn import connect, connect_cache
+from tilecast.common.registry import SourceRegistry
+from tilecast.common.settings import Settings
+from tilecast.common.stats import BatchedCounters
 
 EXTENSION = "tilecast"
 

@@ -28,9 +28,9 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from common import signing
-from common.errors import BadRequest
-from common.settings import Settings
+from tilecast.common import signing
+from tilecast.common.errors import BadRequest
+from tilecast.common.settings import Settings
 
 MAX_AGE = re.compile(r"max-age=(\d+)")
 PATH_MARK = "signed"

@@ -15,12 +15,12 @@ from typing import Any, Protocol
 import redis
 from kombu.exceptions import OperationalError
 
-from api.routing import Router
-from common import share
-from common.errors import ServiceUnavailable
-from common.logs import TASK_HEADER, current_request_id
-from common.protocol import QUEUE_INTERACTIVE, TASK_DESCRIBE_SOURCE, make_celery
-from common.settings import Settings
+from tilecast.api.routing import Router
+from tilecast.common import share
+from tilecast.common.errors import ServiceUnavailable
+from tilecast.common.logs import TASK_HEADER, current_request_id
+from tilecast.common.protocol import QUEUE_INTERACTIVE, TASK_DESCRIBE_SOURCE, make_celery
+from tilecast.common.settings import Settings
 
 log = logging.getLogger(__name__)
 

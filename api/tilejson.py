@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from api.protocols import Grid
+from tilecast.api.protocols import Grid
 
 VERSION = "3.0.0"
 # The longer side, in pixels, of the view ``center`` proposes.

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from common.errors import BadRequest, TileOutOfRange
-from common.style import style_frames
-from common.tiles import TileRequest
+from tilecast.common.errors import BadRequest, TileOutOfRange
+from tilecast.common.style import style_frames
+from tilecast.common.tiles import TileRequest
 
 
 def frame_count(metadata: Mapping[str, Any]) -> int:

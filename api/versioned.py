@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
-from api.openapi import GENERATION, doc_of
-from api.services import services
-from common.errors import GenerationGone, TilecastError
+from tilecast.api.openapi import GENERATION, doc_of
+from tilecast.api.services import services
+from tilecast.common.errors import GenerationGone, TilecastError
 
 GENERATION_HEADER = "X-Tilecast-Generation"
 GENERATION_PARAMETER = "gen"

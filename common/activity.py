@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import redis
 
-from common.redisconn import CacheClient
+from tilecast.common.redisconn import CacheClient
 
 ACTIVE_KEY = "tc:active"
 # A source is touched at most once per this many seconds per api process: the window

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.encoding import EncodingOptions
-from common.style import NO_STYLE
-from common.tiles import cache_key
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.style import NO_STYLE
+from tilecast.common.tiles import cache_key
 
 KIND_ASSOCIATED = "assoc"
 KIND_ASSOCIATED_LIST = "assoclist"

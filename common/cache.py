@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from common.redisconn import CacheClient, mget
+from tilecast.common.redisconn import CacheClient, mget
 
 
 class TileCache:

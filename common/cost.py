@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 
-from common.encoding import EncodingOptions
-from common.errors import OverBudget
-from common.style import style_entries
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.errors import OverBudget
+from tilecast.common.style import style_entries
 
 STYLE_LAYER_UNITS = 4
 _CODEC_UNITS = {"JPEG": 1.0, "TIFF": 1.0, "PNG": 3.0, "WEBP": 10.0}

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from common.errors import BadRequest
-from common.params import bounded_int
+from tilecast.common.errors import BadRequest
+from tilecast.common.params import bounded_int
 
 CONTENT_TYPES: dict[str, str] = {
     "JPEG": "image/jpeg",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from common.colors import RGBA, parse_color
-from common.errors import BadRequest
+from tilecast.common.colors import RGBA, parse_color
+from tilecast.common.errors import BadRequest
 
 CORNER = "corner:"
 

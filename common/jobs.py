@@ -38,12 +38,12 @@ from typing import Any
 
 import redis
 
-from common.encoding import QUERY_PARAMETERS, EncodingOptions
-from common.errors import BadRequest, UnknownJob
-from common.regions import RegionSpec
-from common.settings import Settings
-from common.style import canonical_style, style_frames
-from common.tiles import ThumbnailRequest, TileRequest
+from tilecast.common.encoding import QUERY_PARAMETERS, EncodingOptions
+from tilecast.common.errors import BadRequest, UnknownJob
+from tilecast.common.regions import RegionSpec
+from tilecast.common.settings import Settings
+from tilecast.common.style import canonical_style, style_frames
+from tilecast.common.tiles import ThumbnailRequest, TileRequest
 
 JOBS_KEY = "tc:jobs"
 ACTIVE_KEY = "tc:jobs:active"

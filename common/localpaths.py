@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from common.errors import SourceRefused
+from tilecast.common.errors import SourceRefused
 
 
 def resolve_under_roots(path: str, roots: tuple[str, ...]) -> str:

@@ -134,5 +134,9 @@ def configure_logging(level: str, log_format: str, stream: TextIO | None = None)
 def dictconfig_formatters(log_format: str, names: tuple[str, ...]) -> dict[str, Any]:
     """``formatters`` for a logging dictConfig (granian's, gunicorn's) that formats as
     tilecast's own lines: the HTTP servers' lines end up in the same format."""
-    factory = "common.logs.JsonFormatter" if log_format == "json" else "common.logs.TextFormatter"
+    factory = (
+        "tilecast.common.logs.JsonFormatter"
+        if log_format == "json"
+        else "tilecast.common.logs.TextFormatter"
+    )
     return {name: {"()": factory} for name in names}

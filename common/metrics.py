@@ -19,12 +19,12 @@ from typing import Any
 
 import redis
 
-from common import activity, jobs, latency, stats
-from common.inflight import inflight_key
-from common.protocol import QUEUES
-from common.redisconn import CacheClient, primaries
-from common.regions import REGIONS_RENDERED
-from common.workers_live import read_workers
+from tilecast.common import activity, jobs, latency, stats
+from tilecast.common.inflight import inflight_key
+from tilecast.common.protocol import QUEUES
+from tilecast.common.redisconn import CacheClient, primaries
+from tilecast.common.regions import REGIONS_RENDERED
+from tilecast.common.workers_live import read_workers
 
 # kombu's Redis transport keeps a queue's priorities 1-9 in lists named
 # "{queue}\x06\x16{step}" beside the plain list (priority 0).

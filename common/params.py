@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from common.errors import BadRequest
+from tilecast.common.errors import BadRequest
 
 
 def bounded_int(

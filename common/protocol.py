@@ -13,10 +13,10 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-from common.associated import AssociatedRequest
-from common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
-from common.settings import Settings
-from common.tiles import ThumbnailRequest, TileRequest
+from tilecast.common.associated import AssociatedRequest
+from tilecast.common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
+from tilecast.common.settings import Settings
+from tilecast.common.tiles import ThumbnailRequest, TileRequest
 
 QUEUE_INTERACTIVE = "interactive"
 QUEUE_BULK = "bulk"

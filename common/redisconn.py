@@ -19,7 +19,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster, key_slot
 from redis.exceptions import RedisClusterException
 
-from common.errors import ConfigurationError
+from tilecast.common.errors import ConfigurationError
 
 # redis-py 8 caps a client's pool at 100 connections unless told otherwise, and then fails
 # with "Too many connections": an api process with more threads than that (every thread

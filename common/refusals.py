@@ -15,7 +15,7 @@ import json
 
 import redis
 
-from common.errors import TilecastError, TooCostly, error_from_payload
+from tilecast.common.errors import TilecastError, TooCostly, error_from_payload
 
 
 def refused_key(key: str) -> str:

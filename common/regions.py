@@ -34,12 +34,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.encoding import EncodingOptions, parse_bool
-from common.errors import BadRequest
-from common.fill import fill_key_part
-from common.params import bounded_int
-from common.style import NO_STYLE, style_hash
-from common.tiles import cache_key
+from tilecast.common.encoding import EncodingOptions, parse_bool
+from tilecast.common.errors import BadRequest
+from tilecast.common.fill import fill_key_part
+from tilecast.common.params import bounded_int
+from tilecast.common.style import NO_STYLE, style_hash
+from tilecast.common.tiles import cache_key
 
 KIND_REGION = "region"
 KIND_PIXEL = "pixel"

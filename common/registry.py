@@ -19,8 +19,8 @@ from typing import Any
 
 import redis
 
-from common.errors import SourceGone, UnknownSource
-from common.fileidentity import Identity
+from tilecast.common.errors import SourceGone, UnknownSource
+from tilecast.common.fileidentity import Identity
 
 SOURCES_KEY = "tc:sources"
 

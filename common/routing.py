@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 import redis
 
-from common.protocol import QUEUE_INTERACTIVE
-from common.redisconn import connect
-from common.workers_live import ROLE_INTERACTIVE, WorkerInfo
+from tilecast.common.protocol import QUEUE_INTERACTIVE
+from tilecast.common.redisconn import connect
+from tilecast.common.workers_live import ROLE_INTERACTIVE, WorkerInfo
 
 AFFINITY_PREFIX = f"{QUEUE_INTERACTIVE}."
 _SCALE = float(1 << 64)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
-from common.errors import ConfigurationError
-from common.redisconn import is_cluster_url, parse_cluster_url
-from common.setting_checks import problem
-from common.signing import parse_keys
+from tilecast.common.errors import ConfigurationError
+from tilecast.common.redisconn import is_cluster_url, parse_cluster_url
+from tilecast.common.setting_checks import problem
+from tilecast.common.signing import parse_keys
 
 PREFIX = "TILECAST_"
 # Reserved for tilecast's own tests and benchmarks (TILECAST_TEST_MONGO_URI, ...): never

@@ -39,7 +39,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from common.errors import ConfigurationError, Forbidden, Unauthorized
+from tilecast.common.errors import ConfigurationError, Forbidden, Unauthorized
 
 PREFIX_PARAMETER = "prefix"
 EXPIRES_PARAMETER = "expires"

@@ -29,9 +29,9 @@ answers 400: those are typing mistakes a viewer's user should see. Style
 ``function`` hooks (large_image imports and runs any named Python function) and
 ``icc`` are not supported.
 
-Palette names are checked here against ``common/palette_names.py``: every name the
+Palette names are checked here against ``common/palette_names.txt`` (package data): every name the
 workers' colormap packages (palettable, matplotlib) resolve, generated from them by
-``python -m workers.palettes`` and compared with them by a unit test, so an unknown
+``python -m tilecast.workers.palettes`` and compared with them by a unit test, so an unknown
 name is a 400 before any task is sent. The worker resolves names with the packages
 themselves and stays the authority: a name in the list it cannot resolve (a package
 older than the list) is a 400 naming ``style`` too, through the render's completion.
@@ -39,15 +39,17 @@ older than the list) is a 400 naming ``style`` too, through the render's complet
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import re
+from importlib import resources
 from typing import Any
 
-from common.colors import is_color
-from common.errors import BadRequest
-from common.params import loads_json
+from tilecast.common.colors import is_color
+from tilecast.common.errors import BadRequest
+from tilecast.common.params import loads_json
 
 NO_STYLE = "none"
 MAX_DEPTH = 6
@@ -245,10 +247,15 @@ def _validate_range_value(value: Any, where: str) -> None:
     )
 
 
-def _is_palette_name(text: str) -> bool:
-    from common.palette_names import NAMES  # ~4,500 names: loaded on first use
+@functools.cache
+def palette_names() -> frozenset[str]:
+    """The ~4,500 palette names the workers resolve, read on first use."""
+    text = resources.files("tilecast.common").joinpath("palette_names.txt").read_text("utf-8")
+    return frozenset(text.splitlines()) - {""}
 
-    return text in NAMES
+
+def _is_palette_name(text: str) -> bool:
+    return text in palette_names()
 
 
 def _is_list_color(text: str) -> bool:

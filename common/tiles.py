@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.encoding import EncodingOptions
-from common.fill import fill_key_part
-from common.style import NO_STYLE, style_hash
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.fill import fill_key_part
+from tilecast.common.style import NO_STYLE, style_hash
 
 KIND_TILE = "tile"  # styled and encoded, what a client receives
 KIND_RAW = "raw"  # unstyled intermediate tile, lossless

@@ -36,7 +36,7 @@ ensure_venv() {
     .venv/bin/python -m pip install -q --upgrade pip
     # OpenSeadragon for the viewer from its pinned npm tarball (the build hook in setup.py
     # does the same, silently); without network the rest still installs.
-    .venv/bin/python -m api.viewer.assets || echo "warning: the viewer will answer 503" >&2
+    .venv/bin/python -m tilecast.api.viewer.assets || echo "warning: the viewer will answer 503" >&2
     .venv/bin/python -m pip install -q -e ".${extras}"
     # The test extra brings Girder 5, which loads every installed plugin: the Girder tests
     # run it with tilecast's (deploy/girder-plugin).

@@ -34,11 +34,11 @@ import pytest
 import redis
 import requests
 
-from common.protocol import make_celery
-from common.redisconn import connect
-from common.settings import Settings
 from tests.rediscluster import RedisClusterServers
 from tilecast import procs
+from tilecast.common.protocol import make_celery
+from tilecast.common.redisconn import connect
+from tilecast.common.settings import Settings
 from tilecast.redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -312,7 +312,7 @@ class WorkerNode:
 def start_worker(
     tilecast_env: dict[str, str], logs_dir: Path, state: redis.Redis
 ) -> Iterator[Callable[..., WorkerNode]]:
-    from common.workers_live import read_workers
+    from tilecast.common.workers_live import read_workers
 
     started: list[WorkerNode] = []
 

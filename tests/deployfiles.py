@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from common.settings import PREFIX, Settings
+from tilecast.common.settings import PREFIX, Settings
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import redis
 
-from common.errors import SourceRefused, TilecastError
-from common.logs import configure_logging
-from common.settings import Settings, get_settings
 from tilecast import jobs, sign, stackfile
+from tilecast.common.errors import SourceRefused, TilecastError
+from tilecast.common.logs import configure_logging
+from tilecast.common.settings import Settings, get_settings
 from tilecast.servers import DEFAULT_SERVER, SERVERS
 
 # Commands that act on a running stack: they find it through the state file ``up``

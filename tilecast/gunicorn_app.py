@@ -9,8 +9,8 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from common.logs import dictconfig_formatters
-from common.settings import Settings
+from tilecast.common.logs import dictconfig_formatters
+from tilecast.common.settings import Settings
 from tilecast.servers import APP_FACTORY
 
 # gunicorn caps a finite request-line limit at 8190 bytes; 0 means "no limit".

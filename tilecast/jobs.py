@@ -13,10 +13,10 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from common.jobs import CANCELLED, RUNNING, JobRecord, JobStore, parse_job_request
-from common.redisconn import connect
-from common.registry import SourceRegistry
-from common.settings import Settings
+from tilecast.common.jobs import CANCELLED, RUNNING, JobRecord, JobStore, parse_job_request
+from tilecast.common.redisconn import connect
+from tilecast.common.registry import SourceRegistry
+from tilecast.common.settings import Settings
 
 # How often --wait redraws the bar (a terminal) or prints a line (anything else).
 BAR_PERIOD = 0.5

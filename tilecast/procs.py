@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from common.settings import PREFIX
+from tilecast.common.settings import PREFIX
 
 _PR_SET_PDEATHSIG = 1
 

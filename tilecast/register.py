@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import os
 
-from common.jobs import JobStore, auto_job_spec
-from common.localpaths import resolve_under_roots, source_id_for_path
-from common.redisconn import connect
-from common.registry import SourceRecord, SourceRegistry
-from common.settings import Settings
+from tilecast.common.jobs import JobStore, auto_job_spec
+from tilecast.common.localpaths import resolve_under_roots, source_id_for_path
+from tilecast.common.redisconn import connect
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.settings import Settings
 
 
 def register_path(path: str, settings: Settings) -> SourceRecord:
     """Describe the file and store its record. Registering a path again re-reads it and
     bumps its generation, so tiles of an older version of the file are never served."""
     # Imported here: the command line's other commands must not need libvips.
-    from workers.describe import describe_file
+    from tilecast.workers.describe import describe_file
 
     real = resolve_under_roots(path, settings.source_roots)
     described = describe_file(real, settings)

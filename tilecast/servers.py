@@ -21,14 +21,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from common.errors import BadRequest
-from common.settings import Settings
+from tilecast.common.errors import BadRequest
+from tilecast.common.settings import Settings
 
 SERVERS = ("granian", "gunicorn")
 DEFAULT_SERVER = "granian"
 
 # The app every process builds: a factory, called once per worker process.
-APP_FACTORY = "api.app:create_app"
+APP_FACTORY = "tilecast.api.app:create_app"
 
 # Extra seconds granted past the render timeout before a stopping worker is killed.
 GRACE_SECONDS = 5
@@ -80,7 +80,7 @@ def granian_kwargs(options: ServerOptions, settings: Settings) -> dict[str, obje
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
-    from common.logs import dictconfig_formatters
+    from tilecast.common.logs import dictconfig_formatters
 
     host, port = options.host_port
     level = settings.log_level.lower()

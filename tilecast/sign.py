@@ -15,9 +15,9 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from common import signing
-from common.errors import BadRequest, ConfigurationError
-from common.settings import Settings
+from tilecast.common import signing
+from tilecast.common.errors import BadRequest, ConfigurationError
+from tilecast.common.settings import Settings
 
 # api/signed.py's path form: /signed/{keyid}/{expires}/{signature}/... (the CLI imports
 # no api code).

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.errors import ConfigurationError
-from common.settings import PREFIX, Settings
 from tilecast import procs
+from tilecast.common.errors import ConfigurationError
+from tilecast.common.settings import PREFIX, Settings
 
 STACK_FILE = "stack.json"
 DEFAULT_DATA_DIR = Path(".tilecast")

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 import redis
 
-from common import metrics, stats
-from common.redisconn import connect, connect_cache
-from common.settings import Settings
+from tilecast.common import metrics, stats
+from tilecast.common.redisconn import connect, connect_cache
+from tilecast.common.settings import Settings
 
 
 def gather(settings: Settings) -> metrics.Snapshot:

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from common.errors import ConfigurationError
-from common.registry import SourceRecord
-from common.settings import PREFIX, Settings
 from tilecast import procs, stackfile
+from tilecast.common.errors import ConfigurationError
+from tilecast.common.registry import SourceRecord
+from tilecast.common.settings import PREFIX, Settings
 from tilecast.redis_server import RedisServer
 from tilecast.register import register_path
 

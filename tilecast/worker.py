@@ -32,10 +32,10 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUES
-from common.routing import affinity_queue
-from common.settings import get_settings
 from tilecast import procs
+from tilecast.common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUES
+from tilecast.common.routing import affinity_queue
+from tilecast.common.settings import get_settings
 
 _PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT = 60.0
@@ -89,10 +89,10 @@ def run_node(role: str, concurrency: int, loglevel: str) -> None:
     if role == QUEUE_BULK:
         lower_priority(get_settings().bulk_nice)
     # Imported here: only worker processes load the rendering engine (pyvips, numpy).
-    from workers import heartbeat
-    from workers.celeryapp import app
-    from workers.filewatch import install as install_file_watch  # starts on worker_ready
-    from workers.keeper import install as install_keeper  # starts on worker_ready
+    from tilecast.workers import heartbeat
+    from tilecast.workers.celeryapp import app
+    from tilecast.workers.filewatch import install as install_file_watch  # starts on worker_ready
+    from tilecast.workers.keeper import install as install_keeper  # starts on worker_ready
 
     install_keeper()
     install_file_watch()

@@ -19,9 +19,9 @@ from typing import Any
 import redis
 from celery import current_task
 
-from common.associated import AssociatedRequest
-from common.inflight import inflight_key
-from common.protocol import (
+from tilecast.common.associated import AssociatedRequest
+from tilecast.common.inflight import inflight_key
+from tilecast.common.protocol import (
     QUEUE_INTERACTIVE,
     TASK_RENDER_ASSOCIATED,
     TASK_RENDER_BANDS,
@@ -31,9 +31,9 @@ from common.protocol import (
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
 )
-from common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
-from common.routing import affinity_queue
-from common.tiles import ThumbnailRequest, TileRequest
+from tilecast.common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
+from tilecast.common.routing import affinity_queue
+from tilecast.common.tiles import ThumbnailRequest, TileRequest
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import json
 import numpy as np
 import PIL.Image
 
-from common.associated import AssociatedRequest
-from common.errors import BadRequest
-from workers.encode import encode_pixels, to_uint8
-from workers.sources import ImageSource
+from tilecast.common.associated import AssociatedRequest
+from tilecast.common.errors import BadRequest
+from tilecast.workers.encode import encode_pixels, to_uint8
+from tilecast.workers.sources import ImageSource
 
 PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from common.bandstats import ANALYSIS_SIZE, HISTOGRAM, MINMAX, band_stats_key
-from common.cache import TileCache
-from workers.synthesis import RawTiles
-from workers.thumbnail import assemble_level, level_for_output, output_size
+from tilecast.common.bandstats import ANALYSIS_SIZE, HISTOGRAM, MINMAX, band_stats_key
+from tilecast.common.cache import TileCache
+from tilecast.workers.synthesis import RawTiles
+from tilecast.workers.thumbnail import assemble_level, level_for_output, output_size
 
 log = logging.getLogger(__name__)
 

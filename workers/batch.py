@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from common import stats
-from common.inflight import Completion, announce_many
-from common.tiles import KIND_TILE, TileRequest
-from workers.engine import Renderer
-from workers.outcome import failure
+from tilecast.common import stats
+from tilecast.common.inflight import Completion, announce_many
+from tilecast.common.tiles import KIND_TILE, TileRequest
+from tilecast.workers.engine import Renderer
+from tilecast.workers.outcome import failure
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-from common.protocol import make_celery
-from common.settings import get_settings
+from tilecast.common.protocol import make_celery
+from tilecast.common.settings import get_settings
 
 app = make_celery(get_settings(), main="tilecast-worker")
 # The tasks register themselves on ``app`` when workers.tasks is imported; a worker
 # imports it at start through ``include``.
-app.conf.include = ["workers.tasks"]
+app.conf.include = ["tilecast.workers.tasks"]

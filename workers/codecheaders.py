@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from common.errors import UnsupportedImage
+from tilecast.common.errors import UnsupportedImage
 
 JPEG, PNG, WEBP, JPEG2000 = "JPEG", "PNG", "WebP", "JPEG 2000"
 

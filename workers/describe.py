@@ -13,12 +13,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from common.errors import SourceRefused, UnsupportedImage
-from common.fileidentity import Identity, local_identity
-from common.girder import girder_item_id
-from common.localpaths import resolve_under_roots
-from common.settings import Settings, get_settings
-from workers.sources import ImageSource, LocalFile, open_source
+from tilecast.common.errors import SourceRefused, UnsupportedImage
+from tilecast.common.fileidentity import Identity, local_identity
+from tilecast.common.girder import girder_item_id
+from tilecast.common.localpaths import resolve_under_roots
+from tilecast.common.settings import Settings, get_settings
+from tilecast.workers.sources import ImageSource, LocalFile, open_source
 
 
 @dataclass
@@ -51,7 +51,7 @@ def open_path(path: str, settings: Settings, generation: int | None = None) -> O
         identity = local_identity(os.fstat(file.fileno()))
         return OpenedPath(open_source(file, settings), os.path.basename(path), identity, real)
     # Imported here: a tilecast without Girder sources needs no girder-client.
-    from workers.girder import open_girder_file
+    from tilecast.workers.girder import open_girder_file
 
     opened = open_girder_file(item_id, settings, generation)
     info = opened.info
@@ -81,7 +81,7 @@ def registered(path: str, settings: Settings, generation: int) -> None:
     a Girder item remembers which file that generation reads."""
     item_id = girder_item_id(path)
     if item_id is not None:
-        from workers.girder import remember_registration
+        from tilecast.workers.girder import remember_registration
 
         remember_registration(item_id, settings, generation)
 

@@ -42,10 +42,10 @@ import PIL.Image
 import pyvips
 import simplejpeg
 
-from common.encoding import TIFF_COMPRESSIONS, EncodingOptions
-from common.errors import BadRequest
-from workers.rawtile import RawTile
-from workers.vipsutil import from_numpy
+from tilecast.common.encoding import TIFF_COMPRESSIONS, EncodingOptions
+from tilecast.common.errors import BadRequest
+from tilecast.workers.rawtile import RawTile
+from tilecast.workers.vipsutil import from_numpy
 
 log = logging.getLogger(__name__)
 

@@ -14,31 +14,31 @@ import numpy as np
 import pyvips
 import redis
 
-from common import latency, stats
-from common.associated import AssociatedRequest
-from common.cache import TileCache
-from common.errors import BadRequest
-from common.redisconn import CacheClient, connect, connect_cache
-from common.regions import RegionRequest
-from common.registry import SourceRegistry
-from common.settings import Settings
-from common.tiles import ThumbnailRequest, TileRequest
-from workers import associated
-from workers.bandstats import BandStats, BandStatsCache
-from workers.encode import encode_pixels, encode_tile, to_uint8
-from workers.filechanges import open_registered, still_current
-from workers.region import letterbox
-from workers.sourcecache import (
+from tilecast.common import latency, stats
+from tilecast.common.associated import AssociatedRequest
+from tilecast.common.cache import TileCache
+from tilecast.common.errors import BadRequest
+from tilecast.common.redisconn import CacheClient, connect, connect_cache
+from tilecast.common.regions import RegionRequest
+from tilecast.common.registry import SourceRegistry
+from tilecast.common.settings import Settings
+from tilecast.common.tiles import ThumbnailRequest, TileRequest
+from tilecast.workers import associated
+from tilecast.workers.bandstats import BandStats, BandStatsCache
+from tilecast.workers.encode import encode_pixels, encode_tile, to_uint8
+from tilecast.workers.filechanges import open_registered, still_current
+from tilecast.workers.region import letterbox
+from tilecast.workers.sourcecache import (
     OpenedSource,
     SourceCache,
     StyledSource,
     source_cache_counts,
     source_cache_gauges,
 )
-from workers.sources import ImageSource
-from workers.style import compile_style
-from workers.synthesis import RawTiles, WorkCounters
-from workers.thumbnail import assemble_level, resize, thumbnail_level
+from tilecast.workers.sources import ImageSource
+from tilecast.workers.style import compile_style
+from tilecast.workers.synthesis import RawTiles, WorkCounters
+from tilecast.workers.thumbnail import assemble_level, resize, thumbnail_level
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from common.errors import SourceChanged, SourceGone, UnsupportedImage
-from common.fileidentity import Identity, same_file, stat_identity
-from common.girder import girder_item_id
-from common.registry import SourceRecord, SourceRegistry
-from common.settings import Settings
-from workers.describe import OpenedPath, confined, describe_file, open_path, registered
-from workers.sources import ImageSource
+from tilecast.common.errors import SourceChanged, SourceGone, UnsupportedImage
+from tilecast.common.fileidentity import Identity, same_file, stat_identity
+from tilecast.common.girder import girder_item_id
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.settings import Settings
+from tilecast.workers.describe import OpenedPath, confined, describe_file, open_path, registered
+from tilecast.workers.sources import ImageSource
 
 log = logging.getLogger(__name__)
 

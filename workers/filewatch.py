@@ -20,11 +20,11 @@ from typing import Any
 
 import redis
 
-from common import activity
-from common.redisconn import CacheClient, connect, connect_cache
-from common.registry import SOURCES_KEY, SourceRecord, SourceRegistry
-from common.settings import Settings
-from workers.filechanges import refresh_if_changed
+from tilecast.common import activity
+from tilecast.common.redisconn import CacheClient, connect, connect_cache
+from tilecast.common.registry import SOURCES_KEY, SourceRecord, SourceRegistry
+from tilecast.common.settings import Settings
+from tilecast.workers.filechanges import refresh_if_changed
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def install() -> None:
     after the pool has forked, so no pool process inherits the thread)."""
     from celery.signals import worker_ready, worker_shutdown
 
-    from common.settings import get_settings
+    from tilecast.common.settings import get_settings
 
     def on_ready(**_kwargs: Any) -> None:
         start(get_settings())

@@ -20,7 +20,7 @@ from contextvars import ContextVar
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from common import waiting
+from tilecast.common import waiting
 
 log = logging.getLogger(__name__)
 

@@ -32,11 +32,11 @@ from typing import Any
 
 import redis
 
-from common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE
-from common.redisconn import connect
-from common.routing import affinity_queue, binding_key, broker_client
-from common.settings import Settings
-from common.workers_live import (
+from tilecast.common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE
+from tilecast.common.redisconn import connect
+from tilecast.common.routing import affinity_queue, binding_key, broker_client
+from tilecast.common.settings import Settings
+from tilecast.common.workers_live import (
     ROLE_BULK,
     ROLE_INTERACTIVE,
     WorkerInfo,
@@ -209,8 +209,8 @@ def install() -> None:
     """Register this node while it runs: connect the Celery signals of its main process."""
     from celery.signals import task_received, worker_ready, worker_shutdown, worker_shutting_down
 
-    from common.settings import get_settings
-    from workers.adopt import adopt_received
+    from tilecast.common.settings import get_settings
+    from tilecast.workers.adopt import adopt_received
 
     def on_ready(sender: Any = None, **_kwargs: Any) -> None:
         global _current

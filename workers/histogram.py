@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import PIL.Image
 
-from common.regions import (
+from tilecast.common.regions import (
     BANDS_ANALYSIS_SIZE,
     BandsRequest,
     HistogramRequest,
@@ -33,11 +33,11 @@ from common.regions import (
     RegionSpec,
     plan_region,
 )
-from workers.encode import to_uint8
-from workers.region import read_plan
+from tilecast.workers.encode import to_uint8
+from tilecast.workers.region import read_plan
 
 if TYPE_CHECKING:
-    from workers.engine import Renderer
+    from tilecast.workers.engine import Renderer
 
 BAND_INTERPRETATIONS: dict[int, tuple[str, ...]] = {
     1: ("gray",),

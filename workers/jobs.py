@@ -35,10 +35,10 @@ from typing import Any
 import redis
 from celery.signals import worker_ready, worker_shutdown
 
-from common import stats
-from common.errors import RenderFailed, ServiceUnavailable, TilecastError, UnknownJob
-from common.inflight import Completion, announce, inflight_key
-from common.jobs import (
+from tilecast.common import stats
+from tilecast.common.errors import RenderFailed, ServiceUnavailable, TilecastError, UnknownJob
+from tilecast.common.inflight import Completion, announce, inflight_key
+from tilecast.common.jobs import (
     ACTIVE_KEY,
     RAW,
     RUNNING,
@@ -51,14 +51,15 @@ from common.jobs import (
     record_key,
     tile_owner,
 )
-from common.protocol import QUEUE_BULK, TASK_PRECACHE_BATCH, precache_batch_payload
-from common.redisconn import connect
-from common.settings import Settings, get_settings
-from common.tiles import TileRequest
-from workers.batch import FlushHook, render_batch
-from workers.celeryapp import app
-from workers.engine import Renderer
-from workers.outcome import failure
+from tilecast.common.protocol import QUEUE_BULK, TASK_PRECACHE_BATCH, precache_batch_payload
+from tilecast.common.redisconn import connect
+from tilecast.common.settings import Settings, get_settings
+from tilecast.common.tiles import TileRequest
+from tilecast.workers.batch import FlushHook, render_batch
+from tilecast.workers.celeryapp import app
+from tilecast.workers.engine import Renderer
+from tilecast.workers.outcome import failure
+from tilecast.workers.process_renderer import get_renderer
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,6 @@ _plans = _Plans()
 
 
 def _renderer() -> Renderer:
-    from workers.tasks import get_renderer  # workers.tasks imports this module
-
     return get_renderer()
 
 

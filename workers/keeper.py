@@ -42,14 +42,21 @@ from typing import Any
 
 import redis
 
-from common import activity, stats
-from common.associated import KIND_ASSOCIATED, KIND_ASSOCIATED_LIST
-from common.bandstats import KIND_BANDSTATS
-from common.protocol import QUEUE_INTERACTIVE
-from common.redisconn import CacheClient, by_slot, connect, connect_cache, is_cluster, primaries
-from common.regions import KIND_BANDS, KIND_HISTOGRAM, KIND_PIXEL, KIND_REGION
-from common.settings import Settings
-from common.tiles import KIND_RAW, KIND_THUMB, KIND_TILE
+from tilecast.common import activity, stats
+from tilecast.common.associated import KIND_ASSOCIATED, KIND_ASSOCIATED_LIST
+from tilecast.common.bandstats import KIND_BANDSTATS
+from tilecast.common.protocol import QUEUE_INTERACTIVE
+from tilecast.common.redisconn import (
+    CacheClient,
+    by_slot,
+    connect,
+    connect_cache,
+    is_cluster,
+    primaries,
+)
+from tilecast.common.regions import KIND_BANDS, KIND_HISTOGRAM, KIND_PIXEL, KIND_REGION
+from tilecast.common.settings import Settings
+from tilecast.common.tiles import KIND_RAW, KIND_THUMB, KIND_TILE
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +394,7 @@ def install() -> None:
     serve only bulk work keep theirs on standby."""
     from celery.signals import worker_ready, worker_shutdown
 
-    from common.settings import get_settings
+    from tilecast.common.settings import get_settings
 
     def on_ready(sender: Any = None, **_kwargs: Any) -> None:
         queues = getattr(getattr(getattr(sender, "app", None), "amqp", None), "queues", None)

@@ -22,14 +22,14 @@ import redis
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_failure
 
-from common import share, stats
-from common.errors import TooCostly
-from common.inflight import Completion, announce
-from common.protocol import TASK_DESCRIBE_SOURCE
-from common.redisconn import connect
-from common.refusals import refuse
-from common.settings import get_settings
-from workers.adopt import _REQUEST_PARSERS as REQUEST_PARSERS
+from tilecast.common import share, stats
+from tilecast.common.errors import TooCostly
+from tilecast.common.inflight import Completion, announce
+from tilecast.common.protocol import TASK_DESCRIBE_SOURCE
+from tilecast.common.redisconn import connect
+from tilecast.common.refusals import refuse
+from tilecast.common.settings import get_settings
+from tilecast.workers.adopt import _REQUEST_PARSERS as REQUEST_PARSERS
 
 log = logging.getLogger(__name__)
 

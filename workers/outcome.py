@@ -11,8 +11,8 @@ import logging
 
 import redis
 
-from common.errors import RenderFailed, ServiceUnavailable, TilecastError
-from common.inflight import Completion
+from tilecast.common.errors import RenderFailed, ServiceUnavailable, TilecastError
+from tilecast.common.inflight import Completion
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ import numpy as np
 import PIL.Image
 import simplejpeg
 
-from common.errors import UnsupportedImage
-from workers import codecheaders
+from tilecast.common.errors import UnsupportedImage
+from tilecast.workers import codecheaders
 
 MAGIC = b"TCRT"
 VERSION = 1

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import PIL.Image
 
-from common.fill import fill_color
-from common.regions import Optics, PixelRequest, RegionPlan, RegionRequest
-from workers.encode import encode_pixels, to_uint8, unstyled_pixels
-from workers.synthesis import RawTiles
+from tilecast.common.fill import fill_color
+from tilecast.common.regions import Optics, PixelRequest, RegionPlan, RegionRequest
+from tilecast.workers.encode import encode_pixels, to_uint8, unstyled_pixels
+from tilecast.workers.synthesis import RawTiles
 
 if TYPE_CHECKING:
-    from workers.engine import Renderer
+    from tilecast.workers.engine import Renderer
 
 # large_image's tile iterator mode: RGBA for formats that keep alpha, else RGB.
 ALPHA_FORMATS = frozenset({"PNG", "TIFF"})

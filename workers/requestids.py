@@ -13,7 +13,7 @@ from typing import Any
 
 from celery.signals import task_postrun, task_prerun
 
-from common.logs import TASK_HEADER, bind_request_id, unbind_request_id
+from tilecast.common.logs import TASK_HEADER, bind_request_id, unbind_request_id
 
 _tokens: dict[str, Token[str | None]] = {}
 

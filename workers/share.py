@@ -19,12 +19,12 @@ from typing import Any
 
 import redis
 
-from common import share
-from common.logs import TASK_HEADER
-from common.protocol import QUEUE_INTERACTIVE
-from common.settings import Settings
-from common.workers_live import ROLE_INTERACTIVE, read_workers
-from workers.requestids import request_id_of
+from tilecast.common import share
+from tilecast.common.logs import TASK_HEADER
+from tilecast.common.protocol import QUEUE_INTERACTIVE
+from tilecast.common.settings import Settings
+from tilecast.common.workers_live import ROLE_INTERACTIVE, read_workers
+from tilecast.workers.requestids import request_id_of
 
 log = logging.getLogger(__name__)
 

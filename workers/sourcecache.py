@@ -30,10 +30,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from common import stats
-from common.encoding import EncodingOptions
-from workers.sources.base import ImageSource
-from workers.style import CompiledStyle
+from tilecast.common import stats
+from tilecast.common.encoding import EncodingOptions
+from tilecast.workers.sources.base import ImageSource
+from tilecast.workers.style import CompiledStyle
 
 log = logging.getLogger(__name__)
 

@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from common.style import entry_frame, style_entries
-from workers.bandstats import BandHistogram, BandStats
-from workers.palettes import ALPHA_PALETTE, DEFAULT_PALETTE, palette_colors
+from tilecast.common.style import entry_frame, style_entries
+from tilecast.workers.bandstats import BandHistogram, BandStats
+from tilecast.workers.palettes import ALPHA_PALETTE, DEFAULT_PALETTE, palette_colors
 
 StatsFor = Callable[[int, bool], BandStats | None]
 LUT_DTYPES = frozenset({"uint8", "int8", "uint16", "int16"})

@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.cache import TileCache
-from common.tiles import raw_tile_key
-from workers.guard import checkpoint
-from workers.rawtile import RawTile, RawTileError
-from workers.sources.base import ImageSource
-from workers.vipsutil import from_numpy, to_numpy
+from tilecast.common.cache import TileCache
+from tilecast.common.tiles import raw_tile_key
+from tilecast.workers.guard import checkpoint
+from tilecast.workers.rawtile import RawTile, RawTileError
+from tilecast.workers.sources.base import ImageSource
+from tilecast.workers.vipsutil import from_numpy, to_numpy
 
 log = logging.getLogger(__name__)
 

@@ -10,21 +10,19 @@ announces, so a duplicate dispatch costs one EXISTS.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import Any
 
 from celery import current_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
 
-from common import share as common_share
-from common import stats
-from common.associated import AssociatedRequest
-from common.errors import TooCostly
-from common.inflight import Completion, announce
-from common.protocol import (
+from tilecast.common import share as common_share
+from tilecast.common import stats
+from tilecast.common.associated import AssociatedRequest
+from tilecast.common.errors import TooCostly
+from tilecast.common.inflight import Completion, announce
+from tilecast.common.protocol import (
     QUEUE_INTERACTIVE,
     TASK_DESCRIBE_SOURCE,
     TASK_RENDER_ASSOCIATED,
@@ -37,57 +35,30 @@ from common.protocol import (
     TASK_RENDER_TILES,
     tile_requests_from_payload,
 )
-from common.refusals import refuse
-from common.regions import (
+from tilecast.common.refusals import refuse
+from tilecast.common.regions import (
     REGIONS_RENDERED,
     BandsRequest,
     HistogramRequest,
     PixelRequest,
     RegionRequest,
 )
-from common.registry import SourceRecord
-from common.settings import get_settings
-from common.tiles import ThumbnailRequest, TileRequest
-from workers import histogram, jobs, limits, region  # noqa: F401  (tasks and signals)
-from workers import share as pool_share
-from workers.adopt import adopt_marker
-from workers.batch import render_batch
-from workers.celeryapp import app
-from workers.describe import describe_file, registered
-from workers.engine import Renderer
-from workers.guard import RenderAbandoned, checkpoint, guarding
-from workers.outcome import failure
-from workers.requestids import request_id_of  # noqa: F401  (binds request ids to tasks)
-from workers.share import RenderYielded
+from tilecast.common.registry import SourceRecord
+from tilecast.common.tiles import ThumbnailRequest, TileRequest
+from tilecast.workers import histogram, jobs, limits, region  # noqa: F401  (tasks and signals)
+from tilecast.workers import share as pool_share
+from tilecast.workers.adopt import adopt_marker
+from tilecast.workers.batch import render_batch
+from tilecast.workers.celeryapp import app
+from tilecast.workers.describe import describe_file, registered
+from tilecast.workers.engine import Renderer
+from tilecast.workers.guard import RenderAbandoned, checkpoint, guarding
+from tilecast.workers.outcome import failure
+from tilecast.workers.process_renderer import get_renderer
+from tilecast.workers.requestids import request_id_of  # noqa: F401  (binds request ids to tasks)
+from tilecast.workers.share import RenderYielded
 
 log = logging.getLogger(__name__)
-
-_renderer: Renderer | None = None
-_renderer_lock = threading.Lock()
-
-
-def get_renderer() -> Renderer:
-    """This process's Renderer, created on first use (after the pool has forked)."""
-    global _renderer
-    if _renderer is None:
-        with _renderer_lock:
-            if _renderer is None:
-                _renderer = Renderer(get_settings())
-    return _renderer
-
-
-def use_renderer(renderer: Renderer | None) -> None:
-    """Install (or with None, forget) the process's Renderer; tests use this."""
-    global _renderer
-    with _renderer_lock:
-        _renderer = renderer
-
-
-@worker_process_init.connect
-def _forget_inherited_renderer(**_kwargs: Any) -> None:
-    # Redis connections and open files must not be shared with the parent process.
-    use_renderer(None)
-
 
 CachedRequest = (
     TileRequest

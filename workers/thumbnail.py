@@ -16,10 +16,10 @@ import math
 
 import numpy as np
 
-from common.regions import output_size as fit_size
-from workers.sources.base import ImageSource
-from workers.synthesis import RawTiles
-from workers.vipsutil import from_numpy, to_numpy
+from tilecast.common.regions import output_size as fit_size
+from tilecast.workers.sources.base import ImageSource
+from tilecast.workers.synthesis import RawTiles
+from tilecast.workers.vipsutil import from_numpy, to_numpy
 
 DEFAULT_SIZE = 256
 

@@ -8,12 +8,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from api.handlers.jobs import cancel_source_jobs, precache_new_source
-from api.handlers.sources import describe, record_or_none
-from api.services import Services
-from common.errors import BadRequest, UnknownSource
-from common.girder import girder_source_path, is_object_id
-from common.jobs import JobStore, parse_int_list, parse_job_request
+from tilecast.api.handlers.jobs import cancel_source_jobs, precache_new_source
+from tilecast.api.handlers.sources import describe, record_or_none
+from tilecast.api.services import Services
+from tilecast.common.errors import BadRequest, UnknownSource
+from tilecast.common.girder import girder_source_path, is_object_id
+from tilecast.common.jobs import JobStore, parse_int_list, parse_job_request
 
 log = logging.getLogger(__name__)
 

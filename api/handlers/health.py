@@ -25,9 +25,9 @@ import redis
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
-from api.services import Services
-from common.redisconn import CacheClient, connect, primaries
-from common.workers_live import ROLE_INTERACTIVE, read_workers
+from tilecast.api.services import Services
+from tilecast.common.redisconn import CacheClient, connect, primaries
+from tilecast.common.workers_live import ROLE_INTERACTIVE, read_workers
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 # Seconds a broker that is not the state Redis (RabbitMQ) may take to accept a

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-from api.handlers.tiles import Image
-from api.services import Services
-from common.associated import AssociatedRequest, valid_name
-from common.errors import NotFound
-from common.protocol import TASK_RENDER_ASSOCIATED, render_associated_payload
+from tilecast.api.handlers.tiles import Image
+from tilecast.api.services import Services
+from tilecast.common.associated import AssociatedRequest, valid_name
+from tilecast.common.errors import NotFound
+from tilecast.common.protocol import TASK_RENDER_ASSOCIATED, render_associated_payload
 
 
 def names(svc: Services, source_id: str) -> list[str]:

@@ -8,9 +8,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from api.services import Services
-from common.errors import UnknownJob
-from common.jobs import JobStore, auto_job_spec, parse_job_request
+from tilecast.api.services import Services
+from tilecast.common.errors import UnknownJob
+from tilecast.common.jobs import JobStore, auto_job_spec, parse_job_request
 
 log = logging.getLogger(__name__)
 

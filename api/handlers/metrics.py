@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from api.services import Services
-from common import metrics
-from common.redisconn import connect
+from tilecast.api.services import Services
+from tilecast.common import metrics
+from tilecast.common.redisconn import connect
 
 
 def snapshot(svc: Services) -> metrics.Snapshot:

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 
 from flask import current_app
 
-from api.handlers import regions, tiles
-from api.handlers.tiles import Image
-from api.parsing import parse_encoding, parse_frame, parse_style
-from api.protocols import Grid, PixelBox, aligned_tile
-from api.services import Services
-from common.regions import RegionRequest, RegionSpec
-from common.tiles import TileRequest
+from tilecast.api.handlers import regions, tiles
+from tilecast.api.handlers.tiles import Image
+from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
+from tilecast.api.protocols import Grid, PixelBox, aligned_tile
+from tilecast.api.services import Services
+from tilecast.common.regions import RegionRequest, RegionSpec
+from tilecast.common.tiles import TileRequest
 
 # Far more images than one api process serves at once; past it the memo starts afresh.
 MAX_GRIDS = 10_000

@@ -13,20 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from api.handlers.tiles import Image, budget, metadata, render
-from api.parsing import parse_encoding, parse_frame, parse_style
-from api.services import Services
-from api.tilerange import check_frame
-from common.errors import BadRequest
-from common.fill import parse_fill
-from common.protocol import (
+from tilecast.api.handlers.tiles import Image, budget, metadata, render
+from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
+from tilecast.api.services import Services
+from tilecast.api.tilerange import check_frame
+from tilecast.common.errors import BadRequest
+from tilecast.common.fill import parse_fill
+from tilecast.common.protocol import (
     TASK_RENDER_BANDS,
     TASK_RENDER_HISTOGRAM,
     TASK_RENDER_PIXEL,
     TASK_RENDER_REGION,
     request_payload,
 )
-from common.regions import (
+from tilecast.common.regions import (
     JSON_CONTENT_TYPE,
     BandsRequest,
     HistogramRequest,
@@ -38,7 +38,7 @@ from common.regions import (
     parse_output_side,
     parse_units,
 )
-from common.settings import Settings
+from tilecast.common.settings import Settings
 
 AnyRequest = RegionRequest | PixelRequest | HistogramRequest | BandsRequest
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.handlers.jobs import cancel_source_jobs, precache_new_source
-from api.services import Services
-from common.errors import UnknownSource
-from common.fileidentity import same_file, stat_identity
-from common.localpaths import resolve_under_roots, source_id_for_path
-from common.protocol import TASK_DESCRIBE_SOURCE, describe_source_payload
-from common.registry import SourceRecord, describe_key
+from tilecast.api.handlers.jobs import cancel_source_jobs, precache_new_source
+from tilecast.api.services import Services
+from tilecast.common.errors import UnknownSource
+from tilecast.common.fileidentity import same_file, stat_identity
+from tilecast.common.localpaths import resolve_under_roots, source_id_for_path
+from tilecast.common.protocol import TASK_DESCRIBE_SOURCE, describe_source_payload
+from tilecast.common.registry import SourceRecord, describe_key
 
 
 def register(svc: Services, path: str) -> tuple[dict[str, Any], bool]:

@@ -6,20 +6,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.services import Services
-from api.tilerange import check_frame, check_tile
-from common import activity, stats
-from common.cost import check_budget, fitted_pixels
-from common.encoding import EncodingOptions
-from common.errors import SourceChanged, SourceGone
-from common.protocol import (
+from tilecast.api.services import Services
+from tilecast.api.tilerange import check_frame, check_tile
+from tilecast.common import activity, stats
+from tilecast.common.cost import check_budget, fitted_pixels
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.errors import SourceChanged, SourceGone
+from tilecast.common.protocol import (
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
     render_thumbnail_payload,
     render_tile_payload,
 )
-from common.refusals import check_refused
-from common.tiles import ThumbnailRequest, TileRequest
+from tilecast.common.refusals import check_refused
+from tilecast.common.tiles import ThumbnailRequest, TileRequest
 
 CACHE = "cache"
 # Set in Image.outcome when the image was rendered under a newer generation than its

@@ -7,15 +7,24 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from api import dzi
-from api.handlers.protocols import box_image, grid
-from api.handlers.tiles import metadata
-from api.http import image_response
-from api.openapi import ENCODING, FRAME, IMAGE_ANSWERS, IMAGES, STYLE, TILE_QUERY, Param, document
-from api.parsing import parse_encoding, parse_frame, parse_style
-from api.services import services
-from api.tilerange import check_frame, check_style_frames
-from common.errors import BadRequest
+from tilecast.api import dzi
+from tilecast.api.handlers.protocols import box_image, grid
+from tilecast.api.handlers.tiles import metadata
+from tilecast.api.http import image_response
+from tilecast.api.openapi import (
+    ENCODING,
+    FRAME,
+    IMAGE_ANSWERS,
+    IMAGES,
+    STYLE,
+    TILE_QUERY,
+    Param,
+    document,
+)
+from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
+from tilecast.api.services import services
+from tilecast.api.tilerange import check_frame, check_style_frames
+from tilecast.common.errors import BadRequest
 
 bp = Blueprint("dzi", __name__)
 LAYOUT = (

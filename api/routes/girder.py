@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.access import require_secret
-from api.handlers import girder
-from api.openapi import GIRDER_BODY, document
-from api.services import services
-from common.errors import BadRequest
+from tilecast.api.access import require_secret
+from tilecast.api.handlers import girder
+from tilecast.api.openapi import GIRDER_BODY, document
+from tilecast.api.services import services
+from tilecast.common.errors import BadRequest
 
 bp = Blueprint("girder", __name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from api.handlers.health import readiness
-from api.openapi import document
-from api.services import services
-from common.errors import ServiceUnavailable
+from tilecast.api.handlers.health import readiness
+from tilecast.api.openapi import document
+from tilecast.api.services import services
+from tilecast.common.errors import ServiceUnavailable
 
 bp = Blueprint("health", __name__)
 

@@ -14,11 +14,11 @@ import json
 
 from flask import Blueprint, Response, redirect, request, url_for
 
-from api import iiif
-from api.handlers.protocols import box_image, grid
-from api.http import image_response
-from api.openapi import IMAGE_ANSWERS, document
-from api.services import services
+from tilecast.api import iiif
+from tilecast.api.handlers.protocols import box_image, grid
+from tilecast.api.http import image_response
+from tilecast.api.openapi import IMAGE_ANSWERS, document
+from tilecast.api.services import services
 
 bp = Blueprint("iiif", __name__, url_prefix="/iiif")
 PROFILE_LINK = f'<{iiif.PROFILE_URI}>;rel="profile"'

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.disposition import add_content_disposition, item_name
-from api.handlers import images
-from api.http import image_response
-from api.openapi import IMAGE_ANSWERS, IMAGE_QUERY, IMAGES, document
-from api.parsing import parse_encoding
-from api.services import services
-from common.associated import AssociatedRequest
-from common.params import bounded_int
+from tilecast.api.disposition import add_content_disposition, item_name
+from tilecast.api.handlers import images
+from tilecast.api.http import image_response
+from tilecast.api.openapi import IMAGE_ANSWERS, IMAGE_QUERY, IMAGES, document
+from tilecast.api.parsing import parse_encoding
+from tilecast.api.services import services
+from tilecast.common.associated import AssociatedRequest
+from tilecast.common.params import bounded_int
 
 bp = Blueprint("images", __name__)
 

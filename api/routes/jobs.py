@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from api.handlers import jobs
-from api.openapi import LIMIT, PRECACHE, PRECACHE_BODY, document
-from api.services import services
-from common.errors import BadRequest
-from common.params import bounded_int
+from tilecast.api.handlers import jobs
+from tilecast.api.openapi import LIMIT, PRECACHE, PRECACHE_BODY, document
+from tilecast.api.services import services
+from tilecast.common.errors import BadRequest
+from tilecast.common.params import bounded_int
 
 bp = Blueprint("jobs", __name__)
 

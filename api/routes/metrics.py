@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from api.handlers import metrics
-from api.openapi import TEXT, document
-from api.services import services
+from tilecast.api.handlers import metrics
+from tilecast.api.openapi import TEXT, document
+from tilecast.api.services import services
 
 bp = Blueprint("metrics", __name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from api import openapi
+from tilecast.api import openapi
 
 bp = Blueprint("openapi", __name__)
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from api.disposition import add_content_disposition, item_name
-from api.handlers import regions
-from api.http import image_response
-from api.openapi import (
+from tilecast.api.disposition import add_content_disposition, item_name
+from tilecast.api.handlers import regions
+from tilecast.api.http import image_response
+from tilecast.api.openapi import (
     BANDS_QUERY,
     HISTOGRAM_QUERY,
     IMAGE_ANSWERS,
@@ -18,7 +18,7 @@ from api.openapi import (
     REGION_QUERY,
     document,
 )
-from api.services import services
+from tilecast.api.services import services
 
 bp = Blueprint("regions", __name__)
 

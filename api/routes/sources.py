@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.handlers import sources
-from api.openapi import SOURCE_BODY, document
-from api.parsing import parse_source_body
-from api.services import services
+from tilecast.api.handlers import sources
+from tilecast.api.openapi import SOURCE_BODY, document
+from tilecast.api.parsing import parse_source_body
+from tilecast.api.services import services
 
 bp = Blueprint("sources", __name__)
 

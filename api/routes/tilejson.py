@@ -7,14 +7,14 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, request
 
-from api import tilejson
-from api.handlers.protocols import grid
-from api.openapi import TILE_QUERY, Param, document
-from api.parsing import parse_encoding, parse_frame, parse_style
-from api.services import services
-from common import signing
-from common.encoding import QUERY_PARAMETERS
-from common.girder import TOKEN_PARAMETER
+from tilecast.api import tilejson
+from tilecast.api.handlers.protocols import grid
+from tilecast.api.openapi import TILE_QUERY, Param, document
+from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
+from tilecast.api.services import services
+from tilecast.common import signing
+from tilecast.common.encoding import QUERY_PARAMETERS
+from tilecast.common.girder import TOKEN_PARAMETER
 
 bp = Blueprint("tilejson", __name__)
 # What a tile URL of the template carries on from the TileJSON request.

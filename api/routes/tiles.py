@@ -7,13 +7,13 @@ import dataclasses
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.disposition import add_content_disposition, item_name
-from api.handlers import tiles
-from api.http import image_response
-from api.openapi import IMAGE_ANSWERS, IMAGES, THUMBNAIL_QUERY, TILE_QUERY, document
-from api.parsing import parse_thumbnail_request, parse_tile_request
-from api.services import services
-from api.tilerange import path_frame
+from tilecast.api.disposition import add_content_disposition, item_name
+from tilecast.api.handlers import tiles
+from tilecast.api.http import image_response
+from tilecast.api.openapi import IMAGE_ANSWERS, IMAGES, THUMBNAIL_QUERY, TILE_QUERY, document
+from tilecast.api.parsing import parse_thumbnail_request, parse_tile_request
+from tilecast.api.services import services
+from tilecast.api.tilerange import path_frame
 
 bp = Blueprint("tiles", __name__)
 

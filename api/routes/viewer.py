@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, request
 
-from api.errors import tilecast_error_response
-from api.openapi import HTML, Param, document
-from api.services import services
-from api.viewer import assets
-from common.errors import ServiceUnavailable, TilecastError
+from tilecast.api.errors import tilecast_error_response
+from tilecast.api.openapi import HTML, Param, document
+from tilecast.api.services import services
+from tilecast.api.viewer import assets
+from tilecast.common.errors import ServiceUnavailable, TilecastError
 
 bp = Blueprint(
     "viewer",
@@ -62,7 +62,7 @@ def viewer(item_id: str) -> str:
     if not assets.is_installed():
         raise ServiceUnavailable(
             "this installation has no OpenSeadragon files: run "
-            "`python -m api.viewer.assets` in the source tree and reinstall "
+            "`python -m tilecast.api.viewer.assets` in the source tree and reinstall "
             f"(OpenSeadragon {assets.OSD_VERSION} from the npm registry)"
         )
     return render_template("tilecast/viewer.html", item_id=item_id, name=record.name)

@@ -1,7 +1,7 @@
 """OpenSeadragon for the viewer, from its npm package, verified and unpacked at build time.
 
 Standard library only: scripts/bootstrap.sh runs it before tilecast is installed
-(``python -m api.viewer.assets``) and setup.py's build step loads it by file path, so
+(``python -m tilecast.api.viewer.assets``) and setup.py's build step loads it by file path, so
 that ``pip install .`` ships the files as package data without a CDN or an npm binary.
 The tarball is pinned by version and by the sha512 ``integrity`` the npm registry
 publishes for it; anything else is refused before a byte is written.
@@ -135,7 +135,7 @@ def ensure(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m api.viewer.assets",
+        prog="python -m tilecast.api.viewer.assets",
         description=f"Fetch OpenSeadragon {OSD_VERSION} from the npm registry for the viewer.",
     )
     parser.add_argument("--target", type=Path, default=DEFAULT_TARGET)

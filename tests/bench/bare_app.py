@@ -45,7 +45,7 @@ def create_app() -> Flask:
 
 
 def main() -> None:
-    from common.settings import get_settings
+    from tilecast.common.settings import get_settings
     from tilecast.servers import DEFAULT_SERVER, SERVERS, ServerOptions, run_server
 
     parser = argparse.ArgumentParser(prog="python -m tests.bench.bare_app")

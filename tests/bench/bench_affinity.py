@@ -22,8 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from common import stats as counters
-from common.settings import Settings
 from tests.bench import harness
 from tests.bench.harness import BenchError, Processes
 from tests.bench.load_bench import SEED, percentiles, source_cache_hit_rate
@@ -32,6 +30,8 @@ from tests.bench.load_images import LOAD_IMAGES, load_image_paths
 from tests.bench.load_stack import LoadStack, settled_counters, start_load_stack
 from tests.bench.load_viewer import ViewerConfig
 from tests.bench.report import Section
+from tilecast.common import stats as counters
+from tilecast.common.settings import Settings
 
 WORKERS = 4
 TIGHT_IMAGES = 3  # open images per worker in the bounded rows
@@ -90,8 +90,8 @@ class AffinityRow:
 def routed_tasks(stack: LoadStack) -> tuple[dict[str, int], list[int]]:
     """Interactive tasks the live nodes received, by the queue they came from (the
     nodes' heartbeat records, common/workers_live.py), and per node."""
-    from common.routing import is_affinity_queue
-    from common.workers_live import read_workers
+    from tilecast.common.routing import is_affinity_queue
+    from tilecast.common.workers_live import read_workers
 
     routed = {"own": 0, "shared": 0}
     per_node = []

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.registry import SourceRegistry
 from tests.bench import harness
 from tests.bench.harness import BenchError, Processes
 from tests.bench.report import Section, median, ms, percentile
+from tilecast.common.registry import SourceRegistry
 
 MODES = {
     "open_source": "file open",

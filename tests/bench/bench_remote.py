@@ -205,10 +205,10 @@ class Bench:
 
     def other_process(self, env: dict[str, str], *, shared: bool) -> tuple[float, Fetched]:
         """A fresh reader (another process's) opens the item and reads a third tile."""
-        from common.registry import SourceRegistry
-        from common.settings import Settings
-        from workers.girder.opening import GirderReader
-        from workers.sources import open_source
+        from tilecast.common.registry import SourceRegistry
+        from tilecast.common.settings import Settings
+        from tilecast.workers.girder.opening import GirderReader
+        from tilecast.workers.sources import open_source
 
         settings = Settings.from_env(env)
         if not shared:
@@ -227,8 +227,8 @@ class Bench:
         return seconds, self.log.since_mark()
 
     def download_round(self, samples: Samples) -> None:
-        from common.settings import Settings
-        from workers.sources import open_source
+        from tilecast.common.settings import Settings
+        from tilecast.workers.sources import open_source
 
         drop_page_cache(self.image.path)
         local = self.scratch / "downloaded.tiff"

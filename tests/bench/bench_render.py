@@ -18,8 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from common.inflight import DONE_CHANNEL, Completion
-from common.protocol import (
+from tests.bench import harness
+from tests.bench.bench_hits import fetch_all
+from tests.bench.harness import BenchError, Processes
+from tests.bench.report import Section
+from tilecast.common.inflight import DONE_CHANNEL, Completion
+from tilecast.common.protocol import (
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
     TASK_RENDER_TILE,
@@ -28,12 +32,8 @@ from common.protocol import (
     render_tile_payload,
     render_tiles_payload,
 )
-from common.settings import Settings
-from common.tiles import TileRequest
-from tests.bench import harness
-from tests.bench.bench_hits import fetch_all
-from tests.bench.harness import BenchError, Processes
-from tests.bench.report import Section
+from tilecast.common.settings import Settings
+from tilecast.common.tiles import TileRequest
 
 HTTP_CONNECTIONS = 32
 WORKERS = 2

@@ -20,12 +20,12 @@ from typing import Any
 
 import pyvips
 
-from common.style import canonical_style
 from tests.bench import harness
 from tests.bench.bench_hits import fetch_all
 from tests.bench.bench_render import dispatch_batches, dispatch_celery
 from tests.bench.harness import BenchError, Processes
 from tests.bench.report import Section
+from tilecast.common.style import canonical_style
 
 WORKERS = 2
 UINT16_SIZE = (8192, 6144)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from common import stats as counters
 from tests.bench import harness
 from tests.bench.harness import BenchError, Processes
 from tests.bench.load_client import CACHE_HEADER, CONNECTIONS_PER_VIEWER, LoadResult, run_load
@@ -21,6 +20,7 @@ from tests.bench.load_images import LOAD_IMAGES, load_image_paths
 from tests.bench.load_stack import settled_counters, start_load_stack
 from tests.bench.load_viewer import ViewerConfig
 from tests.bench.report import Section, ms
+from tilecast.common import stats as counters
 
 USERS = (8, 32, 128)
 QUICK_USERS = (8, 32)

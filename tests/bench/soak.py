@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import stats as counters
 from tests.bench import harness
 from tests.bench.harness import Processes
 from tests.bench.load_client import LoadResult, run_load
@@ -37,6 +36,7 @@ from tests.bench.load_stack import LoadStack, settled_counters, start_load_stack
 from tests.bench.load_viewer import ViewerConfig
 from tests.bench.report import ms, percentile
 from tilecast import procs
+from tilecast.common import stats as counters
 
 DEFAULT_OUTPUT = harness.REPO / "docs" / "RELIABILITY.md"
 START_MARK = "<!-- soak:start -->"

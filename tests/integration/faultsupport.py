@@ -21,8 +21,8 @@ from pathlib import Path
 import redis
 import requests
 
-from common.workers_live import read_workers
 from tests.conftest import HOST, PROCESS_START_TIMEOUT, ApiServer, Child, start_child, wait_until
+from tilecast.common.workers_live import read_workers
 from tilecast.redis_server import free_port
 
 # A 503/504 may come this much later than the render timeout (the last re-check, the

@@ -10,8 +10,8 @@ from typing import Any
 
 import redis
 
-from common.jobs import THUMBNAIL, TILES, JobStore, plan
 from tests.conftest import ApiServer
+from tilecast.common.jobs import THUMBNAIL, TILES, JobStore, plan
 
 # A single-level 6000 x 6000 image: 24 x 24 base tiles, 770 tiles in its 6 levels, so a
 # job over it lasts long enough to be cancelled or killed half way.

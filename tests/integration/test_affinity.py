@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.routing import candidates, pick
-from common.workers_live import WorkerInfo, read_workers
 from tests.conftest import ApiServer, Child, WorkerNode
+from tilecast.common.routing import candidates, pick
+from tilecast.common.workers_live import WorkerInfo, read_workers
 
 pytestmark = pytest.mark.integration
 

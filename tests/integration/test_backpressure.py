@@ -22,13 +22,13 @@ import pytest
 import redis
 import requests
 
-from common import stats
-from common.encoding import EncodingOptions
-from common.inflight import claim, inflight_key
-from common.protocol import QUEUE_INTERACTIVE
-from common.registry import generation_key
-from common.tiles import TileRequest
 from tests.conftest import ApiServer
+from tilecast.common import stats
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.inflight import claim, inflight_key
+from tilecast.common.protocol import QUEUE_INTERACTIVE
+from tilecast.common.registry import generation_key
+from tilecast.common.tiles import TileRequest
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,13 @@ import pytest
 import redis
 import requests
 
-from common import stats
-from common.jobs import FINISHED
-from common.redisconn import LazyCluster, connect, connect_cache, primaries
 from tests.conftest import REPO, ApiServer, Child, launch_api, launch_worker
 from tests.integration.jobsupport import missing_keys, scope_keys, wait_until_ended
 from tests.rediscluster import RedisClusterServers
-from workers.keeper import memory
+from tilecast.common import stats
+from tilecast.common.jobs import FINISHED
+from tilecast.common.redisconn import LazyCluster, connect, connect_cache, primaries
+from tilecast.workers.keeper import memory
 
 STATE_DB = 15  # no other test's database
 GENERATION_TTL = 1.0  # TILECAST_GENERATION_TTL's default

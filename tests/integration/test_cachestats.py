@@ -18,10 +18,6 @@ from typing import Any
 import pytest
 import redis
 
-from api.prefetch import level_tiles
-from common import activity, metrics, stats
-from common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE, make_celery
-from common.settings import Settings
 from tests.conftest import (
     REPO,
     ApiServer,
@@ -31,8 +27,12 @@ from tests.conftest import (
     wait_until,
 )
 from tests.unit.test_common_metrics import parse
+from tilecast.api.prefetch import level_tiles
+from tilecast.common import activity, metrics, stats
+from tilecast.common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE, make_celery
+from tilecast.common.settings import Settings
 from tilecast.redis_server import RedisServer
-from workers.keeper import memory
+from tilecast.workers.keeper import memory
 
 pytestmark = pytest.mark.integration
 

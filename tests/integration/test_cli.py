@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from common.localpaths import source_id_for_path
 from tests.conftest import REPO
 from tilecast import procs
+from tilecast.common.localpaths import source_id_for_path
 from tilecast.redis_server import free_port
 
 pytestmark = pytest.mark.integration

@@ -23,10 +23,10 @@ import pytest
 import redis
 import requests
 
-from common.localpaths import source_id_for_path
-from common.registry import SOURCES_KEY
 from tests.conftest import REPO
 from tilecast import procs, stackfile
+from tilecast.common.localpaths import source_id_for_path
+from tilecast.common.registry import SOURCES_KEY
 from tilecast.redis_server import free_port
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from pathlib import Path
 import redis
 import requests
 
-from common.inflight import inflight_key
 from tests.conftest import ApiServer
+from tilecast.common.inflight import inflight_key
 
 # The api trusts a generation this long (TILECAST_GENERATION_TTL's default) before it
 # sees the deletion.

@@ -21,10 +21,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.jobs import FINISHED, RUNNING, JobStore, job_keys
-from common.redisconn import connect
-from common.routing import affinity_queue, candidates, pick
-from common.workers_live import read_workers
 from tests.conftest import ApiServer, Child, launch_worker
 from tests.integration.faultsupport import (
     ANSWER_SLACK,
@@ -37,6 +33,10 @@ from tests.integration.faultsupport import (
 )
 from tests.integration.jobsupport import big_image, wait_for, wait_until_ended
 from tilecast import procs
+from tilecast.common.jobs import FINISHED, RUNNING, JobStore, job_keys
+from tilecast.common.redisconn import connect
+from tilecast.common.routing import affinity_queue, candidates, pick
+from tilecast.common.workers_live import read_workers
 from tilecast.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.integration

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from common.redisconn import connect
-from common.registry import SourceRecord, SourceRegistry
-from common.tiles import TileRequest
 from tests.conftest import ApiServer, launch_api
 from tests.unit.fakes import METADATA
+from tilecast.common.redisconn import connect
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.tiles import TileRequest
 from tilecast.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration

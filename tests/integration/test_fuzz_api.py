@@ -30,10 +30,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.app import create_app
-from api.openapi import build as build_openapi
-from common.settings import Settings
 from tests.conftest import ApiServer
+from tilecast.api.app import create_app
+from tilecast.api.openapi import build as build_openapi
+from tilecast.common.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 

@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from common import stats
-from common.jobs import CANCELLED, FINISHED, JobStore
 from tests.conftest import REPO, ApiServer
 from tests.integration.jobsupport import (
     big_image,
@@ -24,6 +22,8 @@ from tests.integration.jobsupport import (
     wait_for,
     wait_until_ended,
 )
+from tilecast.common import stats
+from tilecast.common.jobs import CANCELLED, FINISHED, JobStore
 
 pytestmark = pytest.mark.integration
 

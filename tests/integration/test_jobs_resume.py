@@ -15,10 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from common.jobs import FINISHED, RUNNING, JobStore, leases_key, plan, settled_key
-from common.protocol import make_celery
-from common.redisconn import connect
-from common.settings import Settings
 from tests.conftest import (
     PROCESS_START_TIMEOUT,
     ApiServer,
@@ -35,6 +31,10 @@ from tests.integration.jobsupport import (
     wait_until_ended,
 )
 from tilecast import procs
+from tilecast.common.jobs import FINISHED, RUNNING, JobStore, leases_key, plan, settled_key
+from tilecast.common.protocol import make_celery
+from tilecast.common.redisconn import connect
+from tilecast.common.settings import Settings
 from tilecast.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration

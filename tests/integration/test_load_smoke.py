@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from common import stats
-from common.protocol import QUEUES
 from tests.bench.load_client import Target, run_load
 from tests.bench.load_viewer import ImageGeometry, ViewerConfig
 from tests.conftest import ApiServer
+from tilecast.common import stats
+from tilecast.common.protocol import QUEUES
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def busy(state: redis.Redis) -> bool:
     if any(state.llen(queue) for queue in QUEUES):
         return True
     try:
-        from common.jobs import JobStore
+        from tilecast.common.jobs import JobStore
     except ImportError:  # no pre-rendering jobs in this tree
         return False
     return bool(JobStore(state).active())

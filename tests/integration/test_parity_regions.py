@@ -53,7 +53,7 @@ def decode(data: bytes) -> np.ndarray:
     """(h, w, bands) of the image's own dtype (16-bit PNG / TIFF stay 16-bit)."""
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         image = pyvips.Image.new_from_buffer(data, "")
-        from workers.vipsutil import to_numpy
+        from tilecast.workers.vipsutil import to_numpy
 
         return np.array(to_numpy(image))
     with Image.open(io.BytesIO(data)) as image:

@@ -25,14 +25,19 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.encoding import EncodingOptions
-from common.protocol import QUEUE_BULK, TASK_RENDER_TILES, make_celery, render_tiles_payload
-from common.registry import generation_key
-from common.settings import Settings
-from common.tiles import TileRequest
-from common.workers_live import ROLE_BULK, read_workers
 from tests.conftest import ApiServer, Child
 from tilecast import procs
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.protocol import (
+    QUEUE_BULK,
+    TASK_RENDER_TILES,
+    make_celery,
+    render_tiles_payload,
+)
+from tilecast.common.registry import generation_key
+from tilecast.common.settings import Settings
+from tilecast.common.tiles import TileRequest
+from tilecast.common.workers_live import ROLE_BULK, read_workers
 
 pytestmark = pytest.mark.integration
 

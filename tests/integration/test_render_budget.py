@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from common import stats
 from tests.conftest import ApiServer, launch_api, launch_worker
+from tilecast.common import stats
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.registry import SourceRecord, SourceRegistry
 from tests.conftest import HOST, PROCESS_START_TIMEOUT, start_child, wait_until
 from tests.unit.fakes import METADATA
+from tilecast.common.registry import SourceRecord, SourceRegistry
 from tilecast.redis_server import free_port
 from tilecast.servers import SERVERS
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.inflight import DONE_CHANNEL, inflight_key
 from tests.conftest import (
     HOST,
     PROCESS_START_TIMEOUT,
@@ -25,6 +24,7 @@ from tests.conftest import (
     wait_until,
 )
 from tilecast import procs
+from tilecast.common.inflight import DONE_CHANNEL, inflight_key
 from tilecast.redis_server import free_port
 from tilecast.servers import SERVERS
 

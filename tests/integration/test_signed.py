@@ -13,9 +13,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from common import signing
 from tests.conftest import ApiServer
 from tests.integration.test_error_bodies import assert_clean_error
+from tilecast.common import signing
 
 pytestmark = pytest.mark.integration
 

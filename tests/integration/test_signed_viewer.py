@@ -14,7 +14,6 @@ from urllib.parse import urlencode, urlparse
 
 import pytest
 
-from common import signing
 from tests.conftest import ApiServer, Child, launch_api
 
 # browser and tab are fixtures, shared by name (parameters named like them use them).
@@ -26,6 +25,7 @@ from tests.integration.test_viewer_browser import (  # noqa: F401
     open_viewer,
     tab,
 )
+from tilecast.common import signing
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

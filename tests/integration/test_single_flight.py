@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from common import stats
 from tests.conftest import ApiServer
+from tilecast.common import stats
 
 pytestmark = pytest.mark.integration
 

@@ -22,12 +22,12 @@ import pytest
 import redis
 import requests
 
-from common.jobs import JobStore
-from common.redisconn import connect
-from common.workers_live import WorkerInfo, read_workers
 from tests.conftest import REPO
 from tests.integration.faultsupport import ANSWER_SLACK, Tally, fetch
 from tilecast import procs
+from tilecast.common.jobs import JobStore
+from tilecast.common.redisconn import connect
+from tilecast.common.workers_live import WorkerInfo, read_workers
 from tilecast.redis_server import free_port
 
 pytestmark = pytest.mark.integration

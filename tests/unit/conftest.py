@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import redis
 
-from common.registry import SourceRecord
-from common.settings import Settings
+from tilecast.common.registry import SourceRecord
+from tilecast.common.settings import Settings
 
 if TYPE_CHECKING:  # the engine (pyvips, numpy) loads only for the worker tests
-    from workers.engine import Renderer
+    from tilecast.workers.engine import Renderer
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +97,7 @@ def wk_settings(redis_url: str) -> Settings:
 
 @pytest.fixture
 def renderer(wk_settings: Settings) -> Iterator[Renderer]:
-    from workers.engine import Renderer
+    from tilecast.workers.engine import Renderer
 
     instance = Renderer(wk_settings)
     yield instance
@@ -107,20 +107,20 @@ def renderer(wk_settings: Settings) -> Iterator[Renderer]:
 @pytest.fixture
 def installed(renderer: Renderer) -> Iterator[Renderer]:
     """``renderer`` as the tasks' process Renderer, tasks run eagerly (in this process)."""
-    from workers import tasks
-    from workers.celeryapp import app
+    from tilecast.workers import process_renderer, tasks  # noqa: F401  (registers the tasks)
+    from tilecast.workers.celeryapp import app
 
     app.conf.task_always_eager = True
-    tasks.use_renderer(renderer)
+    process_renderer.use_renderer(renderer)
     yield renderer
-    tasks.use_renderer(None)
+    process_renderer.use_renderer(None)
     app.conf.task_always_eager = False
 
 
 @pytest.fixture
 def done(installed: Renderer) -> Iterator[redis.client.PubSub]:
     """A subscription to the completion channel, open before the test sends anything."""
-    from common.inflight import DONE_CHANNEL
+    from tilecast.common.inflight import DONE_CHANNEL
 
     pubsub = installed.state.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(DONE_CHANNEL)
@@ -132,7 +132,7 @@ def done(installed: Renderer) -> Iterator[redis.client.PubSub]:
 def register_source(renderer: Renderer, path: Path) -> str:
     """Describe ``path`` and add it to the registry under a fresh id (so tests never share
     cache keys); returns the id."""
-    from workers.describe import describe_path
+    from tilecast.workers.describe import describe_path
 
     source_id = uuid.uuid4().hex[:24]
     record = SourceRecord(source_id, str(path), path.name, describe_path(str(path)))

@@ -9,15 +9,15 @@ from typing import Any
 
 import redis
 
-from common.errors import UnsupportedImage
-from common.inflight import Completion, announce
-from common.protocol import (
+from tilecast.common.errors import UnsupportedImage
+from tilecast.common.inflight import Completion, announce
+from tilecast.common.protocol import (
     TASK_DESCRIBE_SOURCE,
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
 )
-from common.registry import SourceRecord, SourceRegistry
-from common.tiles import ThumbnailRequest, TileRequest
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.tiles import ThumbnailRequest, TileRequest
 
 METADATA = {
     "levels": 3,

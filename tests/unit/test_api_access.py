@@ -12,16 +12,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from flask import Flask, request
 
-from api.access import DecisionMemo, GirderAccess, credentials, require_secret
-from api.girder import GirderAuthority
-from common.errors import (
+from tilecast.api.access import DecisionMemo, GirderAccess, credentials, require_secret
+from tilecast.api.girder import GirderAuthority
+from tilecast.common.errors import (
     ConfigurationError,
     Forbidden,
     GirderUnavailable,
     Unauthorized,
     UnknownSource,
 )
-from common.settings import Settings
+from tilecast.common.settings import Settings
 from tilecast.redis_server import free_port
 
 ITEM = "0123456789abcdef01234567"

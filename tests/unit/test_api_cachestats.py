@@ -13,16 +13,16 @@ import pytest
 import redis
 from flask import Flask
 
-from api.app import create_app
-from api.prefetch import neighbours
-from api.services import EXTENSION, Services
-from common import activity, stats
-from common.protocol import QUEUE_BULK, TASK_RENDER_TILES, tile_requests_from_payload
-from common.registry import SourceRecord, SourceRegistry
-from common.settings import Settings
-from common.tiles import TileRequest
 from tests.unit.fakes import METADATA, FakeSender
 from tests.unit.test_common_metrics import parse
+from tilecast.api.app import create_app
+from tilecast.api.prefetch import neighbours
+from tilecast.api.services import EXTENSION, Services
+from tilecast.common import activity, stats
+from tilecast.common.protocol import QUEUE_BULK, TASK_RENDER_TILES, tile_requests_from_payload
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.settings import Settings
+from tilecast.common.tiles import TileRequest
 
 
 class PrefetchAwareSender(FakeSender):

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from api.completion import CompletionListener
-from api.dispatch import Dispatcher
-from common.errors import RenderTimeout, UnsupportedImage
-from common.inflight import Completion, announce, is_inflight
-from common.redisconn import connect
+from tilecast.api.completion import CompletionListener
+from tilecast.api.dispatch import Dispatcher
+from tilecast.common.errors import RenderTimeout, UnsupportedImage
+from tilecast.common.inflight import Completion, announce, is_inflight
+from tilecast.common.redisconn import connect
 from tilecast.redis_server import RedisServer
 
 

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from api import dzi
-from api.protocols import Grid, PixelBox, aligned_tile
-from common.errors import BadRequest
+from tilecast.api import dzi
+from tilecast.api.protocols import Grid, PixelBox, aligned_tile
+from tilecast.common.errors import BadRequest
 
 # tests/images.py's pyramid: 3000 x 2000, 256-pixel tiles, 5 levels.
 GRID = Grid(size_x=3000, size_y=2000, tile_width=256, tile_height=256, levels=5)

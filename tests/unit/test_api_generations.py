@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from api.generations import GenerationMemo
-from common.errors import UnknownSource
+from tilecast.api.generations import GenerationMemo
+from tilecast.common.errors import UnknownSource
 
 
 class Registry:

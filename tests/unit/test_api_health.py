@@ -10,11 +10,11 @@ import pytest
 import redis
 from flask import Flask
 
-from api.app import create_app
-from api.services import EXTENSION
-from common.redisconn import connect
-from common.settings import Settings
-from common.workers_live import WorkerInfo, heartbeat, unregister
+from tilecast.api.app import create_app
+from tilecast.api.services import EXTENSION
+from tilecast.common.redisconn import connect
+from tilecast.common.settings import Settings
+from tilecast.common.workers_live import WorkerInfo, heartbeat, unregister
 from tilecast.redis_server import free_port
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from api import iiif
-from api.protocols import Grid, PixelBox
-from common.errors import BadRequest, TilecastError
+from tilecast.api import iiif
+from tilecast.api.protocols import Grid, PixelBox
+from tilecast.common.errors import BadRequest, TilecastError
 
 W, H = 3000, 2000
 MAX_AREA = 4096 * 4096

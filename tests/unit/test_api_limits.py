@@ -12,13 +12,13 @@ import pytest
 import redis
 from flask import Flask, request
 
-from api.app import create_app
-from api.ratelimit import RateLimiter, client_address, parse_proxies
-from api.services import EXTENSION, Services
-from common.errors import ConfigurationError, RateLimited
-from common.registry import SourceRecord, SourceRegistry
-from common.settings import Settings
 from tests.unit.fakes import METADATA, FakeSender
+from tilecast.api.app import create_app
+from tilecast.api.ratelimit import RateLimiter, client_address, parse_proxies
+from tilecast.api.services import EXTENSION, Services
+from tilecast.common.errors import ConfigurationError, RateLimited
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.settings import Settings
 
 
 def make_app(settings: Settings, state: redis.Redis, **changes: object) -> Flask:

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from flask import Flask, g
 
-from api.app import create_app
-from api.services import EXTENSION, Services
-from api.tasks import CelerySender
-from common import stats
-from common.logs import TASK_HEADER, RequestIdFilter, current_request_id, request_id_bound
-from common.settings import Settings
 from tests.unit.fakes import FakeSender
+from tilecast.api.app import create_app
+from tilecast.api.services import EXTENSION, Services
+from tilecast.api.tasks import CelerySender
+from tilecast.common import stats
+from tilecast.common.logs import TASK_HEADER, RequestIdFilter, current_request_id, request_id_bound
+from tilecast.common.settings import Settings
 
 
 @pytest.fixture

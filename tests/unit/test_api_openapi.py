@@ -13,12 +13,12 @@ from openapi_spec_validator import validate
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.utils import cached_property
 
-from api import openapi
-from api.app import create_app
-from api.services import EXTENSION
-from common.encoding import QUERY_PARAMETERS
-from common.settings import Settings
 from tests.unit.fakes import FakeSender
+from tilecast.api import openapi
+from tilecast.api.app import create_app
+from tilecast.api.services import EXTENSION
+from tilecast.common.encoding import QUERY_PARAMETERS
+from tilecast.common.settings import Settings
 
 IGNORED = {"HEAD", "OPTIONS"}
 

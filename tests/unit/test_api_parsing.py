@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from api.parsing import (
+from tilecast.api.parsing import (
     parse_source_body,
     parse_thumbnail_request,
     parse_tile_request,
     path_coordinate,
 )
-from common.encoding import EncodingOptions
-from common.errors import BadRequest, TileOutOfRange
-from common.settings import Settings
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.errors import BadRequest, TileOutOfRange
+from tilecast.common.settings import Settings
 
 SETTINGS = Settings(max_style_bytes=200, max_thumbnail_size=1000, jpeg_quality=90)
 

@@ -11,11 +11,11 @@ import pytest
 import redis
 from flask import Flask
 
-from api.app import create_app
-from api.services import EXTENSION, Services
-from common.registry import SourceRecord, SourceRegistry
-from common.settings import Settings
 from tests.unit.fakes import METADATA, FakeSender
+from tilecast.api.app import create_app
+from tilecast.api.services import EXTENSION, Services
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.settings import Settings
 from tilecast.redis_server import free_port
 
 PROTOCOL_BLUEPRINTS = {"dzi", "iiif", "tilejson", "girder_api_dzi", "girder_api_tilejson"}

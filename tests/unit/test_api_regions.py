@@ -17,19 +17,19 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api.app import create_app
-from api.services import EXTENSION, Services
-from common.inflight import Completion, announce
-from common.protocol import (
+from tests.unit.fakes import METADATA
+from tilecast.api.app import create_app
+from tilecast.api.services import EXTENSION, Services
+from tilecast.common.inflight import Completion, announce
+from tilecast.common.protocol import (
     TASK_RENDER_BANDS,
     TASK_RENDER_HISTOGRAM,
     TASK_RENDER_PIXEL,
     TASK_RENDER_REGION,
 )
-from common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
-from common.registry import SourceRecord, SourceRegistry
-from common.settings import Settings
-from tests.unit.fakes import METADATA
+from tilecast.common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.settings import Settings
 
 REQUEST_TYPES: dict[str, Any] = {
     TASK_RENDER_REGION: RegionRequest,
@@ -271,7 +271,7 @@ def test_content_disposition(app: Flask, client: FlaskClient, measured: str) -> 
 
 
 def test_thumbnail_fill_parsing(settings: Settings) -> None:
-    from api.parsing import parse_thumbnail_request
+    from tilecast.api.parsing import parse_thumbnail_request
 
     boxed = parse_thumbnail_request("s", {"width": "200", "height": "100", "fill": "red"}, settings)
     assert boxed.fill == "#ff0000ff"

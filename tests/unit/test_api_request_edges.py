@@ -17,16 +17,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
-from api.app import create_app
-from api.dzi import Layout, largest_tile
-from api.openapi import doc_of
-from api.services import EXTENSION
-from common.errors import BadRequest, ConfigurationError
-from common.girder import SECRET_HEADER
-from common.params import MAX_JSON_DEPTH, json_depth_within, loads_json
-from common.registry import SourceRecord, SourceRegistry
-from common.settings import Settings
 from tests.unit.fakes import METADATA, FakeSender
+from tilecast.api.app import create_app
+from tilecast.api.dzi import Layout, largest_tile
+from tilecast.api.openapi import doc_of
+from tilecast.api.services import EXTENSION
+from tilecast.common.errors import BadRequest, ConfigurationError
+from tilecast.common.girder import SECRET_HEADER
+from tilecast.common.params import MAX_JSON_DEPTH, json_depth_within, loads_json
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.settings import Settings
 
 SECRET = "edge-secret"
 NESTED = ("[" * 1000, '{"a":' * 1000, "[" * 40 + "]" * 40, '{"a":' * 40 + "1" + "}" * 40)

@@ -12,15 +12,15 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from api.completion import CompletionListener
-from api.dispatch import Dispatcher, marker_queue, marker_value
-from api.routing import Router
-from common.errors import Overloaded
-from common.inflight import Completion, announce, inflight_key
-from common.protocol import QUEUE_INTERACTIVE
-from common.redisconn import connect
-from common.routing import affinity_queue, candidates, is_affinity_queue, pick
-from common.workers_live import (
+from tilecast.api.completion import CompletionListener
+from tilecast.api.dispatch import Dispatcher, marker_queue, marker_value
+from tilecast.api.routing import Router
+from tilecast.common.errors import Overloaded
+from tilecast.common.inflight import Completion, announce, inflight_key
+from tilecast.common.protocol import QUEUE_INTERACTIVE
+from tilecast.common.redisconn import connect
+from tilecast.common.routing import affinity_queue, candidates, is_affinity_queue, pick
+from tilecast.common.workers_live import (
     ROLE_BULK,
     ROLE_INTERACTIVE,
     WorkerInfo,

@@ -16,12 +16,12 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api.app import create_app
-from api.services import EXTENSION, Services
-from common import signing
-from common.registry import SourceRecord, SourceRegistry
-from common.settings import Settings
 from tests.unit.fakes import METADATA, FakeSender
+from tilecast.api.app import create_app
+from tilecast.api.services import EXTENSION, Services
+from tilecast.common import signing
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.settings import Settings
 from tilecast.sign import signed_url
 
 KEYS_TEXT = "new:new-secret-9876543210,old:old-secret-0123456789"

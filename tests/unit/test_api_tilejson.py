@@ -18,8 +18,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from api import tilejson
-from api.protocols import Grid
+from tilecast.api import tilejson
+from tilecast.api.protocols import Grid
 
 SCHEMA_FILE = Path(__file__).parents[1] / "data" / "tilejson-3.0.0.schema.json"
 URL = "http://host/item/abc/tiles/zxy/{z}/{x}/{y}"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from api.tilerange import check_frame, check_tile, frame_count
-from common.errors import BadRequest, TileOutOfRange
-from common.tiles import TileRequest
+from tilecast.api.tilerange import check_frame, check_tile, frame_count
+from tilecast.common.errors import BadRequest, TileOutOfRange
+from tilecast.common.tiles import TileRequest
 
 # 3000 x 2000 with 256-pixel tiles: level 4 has 12 x 8 tiles, level 0 one tile.
 META = {"levels": 5, "sizeX": 3000, "sizeY": 2000, "tileWidth": 256, "tileHeight": 256}

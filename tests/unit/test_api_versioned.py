@@ -10,11 +10,11 @@ import pytest
 import redis
 from flask import Flask
 
-from api.app import create_app
-from api.services import EXTENSION, Services, cache_control
-from common.registry import SourceRecord, SourceRegistry
-from common.settings import Settings
 from tests.unit.fakes import METADATA, FakeSender
+from tilecast.api.app import create_app
+from tilecast.api.services import EXTENSION, Services, cache_control
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.settings import Settings
 
 YEAR = "max-age=31536000, immutable"
 

@@ -12,13 +12,13 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api.app import create_app
-from api.routes import viewer
-from api.services import EXTENSION, Services
-from api.viewer import assets
-from common.registry import SourceRecord, SourceRegistry
-from common.settings import Settings
 from tests.unit.fakes import METADATA
+from tilecast.api.app import create_app
+from tilecast.api.routes import viewer
+from tilecast.api.services import EXTENSION, Services
+from tilecast.api.viewer import assets
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.settings import Settings
 from tilecast.redis_server import free_port
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
@@ -96,7 +96,7 @@ def test_missing_openseadragon_is_a_503_naming_the_fix(
     monkeypatch.setattr(viewer.assets, "is_installed", lambda: False)
     page = client.get(f"/viewer/{source}", headers=BROWSER)
     assert page.status_code == 503
-    assert "python -m api.viewer.assets" in page.get_data(as_text=True)
+    assert "python -m tilecast.api.viewer.assets" in page.get_data(as_text=True)
     as_json = client.get(f"/viewer/{source}")
     assert as_json.status_code == 503
     assert "OpenSeadragon" in as_json.get_json()["message"]

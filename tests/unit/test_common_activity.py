@@ -8,8 +8,8 @@ import uuid
 
 import redis
 
-from common import activity
-from common.activity import ActivityMemo
+from tilecast.common import activity
+from tilecast.common.activity import ActivityMemo
 
 
 class Clock:

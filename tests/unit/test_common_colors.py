@@ -5,7 +5,7 @@ from __future__ import annotations
 import PIL.ImageColor
 import pytest
 
-from common.colors import CSS_COLORS, LARGE_IMAGE_ALIASES, parse_color
+from tilecast.common.colors import CSS_COLORS, LARGE_IMAGE_ALIASES, parse_color
 
 large_image_utilities = pytest.importorskip("large_image.tilesource.utilities")
 

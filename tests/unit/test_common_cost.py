@@ -11,11 +11,11 @@ import uuid
 import pytest
 import redis
 
-from common import share, waiting
-from common.cost import check_budget, codec_units, estimate, fitted_pixels, layers
-from common.encoding import EncodingOptions
-from common.errors import OverBudget, TooCostly
-from common.refusals import check_refused, refuse
+from tilecast.common import share, waiting
+from tilecast.common.cost import check_budget, codec_units, estimate, fitted_pixels, layers
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.errors import OverBudget, TooCostly
+from tilecast.common.refusals import check_refused, refuse
 
 BUDGET = 2 * 10**9
 SIDE = 4096 * 4096

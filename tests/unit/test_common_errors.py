@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from common import errors
-from common.errors import TilecastError, error_from_payload
+from tilecast.common import errors
+from tilecast.common.errors import TilecastError, error_from_payload
 
 
 def all_error_classes() -> list[type[TilecastError]]:

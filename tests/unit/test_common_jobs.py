@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import redis
 
-from common.encoding import EncodingOptions
-from common.errors import BadRequest
-from common.jobs import (
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.errors import BadRequest
+from tilecast.common.jobs import (
     CANCELLED,
     FINISHED,
     RAW,
@@ -32,8 +32,8 @@ from common.jobs import (
     parse_job_request,
     plan,
 )
-from common.redisconn import connect
-from common.settings import Settings
+from tilecast.common.redisconn import connect
+from tilecast.common.settings import Settings
 
 # 3000 x 2000, 256-pixel tiles, 5 levels: 1 + 2 + 6 + 24 + 96 = 129 tiles.
 METADATA: dict[str, Any] = {
@@ -268,7 +268,7 @@ class Recorder:
 def test_driver_keeps_a_window_retries_expired_leases_and_finishes(
     jobs_redis: redis.Redis,
 ) -> None:
-    from workers.jobs import JobDriver
+    from tilecast.workers.jobs import JobDriver
 
     store = JobStore(jobs_redis)
     job, _ = store.submit(base_level_spec())  # 6 batches of 4 x 4 tiles
@@ -300,7 +300,7 @@ def test_driver_keeps_a_window_retries_expired_leases_and_finishes(
 
 def test_driver_resumes_from_redis_alone(jobs_redis: redis.Redis) -> None:
     """A new driver (after every process was killed) dispatches only what is unsettled."""
-    from workers.jobs import JobDriver
+    from tilecast.workers.jobs import JobDriver
 
     store = JobStore(jobs_redis)
     job, _ = store.submit(base_level_spec())
@@ -318,7 +318,7 @@ def test_driver_resumes_from_redis_alone(jobs_redis: redis.Redis) -> None:
 
 
 def test_driver_waits_at_phase_boundaries(jobs_redis: redis.Redis) -> None:
-    from workers.jobs import JobDriver
+    from tilecast.workers.jobs import JobDriver
 
     store = JobStore(jobs_redis)
     job, _ = store.submit(spec_of({}, LARGE))  # raw level 4: batches 0-15, level 3: 16-31

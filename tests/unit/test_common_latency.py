@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from common import latency, metrics, stats
-from common.jobs import JOBS_KEY, record_key
-from common.redisconn import connect
 from tests.unit.test_common_metrics import parse
+from tilecast.common import latency, metrics, stats
+from tilecast.common.jobs import JOBS_KEY, record_key
+from tilecast.common.redisconn import connect
 
 
 @pytest.fixture

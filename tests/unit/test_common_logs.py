@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from common.logs import (
+from tilecast.common.logs import (
     JsonFormatter,
     accept_request_id,
     configure_logging,

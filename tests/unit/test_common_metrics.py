@@ -10,8 +10,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from common import activity, metrics, stats
-from common.inflight import claim
+from tilecast.common import activity, metrics, stats
+from tilecast.common.inflight import claim
 
 # The text exposition format, version 0.0.4: comments, then samples
 # ``name{label="value",...} number``.

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConfigurationError, SourceRefused
-from common.localpaths import resolve_under_roots, source_id_for_path
-from common.settings import DEFAULT_REDIS_URL, Settings
+from tilecast.common.errors import ConfigurationError, SourceRefused
+from tilecast.common.localpaths import resolve_under_roots, source_id_for_path
+from tilecast.common.settings import DEFAULT_REDIS_URL, Settings
 
 
 @pytest.fixture

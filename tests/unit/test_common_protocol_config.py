@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from common.protocol import make_celery
-from common.settings import Settings
+from tilecast.common.protocol import make_celery
+from tilecast.common.settings import Settings
 
 
 def test_tasks_are_acknowledged_late_and_requeued_when_their_process_dies() -> None:

@@ -9,11 +9,18 @@ from dataclasses import replace
 import pytest
 import redis
 
-from common import stats
-from common.cache import TileCache
-from common.errors import UnknownSource
-from common.inflight import DONE_CHANNEL, Completion, announce, claim, inflight_key, is_inflight
-from common.registry import SourceRecord, SourceRegistry, generation_key
+from tilecast.common import stats
+from tilecast.common.cache import TileCache
+from tilecast.common.errors import UnknownSource
+from tilecast.common.inflight import (
+    DONE_CHANNEL,
+    Completion,
+    announce,
+    claim,
+    inflight_key,
+    is_inflight,
+)
+from tilecast.common.registry import SourceRecord, SourceRegistry, generation_key
 
 
 def unique() -> str:
@@ -85,7 +92,7 @@ def test_stats(state: redis.Redis) -> None:
 
 
 def test_clients_are_not_capped_at_redis_pys_100_connections(redis_url: str) -> None:
-    from common.redisconn import connect
+    from tilecast.common.redisconn import connect
 
     client = connect(redis_url)
     held = [client.connection_pool.get_connection() for _ in range(150)]

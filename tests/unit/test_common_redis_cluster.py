@@ -12,10 +12,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from common import activity, metrics, stats
-from common.cache import TileCache
-from common.errors import ConfigurationError
-from common.redisconn import (
+from tests.rediscluster import RedisClusterServers
+from tilecast.common import activity, metrics, stats
+from tilecast.common.cache import TileCache
+from tilecast.common.errors import ConfigurationError
+from tilecast.common.redisconn import (
     LazyCluster,
     by_slot,
     connect,
@@ -24,11 +25,10 @@ from common.redisconn import (
     parse_cluster_url,
     primaries,
 )
-from common.settings import Settings
-from common.tiles import cache_key
-from tests.rediscluster import RedisClusterServers
+from tilecast.common.settings import Settings
+from tilecast.common.tiles import cache_key
 from tilecast.redis_server import free_port
-from workers.keeper import Keeper, memory
+from tilecast.workers.keeper import Keeper, memory
 
 VALUE = b"x" * 100_000  # ~100 KB, a large tile
 NODE_MAXMEMORY = 16 * 1024 * 1024
@@ -213,7 +213,7 @@ def test_readiness_needs_every_primary(
 ) -> None:
     from dataclasses import replace
 
-    from api.app import create_app
+    from tilecast.api.app import create_app
 
     state_url = redis_url.rsplit("/", 1)[0] + "/14"
     ready = create_app(replace(settings, cache_url=redis_cluster.url, state_url=state_url))
@@ -231,7 +231,7 @@ def test_readiness_needs_every_primary(
 def test_girder_shared_blocks_on_a_cluster(
     cluster: LazyCluster, redis_cluster: RedisClusterServers
 ) -> None:
-    from workers.girder.shared import SharedTier, block_key
+    from tilecast.workers.girder.shared import SharedTier, block_key
 
     tier = SharedTier(redis_cluster.url, block_ttl=60, file_ttl=60, block_size=4096)
     blocks = {i: bytes([i]) * 10 for i in range(0, 40, 2)}

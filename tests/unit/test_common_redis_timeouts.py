@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import ConfigurationError
-from common.protocol import make_celery
-from common.redisconn import connect, connect_cache
-from common.settings import Settings
+from tilecast.common.errors import ConfigurationError
+from tilecast.common.protocol import make_celery
+from tilecast.common.redisconn import connect, connect_cache
+from tilecast.common.settings import Settings
 
 
 def pool_options(client: object) -> dict[str, object]:

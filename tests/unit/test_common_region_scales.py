@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from common.errors import BadRequest
-from common.fill import fill_color, fill_key_part, parse_fill
-from common.protocol import request_payload
-from common.regions import (
+from tilecast.common.errors import BadRequest
+from tilecast.common.fill import fill_color, fill_key_part, parse_fill
+from tilecast.common.protocol import request_payload
+from tilecast.common.regions import (
     HistogramRequest,
     Optics,
     OutputScale,
@@ -24,7 +24,7 @@ from common.regions import (
     parse_units,
     plan_region,
 )
-from common.tiles import ThumbnailRequest
+from tilecast.common.tiles import ThumbnailRequest
 
 large_image = pytest.importorskip("large_image")
 from large_image.tilesource.tileiterator import TileIterator  # noqa: E402

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from common.regions import RegionRequest, RegionSpec
+from tilecast.common.regions import RegionRequest, RegionSpec
 
 # A sliver at the right edge of a 3000 x 2000 image at scale factor 8: 58 x 2000 base
 # pixels are 7.25 x 250 there, 8 x 250 as an edge tile of that level.

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from common.encoding import EncodingOptions
-from common.errors import BadRequest
-from common.protocol import request_payload
-from common.regions import (
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.errors import BadRequest
+from tilecast.common.protocol import request_payload
+from tilecast.common.regions import (
     BandsRequest,
     HistogramRequest,
     PixelRequest,

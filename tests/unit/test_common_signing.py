@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from common import signing
-from common.errors import ConfigurationError, Forbidden, Unauthorized
-from common.settings import Settings
+from tilecast.common import signing
+from tilecast.common.errors import ConfigurationError, Forbidden, Unauthorized
+from tilecast.common.settings import Settings
 
 ITEM = "0123456789abcdef01234567"
 NOW = 1_800_000_000

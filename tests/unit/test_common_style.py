@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from common.errors import BadRequest
-from common.style import NO_STYLE, canonical_style, style_frames, style_hash
+from tilecast.common.errors import BadRequest
+from tilecast.common.style import NO_STYLE, canonical_style, style_frames, style_hash
 
 MAX = 16 * 1024
 

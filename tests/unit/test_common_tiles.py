@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from common.encoding import EncodingOptions
-from common.errors import BadRequest
-from common.protocol import render_thumbnail_payload, render_tile_payload
-from common.style import style_hash
-from common.tiles import ThumbnailRequest, TileRequest, raw_tile_key
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.errors import BadRequest
+from tilecast.common.protocol import render_thumbnail_payload, render_tile_payload
+from tilecast.common.style import style_hash
+from tilecast.common.tiles import ThumbnailRequest, TileRequest, raw_tile_key
 
 STYLE = '{"max":200,"min":10}'
 

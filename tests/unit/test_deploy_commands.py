@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from common.protocol import QUEUES
 from tests.deployfiles import (
     DEPLOY,
     REPO,
@@ -34,6 +33,7 @@ from tests.deployfiles import (
     tilecast_containers,
     unit_directives,
 )
+from tilecast.common.protocol import QUEUES
 
 # The instances the worker template unit is started as (deploy/README.md), and the one
 # a single-unit host would use.

@@ -21,8 +21,6 @@ import jsonschema
 import pytest
 import yaml
 
-from common.protocol import QUEUES
-from common.settings import Settings
 from tests.deployfiles import (
     COMPOSE,
     DEPLOY,
@@ -37,6 +35,8 @@ from tests.deployfiles import (
     tilecast_containers,
     yaml_documents,
 )
+from tilecast.common.protocol import QUEUES
+from tilecast.common.settings import Settings
 
 KEDA_KIND = ("keda.sh/v1alpha1", "ScaledObject")
 # KEDA's redis (lists) scaler's metadata keys (keda.sh/docs/scalers/redis-lists); the
@@ -167,7 +167,7 @@ def test_docker_compose_config_accepts_the_file() -> None:
 
 
 def api_routes(settings: Settings) -> set[str]:
-    from api.app import create_app
+    from tilecast.api.app import create_app
 
     return {rule.rule for rule in create_app(settings).url_map.iter_rules()}
 
@@ -344,8 +344,8 @@ def test_celery_config_takes_a_rabbitmq_broker_in_principle() -> None:
     app on kombu's AMQP transport with durable queues, tilecast reads no queue depths from
     such a broker, and a task is published by queue name through the default exchange
     (what RabbitMQ delivers to the queue of that name; shown on kombu's memory transport)."""
-    from common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE, make_celery
-    from common.routing import broker_client
+    from tilecast.common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE, make_celery
+    from tilecast.common.routing import broker_client
 
     amqp = Settings(broker_url="amqp://tilecast:secret@rabbitmq:5672/tilecast").resolved()
     app = make_celery(amqp)

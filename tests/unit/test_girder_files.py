@@ -17,9 +17,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.errors import GirderUnavailable, UnknownSource, UnsupportedImage
-from common.girder import girder_source_path
-from common.settings import Settings
 from tests.unit.girder_standin import (
     API_KEY,
     SECRET,
@@ -27,12 +24,15 @@ from tests.unit.girder_standin import (
     closed_port,
     running_standin,
 )
-from workers.girder import forget_readers, open_girder_file
-from workers.girder.blocks import BlockCache
-from workers.girder.opening import GirderReader
-from workers.girder.pathmap import map_path, parse_path_map
-from workers.sources import open_source
-from workers.sources.tiffdir import DIRECTORY_READAHEAD, TiffFile
+from tilecast.common.errors import GirderUnavailable, UnknownSource, UnsupportedImage
+from tilecast.common.girder import girder_source_path
+from tilecast.common.settings import Settings
+from tilecast.workers.girder import forget_readers, open_girder_file
+from tilecast.workers.girder.blocks import BlockCache
+from tilecast.workers.girder.opening import GirderReader
+from tilecast.workers.girder.pathmap import map_path, parse_path_map
+from tilecast.workers.sources import open_source
+from tilecast.workers.sources.tiffdir import DIRECTORY_READAHEAD, TiffFile
 
 KIB = 1024
 
@@ -677,14 +677,14 @@ def test_girder_records_describe_and_render(
     tmp_path: Path,
     wk_settings: Settings,
 ) -> None:
-    from common.protocol import describe_source_payload
-    from common.registry import describe_key
-    from common.tiles import TileRequest
-    from workers import tasks
-    from workers.celeryapp import app
-    from workers.describe import describe_named, describe_path
-    from workers.encode import encode_tile
-    from workers.engine import Renderer
+    from tilecast.common.protocol import describe_source_payload
+    from tilecast.common.registry import describe_key
+    from tilecast.common.tiles import TileRequest
+    from tilecast.workers import process_renderer, tasks
+    from tilecast.workers.celeryapp import app
+    from tilecast.workers.describe import describe_named, describe_path
+    from tilecast.workers.encode import encode_tile
+    from tilecast.workers.engine import Renderer
 
     item = girder.add_item("Slide 7", ("slide.tiff", images["pyramid"]))
     settings = girder_settings(girder, tmp_path, cache_url=wk_settings.cache_url)
@@ -693,7 +693,7 @@ def test_girder_records_describe_and_render(
     assert name == "Slide 7" and metadata == describe_path(str(images["pyramid"]), settings)
     renderer = Renderer(settings)
     app.conf.task_always_eager = True
-    tasks.use_renderer(renderer)
+    process_renderer.use_renderer(renderer)
     try:
         tasks.describe_source.apply(args=[describe_source_payload(item, path, describe_key(item))])
         record = renderer.registry.get(item)
@@ -707,7 +707,7 @@ def test_girder_records_describe_and_render(
         # The render read the file the describe task registered: no look-up of the item.
         assert item_lookups(girder) == asked
     finally:
-        tasks.use_renderer(None)
+        process_renderer.use_renderer(None)
         app.conf.task_always_eager = False
         renderer.close()
         forget_readers()

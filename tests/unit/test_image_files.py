@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from common.errors import GirderUnavailable, UnsupportedImage
-from common.settings import Settings
-from workers.sources import open_source
-from workers.sources.files import ImageFile, LocalFile
-from workers.sources.tiff import TiffSource
-from workers.sources.tiffdir import TiffFile
-from workers.sources.vipsimage import VipsImageSource
+from tilecast.common.errors import GirderUnavailable, UnsupportedImage
+from tilecast.common.settings import Settings
+from tilecast.workers.sources import open_source
+from tilecast.workers.sources.files import ImageFile, LocalFile
+from tilecast.workers.sources.tiff import TiffSource
+from tilecast.workers.sources.tiffdir import TiffFile
+from tilecast.workers.sources.vipsimage import VipsImageSource
 
 
 class MemoryFile(ImageFile):

@@ -8,9 +8,9 @@ from dataclasses import fields
 
 import pytest
 
-from common.errors import ConfigurationError
-from common.setting_checks import CHECKS
-from common.settings import TEST_PREFIX, Settings
+from tilecast.common.errors import ConfigurationError
+from tilecast.common.setting_checks import CHECKS
+from tilecast.common.settings import TEST_PREFIX, Settings
 
 KEYS = "k1:0123456789abcdef-secret"
 

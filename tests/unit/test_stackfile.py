@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConfigurationError
-from common.metrics import Snapshot
-from common.settings import Settings
 from tilecast import cli, stackfile
+from tilecast.common.errors import ConfigurationError
+from tilecast.common.metrics import Snapshot
+from tilecast.common.settings import Settings
 from tilecast.redis_server import free_port
 from tilecast.stats import human
 
@@ -202,6 +202,6 @@ def test_stats_columns_line_up() -> None:
 
 
 def _counter_names() -> list[str]:
-    from common import stats
+    from tilecast.common import stats
 
     return [v for k, v in vars(stats).items() if k.isupper() and isinstance(v, str)]

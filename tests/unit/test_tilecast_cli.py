@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.settings import Settings
 from tilecast import procs
 from tilecast.cli import build_parser
+from tilecast.common.settings import Settings
 from tilecast.gunicorn_app import gunicorn_options, request_line_limit
 from tilecast.redis_server import RedisServer
 from tilecast.worker import node_queues, parse_queues, worker_argv
@@ -71,8 +71,8 @@ def test_redis_server_policy(tmp_path: Path) -> None:
 def test_a_persistent_redis_keeps_the_state_across_a_restart(tmp_path: Path) -> None:
     """What ``tilecast up`` runs: registrations, generations and jobs survive a restart
     of its Redis (an append-only file in its data folder)."""
-    from common.jobs import JOBS_KEY
-    from common.registry import SOURCES_KEY, generation_key
+    from tilecast.common.jobs import JOBS_KEY
+    from tilecast.common.registry import SOURCES_KEY, generation_key
 
     server = RedisServer(tmp_path / "redis", maxmemory="64mb", persistent=True)
     url = server.start()
@@ -128,8 +128,8 @@ def test_child_environment_can_drop_tilecast_variables() -> None:
 def test_an_unusable_setting_is_a_message_not_a_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from common.settings import get_settings
     from tilecast.cli import main
+    from tilecast.common.settings import get_settings
 
     monkeypatch.setenv("TILECAST_ACCESS_MODE", "bogus")
     get_settings.cache_clear()

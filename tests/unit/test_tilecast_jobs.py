@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from common.jobs import FINISHED, RUNNING, JobRecord, parse_job_request
-from common.settings import Settings
 from tilecast import jobs as cli_jobs
+from tilecast.common.jobs import FINISHED, RUNNING, JobRecord, parse_job_request
+from tilecast.common.settings import Settings
 
 METADATA = {"sizeX": 3000, "sizeY": 2000, "tileWidth": 256, "tileHeight": 256, "levels": 5}
 

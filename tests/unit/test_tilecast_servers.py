@@ -6,9 +6,9 @@ import pytest
 from granian.constants import Interfaces
 from granian.http import HTTP1Settings
 
-from common.errors import BadRequest
-from common.settings import Settings
 from tilecast.cli import build_parser
+from tilecast.common.errors import BadRequest
+from tilecast.common.settings import Settings
 from tilecast.gunicorn_app import TilecastApplication, gunicorn_options
 from tilecast.servers import (
     APP_FACTORY,

@@ -9,10 +9,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from common import signing
-from common.errors import BadRequest, Forbidden
-from common.settings import Settings, get_settings
 from tilecast.cli import main
+from tilecast.common import signing
+from tilecast.common.errors import BadRequest, Forbidden
+from tilecast.common.settings import Settings, get_settings
 from tilecast.sign import signed_url
 
 KEYS = "k1:0123456789abcdef-secret"

@@ -10,15 +10,15 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from api.app import create_app
-from api.girder import GirderAuthority
-from api.services import EXTENSION
-from common.errors import UnknownJob, UnknownSource
-from common.jobs import JobStore
-from common.registry import SourceRegistry
-from common.settings import Settings
-from workers.girder.client import GirderHttpError
-from workers.girder.items import _item_error
+from tilecast.api.app import create_app
+from tilecast.api.girder import GirderAuthority
+from tilecast.api.services import EXTENSION
+from tilecast.common.errors import UnknownJob, UnknownSource
+from tilecast.common.jobs import JobStore
+from tilecast.common.registry import SourceRegistry
+from tilecast.common.settings import Settings
+from tilecast.workers.girder.client import GirderHttpError
+from tilecast.workers.girder.items import _item_error
 
 ITEM = "f" * 24
 JOB = "nojob0123"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from api.viewer import assets
+from tilecast.api.viewer import assets
 
 SCRIPT = b"/* openseadragon */ var OpenSeadragon = {};"
 

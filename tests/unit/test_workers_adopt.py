@@ -8,11 +8,11 @@ from typing import Any
 
 import redis
 
-from common.inflight import inflight_key
-from common.protocol import QUEUE_INTERACTIVE, TASK_RENDER_TILE, render_tile_payload
-from common.routing import affinity_queue
-from common.tiles import TileRequest
-from workers.adopt import adopt_received
+from tilecast.common.inflight import inflight_key
+from tilecast.common.protocol import QUEUE_INTERACTIVE, TASK_RENDER_TILE, render_tile_payload
+from tilecast.common.routing import affinity_queue
+from tilecast.common.tiles import TileRequest
+from tilecast.workers.adopt import adopt_received
 
 NODE = "interactive-4242@host"
 

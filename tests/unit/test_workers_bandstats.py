@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.bandstats import HISTOGRAM, MINMAX, band_stats_key
-from common.errors import BadRequest
-from common.settings import Settings
-from common.style import canonical_style
-from common.tiles import ThumbnailRequest, TileRequest
 from tests.unit.conftest import register_source
-from workers.bandstats import overview_stats
-from workers.engine import Renderer
+from tilecast.common.bandstats import HISTOGRAM, MINMAX, band_stats_key
+from tilecast.common.errors import BadRequest
+from tilecast.common.settings import Settings
+from tilecast.common.style import canonical_style
+from tilecast.common.tiles import ThumbnailRequest, TileRequest
+from tilecast.workers.bandstats import overview_stats
+from tilecast.workers.engine import Renderer
 
 large_image = pytest.importorskip("large_image")
 large_image.config.setConfig("icc_correction", False)

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from common import stats
-from common.inflight import claim, is_inflight
-from common.protocol import render_tiles_payload, tile_requests_from_payload
-from common.style import canonical_style
-from common.tiles import TileRequest
 from tests.unit.conftest import register_source
-from workers import tasks
-from workers.engine import Renderer
+from tilecast.common import stats
+from tilecast.common.inflight import claim, is_inflight
+from tilecast.common.protocol import render_tiles_payload, tile_requests_from_payload
+from tilecast.common.style import canonical_style
+from tilecast.common.tiles import TileRequest
+from tilecast.workers import tasks
+from tilecast.workers.engine import Renderer
 
 
 def announced(pubsub: redis.client.PubSub, wait: float = 1.0) -> dict[str, dict | None]:

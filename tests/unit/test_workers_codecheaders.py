@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.errors import UnsupportedImage
-from common.settings import Settings
 from tests import hostile
-from workers import codecheaders
-from workers.rawtile import RawTile, RawTileError, decode_jpeg
-from workers.sources import open_source
+from tilecast.common.errors import UnsupportedImage
+from tilecast.common.settings import Settings
+from tilecast.workers import codecheaders
+from tilecast.workers.rawtile import RawTile, RawTileError, decode_jpeg
+from tilecast.workers.sources import open_source
 
 TILE = hostile.TILE
 

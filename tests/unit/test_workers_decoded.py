@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.errors import UnsupportedImage
-from common.settings import Settings
 from tests.hostile import png_header_only
+from tilecast.common.errors import UnsupportedImage
+from tilecast.common.settings import Settings
 from tilecast.sample import sample_image
-from workers.sources import open_source, vipsimage
+from tilecast.workers.sources import open_source, vipsimage
 
 
 @pytest.fixture

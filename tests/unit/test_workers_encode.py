@@ -8,10 +8,10 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from common.encoding import TIFF_COMPRESSIONS, EncodingOptions
-from common.errors import BadRequest
-from workers.encode import encode_pixels, encode_tile, to_uint8
-from workers.rawtile import RawTile
+from tilecast.common.encoding import TIFF_COMPRESSIONS, EncodingOptions
+from tilecast.common.errors import BadRequest
+from tilecast.workers.encode import encode_pixels, encode_tile, to_uint8
+from tilecast.workers.rawtile import RawTile
 
 
 def _pixels(bands: int = 3) -> np.ndarray:
@@ -104,7 +104,7 @@ def test_to_uint8_follows_large_image() -> None:
 def _decode_vips(data: bytes) -> np.ndarray:
     import pyvips
 
-    from workers.vipsutil import to_numpy
+    from tilecast.workers.vipsutil import to_numpy
 
     return to_numpy(pyvips.Image.new_from_buffer(data, ""))
 
@@ -131,7 +131,7 @@ def test_webp_quality_and_lossless() -> None:
 
 
 def test_avif_when_libvips_has_it() -> None:
-    from workers.encode import avif_supported
+    from tilecast.workers.encode import avif_supported
 
     pixels = _pixels()
     options = EncodingOptions("AVIF", avif_quality=90)
@@ -257,7 +257,7 @@ def test_query_parsing() -> None:
 
 def test_avif_without_libvips_support_is_a_400(monkeypatch: pytest.MonkeyPatch) -> None:
     """A libvips built without AV1 makes AVIF a 400 naming ``encoding``, never a 500."""
-    from workers import encode
+    from tilecast.workers import encode
 
     monkeypatch.setattr(encode, "avif_supported", lambda: False)
     with pytest.raises(BadRequest) as err:

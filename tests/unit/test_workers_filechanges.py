@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import SourceChanged, SourceGone
-from common.fileidentity import same_file, stat_identity
-from common.registry import SourceRecord
-from workers.describe import describe_file
-from workers.engine import Renderer
-from workers.filechanges import open_registered, refresh_if_changed
+from tilecast.common.errors import SourceChanged, SourceGone
+from tilecast.common.fileidentity import same_file, stat_identity
+from tilecast.common.registry import SourceRecord
+from tilecast.workers.describe import describe_file
+from tilecast.workers.engine import Renderer
+from tilecast.workers.filechanges import open_registered, refresh_if_changed
 
 
 def register(renderer: Renderer, path: Path) -> SourceRecord:

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from common.errors import BadRequest, NotFound
-from common.settings import Settings
 from tests.images_frames import ome_xml
-from workers.associated import fit_size, resize
-from workers.describe import describe_path
-from workers.sources import open_source
-from workers.sources.frameinfo import frame_metadata
-from workers.sources.ome import OmeUnsupported, parse_ome
-from workers.sources.tiffassociated import reorient
+from tilecast.common.errors import BadRequest, NotFound
+from tilecast.common.settings import Settings
+from tilecast.workers.associated import fit_size, resize
+from tilecast.workers.describe import describe_path
+from tilecast.workers.sources import open_source
+from tilecast.workers.sources.frameinfo import frame_metadata
+from tilecast.workers.sources.ome import OmeUnsupported, parse_ome
+from tilecast.workers.sources.tiffassociated import reorient
 
 large_image = pytest.importorskip("large_image")
 large_image.config.setConfig("icc_correction", False)

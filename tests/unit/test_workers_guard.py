@@ -8,9 +8,9 @@ import uuid
 import pytest
 import redis
 
-from common import waiting
-from workers import guard
-from workers.guard import RenderAbandoned, checkpoint, guarding
+from tilecast.common import waiting
+from tilecast.workers import guard
+from tilecast.workers.guard import RenderAbandoned, checkpoint, guarding
 
 
 def test_checkpoint_raises_once_every_waiter_is_gone(

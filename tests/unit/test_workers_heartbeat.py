@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from common.protocol import QUEUE_INTERACTIVE
-from common.redisconn import connect
-from common.routing import affinity_queue, binding_key
-from common.settings import Settings
-from common.workers_live import (
+from tilecast.common.protocol import QUEUE_INTERACTIVE
+from tilecast.common.redisconn import connect
+from tilecast.common.routing import affinity_queue, binding_key
+from tilecast.common.settings import Settings
+from tilecast.common.workers_live import (
     ROLE_INTERACTIVE,
     WorkerInfo,
     gone_nodes,
@@ -20,7 +20,7 @@ from common.workers_live import (
     read_workers,
     worker_key,
 )
-from workers.heartbeat import GONE_RETENTION_SECONDS, Heartbeat, move_queue, sweep
+from tilecast.workers.heartbeat import GONE_RETENTION_SECONDS, Heartbeat, move_queue, sweep
 
 HEARTBEAT_DB = 13
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from common.inflight import claim, inflight_key
-from common.jobs import (
+from tilecast.common.inflight import claim, inflight_key
+from tilecast.common.jobs import (
     RAW,
     TILES,
     Batch,
@@ -26,17 +26,17 @@ from common.jobs import (
     plan,
     tile_owner,
 )
-from common.registry import SourceRecord
-from common.settings import Settings
-from common.tiles import raw_tile_key
+from tilecast.common.registry import SourceRecord
+from tilecast.common.settings import Settings
+from tilecast.common.tiles import raw_tile_key
 
 if TYPE_CHECKING:
-    from workers.engine import Renderer
+    from tilecast.workers.engine import Renderer
 
 
 @pytest.fixture
 def jobs_renderer(redis_url: str) -> Iterator[Renderer]:
-    from workers.engine import Renderer
+    from tilecast.workers.engine import Renderer
 
     settings = Settings(cache_url=redis_url.rsplit("/", 1)[0] + "/9", tile_ttl=600).resolved()
     renderer = Renderer(settings)
@@ -47,7 +47,7 @@ def jobs_renderer(redis_url: str) -> Iterator[Renderer]:
 
 
 def submit(renderer: Renderer, path: Path, args: dict[str, str]) -> tuple[JobStore, str, JobSpec]:
-    from workers.describe import describe_path
+    from tilecast.workers.describe import describe_path
 
     source = uuid.uuid4().hex[:24]
     metadata = describe_path(str(path))
@@ -62,7 +62,7 @@ def submit(renderer: Renderer, path: Path, args: dict[str, str]) -> tuple[JobSto
 def test_a_batch_renders_skips_and_settles_once(
     jobs_renderer: Renderer, images: dict[str, Path]
 ) -> None:
-    from workers.jobs import run_batch
+    from tilecast.workers.jobs import run_batch
 
     r = jobs_renderer
     store, job_id, spec = submit(r, images["pyramid"], {"levels": "4", "region": "0,0,1024,256"})
@@ -88,7 +88,7 @@ def test_a_batch_renders_skips_and_settles_once(
 
 
 def test_a_cancelled_job_runs_nothing(jobs_renderer: Renderer, images: dict[str, Path]) -> None:
-    from workers.jobs import run_batch
+    from tilecast.workers.jobs import run_batch
 
     r = jobs_renderer
     store, job_id, _spec = submit(r, images["pyramid"], {"levels": "4"})
@@ -103,7 +103,7 @@ def test_unstyled_levels_are_synthesized_ahead(
     """A raw batch caches the unstyled tiles of a level the file lacks; on a level the
     file has, it does nothing. (Level 3 of these images has too few tiles for a plan to
     synthesize it ahead, so the batch is made by hand.)"""
-    from workers.jobs import _BatchRunner
+    from tilecast.workers.jobs import _BatchRunner
 
     r = jobs_renderer
     for name, synthesized in (("single", True), ("pyramid", False)):

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from common import activity, stats
-from common.inflight import inflight_key
-from common.registry import SOURCES_KEY, generation_key
-from common.tiles import cache_key, raw_tile_key
+from tilecast.common import activity, stats
+from tilecast.common.inflight import inflight_key
+from tilecast.common.registry import SOURCES_KEY, generation_key
+from tilecast.common.tiles import cache_key, raw_tile_key
 from tilecast.redis_server import RedisServer
-from workers.keeper import (
+from tilecast.workers.keeper import (
     LOCK_KEY,
     Keeper,
     KeeperThread,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.errors import BadRequest
-from common.palette_names import NAMES
-from workers.palettes import known_palette_names, palette_colors
+from tilecast.common.errors import BadRequest
+from tilecast.common.style import palette_names
+from tilecast.workers.palettes import known_palette_names, palette_colors
 
 pytest.importorskip("matplotlib")
 utilities = pytest.importorskip("large_image.tilesource.utilities")
@@ -40,11 +40,11 @@ def test_unknown_palettes_are_bad_requests(value: object) -> None:
 
 
 def test_the_apis_name_list_matches_the_packages() -> None:
-    """common/palette_names.py is generated from the packages: regenerate it with
-    ``python -m workers.palettes`` when they change."""
-    assert set(known_palette_names()) == NAMES
+    """common/palette_names.txt is generated from the packages: regenerate it with
+    ``python -m tilecast.workers.palettes`` when they change."""
+    assert set(known_palette_names()) == palette_names()
 
 
 def test_every_listed_name_resolves() -> None:
-    for name in sorted(NAMES)[::7]:  # a spread sample: resolving all takes seconds
+    for name in sorted(palette_names())[::7]:  # a spread sample: resolving all takes seconds
         assert palette_colors(name).shape[1] == 4

@@ -9,8 +9,8 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from common.errors import UnsupportedImage
-from workers.rawtile import RawTile, RawTileError
+from tilecast.common.errors import UnsupportedImage
+from tilecast.workers.rawtile import RawTile, RawTileError
 
 
 def _jpeg() -> bytes:

@@ -13,19 +13,19 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from common.encoding import EncodingOptions
-from common.errors import BadRequest
-from common.regions import (
+from tests.unit.conftest import generation_of, register_source
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.errors import BadRequest
+from tilecast.common.regions import (
     BandsRequest,
     HistogramRequest,
     PixelRequest,
     RegionRequest,
     RegionSpec,
 )
-from tests.unit.conftest import generation_of, register_source
 
 if TYPE_CHECKING:
-    from workers.engine import Renderer
+    from tilecast.workers.engine import Renderer
 
 large_image = pytest.importorskip("large_image")
 large_image.config.setConfig("icc_correction", False)
@@ -63,7 +63,7 @@ def test_regions_equal_large_images(
     frame = 1 if name == "frames" else 0
     spec = RegionSpec(**{k: float(v) for k, v in region.items()})
     request = RegionRequest(source_id, spec, width, None, frame, None, EncodingOptions("PNG"))
-    from workers.region import render_region
+    from tilecast.workers.region import render_region
 
     ours = _decode(render_region(renderer, request, generation_of(renderer, source_id)))
     output = {"maxWidth": width} if width else {}
@@ -76,8 +76,8 @@ def test_regions_equal_large_images(
 
 
 def test_region_bounds_and_frames_are_checked(renderer: Renderer, images: dict[str, Path]) -> None:
-    from common.errors import TileOutOfRange
-    from workers.region import render_region
+    from tilecast.common.errors import TileOutOfRange
+    from tilecast.workers.region import render_region
 
     source_id = register_source(renderer, images["pyramid"])
     with pytest.raises(BadRequest) as err:
@@ -102,7 +102,7 @@ def test_region_bounds_and_frames_are_checked(renderer: Renderer, images: dict[s
 
 
 def test_pixels(renderer: Renderer, wk_images: dict[str, Path]) -> None:
-    from workers.region import pixel_values
+    from tilecast.workers.region import pixel_values
 
     for name, frame in [("frames", 1), ("uint16", 0), ("rgba", 0), ("gray", 0)]:
         source_id = register_source(renderer, wk_images[name])
@@ -147,7 +147,7 @@ def _their_histogram(path: Path, **kwargs) -> list[dict]:
 def test_histograms_equal_large_images(
     renderer: Renderer, wk_images: dict[str, Path], ours_kwargs: dict, their_kwargs: dict
 ) -> None:
-    from workers.histogram import histogram
+    from tilecast.workers.histogram import histogram
 
     for name in ("rgba", "uint16"):
         path = wk_images[name]
@@ -170,7 +170,7 @@ def test_histograms_equal_large_images(
 
 
 def test_only_min_max(renderer: Renderer, wk_images: dict[str, Path]) -> None:
-    from workers.histogram import histogram
+    from tilecast.workers.histogram import histogram
 
     path = wk_images["rgba"]
     source_id = register_source(renderer, path)
@@ -191,7 +191,7 @@ def test_band_information_per_frame(renderer: Renderer, wk_images: dict[str, Pat
     (``self._bandInfo``, whatever the frame) and shares tile sources between opens:
     asked for frame 1 after frame 0 it answers frame 0's statistics -- a bug. Each
     frame is compared against an uncached source instead."""
-    from workers.histogram import band_information
+    from tilecast.workers.histogram import band_information
 
     path = wk_images["frames"]
     source_id = register_source(renderer, path)
@@ -218,7 +218,7 @@ def test_band_information_per_frame(renderer: Renderer, wk_images: dict[str, Pat
 
 
 def test_json_answers_send_nan_and_infinities_as_null() -> None:
-    from workers.region import json_bytes
+    from tilecast.workers.region import json_bytes
 
     value = {"value": [1.5, float("nan")], "min": float("-inf"), "n": 3, "t": (float("inf"),)}
     assert json_bytes(value) == b'{"value":[1.5,null],"min":null,"n":3,"t":[null]}'

@@ -12,13 +12,13 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from common.encoding import EncodingOptions
-from common.regions import HistogramRequest, OutputScale, RegionRequest, RegionSpec
-from common.tiles import ThumbnailRequest
 from tests.unit.conftest import generation_of, register_source
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.regions import HistogramRequest, OutputScale, RegionRequest, RegionSpec
+from tilecast.common.tiles import ThumbnailRequest
 
 if TYPE_CHECKING:
-    from workers.engine import Renderer
+    from tilecast.workers.engine import Renderer
 
 large_image = pytest.importorskip("large_image")
 large_image.config.setConfig("icc_correction", False)
@@ -61,7 +61,7 @@ def _within_one(ours: np.ndarray, theirs: np.ndarray) -> None:
 def test_regions_in_units_and_magnifications_equal_large_images(
     renderer: Renderer, measured: Path, region: dict[str, Any], scale: dict[str, Any]
 ) -> None:
-    from workers.region import render_region
+    from tilecast.workers.region import render_region
 
     source_id = register_source(renderer, measured)
     fields = ("left", "top", "right", "bottom")
@@ -87,7 +87,7 @@ def test_letterboxed_regions_equal_large_images(
     renderer: Renderer, measured: Path, spec: RegionSpec, width: int, height: int, fill: str,
     encoding: str,
 ) -> None:  # fmt: skip
-    from workers.region import render_region
+    from tilecast.workers.region import render_region
 
     source_id = register_source(renderer, measured)
     request = RegionRequest(
@@ -142,7 +142,7 @@ def test_resampled_histograms_equal_large_images(
     output: dict[str, int],
     region: dict[str, int],
 ) -> None:
-    from workers.histogram import histogram
+    from tilecast.workers.histogram import histogram
 
     path = measured if name == "measured" else wk_images[name]
     source_id = register_source(renderer, path)
@@ -168,7 +168,7 @@ def test_resampled_histograms_equal_large_images(
 def test_histograms_at_a_magnification_equal_large_images(
     renderer: Renderer, measured: Path, query: dict[str, str]
 ) -> None:
-    from workers.histogram import histogram
+    from tilecast.workers.histogram import histogram
 
     source_id = register_source(renderer, measured)
     request = HistogramRequest.from_query(source_id, 0, query)

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from common.logs import TASK_HEADER, RequestIdFilter, current_request_id
-from workers import requestids  # noqa: F401  (connects the signals)
-from workers.celeryapp import app
+from tilecast.common.logs import TASK_HEADER, RequestIdFilter, current_request_id
+from tilecast.workers import requestids  # noqa: F401  (connects the signals)
+from tilecast.workers.celeryapp import app
 
 seen: list[str | None] = []
 

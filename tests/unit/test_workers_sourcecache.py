@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.encoding import EncodingOptions
-from workers.rawtile import RawTile
-from workers.sourcecache import OpenedSource, SourceCache
-from workers.sources.base import ImageSource
-from workers.style import compile_style
+from tilecast.common.encoding import EncodingOptions
+from tilecast.workers.rawtile import RawTile
+from tilecast.workers.sourcecache import OpenedSource, SourceCache
+from tilecast.workers.sources.base import ImageSource
+from tilecast.workers.style import compile_style
 
 JPEG = EncodingOptions()
 PNG = EncodingOptions(format="PNG")

@@ -9,12 +9,12 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from common.errors import BadRequest, TileOutOfRange, UnsupportedImage
-from common.settings import Settings
-from workers.describe import describe_path
-from workers.sources import open_source
-from workers.sources.tiff import TiffSource
-from workers.sources.vipsimage import VipsImageSource
+from tilecast.common.errors import BadRequest, TileOutOfRange, UnsupportedImage
+from tilecast.common.settings import Settings
+from tilecast.workers.describe import describe_path
+from tilecast.workers.sources import open_source
+from tilecast.workers.sources.tiff import TiffSource
+from tilecast.workers.sources.vipsimage import VipsImageSource
 
 large_image = pytest.importorskip("large_image")
 large_image.config.setConfig("icc_correction", False)
@@ -214,7 +214,7 @@ def test_estimated_bytes_and_close(images: dict[str, Path]) -> None:
 def test_damaged_tile_data_fails_that_tile_only(
     name: str, images: dict[str, Path], tmp_path: Path
 ) -> None:
-    from workers.sources.tiffdir import TiffFile
+    from tilecast.workers.sources.tiffdir import TiffFile
 
     path = tmp_path / f"damaged-{name}.tiff"
     data = bytearray(images[name].read_bytes())

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from common.style import canonical_style
-from workers.bandstats import BandStats, compute_stats
-from workers.style import CompiledStyle, compile_style, histogram_threshold
+from tilecast.common.style import canonical_style
+from tilecast.workers.bandstats import BandStats, compute_stats
+from tilecast.workers.style import CompiledStyle, compile_style, histogram_threshold
 
 large_image = pytest.importorskip("large_image")
 pytest.importorskip("matplotlib")  # large_image resolves colormap names through it
@@ -326,7 +326,7 @@ def test_statistics_match_large_image_histogram() -> None:
 
 
 def test_unknown_palette_name_is_a_bad_request() -> None:
-    from common.errors import BadRequest
+    from tilecast.common.errors import BadRequest
 
     with pytest.raises(BadRequest) as caught:
         compile_style(canonical_style('{"palette": "no_such_colormap"}', max_bytes=99))
@@ -334,8 +334,8 @@ def test_unknown_palette_name_is_a_bad_request() -> None:
 
 
 def test_shared_interpolation_is_numpys() -> None:
-    from workers.palettes import palette_colors
-    from workers.style import _Interp
+    from tilecast.workers.palettes import palette_colors
+    from tilecast.workers.style import _Interp
 
     rng = np.random.default_rng(5)
     for value in ["viridis", "jet", "twilight", ["#000", "#f00", "#fff"], "tab10"]:

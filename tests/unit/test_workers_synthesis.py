@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.settings import Settings
-from common.tiles import raw_tile_key
 from tests.unit.conftest import register_source
-from workers.engine import Renderer
-from workers.rawtile import RawTile
-from workers.sources import open_source
-from workers.synthesis import RawTiles, halve
+from tilecast.common.settings import Settings
+from tilecast.common.tiles import raw_tile_key
+from tilecast.workers.engine import Renderer
+from tilecast.workers.rawtile import RawTile
+from tilecast.workers.sources import open_source
+from tilecast.workers.synthesis import RawTiles, halve
 
 large_image = pytest.importorskip("large_image")
 large_image.config.setConfig("icc_correction", False)

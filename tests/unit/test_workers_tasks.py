@@ -7,14 +7,14 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
 import redis
 
-from common import stats
-from common.encoding import EncodingOptions
-from common.inflight import claim, is_inflight
-from common.protocol import (
+from tests.unit.conftest import register_source
+from tilecast.common import stats
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.inflight import claim, is_inflight
+from tilecast.common.protocol import (
     TASK_DESCRIBE_SOURCE,
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
@@ -22,13 +22,12 @@ from common.protocol import (
     render_thumbnail_payload,
     render_tile_payload,
 )
-from common.registry import describe_key
-from common.tiles import ThumbnailRequest, TileRequest
-from tests.unit.conftest import register_source
-from workers import tasks
-from workers.celeryapp import app
-from workers.engine import Renderer
-from workers.sources.tiffdir import TiffFile
+from tilecast.common.registry import describe_key
+from tilecast.common.tiles import ThumbnailRequest, TileRequest
+from tilecast.workers import process_renderer, tasks
+from tilecast.workers.celeryapp import app
+from tilecast.workers.engine import Renderer
+from tilecast.workers.sources.tiffdir import TiffFile
 
 
 def completions(pubsub: redis.client.PubSub, key: str, wait: float = 2.0) -> list[dict]:
@@ -47,7 +46,7 @@ def completions(pubsub: redis.client.PubSub, key: str, wait: float = 2.0) -> lis
 
 def test_the_app_registers_the_contract_names() -> None:
     assert {TASK_RENDER_TILE, TASK_RENDER_THUMBNAIL, TASK_DESCRIBE_SOURCE} <= set(app.tasks)
-    assert "workers.tasks" in app.conf.include
+    assert "tilecast.workers.tasks" in app.conf.include
 
 
 def test_render_tile_writes_the_key_and_announces(
@@ -211,18 +210,18 @@ def test_malformed_payloads_are_dropped_without_raising(installed: Renderer) -> 
 
 
 def test_one_renderer_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    tasks.use_renderer(None)
+    process_renderer.use_renderer(None)
     made: list[object] = []
 
     class Fake:
         def __init__(self, settings: object) -> None:
             made.append(self)
 
-    monkeypatch.setattr(tasks, "Renderer", Fake)
-    assert tasks.get_renderer() is tasks.get_renderer()
+    monkeypatch.setattr(process_renderer, "Renderer", Fake)
+    assert tasks.get_renderer() is process_renderer.get_renderer()
     assert len(made) == 1
-    tasks._forget_inherited_renderer()
-    tasks.get_renderer()
+    process_renderer._forget_inherited_renderer()
+    process_renderer.get_renderer()
     assert len(made) == 2
-    tasks.use_renderer(None)
-    np.testing.assert_equal(len(made), 2)
+    process_renderer.use_renderer(None)
+    assert len(made) == 2

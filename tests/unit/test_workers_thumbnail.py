@@ -10,12 +10,12 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from common.encoding import EncodingOptions
-from common.errors import BadRequest
-from common.tiles import ThumbnailRequest
 from tests.unit.conftest import register_source
-from workers.engine import Renderer
-from workers.thumbnail import level_for_output, output_size
+from tilecast.common.encoding import EncodingOptions
+from tilecast.common.errors import BadRequest
+from tilecast.common.tiles import ThumbnailRequest
+from tilecast.workers.engine import Renderer
+from tilecast.workers.thumbnail import level_for_output, output_size
 
 large_image = pytest.importorskip("large_image")
 large_image.config.setConfig("icc_correction", False)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.settings import Settings
-from workers.sources import open_source, tiffdir
-from workers.sources.tiffdir import TiffFile, TiffFormatError
+from tilecast.common.settings import Settings
+from tilecast.workers.sources import open_source, tiffdir
+from tilecast.workers.sources.tiffdir import TiffFile, TiffFormatError
 
 TILE = 64
 
@@ -162,7 +162,7 @@ def test_layouts_parse_and_read(
 def test_matches_large_image_on_a_big_endian_subifd_file(tmp_path: Path) -> None:
     large_image = pytest.importorskip("large_image")
     path = write_tiff(tmp_path / "be.tiff", _levels(), byteorder=">", bigtiff=False, subifd=True)
-    from workers.describe import describe_path
+    from tilecast.workers.describe import describe_path
 
     theirs = large_image.open(str(path)).getMetadata()
     ours = describe_path(str(path), Settings())

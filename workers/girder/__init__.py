@@ -2,7 +2,7 @@
 girder-client and the service account's API key, to its large-image file, which
 workers read the cheapest way available -- see workers/girder/opening.py."""
 
-from workers.girder.opening import (
+from tilecast.workers.girder.opening import (
     GirderImage,
     forget_readers,
     open_girder_file,

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 import requests
 from girder_client import GirderClient, HttpError
 
-from common.errors import ConfigurationError, GirderUnavailable
-from common.girder import SECRET_HEADER, pooled_session
-from common.settings import Settings
+from tilecast.common.errors import ConfigurationError, GirderUnavailable
+from tilecast.common.girder import SECRET_HEADER, pooled_session
+from tilecast.common.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from common.errors import GirderUnavailable, UnsupportedImage
+from tilecast.common.errors import GirderUnavailable, UnsupportedImage
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from common.errors import GirderUnavailable, UnknownSource, UnsupportedImage
-from workers.girder.client import GirderConnection, GirderHttpError
+from tilecast.common.errors import GirderUnavailable, UnknownSource, UnsupportedImage
+from tilecast.workers.girder.client import GirderConnection, GirderHttpError
 
 log = logging.getLogger(__name__)
 

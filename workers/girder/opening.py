@@ -20,17 +20,17 @@ from typing import BinaryIO
 
 import requests
 
-from common.errors import GirderUnavailable, UnknownSource
-from common.girder import is_object_id
-from common.settings import Settings
-from workers.girder.blocks import BlockCache
-from workers.girder.client import GirderConnection, GirderHttpError
-from workers.girder.downloads import DownloadCache
-from workers.girder.items import GirderFileInfo, resolve_item
-from workers.girder.pathmap import direct_file, log_once, parse_path_map
-from workers.girder.remote import RangeNotSupported, RemoteFile
-from workers.girder.shared import SharedTier
-from workers.sources.files import ImageFile, LocalFile
+from tilecast.common.errors import GirderUnavailable, UnknownSource
+from tilecast.common.girder import is_object_id
+from tilecast.common.settings import Settings
+from tilecast.workers.girder.blocks import BlockCache
+from tilecast.workers.girder.client import GirderConnection, GirderHttpError
+from tilecast.workers.girder.downloads import DownloadCache
+from tilecast.workers.girder.items import GirderFileInfo, resolve_item
+from tilecast.workers.girder.pathmap import direct_file, log_once, parse_path_map
+from tilecast.workers.girder.remote import RangeNotSupported, RemoteFile
+from tilecast.workers.girder.shared import SharedTier
+from tilecast.workers.sources.files import ImageFile, LocalFile
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import logging
 import threading
 from typing import Any
 
-from workers.girder.client import GirderConnection, GirderHttpError
-from workers.girder.items import GirderFileInfo
-from workers.sources.files import LocalFile
+from tilecast.workers.girder.client import GirderConnection, GirderHttpError
+from tilecast.workers.girder.items import GirderFileInfo
+from tilecast.workers.sources.files import LocalFile
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ import re
 
 import requests
 
-from common.errors import GirderUnavailable, UnknownSource
-from workers.girder.blocks import BlockCache, runs
-from workers.girder.client import GirderConnection, GirderHttpError
-from workers.girder.items import GirderFileInfo
-from workers.girder.shared import SharedTier
-from workers.sources.files import ImageFile
+from tilecast.common.errors import GirderUnavailable, UnknownSource
+from tilecast.workers.girder.blocks import BlockCache, runs
+from tilecast.workers.girder.client import GirderConnection, GirderHttpError
+from tilecast.workers.girder.items import GirderFileInfo
+from tilecast.workers.girder.shared import SharedTier
+from tilecast.workers.sources.files import ImageFile
 
 log = logging.getLogger(__name__)
 

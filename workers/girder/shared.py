@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass
 
 import redis
 
-from common.cache import TileCache
-from common.redisconn import connect_cache
-from workers.girder.items import GirderFileInfo
+from tilecast.common.cache import TileCache
+from tilecast.common.redisconn import connect_cache
+from tilecast.workers.girder.items import GirderFileInfo
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 
-from common.errors import UnsupportedImage
-from common.settings import Settings
-from workers.sources.base import ImageSource
-from workers.sources.files import ImageFile, LocalFile
-from workers.sources.tiff import NotATiffPyramid, TiffSource
-from workers.sources.vipsimage import VipsImageSource
+from tilecast.common.errors import UnsupportedImage
+from tilecast.common.settings import Settings
+from tilecast.workers.sources.base import ImageSource
+from tilecast.workers.sources.files import ImageFile, LocalFile
+from tilecast.workers.sources.tiff import NotATiffPyramid, TiffSource
+from tilecast.workers.sources.vipsimage import VipsImageSource
 
 log = logging.getLogger(__name__)
 

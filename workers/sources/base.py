@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from common.errors import BadRequest, NotFound, TileOutOfRange
-from workers.rawtile import RawTile
-from workers.sources.frameinfo import frame_metadata
+from tilecast.common.errors import BadRequest, NotFound, TileOutOfRange
+from tilecast.workers.rawtile import RawTile
+from tilecast.workers.sources.frameinfo import frame_metadata
 
 
 def level_count(size_x: int, size_y: int, tile_width: int, tile_height: int) -> int:

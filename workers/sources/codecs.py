@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from workers.sources import tiffdir
+from tilecast.workers.sources import tiffdir
 
 
 class CodecError(ValueError):

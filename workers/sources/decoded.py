@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pyvips
 
-from common.errors import UnsupportedImage
-from common.settings import Settings
-from workers.sources.files import ImageFile
+from tilecast.common.errors import UnsupportedImage
+from tilecast.common.settings import Settings
+from tilecast.workers.sources.files import ImageFile
 
 log = logging.getLogger(__name__)
 

@@ -26,17 +26,17 @@ from xml.etree import ElementTree
 import numpy as np
 import pyvips
 
-from common.errors import UnsupportedImage
-from common.settings import Settings
-from workers import codecheaders
-from workers.rawtile import RawTile
-from workers.sources import codecs, tiffdir
-from workers.sources.base import ImageSource, level_count
-from workers.sources.files import ImageFile
-from workers.sources.ome import OmeLayout, OmeUnsupported, parse_ome
-from workers.sources.tiffassociated import find_associated, read_associated
-from workers.sources.tiffdir import TiffDirectory, TiffFile, TiffFormatError
-from workers.vipsutil import to_numpy
+from tilecast.common.errors import UnsupportedImage
+from tilecast.common.settings import Settings
+from tilecast.workers import codecheaders
+from tilecast.workers.rawtile import RawTile
+from tilecast.workers.sources import codecs, tiffdir
+from tilecast.workers.sources.base import ImageSource, level_count
+from tilecast.workers.sources.files import ImageFile
+from tilecast.workers.sources.ome import OmeLayout, OmeUnsupported, parse_ome
+from tilecast.workers.sources.tiffassociated import find_associated, read_associated
+from tilecast.workers.sources.tiffdir import TiffDirectory, TiffFile, TiffFormatError
+from tilecast.workers.vipsutil import to_numpy
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import re
 
 import numpy as np
 
-from workers.sources import tiffdir
-from workers.sources.files import ImageFile
-from workers.sources.tiffdir import TiffDirectory
-from workers.vipsutil import to_numpy
+from tilecast.workers.sources import tiffdir
+from tilecast.workers.sources.files import ImageFile
+from tilecast.workers.sources.tiffdir import TiffDirectory
+from tilecast.workers.vipsutil import to_numpy
 
 MAX_ASSOCIATED_SIZE = 8192  # large_image's _maxAssociatedImageSize
 SUBFILE_NAMES = {1: "label", 9: "macro"}

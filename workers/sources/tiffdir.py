@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from workers.sources.files import ImageFile, LocalFile
+from tilecast.workers.sources.files import ImageFile, LocalFile
 
 # Tags this project reads (TIFF 6.0 numbering).
 NEW_SUBFILE_TYPE = 254

@@ -14,14 +14,14 @@ import logging
 import numpy as np
 import pyvips
 
-from common.errors import UnsupportedImage
-from common.settings import Settings
-from workers.rawtile import RawTile
-from workers.sources import decoded
-from workers.sources.base import ImageSource, level_count
-from workers.sources.files import ImageFile
-from workers.sources.tiffdir import TiffFile, TiffFormatError
-from workers.vipsutil import to_numpy, vips_dtype
+from tilecast.common.errors import UnsupportedImage
+from tilecast.common.settings import Settings
+from tilecast.workers.rawtile import RawTile
+from tilecast.workers.sources import decoded
+from tilecast.workers.sources.base import ImageSource, level_count
+from tilecast.workers.sources.files import ImageFile
+from tilecast.workers.sources.tiffdir import TiffFile, TiffFormatError
+from tilecast.workers.vipsutil import to_numpy, vips_dtype
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import pytest
 import pyvips
 import requests
 
-from common.settings import Settings
 from tests.conftest import ApiServer, launch_api, launch_worker
+from tilecast.common.settings import Settings
 from tilecast.redis_server import free_port
 
 pytestmark = pytest.mark.girder
@@ -289,7 +289,7 @@ def test_workers_that_see_the_assetstore_read_files_in_place(
 ) -> None:
     """The plugin's path endpoint and the path map, against the real Girder: a worker
     mounting the assetstore (here at the same path) opens the file directly."""
-    from workers.girder.opening import forget_readers, open_girder_file
+    from tilecast.workers.girder.opening import forget_readers, open_girder_file
 
     root = str(girder.assetstore_root)
     settings = Settings.from_env({**deployment.env, "TILECAST_GIRDER_PATH_MAP": f"{root}={root}"})
