@@ -119,6 +119,13 @@ class Grid:
         y1 = min(down, -(-bottom // self.tile_height))
         return x0, y0, max(x0, x1), max(y0, y1)
 
+    def level_for(self, ratio: float) -> int:
+        """The coarsest level whose resolution is at least ``ratio`` times the full
+        resolution's (large_image's tile iterator rule: the base-2 logarithm of the
+        ratio, rounded to four places, then up; within the levels)."""
+        steps = math.ceil(round(math.log(ratio) / math.log(2), 4))
+        return max(0, min(self.top_level, self.top_level + steps))
+
     def children(self, z: int, x: int, y: int) -> list[tuple[int, int]]:
         """``(x, y)`` of the tiles of level ``z + 1`` under tile (z, x, y), row by row:
         up to four, none under the full-resolution level."""
