@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from tilecast.api.protocols import PixelBox
 from tilecast.common.errors import BadRequest
+from tilecast.common.grid import Grid
 from tilecast.common.params import bounded_int
 
 DEFAULT_TILE_SIZE = 256
@@ -60,21 +61,23 @@ def max_level(size_x: int, size_y: int) -> int:
     return (max(size_x, size_y) - 1).bit_length()
 
 
-def level_size(level: int, size_x: int, size_y: int) -> tuple[int, int]:
-    factor = 1 << (max_level(size_x, size_y) - level)
-    return -(-size_x // factor), -(-size_y // factor)
+def pyramid(layout: Layout, size_x: int, size_y: int) -> Grid:
+    """The Deep Zoom levels as a tile grid: halvings rounded up, as tilecast's own,
+    but down to 1 x 1, and ``tilesize`` tiles."""
+    top_level = max_level(size_x, size_y)
+    return Grid(size_x, size_y, layout.tile_size, layout.tile_size, levels=top_level + 1)
 
 
 def tile_box(layout: Layout, level: int, x: int, y: int, size_x: int, size_y: int) -> PixelBox:
     """The full-resolution area of tile ``x``, ``y`` of ``level`` and its size in pixels."""
-    top_level = max_level(size_x, size_y)
-    if not 0 <= level <= top_level:
+    grid = pyramid(layout, size_x, size_y)
+    if not 0 <= level <= grid.top_level:
         raise BadRequest(
-            f"level must be between 0 and {top_level} (the image scale), not {level}",
+            f"level must be between 0 and {grid.top_level} (the image scale), not {level}",
             parameter="level",
         )
-    factor = 1 << (top_level - level)
-    width, height = level_size(level, size_x, size_y)
+    factor = grid.scale(level)
+    width, height = grid.level_size(level)
     left, right = _tile_span(layout, x, width, "x")
     top, bottom = _tile_span(layout, y, height, "y")
     return PixelBox(

@@ -19,8 +19,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tilecast.api.protocols import Grid, PixelBox
+from tilecast.api.protocols import PixelBox
 from tilecast.common.errors import BadRequest, NotImplementedFeature
+from tilecast.common.grid import Grid
 
 CONTEXT = "http://iiif.io/api/image/3/context.json"
 PROTOCOL = "http://iiif.io/api/image"
@@ -275,10 +276,10 @@ def canonical_path(
 def info(service_id: str, grid: Grid, max_area: int) -> dict[str, Any]:
     """The Image Information document of one image: its tiles are tilecast's tile grid
     (one scale factor per level), its ``sizes`` the whole image at each level."""
-    factors = [1 << k for k in range(grid.levels)]
+    factors = [grid.scale(z) for z in reversed(range(grid.levels))]
     sizes = []
-    for factor in reversed(factors):
-        w, h = -(-grid.size_x // factor), -(-grid.size_y // factor)
+    for z in range(grid.levels):
+        w, h = grid.level_size(z)
         if w * h <= max_area:
             sizes.append({"width": w, "height": h})
     return {

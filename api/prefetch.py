@@ -22,6 +22,7 @@ import redis
 
 from tilecast.api.tasks import Sender
 from tilecast.common import stats
+from tilecast.common.grid import Grid
 from tilecast.common.inflight import inflight_key
 from tilecast.common.protocol import QUEUE_BULK, TASK_RENDER_TILES, render_tiles_payload
 from tilecast.common.redisconn import CacheClient
@@ -34,38 +35,19 @@ MEMO_SECONDS = 30.0
 MAX_MEMO_ENTRIES = 200_000
 
 
-def level_tiles(metadata: Mapping[str, Any], z: int) -> tuple[int, int]:
-    """How many tiles level ``z`` has across and down (large_image's level numbering:
-    0 is the coarsest, ``levels - 1`` the full resolution)."""
-    levels = int(metadata["levels"])
-    scale = 2 ** (levels - 1 - z)
-    span_x = int(metadata["tileWidth"]) * scale
-    span_y = int(metadata["tileHeight"]) * scale
-    return -(-int(metadata["sizeX"]) // span_x), -(-int(metadata["sizeY"]) // span_y)
-
-
 def neighbours(request: TileRequest, metadata: Mapping[str, Any]) -> list[list[TileRequest]]:
     """The tiles around ``request`` at its level and under it one level finer, grouped
     by level (each group is one render_tiles task); tiles outside the image are left out."""
-    groups: list[list[TileRequest]] = []
-    nx, ny = level_tiles(metadata, request.z)
+    grid = Grid.from_metadata(metadata)
+    z, x, y = request.z, request.x, request.y
     same = [
-        dataclasses.replace(request, x=request.x + dx, y=request.y + dy)
+        dataclasses.replace(request, x=x + dx, y=y + dy)
         for dy in (-1, 0, 1)
         for dx in (-1, 0, 1)
-        if (dx or dy) and 0 <= request.x + dx < nx and 0 <= request.y + dy < ny
+        if (dx or dy) and grid.contains(z, x + dx, y + dy)
     ]
-    groups.append(same)
-    if request.z + 1 < int(metadata["levels"]):
-        fx, fy = level_tiles(metadata, request.z + 1)
-        finer = [
-            dataclasses.replace(request, z=request.z + 1, x=2 * request.x + i, y=2 * request.y + j)
-            for j in (0, 1)
-            for i in (0, 1)
-            if 2 * request.x + i < fx and 2 * request.y + j < fy
-        ]
-        groups.append(finer)
-    return [group for group in groups if group]
+    finer = [dataclasses.replace(request, z=z + 1, x=cx, y=cy) for cx, cy in grid.children(z, x, y)]
+    return [group for group in (same, finer) if group]
 
 
 class Prefetcher:

@@ -9,9 +9,9 @@ at that level's scale -- it is served as that ``zxy`` tile, from the same cache 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from tilecast.common.grid import Grid
 
 
 @dataclass(frozen=True)
@@ -25,27 +25,6 @@ class PixelBox:
     bottom: int
     width: int
     height: int
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The parts of an image's metadata that place its tiles."""
-
-    size_x: int
-    size_y: int
-    tile_width: int
-    tile_height: int
-    levels: int
-
-    @classmethod
-    def of(cls, meta: Mapping[str, Any]) -> Grid:
-        return cls(
-            size_x=int(meta["sizeX"]),
-            size_y=int(meta["sizeY"]),
-            tile_width=int(meta["tileWidth"]),
-            tile_height=int(meta["tileHeight"]),
-            levels=int(meta["levels"]),
-        )
 
 
 def aligned_tile(box: PixelBox, grid: Grid) -> tuple[int, int, int] | None:
@@ -62,7 +41,7 @@ def aligned_tile(box: PixelBox, grid: Grid) -> tuple[int, int, int] | None:
     factor = span_x // box.width
     if factor < 1 or factor & (factor - 1):  # levels are powers of two apart
         return None
-    z = grid.levels - 1 - (factor.bit_length() - 1)
+    z = grid.top_level - (factor.bit_length() - 1)
     if z < 0 or box.left % span_x or box.top % span_y:
         return None
     if box.right > grid.size_x or box.bottom > grid.size_y:

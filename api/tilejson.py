@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tilecast.api.protocols import Grid
+from tilecast.common.grid import Grid
 
 VERSION = "3.0.0"
 # The longer side, in pixels, of the view ``center`` proposes.
@@ -38,8 +38,8 @@ def latitude(fraction: float) -> float:
 
 def document(name: str, tile_url: str, grid: Grid, encoding: str) -> dict[str, Any]:
     """The TileJSON of one image whose ``zxy`` tiles are at ``tile_url``."""
-    max_zoom = grid.levels - 1
-    world = grid.tile_width * (1 << max_zoom)
+    max_zoom = grid.top_level
+    world = grid.tile_width * grid.scale(0)
     east, south = grid.size_x / world, grid.size_y / world
     bounds = [longitude(0.0), latitude(south), longitude(east), latitude(0.0)]
     longest = max(grid.size_x, grid.size_y)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tilecast.common.errors import BadRequest, TileOutOfRange
+from tilecast.common.grid import Grid
 from tilecast.common.style import style_frames
 from tilecast.common.tiles import TileRequest
 
@@ -48,17 +49,14 @@ def path_frame(raw: str) -> int:
 
 def check_tile(request: TileRequest, metadata: Mapping[str, Any]) -> None:
     """Raise TileOutOfRange unless z/x/y name a tile of the image."""
-    levels = int(metadata["levels"])
-    if request.z >= levels:
+    grid = Grid.from_metadata(metadata)
+    if request.z >= grid.levels:
         raise TileOutOfRange(
-            f"z={request.z} does not exist; levels are 0 to {levels - 1}", parameter="z"
+            f"z={request.z} does not exist; levels are 0 to {grid.top_level}", parameter="z"
         )
-    # Level z is 2**(levels - 1 - z) times coarser than the full-resolution level.
-    scale = 2 ** (levels - 1 - request.z)
-    span_x = int(metadata["tileWidth"]) * scale
-    span_y = int(metadata["tileHeight"]) * scale
-    if request.x * span_x >= int(metadata["sizeX"]):
+    across, down = grid.tiles_at(request.z)
+    if request.x >= across:
         raise TileOutOfRange(f"x={request.x} is outside level {request.z}", parameter="x")
-    if request.y * span_y >= int(metadata["sizeY"]):
+    if request.y >= down:
         raise TileOutOfRange(f"y={request.y} is outside level {request.z}", parameter="y")
     check_frame(request.frame, metadata)

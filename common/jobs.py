@@ -32,7 +32,7 @@ import time
 import uuid
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -40,6 +40,7 @@ import redis
 
 from tilecast.common.encoding import QUERY_PARAMETERS, EncodingOptions
 from tilecast.common.errors import BadRequest, UnknownJob
+from tilecast.common.grid import Grid
 from tilecast.common.regions import RegionSpec
 from tilecast.common.settings import Settings
 from tilecast.common.style import canonical_style, style_frames
@@ -121,12 +122,14 @@ class JobSpec:
     style: str | None
     encoding: EncodingOptions
     thumbnail: bool
-    geometry: tuple[int, int, int, int, int]  # sizeX, sizeY, tileWidth, tileHeight, levels
+    geometry: Grid
     block: int = DEFAULT_BLOCK
 
     def to_payload(self) -> dict[str, Any]:
         payload = asdict(self)
         payload["encoding"] = self.encoding.to_payload()
+        # sizeX, sizeY, tileWidth, tileHeight, levels: the form job records have kept.
+        payload["geometry"] = astuple(self.geometry)
         return payload
 
     @classmethod
@@ -140,7 +143,7 @@ class JobSpec:
             style=payload.get("style"),
             encoding=EncodingOptions.from_payload(payload["encoding"]),
             thumbnail=bool(payload["thumbnail"]),
-            geometry=tuple(int(v) for v in payload["geometry"]),  # type: ignore[arg-type]
+            geometry=Grid(*(int(v) for v in payload["geometry"])),
             block=int(payload.get("block", DEFAULT_BLOCK)),
         )
 
@@ -164,16 +167,6 @@ class JobSpec:
             "encoding": self.encoding.key_part,
             "thumbnail": self.thumbnail,
         }
-
-
-def _geometry(metadata: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
-    return (
-        int(metadata["sizeX"]),
-        int(metadata["sizeY"]),
-        int(metadata["tileWidth"]),
-        int(metadata["tileHeight"]),
-        int(metadata["levels"]),
-    )
 
 
 def _frame_count(metadata: Mapping[str, Any]) -> int:
@@ -260,13 +253,12 @@ def parse_job_request(
     (a range, a list or ``all``), ``region``, ``style`` (JSON text or an object),
     ``encoding`` and its options, ``thumbnail`` (true/false).
     """
-    geometry = _geometry(metadata)
-    size_x, size_y, _tw, _th, levels_count = geometry
+    geometry = Grid.from_metadata(metadata)
     raw_levels = args.get("levels")
     levels = (
-        tuple(range(levels_count))
+        tuple(range(geometry.levels))
         if raw_levels in (None, "", "all")
-        else parse_int_list(raw_levels, "levels", 0, levels_count - 1)
+        else parse_int_list(raw_levels, "levels", 0, geometry.top_level)
     )
     count = _frame_count(metadata)
     raw_frames = args.get("frames", args.get("frame"))
@@ -276,7 +268,7 @@ def parse_job_request(
         frames = tuple(range(count))
     else:
         frames = parse_int_list(raw_frames, "frames", 0, count - 1)
-    region = _region(args.get("region"), args, size_x, size_y)
+    region = _region(args.get("region"), args, geometry.size_x, geometry.size_y)
     style_text = _as_text(args.get("style"))
     style = canonical_style(style_text, max_bytes=settings.max_style_bytes)
     for frame in frames:
@@ -311,14 +303,14 @@ def auto_job_spec(
 ) -> JobSpec:
     """The job every newly registered source gets: its thumbnail and its coarsest
     levels (0 to ``auto_precache_levels``), default style and encoding."""
-    geometry = _geometry(metadata)
-    top = min(geometry[4] - 1, max(0, settings.auto_precache_levels))
+    geometry = Grid.from_metadata(metadata)
+    top = min(geometry.top_level, max(0, settings.auto_precache_levels))
     return JobSpec(
         source=source_id,
         generation=generation,
         levels=tuple(range(top + 1)),
         frames=(0,),
-        region=(0, 0, geometry[0], geometry[1]),
+        region=(0, 0, geometry.size_x, geometry.size_y),
         style=None,
         encoding=EncodingOptions(jpeg_quality=settings.jpeg_quality),
         thumbnail=True,
@@ -442,16 +434,8 @@ class Plan:
 
 def level_tile_range(spec: JobSpec, z: int) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)``, x1/y1 exclusive: the tiles of level ``z`` the region touches."""
-    size_x, size_y, tw, th, levels = spec.geometry
-    scale = 2 ** (levels - 1 - z)
-    span_x, span_y = tw * scale, th * scale
-    left, top, right, bottom = spec.region
-    across = -(-size_x // span_x)
-    down = -(-size_y // span_y)
-    x0, y0 = left // span_x, top // span_y
-    x1 = min(across, -(-right // span_x))
-    y1 = min(down, -(-bottom // span_y))
-    return x0, y0, max(x0, x1), max(y0, y1)
+    grid = spec.geometry
+    return grid.tiles_covering(z, *grid.level_area(z, *spec.region))
 
 
 def plan(spec: JobSpec) -> Plan:
@@ -481,7 +465,7 @@ def plan(spec: JobSpec) -> Plan:
         first += segment.count
         tiles += segment.tiles
 
-    base = spec.geometry[4] - 1
+    base = spec.geometry.top_level
     coarsest = min(spec.levels) if spec.levels else base
     for z in range(base - 1, coarsest - 1, -1):
         x0, y0, x1, y1 = level_tile_range(spec, z)

@@ -37,6 +37,7 @@ from typing import Any
 from tilecast.common.encoding import EncodingOptions, parse_bool
 from tilecast.common.errors import BadRequest
 from tilecast.common.fill import fill_key_part
+from tilecast.common.grid import Grid
 from tilecast.common.params import bounded_int
 from tilecast.common.style import NO_STYLE, style_hash
 from tilecast.common.tiles import cache_key
@@ -478,9 +479,7 @@ def plan_region(
     width: int | None,
     height: int | None,
     *,
-    size_x: int,
-    size_y: int,
-    levels: int,
+    grid: Grid,
     max_pixels: int,
     native: Callable[[int], bool] | None = None,
     bound_read: bool = False,
@@ -501,7 +500,7 @@ def plan_region(
     is read (from the cache), which large_image does only for gaps of 3+ levels.
     """
     optics = optics or Optics()
-    top_level = levels - 1
+    size_x, size_y, top_level = grid.size_x, grid.size_y, grid.top_level
     wanted_level: float | None = None
     desired: LevelScale | None = None
     if not width and not height:
@@ -536,12 +535,10 @@ def plan_region(
         _check_size(*boxed, max_pixels, width, height, "output", blame)
     level = top_level
     if (out_w, out_h) != (region_w, region_h):
-        ratio = min(out_w / region_w, out_h / region_h)
-        wanted = max(0, top_level + math.ceil(round(math.log(ratio) / math.log(2), 4)))
-        level = min(wanted, top_level)
+        level = grid.level_for(min(out_w / region_w, out_h / region_h))
         if native is not None:
             preferred = preferred_level(level, top_level, native)
-            factor = 2 ** (top_level - preferred)
+            factor = grid.scale(preferred)
             if region_w * region_h <= max_pixels * factor * factor:
                 level = preferred
     if wanted_level is not None and scale is not None and scale.exact and wanted_level != level:
@@ -550,7 +547,7 @@ def plan_region(
             parameter="exact",
         )
     if level < top_level:
-        factor = 2 ** (top_level - level)
+        factor = grid.scale(level)
         left, top = left // factor, top // factor
         right = max(right // factor, left + 1)
         bottom = max(bottom // factor, top + 1)
@@ -643,9 +640,7 @@ class RegionRequest:
     def plan(
         self,
         *,
-        size_x: int,
-        size_y: int,
-        levels: int,
+        grid: Grid,
         max_pixels: int,
         native: Callable[[int], bool] | None = None,
         optics: Optics | None = None,
@@ -654,9 +649,7 @@ class RegionRequest:
             self.spec,
             self.width,
             self.height,
-            size_x=size_x,
-            size_y=size_y,
-            levels=levels,
+            grid=grid,
             max_pixels=max_pixels,
             native=native,
             optics=optics,
@@ -813,9 +806,7 @@ class HistogramRequest:
     def plan(
         self,
         *,
-        size_x: int,
-        size_y: int,
-        levels: int,
+        grid: Grid,
         max_pixels: int,
         native: Callable[[int], bool] | None = None,
         optics: Optics | None = None,
@@ -824,9 +815,7 @@ class HistogramRequest:
             self.spec,
             self.width,
             self.height,
-            size_x=size_x,
-            size_y=size_y,
-            levels=levels,
+            grid=grid,
             max_pixels=max_pixels,
             bound_read=True,
             native=native,

@@ -117,7 +117,7 @@ def overview_level(tiles: RawTiles) -> int:
         source.size_x,
         source.size_y,
     )
-    return level_for_output(source.levels, source.size_x, source.size_y, out_w, out_h)
+    return level_for_output(source.grid, out_w, out_h)
 
 
 def overview_stats(tiles: RawTiles, frame: int, histogram: bool = False) -> BandStats:

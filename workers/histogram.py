@@ -116,9 +116,7 @@ def histogram(renderer: Renderer, request: HistogramRequest, generation: int) ->
     source = renderer.open(request.source, generation)
     source.check_tile(source.levels - 1, 0, 0, request.frame)
     plan = request.plan(
-        size_x=source.size_x,
-        size_y=source.size_y,
-        levels=source.levels,
+        grid=source.grid,
         max_pixels=renderer.settings.max_region_pixels,
         native=lambda z: source.is_native_level(z, request.frame),
         optics=Optics.of(source.metadata),
@@ -210,9 +208,7 @@ def band_information(
         RegionSpec(),
         min(source.size_x, BANDS_ANALYSIS_SIZE),
         min(source.size_y, BANDS_ANALYSIS_SIZE),
-        size_x=source.size_x,
-        size_y=source.size_y,
-        levels=source.levels,
+        grid=source.grid,
         max_pixels=max(renderer.settings.max_region_pixels, BANDS_ANALYSIS_SIZE**2),
         native=lambda z: source.is_native_level(z, request.frame),
     )

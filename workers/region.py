@@ -48,12 +48,10 @@ def assemble_area(
     trip per row of tiles, which bounds the bytes in flight)."""
     source = tiles.source
     tw, th = source.tile_width, source.tile_height
-    across, down = source.tile_counts(z)
-    first_x, last_x = left // tw, min(across - 1, (right - 1) // tw)
-    first_y, last_y = top // th, min(down - 1, (bottom - 1) // th)
+    first_x, first_y, end_x, end_y = source.grid.tiles_covering(z, left, top, right, bottom)
     area: np.ndarray | None = None
-    for ty in range(first_y, last_y + 1):
-        columns = range(first_x, last_x + 1)
+    for ty in range(first_y, end_y):
+        columns = range(first_x, end_x)
         row = tiles.get_many(z, [(tx, ty) for tx in columns], frame)
         for tx, tile in zip(columns, row, strict=True):
             pixels = tile.array()
@@ -93,9 +91,7 @@ def render_region(renderer: Renderer, request: RegionRequest, generation: int) -
     source = styled.source
     source.check_tile(source.levels - 1, 0, 0, request.frame)
     plan = request.plan(
-        size_x=source.size_x,
-        size_y=source.size_y,
-        levels=source.levels,
+        grid=source.grid,
         max_pixels=renderer.settings.max_region_pixels,
         native=lambda z: source.is_native_level(z, request.frame),
         optics=Optics.of(source.metadata),

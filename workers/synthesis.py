@@ -129,13 +129,7 @@ class RawTiles:
         source = self.source
         tw, th = source.tile_width, source.tile_height
         child_z = z + 1
-        across, down = source.tile_counts(child_z)
-        coords = [
-            (2 * x + dx, 2 * y + dy)
-            for dy in (0, 1)
-            for dx in (0, 1)
-            if 2 * x + dx < across and 2 * y + dy < down
-        ]
+        coords = source.grid.children(z, x, y)
         children = self.get_many(child_z, coords, frame)
         own_w, own_h = source.tile_content(z, x, y, frame)
         if not children or own_w == 0 or own_h == 0:

@@ -12,10 +12,9 @@ workers/bandstats.py's (it reads its overview with ``assemble_level``).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from tilecast.common.grid import Grid
 from tilecast.common.regions import output_size as fit_size
 from tilecast.workers.sources.base import ImageSource
 from tilecast.workers.synthesis import RawTiles
@@ -34,30 +33,29 @@ def output_size(
     return fit_size(width, height, region_w, region_h)
 
 
-def level_for_output(levels: int, size_x: int, size_y: int, out_w: int, out_h: int) -> int:
+def level_for_output(grid: Grid, out_w: int, out_h: int) -> int:
     """The coarsest level whose resolution is at least out_w x out_h (large_image's
     tile iterator rule)."""
-    top = levels - 1
-    if out_w == size_x and out_h == size_y:
-        return top
-    ratio = min(out_w / size_x, out_h / size_y)
-    level = top + math.ceil(round(math.log(ratio) / math.log(2), 4))
-    return max(0, min(top, level))
+    if out_w == grid.size_x and out_h == grid.size_y:
+        return grid.top_level
+    return grid.level_for(min(out_w / grid.size_x, out_h / grid.size_y))
 
 
 def assemble_level(tiles: RawTiles, z: int, frame: int = 0) -> np.ndarray:
     """The whole of level ``z`` as one (height, width, bands) array.
 
     The region is large_image's (the full-resolution size divided by the level's
-    scale, rounded down, at least one pixel), within the level's content.
+    scale, rounded *down*, at least one pixel -- where the grid's level sizes round
+    up), within the level's content.
     """
     source = tiles.source
-    scale = source.scale(z)
+    grid = source.grid
+    scale = grid.scale(z)
     level_w, level_h = source.level_size(z, frame)
     width = max(1, min(level_w, source.size_x // scale))
     height = max(1, min(level_h, source.size_y // scale))
     tw, th = source.tile_width, source.tile_height
-    across, down = (width + tw - 1) // tw, (height + th - 1) // th
+    _x0, _y0, across, down = grid.tiles_covering(z, 0, 0, width, height)
     region: np.ndarray | None = None
     for ty in range(down):
         # One cache round trip per row of tiles bounds the bytes in flight.
@@ -77,7 +75,7 @@ def thumbnail_level(source: ImageSource, width: int, height: int) -> tuple[int, 
     """``(z, out_w, out_h)``: the output size of a thumbnail fitted into width x height
     and the level it is made from."""
     out_w, out_h = output_size(width, height, source.size_x, source.size_y)
-    z = level_for_output(source.levels, source.size_x, source.size_y, out_w, out_h)
+    z = level_for_output(source.grid, out_w, out_h)
     return z, out_w, out_h
 
 

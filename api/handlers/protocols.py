@@ -16,8 +16,9 @@ from flask import current_app
 from tilecast.api.handlers import regions, tiles
 from tilecast.api.handlers.tiles import Image
 from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
-from tilecast.api.protocols import Grid, PixelBox, aligned_tile
+from tilecast.api.protocols import PixelBox, aligned_tile
 from tilecast.api.services import Services
+from tilecast.common.grid import Grid
 from tilecast.common.regions import RegionRequest, RegionSpec
 from tilecast.common.tiles import TileRequest
 
@@ -39,7 +40,7 @@ class GridMemo:
         key = (source, svc.generations.get(source))
         grid = self._grids.get(key)
         if grid is None:
-            grid = Grid.of(tiles.metadata(svc, source))
+            grid = Grid.from_metadata(tiles.metadata(svc, source))
             with self._lock:
                 if len(self._grids) >= MAX_GRIDS:
                     self._grids.clear()

@@ -19,6 +19,7 @@ from tilecast.api.services import Services
 from tilecast.api.tilerange import check_frame
 from tilecast.common.errors import BadRequest
 from tilecast.common.fill import parse_fill
+from tilecast.common.grid import Grid
 from tilecast.common.protocol import (
     TASK_RENDER_BANDS,
     TASK_RENDER_HISTOGRAM,
@@ -91,7 +92,7 @@ def parse_bands_request(source: str, args: Mapping[str, str]) -> BandsRequest:
 def region(svc: Services, request: RegionRequest) -> Image:
     def check(meta: Mapping[str, Any]) -> None:
         plan = request.plan(
-            **_geometry(meta), max_pixels=svc.settings.max_region_pixels, optics=Optics.of(meta)
+            grid=_grid(meta), max_pixels=svc.settings.max_region_pixels, optics=Optics.of(meta)
         )
         pixels = plan.out_width * plan.out_height
         if request.fill is not None and request.width and request.height:
@@ -110,7 +111,7 @@ def pixel(svc: Services, request: PixelRequest) -> Image:
 def histogram(svc: Services, request: HistogramRequest) -> Image:
     def check(meta: Mapping[str, Any]) -> None:
         request.plan(
-            **_geometry(meta), max_pixels=svc.settings.max_region_pixels, optics=Optics.of(meta)
+            grid=_grid(meta), max_pixels=svc.settings.max_region_pixels, optics=Optics.of(meta)
         )
 
     return _deferred(svc, request, TASK_RENDER_HISTOGRAM, JSON_CONTENT_TYPE, request.frame, check)
@@ -120,13 +121,9 @@ def bands(svc: Services, request: BandsRequest) -> Image:
     return _deferred(svc, request, TASK_RENDER_BANDS, JSON_CONTENT_TYPE, request.frame, None)
 
 
-def _geometry(meta: Mapping[str, Any]) -> dict[str, int]:
+def _grid(meta: Mapping[str, Any]) -> Grid:
     try:
-        return {
-            "size_x": int(meta["sizeX"]),
-            "size_y": int(meta["sizeY"]),
-            "levels": int(meta["levels"]),
-        }
+        return Grid.from_metadata(meta)
     except (KeyError, TypeError, ValueError):  # a record this api cannot judge
         raise BadRequest("the image's size is unknown") from None
 

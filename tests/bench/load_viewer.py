@@ -26,47 +26,23 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from tilecast.common.grid import Grid
 
 TileId = tuple[int, int, int]  # (z, x, y), z = 0 the coarsest level
 
 
-@dataclass(frozen=True)
-class ImageGeometry:
-    """What a viewer reads from ``GET /item/{id}/tiles``."""
+class ImageGeometry(Grid):
+    """What a viewer reads from ``GET /item/{id}/tiles``: the image's tile grid, and
+    the level a zoom shows."""
 
-    size_x: int
-    size_y: int
-    levels: int
-    tile_width: int
-    tile_height: int
-
-    @classmethod
-    def from_metadata(cls, meta: Mapping[str, Any]) -> ImageGeometry:
-        return cls(
-            size_x=int(meta["sizeX"]),
-            size_y=int(meta["sizeY"]),
-            levels=int(meta["levels"]),
-            tile_width=int(meta["tileWidth"]),
-            tile_height=int(meta["tileHeight"]),
-        )
-
-    def scale(self, z: int) -> int:
-        """Base pixels per pixel of level ``z``."""
-        return 2 ** (self.levels - 1 - z)
-
-    def tile_counts(self, z: int) -> tuple[int, int]:
-        s = self.scale(z)
-        width, height = -(-self.size_x // s), -(-self.size_y // s)
-        return -(-width // self.tile_width), -(-height // self.tile_height)
-
-    def level_for(self, bpp: float) -> int:
+    def target_level(self, bpp: float) -> int:
         """The target level of a zoom: the coarsest level with at least one of its
         pixels per screen pixel (the base level when zoomed in past it)."""
         coarser = math.floor(math.log2(max(bpp, 1.0)) + 1e-9)
-        return max(0, self.levels - 1 - coarser)
+        return max(0, self.top_level - coarser)
 
 
 @dataclass(frozen=True)
@@ -104,7 +80,7 @@ class View:
 
     @property
     def level(self) -> int:
-        return self.geometry.level_for(self.bpp)
+        return self.geometry.target_level(self.bpp)
 
     def tiles(self, config: ViewerConfig) -> list[TileId]:
         """Every tile of the view, coarse levels first, nearest the centre first."""
@@ -115,7 +91,7 @@ class View:
         for z in range(target + 1):
             s = self.geometry.scale(z)
             margin = config.margin * s
-            nx, ny = self.geometry.tile_counts(z)
+            nx, ny = self.geometry.tiles_at(z)
             tw, th = self.geometry.tile_width * s, self.geometry.tile_height * s
             x0 = max(0, math.floor((self.cx - half_w - margin) / tw))
             x1 = min(nx - 1, math.floor((self.cx + half_w + margin) / tw))

@@ -27,8 +27,8 @@ from tests.conftest import (
     wait_until,
 )
 from tests.unit.test_common_metrics import parse
-from tilecast.api.prefetch import level_tiles
 from tilecast.common import activity, metrics, stats
+from tilecast.common.grid import Grid
 from tilecast.common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE, make_celery
 from tilecast.common.settings import Settings
 from tilecast.redis_server import RedisServer
@@ -172,7 +172,7 @@ def test_keeper_keeps_the_active_image_and_trims_the_inactive_one(
     metadata = api.get(f"/item/{viewed}/tiles").json()
     wanted = []
     for z in range(4):
-        across, down = level_tiles(metadata, z)
+        across, down = Grid.from_metadata(metadata).tiles_at(z)
         wanted += [(z, x, y) for x in range(across) for y in range(down)]
     for source in (viewed, idle):
         for z, x, y in wanted:

@@ -8,8 +8,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from tilecast.api import dzi
-from tilecast.api.protocols import Grid, PixelBox, aligned_tile
+from tilecast.api.protocols import PixelBox, aligned_tile
 from tilecast.common.errors import BadRequest
+from tilecast.common.grid import Grid
 
 # tests/images.py's pyramid: 3000 x 2000, 256-pixel tiles, 5 levels.
 GRID = Grid(size_x=3000, size_y=2000, tile_width=256, tile_height=256, levels=5)
@@ -26,11 +27,11 @@ def test_max_level_is_ceil_log2_of_the_longer_side(size: tuple[int, int], level:
 
 
 def test_each_level_halves_rounding_up_down_to_one_pixel() -> None:
-    assert dzi.level_size(12, 3000, 2000) == (3000, 2000)
-    assert dzi.level_size(11, 3000, 2000) == (1500, 1000)
-    assert dzi.level_size(3, 3000, 2000) == (6, 4)
-    assert dzi.level_size(1, 3000, 2000) == (2, 1)
-    assert dzi.level_size(0, 3000, 2000) == (1, 1)
+    assert dzi.pyramid(dzi.Layout(), 3000, 2000).level_size(12) == (3000, 2000)
+    assert dzi.pyramid(dzi.Layout(), 3000, 2000).level_size(11) == (1500, 1000)
+    assert dzi.pyramid(dzi.Layout(), 3000, 2000).level_size(3) == (6, 4)
+    assert dzi.pyramid(dzi.Layout(), 3000, 2000).level_size(1) == (2, 1)
+    assert dzi.pyramid(dzi.Layout(), 3000, 2000).level_size(0) == (1, 1)
 
 
 def level_pixels_of(box: PixelBox, level: int) -> tuple[int, int, int, int]:
@@ -67,7 +68,7 @@ def test_overlap_widens_tiles_on_sides_with_neighbours_only() -> None:
 def test_every_tile_of_a_level_covers_it_once() -> None:
     """Without overlap the tiles of each level partition it."""
     for level in range(13):
-        width, height = dzi.level_size(level, 3000, 2000)
+        width, height = dzi.pyramid(dzi.Layout(), 3000, 2000).level_size(level)
         across, down = math.ceil(width / 256), math.ceil(height / 256)
         covered = sum(
             dzi.tile_box(dzi.Layout(), level, x, y, 3000, 2000).width

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from tilecast.api import iiif
-from tilecast.api.protocols import Grid, PixelBox
+from tilecast.api.protocols import PixelBox
 from tilecast.common.errors import BadRequest, TilecastError
+from tilecast.common.grid import Grid
 
 W, H = 3000, 2000
 MAX_AREA = 4096 * 4096

@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 
 from tilecast.api import tilejson
-from tilecast.api.protocols import Grid
+from tilecast.common.grid import Grid
 
 SCHEMA_FILE = Path(__file__).parents[1] / "data" / "tilejson-3.0.0.schema.json"
 URL = "http://host/item/abc/tiles/zxy/{z}/{x}/{y}"

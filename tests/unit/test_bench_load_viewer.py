@@ -26,19 +26,19 @@ def test_same_seed_same_steps_other_seed_other_steps() -> None:
 
 
 def test_level_for_zoom() -> None:
-    assert BIG.level_for(1.0) == 6  # one base pixel per screen pixel: the base level
-    assert BIG.level_for(0.5) == 6  # zoomed past the base: still the base level
-    assert BIG.level_for(1.99) == 6
-    assert BIG.level_for(2.0) == 5
-    assert BIG.level_for(13.65) == 3
-    assert BIG.level_for(10**6) == 0
+    assert BIG.target_level(1.0) == 6  # one base pixel per screen pixel: the base level
+    assert BIG.target_level(0.5) == 6  # zoomed past the base: still the base level
+    assert BIG.target_level(1.99) == 6
+    assert BIG.target_level(2.0) == 5
+    assert BIG.target_level(13.65) == 3
+    assert BIG.target_level(10**6) == 0
 
 
 def test_tile_counts_match_the_level_sizes() -> None:
-    assert BIG.tile_counts(6) == (64, 48)
-    assert BIG.tile_counts(0) == (1, 1)
-    assert ODD.tile_counts(5) == (24, 16)  # 6000/256 = 23.4, 4000/256 = 15.6
-    assert ODD.tile_counts(4) == (12, 8)  # 3000 x 2000
+    assert BIG.tiles_at(6) == (64, 48)
+    assert BIG.tiles_at(0) == (1, 1)
+    assert ODD.tiles_at(5) == (24, 16)  # 6000/256 = 23.4, 4000/256 = 15.6
+    assert ODD.tiles_at(4) == (12, 8)  # 3000 x 2000
 
 
 def test_home_view_shows_every_tile_of_its_level_coarse_first() -> None:
@@ -51,7 +51,7 @@ def test_home_view_shows_every_tile_of_its_level_coarse_first() -> None:
     assert tiles[0] == (0, 0, 0)
     per_level = Counter(levels)
     for z in range(4):
-        nx, ny = BIG.tile_counts(z)
+        nx, ny = BIG.tiles_at(z)
         assert per_level[z] == nx * ny  # the whole image is in view
 
 
@@ -75,7 +75,7 @@ def test_tiles_stay_in_range_and_are_never_asked_twice() -> None:
         geometry = [BIG, ODD][step.image]
         for tile in step.tiles:
             z, x, y = tile
-            nx, ny = geometry.tile_counts(z)
+            nx, ny = geometry.tiles_at(z)
             assert 0 <= z < geometry.levels and 0 <= x < nx and 0 <= y < ny
             assert (step.image, tile) not in seen
             seen.add((step.image, tile))

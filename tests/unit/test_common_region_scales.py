@@ -12,6 +12,7 @@ import pytest
 
 from tilecast.common.errors import BadRequest
 from tilecast.common.fill import fill_color, fill_key_part, parse_fill
+from tilecast.common.grid import Grid
 from tilecast.common.protocol import request_payload
 from tilecast.common.regions import (
     HistogramRequest,
@@ -103,9 +104,7 @@ def test_units_and_magnifications_are_large_images(
         spec,
         None,
         None,
-        size_x=SIZE_X,
-        size_y=SIZE_Y,
-        levels=reference.levels,
+        grid=Grid.from_metadata(reference.getMetadata()),
         max_pixels=10**9,
         native=lambda z: stored[z] is not None,
         optics=optics,
@@ -123,7 +122,7 @@ def test_units_and_magnifications_are_large_images(
 
 
 def test_units_the_image_cannot_convert_name_units() -> None:
-    kwargs = {"size_x": SIZE_X, "size_y": SIZE_Y, "levels": 3, "max_pixels": 10**7}
+    kwargs = {"grid": Grid(SIZE_X, SIZE_Y, 256, 256, 3), "max_pixels": 10**7}
     with pytest.raises(BadRequest) as err:  # no pixel size
         plan_region(RegionSpec(right=0.1, units="mm"), None, None, **kwargs)
     assert err.value.parameter == "units"
@@ -136,7 +135,7 @@ def test_units_the_image_cannot_convert_name_units() -> None:
 
 
 def test_exact_needs_a_stored_level(optics: Optics) -> None:
-    kwargs = {"size_x": SIZE_X, "size_y": SIZE_Y, "levels": 3, "max_pixels": 10**7}
+    kwargs = {"grid": Grid(SIZE_X, SIZE_Y, 256, 256, 3), "max_pixels": 10**7}
     exact = plan_region(
         RegionSpec(), None, None, optics=optics, scale=OutputScale(20, exact=True), **kwargs
     )
@@ -155,7 +154,7 @@ def test_exact_needs_a_stored_level(optics: Optics) -> None:
 
 def test_magnified_outputs_are_bounded() -> None:
     optics = Optics(MM, MM, 40.0)
-    kwargs = {"size_x": SIZE_X, "size_y": SIZE_Y, "levels": 3, "optics": optics}
+    kwargs = {"grid": Grid(SIZE_X, SIZE_Y, 256, 256, 3), "optics": optics}
     with pytest.raises(BadRequest) as err:
         plan_region(RegionSpec(), None, None, max_pixels=10**6, scale=OutputScale(160), **kwargs)
     assert err.value.parameter == "magnification"
@@ -270,13 +269,13 @@ def test_histogram_scale_is_large_images(reference: Any) -> None:
     """The requested scale its resampling tiles use: 1000 x 700 asked at 256 reads the
     500 x 350 level and shrinks it by 1.953125."""
     request = HistogramRequest("s", width=256, height=256, resample=True)
-    plan = request.plan(size_x=SIZE_X, size_y=SIZE_Y, levels=3, max_pixels=10**7)
+    plan = request.plan(grid=Grid(SIZE_X, SIZE_Y, 256, 256, 3), max_pixels=10**7)
     info = TileIterator(reference, output={"maxWidth": 256, "maxHeight": 256}).info
     assert (plan.level, plan.scale) == (info["level"], info["requestedScale"])
     assert (plan.out_width, plan.out_height) == (256, 179)
     with pytest.raises(BadRequest) as err:  # a resampled output is bounded too
         HistogramRequest("s", width=9000, height=9000, resample=True).plan(
-            size_x=SIZE_X, size_y=SIZE_Y, levels=3, max_pixels=10**7
+            grid=Grid(SIZE_X, SIZE_Y, 256, 256, 3), max_pixels=10**7
         )
     assert err.value.parameter == "width"
 

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from tilecast.common.grid import Grid
 from tilecast.common.regions import RegionRequest, RegionSpec
 
 # A sliver at the right edge of a 3000 x 2000 image at scale factor 8: 58 x 2000 base
 # pixels are 7.25 x 250 there, 8 x 250 as an edge tile of that level.
 SPEC = RegionSpec(left=2942.0, top=0.0, right=3000.0, bottom=2000.0)
-GEOMETRY = {"size_x": 3000, "size_y": 2000, "levels": 5, "max_pixels": 4096 * 4096}
+GEOMETRY = {"grid": Grid(3000, 2000, 256, 256, 5), "max_pixels": 4096 * 4096}
 
 
 def test_stretch_returns_exactly_the_size_asked() -> None:

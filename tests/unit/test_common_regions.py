@@ -10,6 +10,7 @@ import pytest
 
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.errors import BadRequest
+from tilecast.common.grid import Grid
 from tilecast.common.protocol import request_payload
 from tilecast.common.regions import (
     BandsRequest,
@@ -138,9 +139,7 @@ def test_level_and_area_are_large_images(images: dict[str, Path], name, region, 
         spec,
         output.get("maxWidth"),
         output.get("maxHeight"),
-        size_x=SIZE_X,
-        size_y=SIZE_Y,
-        levels=source.levels,
+        grid=Grid.from_metadata(source.getMetadata()),
         max_pixels=10**9,
         native=lambda z: stored[z] is not None,
     )
@@ -156,7 +155,7 @@ def test_level_and_area_are_large_images(images: dict[str, Path], name, region, 
 
 def test_native_preference_is_bounded_by_the_read() -> None:
     """A stored finer level is read only while that read fits the region bound."""
-    kwargs = {"size_x": 40000, "size_y": 40000, "levels": 9}
+    kwargs = {"grid": Grid(40000, 40000, 256, 256, 9)}
     only_full = lambda z: z == 8  # noqa: E731
     near = plan_region(RegionSpec(), 10000, 10000, max_pixels=2 * 10**9, native=only_full, **kwargs)
     assert near.level == 8  # large_image's choice: the stored level, 2 finer
@@ -167,7 +166,7 @@ def test_native_preference_is_bounded_by_the_read() -> None:
 
 
 def test_too_large_outputs_name_the_parameter() -> None:
-    kwargs = {"size_x": SIZE_X, "size_y": SIZE_Y, "levels": 5, "max_pixels": 1000 * 1000}
+    kwargs = {"grid": Grid(SIZE_X, SIZE_Y, 256, 256, 5), "max_pixels": 1000 * 1000}
     with pytest.raises(BadRequest) as err:
         plan_region(RegionSpec(), None, None, **kwargs)
     assert err.value.parameter == "width"
@@ -286,11 +285,11 @@ def test_histograms_bound_the_analysed_area_not_the_output() -> None:
     """A histogram never resamples: asked at 2048 for a 1000 x 700 image it analyses the
     1000 x 700 pixels, so the bound applies to what it reads."""
     request = HistogramRequest("src")
-    plan = request.plan(size_x=1000, size_y=700, levels=3, max_pixels=1000 * 700)
+    plan = request.plan(grid=Grid(1000, 700, 256, 256, 3), max_pixels=1000 * 700)
     assert (plan.level, plan.read_width, plan.read_height) == (2, 1000, 700)
     assert (plan.out_width, plan.out_height) == (2048, 1433)
     with pytest.raises(BadRequest) as err:
-        request.plan(size_x=1000, size_y=700, levels=3, max_pixels=1000 * 699)
+        request.plan(grid=Grid(1000, 700, 256, 256, 3), max_pixels=1000 * 699)
     assert err.value.parameter == "width"
     small = HistogramRequest("src", width=300, height=None)
-    assert small.plan(size_x=1000, size_y=700, levels=3, max_pixels=200_000).level == 1
+    assert small.plan(grid=Grid(1000, 700, 256, 256, 3), max_pixels=200_000).level == 1

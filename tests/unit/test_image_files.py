@@ -49,7 +49,7 @@ def _tiles(source: object) -> list[tuple[int, int, int]]:
     for z in range(source.levels):  # type: ignore[attr-defined]
         if not source.is_native_level(z):  # type: ignore[attr-defined]
             continue
-        across, down = source.tile_counts(z)  # type: ignore[attr-defined]
+        across, down = source.grid.tiles_at(z)  # type: ignore[attr-defined]
         found += [(z, x, y) for x, y in {(0, 0), (across - 1, down - 1), (across // 2, 0)}]
     return found
 

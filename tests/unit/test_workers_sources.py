@@ -84,7 +84,7 @@ def test_native_jpeg_tiles_are_large_images_bytes(
         assert isinstance(source, TiffSource)
         assert all(source.is_native_level(z) for z in range(source.levels))
         for z in range(source.levels):
-            across, down = source.tile_counts(z)
+            across, down = source.grid.tiles_at(z)
             for x, y in {(0, 0), (across - 1, down - 1), (across // 2, down // 2)}:
                 tile = source.read_tile(z, x, y)
                 assert tile.is_jpeg
@@ -104,7 +104,7 @@ def test_native_decoded_tiles_match_large_image(
         for z in range(source.levels):
             if not source.is_native_level(z):
                 continue
-            across, down = source.tile_counts(z)
+            across, down = source.grid.tiles_at(z)
             for x, y in {(0, 0), (across - 1, down - 1)}:
                 ours = source.read_tile(z, x, y).array()
                 assert ours.shape == (source.tile_height, source.tile_width, source.band_count)
@@ -121,7 +121,7 @@ def test_single_level_tiff_has_only_its_base_level(images: dict[str, Path]) -> N
         assert [source.is_native_level(z) for z in range(source.levels)] == [False] * 4 + [True]
         assert source.level_size(3) == (1500, 1000)
         assert source.level_size(0) == (188, 125)
-        assert source.tile_counts(4) == (12, 8)
+        assert source.grid.tiles_at(4) == (12, 8)
 
 
 def test_range_checks(images: dict[str, Path]) -> None:
@@ -196,7 +196,7 @@ def test_truncated_tiff_fails_per_tile(images: dict[str, Path]) -> None:
     with source:
         z = source.levels - 1
         assert source.read_tile(z, 0, 0).is_jpeg
-        across, down = source.tile_counts(z)
+        across, down = source.grid.tiles_at(z)
         with pytest.raises(UnsupportedImage):
             source.read_tile(z, across - 1, down - 1)
 

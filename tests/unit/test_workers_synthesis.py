@@ -45,7 +45,7 @@ def test_every_synthesized_level_is_close_to_large_image(
     worst: dict[int, float] = {}
     for z in range(source.levels - 1):
         assert not source.is_native_level(z)
-        across, down = source.tile_counts(z)
+        across, down = source.grid.tiles_at(z)
         # Corners (edge tiles) plus one interior tile.
         picks = {(0, 0), (across - 1, 0), (0, down - 1), (across - 1, down - 1)}
         picks.add((across // 2, down // 2))
@@ -70,7 +70,7 @@ def test_a_whole_pyramid_costs_one_read_of_the_base(
     assert tiles.counters.take() == (12 * 8, 6 * 4 + 3 * 2 + 2 * 1 + 1)
     source = tiles.source
     for z in range(source.levels - 1):
-        across, down = source.tile_counts(z)
+        across, down = source.grid.tiles_at(z)
         tiles.get_many(z, [(x, y) for y in range(down) for x in range(across)])
     assert tiles.counters.take() == (0, 0)  # every synthesized tile is now a cache hit
     # Native tiles are read from the (open) file every time, never copied into Redis.
@@ -100,7 +100,7 @@ def test_edge_tiles_hold_content_top_left_and_zeros_beyond(
     tiles = _tiles(renderer, images["single"])
     source = tiles.source
     for z in range(source.levels - 1):
-        across, down = source.tile_counts(z)
+        across, down = source.grid.tiles_at(z)
         x, y = across - 1, down - 1
         w, h = source.tile_content(z, x, y)
         pixels = tiles.get(z, x, y).array()

@@ -13,6 +13,7 @@ import pytest
 from tests.unit.conftest import register_source
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.errors import BadRequest
+from tilecast.common.grid import Grid
 from tilecast.common.tiles import ThumbnailRequest
 from tilecast.workers.engine import Renderer
 from tilecast.workers.thumbnail import level_for_output, output_size
@@ -22,6 +23,8 @@ large_image.config.setConfig("icc_correction", False)
 from large_image.tilesource.utilities import _calculateWidthHeight  # noqa: E402
 
 PNG = EncodingOptions(format="PNG")
+# tests/images.py's pyramid: 3000 x 2000, 256-pixel tiles, 5 levels.
+GRID = Grid(size_x=3000, size_y=2000, tile_width=256, tile_height=256, levels=5)
 
 
 @pytest.mark.parametrize(
@@ -44,9 +47,9 @@ def test_output_size_is_large_images(width: int | None, height: int | None, regi
 
 def test_default_size_and_levels() -> None:
     assert output_size(0, 0, 3000, 2000) == (256, 170)
-    assert level_for_output(5, 3000, 2000, 256, 170) == 1  # 375 x 250 >= 256 x 170
-    assert level_for_output(5, 3000, 2000, 3000, 2000) == 4
-    assert level_for_output(5, 3000, 2000, 6000, 4000) == 4
+    assert level_for_output(GRID, 256, 170) == 1  # 375 x 250 >= 256 x 170
+    assert level_for_output(GRID, 3000, 2000) == 4
+    assert level_for_output(GRID, 6000, 4000) == 4
 
 
 def _decode(data: bytes) -> np.ndarray:

@@ -11,23 +11,15 @@ own padding for natively read JPEG tiles and zeros for everything else.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
 
 from tilecast.common.errors import BadRequest, NotFound, TileOutOfRange
+from tilecast.common.grid import Grid
 from tilecast.workers.rawtile import RawTile
 from tilecast.workers.sources.frameinfo import frame_metadata
-
-
-def level_count(size_x: int, size_y: int, tile_width: int, tile_height: int) -> int:
-    """large_image's number of levels: enough halvings to fit the image in one tile."""
-    ratio = max(size_x / tile_width, size_y / tile_height)
-    if ratio <= 1:
-        return 1
-    return max(1, math.ceil(math.log(ratio) / math.log(2)) + 1)
 
 
 class ImageSource(ABC):
@@ -79,19 +71,15 @@ class ImageSource(ABC):
         return result
 
     # -- geometry -------------------------------------------------------------------
-    def scale(self, z: int) -> int:
-        """How many full-resolution pixels one pixel of level ``z`` spans."""
-        return 1 << (self.levels - 1 - z)
-
-    def tile_counts(self, z: int) -> tuple[int, int]:
-        """Tiles across and down at level ``z`` (large_image's range rule)."""
-        step_x = self.tile_width * self.scale(z)
-        step_y = self.tile_height * self.scale(z)
-        return (self.size_x + step_x - 1) // step_x, (self.size_y + step_y - 1) // step_y
+    @property
+    def grid(self) -> Grid:
+        """The tile grid: which tiles each level has (common/grid.py)."""
+        return Grid(self.size_x, self.size_y, self.tile_width, self.tile_height, self.levels)
 
     def level_size(self, z: int, frame: int = 0) -> tuple[int, int]:
         """The content size of level ``z``: the stored size of a native level, else
-        half (rounded up) of the next higher-resolution level."""
+        half (rounded up) of the next higher-resolution level. (A file may store a
+        level rounded otherwise than the grid's, and the levels under it follow it.)"""
         native = self.native_level_size(z, frame)
         if native is not None:
             return native
@@ -102,11 +90,7 @@ class ImageSource(ABC):
 
     def tile_content(self, z: int, x: int, y: int, frame: int = 0) -> tuple[int, int]:
         """Width and height of the content of tile (z, x, y); the rest is padding."""
-        width, height = self.level_size(z, frame)
-        return (
-            max(0, min(self.tile_width, width - x * self.tile_width)),
-            max(0, min(self.tile_height, height - y * self.tile_height)),
-        )
+        return self.grid.tile_size(z, x, y, self.level_size(z, frame))
 
     def check_tile(self, z: int, x: int, y: int, frame: int = 0) -> None:
         """Raise BadRequest for a frame the image lacks, TileOutOfRange unless (z, x, y)
@@ -114,7 +98,7 @@ class ImageSource(ABC):
         self.check_frame(frame)
         if not 0 <= z < self.levels:
             raise TileOutOfRange(f"z={z} is outside 0 to {self.levels - 1}", parameter="z")
-        across, down = self.tile_counts(z)
+        across, down = self.grid.tiles_at(z)
         if not 0 <= x < across:
             raise TileOutOfRange(f"x={x} is outside 0 to {across - 1} at z={z}", parameter="x")
         if not 0 <= y < down:

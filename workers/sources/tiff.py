@@ -27,11 +27,12 @@ import numpy as np
 import pyvips
 
 from tilecast.common.errors import UnsupportedImage
+from tilecast.common.grid import level_count
 from tilecast.common.settings import Settings
 from tilecast.workers import codecheaders
 from tilecast.workers.rawtile import RawTile
 from tilecast.workers.sources import codecs, tiffdir
-from tilecast.workers.sources.base import ImageSource, level_count
+from tilecast.workers.sources.base import ImageSource
 from tilecast.workers.sources.files import ImageFile
 from tilecast.workers.sources.ome import OmeLayout, OmeUnsupported, parse_ome
 from tilecast.workers.sources.tiffassociated import find_associated, read_associated

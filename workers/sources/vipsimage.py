@@ -15,10 +15,11 @@ import numpy as np
 import pyvips
 
 from tilecast.common.errors import UnsupportedImage
+from tilecast.common.grid import level_count
 from tilecast.common.settings import Settings
 from tilecast.workers.rawtile import RawTile
 from tilecast.workers.sources import decoded
-from tilecast.workers.sources.base import ImageSource, level_count
+from tilecast.workers.sources.base import ImageSource
 from tilecast.workers.sources.files import ImageFile
 from tilecast.workers.sources.tiffdir import TiffFile, TiffFormatError
 from tilecast.workers.vipsutil import to_numpy, vips_dtype
@@ -110,9 +111,8 @@ class VipsImageSource(ImageSource):
         if z != self.levels - 1 or frame != 0:
             raise ValueError(f"level {z} of frame {frame} is not stored in the file")
         x0, y0 = x * self.tile_width, y * self.tile_height
-        w = min(self.tile_width, self.size_x - x0)
-        h = min(self.tile_height, self.size_y - y0)
-        if w <= 0 or h <= 0:
+        w, h = self.grid.tile_size(z, x, y)
+        if w == 0 or h == 0:
             return RawTile.from_pixels(self.empty_tile())
         try:
             pixels = to_numpy(self._pixels().crop(x0, y0, w, h))
