@@ -40,6 +40,9 @@ from tilecast.common.inflight import claim, inflight_key, release
 from tilecast.common.routing import is_affinity_queue
 
 T = TypeVar("T")
+# Dispatches the work that makes a key; the queue it went to (None when it cannot say:
+# the marker then names no worker queue).
+Send = Callable[[], str | None]
 log = logging.getLogger(__name__)
 
 # The safety net's period: how often a waiter looks at the cache on its own.
@@ -59,18 +62,13 @@ return 0
 class Routes(Protocol):
     """What the dispatcher asks the router (api/routing.py)."""
 
-    def take_route(self) -> str | None: ...
-
     def is_gone(self, queue: str) -> bool: ...
 
     def losses(self) -> int: ...
 
 
 class NoRoutes:
-    """No affinity: no marker names a queue, no queue is ever gone, no node is lost."""
-
-    def take_route(self) -> str | None:
-        return None
+    """No affinity: no queue is ever gone, no node is lost."""
 
     def is_gone(self, queue: str) -> bool:
         return False
@@ -110,11 +108,12 @@ class Dispatcher:
         self.routes = routes or NoRoutes()
         self._take_over = state.register_script(_TAKE_OVER)
 
-    def fetch(self, key: str, lookup: Callable[[], T | None], send: Callable[[], object]) -> T:
+    def fetch(self, key: str, lookup: Callable[[], T | None], send: Send) -> T:
         """The value of ``key``: from ``lookup`` when present, else after one render.
 
         ``lookup`` reads the finished value (None while absent); ``send`` dispatches the
-        work that makes it and announces ``key`` on ``tc:done``.
+        work that makes it and announces ``key`` on ``tc:done``, and returns the queue
+        it went to (a worker's own queue is named in the marker).
         """
         waiter = self.listener.register(key)
         try:
@@ -133,7 +132,7 @@ class Dispatcher:
             self.listener.unregister(waiter)
 
     def _claim_and_send(
-        self, key: str, lookup: Callable[[], T | None], send: Callable[[], object]
+        self, key: str, lookup: Callable[[], T | None], send: Send
     ) -> tuple[bool, T | None]:
         """Claim the marker and send; (whether we claimed it, the value if present)."""
         owner = _owner()
@@ -142,7 +141,7 @@ class Dispatcher:
         return True, self._send_claimed(key, owner, lookup, send)
 
     def _send_claimed(
-        self, key: str, owner: str, lookup: Callable[[], T | None], send: Callable[[], object]
+        self, key: str, owner: str, lookup: Callable[[], T | None], send: Send
     ) -> T | None:
         # Workers write the value before dropping the marker, so a marker we could take
         # may mean the render just finished: look once more before sending a duplicate.
@@ -150,14 +149,11 @@ class Dispatcher:
         if value is not None:
             release(self.state, key)
             return value
-        self.routes.take_route()  # forget a route this thread chose before
         try:
-            send()
+            queue = send()
         except Exception:
             release(self.state, key)
             raise
-        # The router remembers, per thread, where ``send`` routed the task.
-        queue = self.routes.take_route()
         if queue is not None and is_affinity_queue(queue):
             # XX: if the worker already finished and dropped the marker, leave it gone.
             self.state.set(inflight_key(key), marker_value(owner, queue), xx=True, keepttl=True)
@@ -167,7 +163,7 @@ class Dispatcher:
         self,
         key: str,
         lookup: Callable[[], T | None],
-        send: Callable[[], object],
+        send: Send,
         losses: int,
     ) -> tuple[T | None, int]:
         """Send the work again if the marker names the queue of a dead worker, or names
@@ -207,7 +203,7 @@ class Dispatcher:
         self,
         waiter: Waiter,
         lookup: Callable[[], T | None],
-        send: Callable[[], object],
+        send: Send,
         losses: int,
     ) -> T:
         deadline = time.monotonic() + self.timeout
