@@ -44,11 +44,38 @@ RENDERS_TOO_COSTLY = "renders_too_costly"
 RENDERS_KILLED = "renders_killed"
 RENDERS_DEFERRED = "renders_deferred"
 
-# The api's view of the tile cache (tiles and thumbnails it served).
-API_TILE_HITS = "api_tile_hits"
-API_TILE_MISSES = "api_tile_misses"
-API_THUMBNAIL_HITS = "api_thumbnail_hits"
-API_THUMBNAIL_MISSES = "api_thumbnail_misses"
+# The api's view of the cache: hits and misses of each kind of answer it serves
+# (api/answers.py), counted as "api_{kind}_hits" and "api_{kind}_misses".
+KIND_TILE = "tile"
+KIND_THUMBNAIL = "thumbnail"
+KIND_REGION = "region"
+KIND_PIXEL = "pixel"
+KIND_HISTOGRAM = "histogram"
+KIND_BANDS = "bands"
+KIND_ASSOCIATED = "associated"
+API_ANSWER_KINDS = (
+    KIND_TILE,
+    KIND_THUMBNAIL,
+    KIND_REGION,
+    KIND_PIXEL,
+    KIND_HISTOGRAM,
+    KIND_BANDS,
+    KIND_ASSOCIATED,
+)
+
+
+def api_hits(kind: str) -> str:
+    return f"api_{kind}_hits"
+
+
+def api_misses(kind: str) -> str:
+    return f"api_{kind}_misses"
+
+
+API_TILE_HITS = api_hits(KIND_TILE)
+API_TILE_MISSES = api_misses(KIND_TILE)
+API_THUMBNAIL_HITS = api_hits(KIND_THUMBNAIL)
+API_THUMBNAIL_MISSES = api_misses(KIND_THUMBNAIL)
 API_NOT_MODIFIED = "api_not_modified"
 
 # The worker source cache, summed over worker processes.
