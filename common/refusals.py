@@ -16,10 +16,7 @@ import json
 import redis
 
 from tilecast.common.errors import TilecastError, TooCostly, error_from_payload
-
-
-def refused_key(key: str) -> str:
-    return f"tc:refused:{key}"
+from tilecast.common.keys import refused_key
 
 
 def refuse(state: redis.Redis, key: str, error: TilecastError, ttl: int) -> None:

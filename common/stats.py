@@ -27,9 +27,10 @@ from typing import Any
 
 import redis
 
+from tilecast.common.keys import SOURCE_CACHE_GAUGES_KEY, STATS_KEY
+
 log = logging.getLogger(__name__)
 
-STATS_KEY = "tc:stats"
 
 TILES_RENDERED = "tiles_rendered"
 THUMBNAILS_RENDERED = "thumbnails_rendered"
@@ -94,7 +95,6 @@ KEEPER_FREED_BYTES = "keeper_freed_bytes"
 PREFETCH_TASKS = "prefetch_tasks"
 PREFETCH_TILES = "prefetch_tiles"
 
-SOURCE_CACHE_GAUGES_KEY = "tc:sourcecache"
 # A process whose gauges are older than this is gone (or idle and unchanged: it
 # rewrites them at least this often while it runs tasks).
 GAUGE_STALE_SECONDS = 120.0

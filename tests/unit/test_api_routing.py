@@ -13,10 +13,10 @@ import pytest
 import redis
 
 from tilecast.api.completion import CompletionListener
-from tilecast.api.dispatch import Dispatcher, marker_queue, marker_value
+from tilecast.api.dispatch import Dispatcher
 from tilecast.api.routing import Router
 from tilecast.common.errors import Overloaded
-from tilecast.common.inflight import Completion, announce, inflight_key
+from tilecast.common.inflight import Completion, announce, inflight_key, marker_queue, marker_value
 from tilecast.common.protocol import QUEUE_INTERACTIVE
 from tilecast.common.redisconn import connect
 from tilecast.common.routing import affinity_queue, candidates, is_affinity_queue, pick
