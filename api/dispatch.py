@@ -34,32 +34,22 @@ from typing import Protocol, TypeVar
 import redis
 
 from tilecast.api.completion import CompletionListener, Waiter
-from tilecast.common import waiting
+from tilecast.common import inflight, waiting
 from tilecast.common.errors import Overloaded, RenderTimeout, error_from_payload
-from tilecast.common.inflight import claim, inflight_key, release
 from tilecast.common.routing import is_affinity_queue
 
 T = TypeVar("T")
+# Dispatches the work that makes a key; the queue it went to (None when it cannot say:
+# the marker then names no worker queue).
+Send = Callable[[], str | None]
 log = logging.getLogger(__name__)
 
 # The safety net's period: how often a waiter looks at the cache on its own.
 RECHECK_SECONDS = 1.0
 
-# Replace the marker only if it still holds what the waiter read (another waiter may
-# have taken it over, or the worker finished and an asker claimed it afresh).
-_TAKE_OVER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
-end
-return 0
-"""
-
 
 class Routes(Protocol):
     """What the dispatcher asks the router (api/routing.py)."""
-
-    def take_route(self) -> str | None: ...
 
     def is_gone(self, queue: str) -> bool: ...
 
@@ -67,30 +57,13 @@ class Routes(Protocol):
 
 
 class NoRoutes:
-    """No affinity: no marker names a queue, no queue is ever gone, no node is lost."""
-
-    def take_route(self) -> str | None:
-        return None
+    """No affinity: no queue is ever gone, no node is lost."""
 
     def is_gone(self, queue: str) -> bool:
         return False
 
     def losses(self) -> int:
         return 0
-
-
-def marker_value(owner: str, queue: str | None = None) -> str:
-    """``"{queue} {owner}"`` when the task went to a worker's own queue, else the owner."""
-    return f"{queue} {owner}" if queue else owner
-
-
-def marker_queue(value: bytes | str | None) -> str | None:
-    """The worker queue a marker names, if any."""
-    if value is None:
-        return None
-    text = value.decode(errors="replace") if isinstance(value, bytes) else value
-    head, sep, _owner_part = text.partition(" ")
-    return head if sep and is_affinity_queue(head) else None
 
 
 class Dispatcher:
@@ -108,13 +81,13 @@ class Dispatcher:
         self.inflight_ttl = inflight_ttl
         self.timeout = timeout
         self.routes = routes or NoRoutes()
-        self._take_over = state.register_script(_TAKE_OVER)
 
-    def fetch(self, key: str, lookup: Callable[[], T | None], send: Callable[[], object]) -> T:
+    def fetch(self, key: str, lookup: Callable[[], T | None], send: Send) -> T:
         """The value of ``key``: from ``lookup`` when present, else after one render.
 
         ``lookup`` reads the finished value (None while absent); ``send`` dispatches the
-        work that makes it and announces ``key`` on ``tc:done``.
+        work that makes it and announces ``key`` on ``tc:done``, and returns the queue
+        it went to (a worker's own queue is named in the marker).
         """
         waiter = self.listener.register(key)
         try:
@@ -133,50 +106,46 @@ class Dispatcher:
             self.listener.unregister(waiter)
 
     def _claim_and_send(
-        self, key: str, lookup: Callable[[], T | None], send: Callable[[], object]
+        self, key: str, lookup: Callable[[], T | None], send: Send
     ) -> tuple[bool, T | None]:
         """Claim the marker and send; (whether we claimed it, the value if present)."""
         owner = _owner()
-        if not claim(self.state, key, owner, self.inflight_ttl):
+        if not inflight.claim(self.state, key, owner, self.inflight_ttl):
             return False, None
         return True, self._send_claimed(key, owner, lookup, send)
 
     def _send_claimed(
-        self, key: str, owner: str, lookup: Callable[[], T | None], send: Callable[[], object]
+        self, key: str, owner: str, lookup: Callable[[], T | None], send: Send
     ) -> T | None:
         # Workers write the value before dropping the marker, so a marker we could take
         # may mean the render just finished: look once more before sending a duplicate.
         value = lookup()
         if value is not None:
-            release(self.state, key)
+            inflight.release(self.state, key)
             return value
-        self.routes.take_route()  # forget a route this thread chose before
         try:
-            send()
+            queue = send()
         except Exception:
-            release(self.state, key)
+            inflight.release(self.state, key)
             raise
-        # The router remembers, per thread, where ``send`` routed the task.
-        queue = self.routes.take_route()
         if queue is not None and is_affinity_queue(queue):
-            # XX: if the worker already finished and dropped the marker, leave it gone.
-            self.state.set(inflight_key(key), marker_value(owner, queue), xx=True, keepttl=True)
+            inflight.name_queue(self.state, key, owner, queue)
         return None
 
     def _rescue(
         self,
         key: str,
         lookup: Callable[[], T | None],
-        send: Callable[[], object],
+        send: Send,
         losses: int,
     ) -> tuple[T | None, int]:
         """Send the work again if the marker names the queue of a dead worker, or names
         none while a node was lost since ``losses`` (the count when the waiter last
         looked); (the value if present, the loss count now seen)."""
-        current = self.state.get(inflight_key(key))
+        current = inflight.read(self.state, key)
         if current is None:
             return None, losses
-        queue = marker_queue(current)  # type: ignore[arg-type]
+        queue = inflight.marker_queue(current)
         if queue is not None:
             if not self.routes.is_gone(queue):
                 return None, losses
@@ -188,8 +157,7 @@ class Dispatcher:
             losses = now
             reason = "a worker node was lost and the marker names none"
         owner = _owner()
-        ttl_ms = max(1, int(self.inflight_ttl * 1000))
-        if not self._take_over(keys=[inflight_key(key)], args=[current, owner, ttl_ms]):
+        if not inflight.take_over(self.state, key, current, owner, self.inflight_ttl):
             return None, losses  # someone else took it over, or it finished
         log.warning("%s; sending %s again", reason, key)
         try:
@@ -199,7 +167,7 @@ class Dispatcher:
                 raise  # the only task was lost with its worker: say so
             # A full queue most likely still holds the task: put the marker back (unless
             # someone claimed it meanwhile) and wait for that task, not for a 503.
-            self.state.set(inflight_key(key), current, nx=True, px=ttl_ms)
+            inflight.put_back(self.state, key, current, self.inflight_ttl)
             log.warning("sending %s again was refused (queue full); waiting on", key)
             return None, losses
 
@@ -207,7 +175,7 @@ class Dispatcher:
         self,
         waiter: Waiter,
         lookup: Callable[[], T | None],
-        send: Callable[[], object],
+        send: Send,
         losses: int,
     ) -> T:
         deadline = time.monotonic() + self.timeout

@@ -30,9 +30,9 @@ from flask import Flask, Request, g, request
 
 from tilecast.api.access import credentials
 from tilecast.common.errors import ConfigurationError, RateLimited
+from tilecast.common.keys import ratelimit_key
 from tilecast.common.settings import Settings
 
-KEY_PREFIX = "tc:ratelimit:"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # KEYS[1] the bucket; ARGV rate (tokens/s), burst. Returns {allowed, seconds to wait}.
@@ -107,7 +107,7 @@ class RateLimiter:
     def take(self, client: str) -> None:
         """Take one token of ``client``'s bucket, or raise RateLimited."""
         # Hashed: tokens and signatures must not sit in Redis key names.
-        key = KEY_PREFIX + hashlib.sha256(client.encode()).hexdigest()[:32]
+        key = ratelimit_key(hashlib.sha256(client.encode()).hexdigest()[:32])
         allowed, wait = self.script(keys=[key], args=[self.rate, self.burst])
         if not int(allowed):
             seconds = max(1, math.ceil(float(wait)))

@@ -69,23 +69,10 @@ class Router:
         self._picks: dict[str, WorkerInfo] = {}
         self._depths: dict[str, int] = {}
         self._depth_at = -float("inf")
-        self._last = threading.local()
 
     def route(self, source: str | None) -> str:
-        """The queue for one interactive task of ``source``; raises Overloaded."""
-        self._last.queue = None
-        queue = self._route(source)
-        self._last.queue = queue
-        return queue
-
-    def take_route(self) -> str | None:
-        """The queue this thread's last ``route`` chose, once (the dispatcher names it
-        in the in-flight marker, whatever the handler's send returns)."""
-        queue: str | None = getattr(self._last, "queue", None)
-        self._last.queue = None
-        return queue
-
-    def _route(self, source: str | None) -> str:
+        """The queue for one interactive task of ``source``; raises Overloaded. The
+        sender returns it, and the dispatcher names it in the in-flight marker."""
         with self._lock:
             now = self.clock()
             live = self._live_workers(now)

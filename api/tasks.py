@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 
 class Sender(Protocol):
-    def send(
-        self, name: str, payload: dict[str, Any], queue: str = QUEUE_INTERACTIVE
-    ) -> object: ...
+    def send(self, name: str, payload: dict[str, Any], queue: str = QUEUE_INTERACTIVE) -> str:
+        """Send one task; the queue it went to (interactive work is routed)."""
+        ...
 
 
 def source_of(payload: Mapping[str, Any]) -> str | None:

@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import redis
 
+from tilecast.common.keys import ACTIVE_KEY
 from tilecast.common.redisconn import CacheClient
 
-ACTIVE_KEY = "tc:active"
 # A source is touched at most once per this many seconds per api process: the window
 # is minutes, so seconds of imprecision cost nothing.
 TOUCH_INTERVAL = 5.0

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tilecast.common.encoding import EncodingOptions
+from tilecast.common.keys import cache_key
 from tilecast.common.style import NO_STYLE
-from tilecast.common.tiles import cache_key
 
 KIND_ASSOCIATED = "assoc"
 KIND_ASSOCIATED_LIST = "assoclist"

@@ -10,7 +10,7 @@ tile TTL and may be evicted (they are recomputed on demand).
 
 from __future__ import annotations
 
-from tilecast.common.tiles import cache_key
+from tilecast.common.keys import cache_key
 
 KIND_BANDSTATS = "bandstats"
 # large_image's ``_scanForMinMax(analysisSize=1024)``: the overview fits in 1024 x 1024.

@@ -38,17 +38,26 @@ from typing import Any
 
 import redis
 
+from tilecast.common import lease
 from tilecast.common.encoding import QUERY_PARAMETERS, EncodingOptions
 from tilecast.common.errors import BadRequest, UnknownJob
 from tilecast.common.grid import Grid
+from tilecast.common.keys import ACTIVE_JOBS_KEY as ACTIVE_KEY
+from tilecast.common.keys import (
+    DRIVER_LOCK_KEY,
+    JOB_PREFIX,
+    JOBS_KEY,
+)
+from tilecast.common.keys import job_attempts_key as attempts_key
+from tilecast.common.keys import job_errors_key as errors_key
+from tilecast.common.keys import job_leases_key as leases_key
+from tilecast.common.keys import job_record_key as record_key
+from tilecast.common.keys import job_settled_key as settled_key
+from tilecast.common.keys import job_spec_key as spec_key
 from tilecast.common.regions import RegionSpec
 from tilecast.common.settings import Settings
 from tilecast.common.style import canonical_style, style_frames
 from tilecast.common.tiles import ThumbnailRequest, TileRequest
-
-JOBS_KEY = "tc:jobs"
-ACTIVE_KEY = "tc:jobs:active"
-DRIVER_LOCK_KEY = "tc:jobs:driver"
 
 RUNNING = "running"
 FINISHED = "finished"
@@ -64,30 +73,6 @@ DEFAULT_BLOCK = 8
 # level's blocks are sized so that it has at least this many batches.
 MIN_RAW_TILES = 64
 RAW_BATCHES_PER_LEVEL = 8
-
-
-def record_key(job_id: str) -> str:
-    return f"tc:job:{job_id}"
-
-
-def settled_key(job_id: str) -> str:
-    return f"tc:job:{job_id}:settled"
-
-
-def leases_key(job_id: str) -> str:
-    return f"tc:job:{job_id}:leases"
-
-
-def attempts_key(job_id: str) -> str:
-    return f"tc:job:{job_id}:attempts"
-
-
-def errors_key(job_id: str) -> str:
-    return f"tc:job:{job_id}:errors"
-
-
-def spec_key(spec_hash: str) -> str:
-    return f"tc:jobspec:{spec_hash}"
 
 
 def job_keys(job_id: str) -> list[str]:
@@ -495,18 +480,19 @@ def plan(spec: JobSpec) -> Plan:
 
 # --- the record ------------------------------------------------------------------------
 
-_CREATE = """
+# The running job of the same spec is read from its record (built from JOB_PREFIX here).
+_CREATE = f"""
 local existing = redis.call('GET', KEYS[1])
 if existing then
-  if redis.call('HGET', 'tc:job:' .. existing, 'state') == 'running' then
-    return {0, existing}
+  if redis.call('HGET', '{JOB_PREFIX}' .. existing, 'state') == 'running' then
+    return {{0, existing}}
   end
 end
 redis.call('HSET', KEYS[2], unpack(ARGV, 3))
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
-return {1, ARGV[1]}
+return {{1, ARGV[1]}}
 """
 
 # A batch is settled once: its counters are added only by the first settle.
@@ -537,13 +523,6 @@ redis.call('HSET', KEYS[1], 'state', 'finished', 'finished', ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[2])
 if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
 return 1
-"""
-
-_RENEW_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
 
 
@@ -632,7 +611,6 @@ class JobStore:
         self._settle = state.register_script(_SETTLE)
         self._cancel = state.register_script(_CANCEL)
         self._finish = state.register_script(_FINISH)
-        self._renew_lock = state.register_script(_RENEW_LOCK)
 
     # -- creating, reading, cancelling ------------------------------------------------------
     def submit(self, spec: JobSpec) -> tuple[JobRecord, bool]:
@@ -749,11 +727,10 @@ class JobStore:
 
     def hold_driver_lock(self, owner: str, ttl: float) -> bool:
         """Take or keep the one job driver's lock (it expires when its holder dies)."""
-        return bool(self._renew_lock(keys=[DRIVER_LOCK_KEY], args=[owner, int(ttl * 1000)]))
+        return lease.hold(self.state, DRIVER_LOCK_KEY, owner, ttl)
 
     def release_driver_lock(self, owner: str) -> None:
-        if self.state.get(DRIVER_LOCK_KEY) == owner.encode():
-            self.state.delete(DRIVER_LOCK_KEY)
+        lease.release(self.state, DRIVER_LOCK_KEY, owner)
 
     # -- what a batch task does -------------------------------------------------------------
     def begin_batch(self, job_id: str, batch: int, lease_until: float) -> bool:

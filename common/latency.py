@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-LATENCY_KEY = "tc:latency"
+from tilecast.common.keys import LATENCY_KEY
+
 # Upper bounds in seconds: a cached-source tile takes milliseconds, a synthesized tile
 # or a large region up to seconds, a render near TILECAST_RENDER_TIMEOUT tens of them.
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

@@ -37,10 +37,8 @@ INFLIGHT_SCAN_COUNT = 10_000
 
 # Counters every snapshot shows, present in Redis or not (a scraper wants zeros).
 KNOWN_COUNTERS = (
-    stats.API_TILE_HITS,
-    stats.API_TILE_MISSES,
-    stats.API_THUMBNAIL_HITS,
-    stats.API_THUMBNAIL_MISSES,
+    *(stats.api_hits(kind) for kind in stats.API_ANSWER_KINDS),
+    *(stats.api_misses(kind) for kind in stats.API_ANSWER_KINDS),
     stats.API_NOT_MODIFIED,
     stats.SOURCE_CACHE_HITS,
     stats.SOURCE_CACHE_MISSES,
@@ -66,10 +64,14 @@ KNOWN_COUNTERS = (
 
 # Counters shown under one labelled family rather than ``tilecast_{name}_total``.
 LABELLED: dict[str, tuple[str, dict[str, str]]] = {
-    stats.API_TILE_HITS: ("tilecast_api_cache_hits_total", {"kind": "tile"}),
-    stats.API_THUMBNAIL_HITS: ("tilecast_api_cache_hits_total", {"kind": "thumbnail"}),
-    stats.API_TILE_MISSES: ("tilecast_api_cache_misses_total", {"kind": "tile"}),
-    stats.API_THUMBNAIL_MISSES: ("tilecast_api_cache_misses_total", {"kind": "thumbnail"}),
+    **{
+        stats.api_hits(kind): ("tilecast_api_cache_hits_total", {"kind": kind})
+        for kind in stats.API_ANSWER_KINDS
+    },
+    **{
+        stats.api_misses(kind): ("tilecast_api_cache_misses_total", {"kind": kind})
+        for kind in stats.API_ANSWER_KINDS
+    },
     stats.KEEPER_DELETED_KEYS: ("tilecast_tile_cache_evictions_total", {"by": "keeper"}),
     stats.SOURCE_CACHE_HITS: ("tilecast_source_cache_hits_total", {}),
     stats.SOURCE_CACHE_MISSES: ("tilecast_source_cache_misses_total", {}),

@@ -5,7 +5,7 @@ same hopeless work again and waiting out its limit.
 A worker writes ``tc:refused:{key}`` (the error's JSON payload, TTL
 ``TILECAST_TOO_COSTLY_TTL``) when a render of ``key`` passes its soft time limit, or its
 node does when the hard limit killed the pool process (workers/limits.py); the api reads
-it on a miss, before dispatching (api/handlers/tiles.py). It lives in the state Redis,
+it on a miss, before dispatching (api/answers.py). It lives in the state Redis,
 next to the in-flight markers.
 """
 
@@ -16,10 +16,7 @@ import json
 import redis
 
 from tilecast.common.errors import TilecastError, TooCostly, error_from_payload
-
-
-def refused_key(key: str) -> str:
-    return f"tc:refused:{key}"
+from tilecast.common.keys import refused_key
 
 
 def refuse(state: redis.Redis, key: str, error: TilecastError, ttl: int) -> None:

@@ -38,9 +38,9 @@ from tilecast.common.encoding import EncodingOptions, parse_bool
 from tilecast.common.errors import BadRequest
 from tilecast.common.fill import fill_key_part
 from tilecast.common.grid import Grid
+from tilecast.common.keys import cache_key
 from tilecast.common.params import bounded_int
 from tilecast.common.style import NO_STYLE, style_hash
-from tilecast.common.tiles import cache_key
 
 KIND_REGION = "region"
 KIND_PIXEL = "pixel"

@@ -21,17 +21,7 @@ import redis
 
 from tilecast.common.errors import SourceGone, UnknownSource
 from tilecast.common.fileidentity import Identity
-
-SOURCES_KEY = "tc:sources"
-
-
-def generation_key(source_id: str) -> str:
-    return f"tc:gen:{source_id}"
-
-
-def describe_key(source_id: str) -> str:
-    """The done key of a ``describe_source`` task (its in-flight marker and completion)."""
-    return f"tc:describe:{source_id}"
+from tilecast.common.keys import SOURCES_KEY, generation_key
 
 
 @dataclass(frozen=True)

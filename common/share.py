@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import redis
 
-PREFIX = "tc:share:"
-SOURCES_KEY = f"{PREFIX}sources"
+from tilecast.common.keys import SHARE_PENDING_PREFIX
+from tilecast.common.keys import SHARE_SOURCES_KEY as SOURCES_KEY
+from tilecast.common.keys import share_pending_key as pending_key
+from tilecast.common.keys import share_running_key as running_key
 
 _NOTE = """
 local t = redis.call('TIME')
@@ -104,14 +106,6 @@ return 0
 )
 
 
-def pending_key(source: str) -> str:
-    return f"{PREFIX}pending:{source}"
-
-
-def running_key(source: str) -> str:
-    return f"{PREFIX}running:{source}"
-
-
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -149,7 +143,7 @@ def admit(
             _ms(running_ttl),
             _ms(pending_ttl),
             source,
-            f"{PREFIX}pending:",
+            SHARE_PENDING_PREFIX,
         )
     )
 
@@ -169,7 +163,7 @@ def should_yield(
             max(1, limit),
             _ms(pending_ttl),
             source,
-            f"{PREFIX}pending:",
+            SHARE_PENDING_PREFIX,
         )
     )
 

@@ -27,9 +27,10 @@ from typing import Any
 
 import redis
 
+from tilecast.common.keys import SOURCE_CACHE_GAUGES_KEY, STATS_KEY
+
 log = logging.getLogger(__name__)
 
-STATS_KEY = "tc:stats"
 
 TILES_RENDERED = "tiles_rendered"
 THUMBNAILS_RENDERED = "thumbnails_rendered"
@@ -44,11 +45,38 @@ RENDERS_TOO_COSTLY = "renders_too_costly"
 RENDERS_KILLED = "renders_killed"
 RENDERS_DEFERRED = "renders_deferred"
 
-# The api's view of the tile cache (tiles and thumbnails it served).
-API_TILE_HITS = "api_tile_hits"
-API_TILE_MISSES = "api_tile_misses"
-API_THUMBNAIL_HITS = "api_thumbnail_hits"
-API_THUMBNAIL_MISSES = "api_thumbnail_misses"
+# The api's view of the cache: hits and misses of each kind of answer it serves
+# (api/answers.py), counted as "api_{kind}_hits" and "api_{kind}_misses".
+KIND_TILE = "tile"
+KIND_THUMBNAIL = "thumbnail"
+KIND_REGION = "region"
+KIND_PIXEL = "pixel"
+KIND_HISTOGRAM = "histogram"
+KIND_BANDS = "bands"
+KIND_ASSOCIATED = "associated"
+API_ANSWER_KINDS = (
+    KIND_TILE,
+    KIND_THUMBNAIL,
+    KIND_REGION,
+    KIND_PIXEL,
+    KIND_HISTOGRAM,
+    KIND_BANDS,
+    KIND_ASSOCIATED,
+)
+
+
+def api_hits(kind: str) -> str:
+    return f"api_{kind}_hits"
+
+
+def api_misses(kind: str) -> str:
+    return f"api_{kind}_misses"
+
+
+API_TILE_HITS = api_hits(KIND_TILE)
+API_TILE_MISSES = api_misses(KIND_TILE)
+API_THUMBNAIL_HITS = api_hits(KIND_THUMBNAIL)
+API_THUMBNAIL_MISSES = api_misses(KIND_THUMBNAIL)
 API_NOT_MODIFIED = "api_not_modified"
 
 # The worker source cache, summed over worker processes.
@@ -67,7 +95,6 @@ KEEPER_FREED_BYTES = "keeper_freed_bytes"
 PREFETCH_TASKS = "prefetch_tasks"
 PREFETCH_TILES = "prefetch_tiles"
 
-SOURCE_CACHE_GAUGES_KEY = "tc:sourcecache"
 # A process whose gauges are older than this is gone (or idle and unchanged: it
 # rewrites them at least this often while it runs tasks).
 GAUGE_STALE_SECONDS = 120.0

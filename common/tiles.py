@@ -13,26 +13,13 @@ from typing import Any
 
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.fill import fill_key_part
+from tilecast.common.keys import cache_key
 from tilecast.common.style import NO_STYLE, style_hash
 
 KIND_TILE = "tile"  # styled and encoded, what a client receives
 KIND_RAW = "raw"  # unstyled intermediate tile, lossless
 KIND_THUMB = "thumb"
 RAW_ENCODING = "raw"
-
-
-def cache_key(
-    kind: str,
-    source: str,
-    generation: int,
-    frame: int,
-    z: int | str,
-    x: int | str,
-    y: int | str,
-    style: str,
-    encoding: str,
-) -> str:
-    return f"tc:{kind}:{source}:{generation}:{frame}:{z}:{x}:{y}:{style}:{encoding}"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import redis
 
+from tilecast.common.keys import waiting_key
+
 # Only ever lengthen: a waiter with a shorter timeout must not cut an earlier one's.
 _JOIN = """
 local ttl = redis.call('PTTL', KEYS[1])
@@ -21,10 +23,6 @@ if ttl < tonumber(ARGV[1]) then
 end
 return 1
 """
-
-
-def waiting_key(key: str) -> str:
-    return f"tc:waiting:{key}"
 
 
 def join(state: redis.Redis, key: str, seconds: float) -> None:

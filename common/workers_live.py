@@ -21,15 +21,10 @@ from typing import Any
 
 import redis
 
-WORKERS_KEY = "tc:workers"
-GONE_KEY = "tc:workers:gone"
+from tilecast.common.keys import GONE_KEY, WORKERS_KEY, worker_key
 
 ROLE_INTERACTIVE = "interactive"
 ROLE_BULK = "bulk"
-
-
-def worker_key(node: str) -> str:
-    return f"tc:worker:{node}"
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from typing import Any
 import redis
 from celery import current_task
 
+from tilecast.common import inflight
 from tilecast.common.associated import AssociatedRequest
-from tilecast.common.inflight import inflight_key
 from tilecast.common.protocol import (
     QUEUE_INTERACTIVE,
     TASK_RENDER_ASSOCIATED,
@@ -36,19 +36,6 @@ from tilecast.common.routing import affinity_queue
 from tilecast.common.tiles import ThumbnailRequest, TileRequest
 
 log = logging.getLogger(__name__)
-
-# Keep the owner (the part after a queue name, if any); only an existing marker is
-# rewritten, so a render that finished meanwhile is not marked again.
-_ADOPT = """
-local value = redis.call('GET', KEYS[1])
-if not value then return 0 end
-local space = string.find(value, ' ', 1, true)
-local owner = value
-if space then owner = string.sub(value, space + 1) end
-redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. owner, 'KEEPTTL')
-return 1
-"""
-
 
 # The one-answer tasks whose marker a waiter watches, and how their payload's request
 # is read (as workers/tasks.py reads it).
@@ -84,7 +71,7 @@ def adopt_received(state: redis.Redis, node: str, request: Any) -> None:
     try:
         payload = request.args[0]
         key = parse(payload["request"]).key(int(payload["generation"]))
-        state.eval(_ADOPT, 1, inflight_key(key), own)
+        inflight.adopt(state, key, own)
     except (redis.RedisError, LookupError, TypeError, ValueError, AttributeError) as exc:
         log.warning("could not name this worker in a received task's marker: %s", exc)
 
@@ -99,6 +86,6 @@ def adopt_marker(state: redis.Redis, key: str) -> None:
     if own is None:
         return
     try:
-        state.eval(_ADOPT, 1, inflight_key(key), own)
+        inflight.adopt(state, key, own)
     except redis.RedisError as exc:
         log.warning("could not name this worker in the marker of %s: %s", key, exc)

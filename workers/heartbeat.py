@@ -32,6 +32,8 @@ from typing import Any
 
 import redis
 
+from tilecast.common import lease
+from tilecast.common.keys import SWEEP_LOCK_KEY
 from tilecast.common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE
 from tilecast.common.redisconn import connect
 from tilecast.common.routing import affinity_queue, binding_key, broker_client
@@ -50,7 +52,6 @@ from tilecast.common.workers_live import (
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 2.0
-SWEEP_LOCK = "tc:workers:sweep"
 GONE_RETENTION_SECONDS = 120.0
 # At most this many tasks are moved per gone queue and sweep.
 MOVE_LIMIT = 10_000
@@ -190,7 +191,8 @@ class Heartbeat:
 
     def _sweep(self) -> None:
         # One sweeper per period across the cluster is enough.
-        if self.state.set(SWEEP_LOCK, self.node, nx=True, px=int(SWEEP_SECONDS * 1000)):
+        # The lease is never renewed nor released: it spaces the sweeps out.
+        if lease.take(self.state, SWEEP_LOCK_KEY, self.node, SWEEP_SECONDS):
             sweep(self.state, self.broker, time.time())
 
 

@@ -37,7 +37,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 from tilecast.common import stats
 from tilecast.common.errors import RenderFailed, ServiceUnavailable, TilecastError, UnknownJob
-from tilecast.common.inflight import Completion, announce, inflight_key
+from tilecast.common.inflight import Completion, announce, claim_many, release_owned
 from tilecast.common.jobs import (
     ACTIVE_KEY,
     RAW,
@@ -68,14 +68,6 @@ DRIVER_LOCK_TTL = 5.0
 DRIVER_PERIOD = 0.1
 # A failed attempt is retried after 2**attempt seconds.
 RETRY_BACKOFF = 2.0
-
-_RELEASE_OWNED = """
-local n = 0
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then n = n + redis.call('DEL', key) end
-end
-return n
-"""
 
 
 class JobCancelled(Exception):
@@ -215,7 +207,6 @@ class _BatchRunner:
         self.owner = tile_owner(job_id, batch.index)
         self.claimed: set[str] = set()
         self.outcome = BatchOutcome()
-        self._release = renderer.state.register_script(_RELEASE_OWNED)
 
     def run(self) -> BatchOutcome:
         if self.batch.kind == THUMBNAIL:
@@ -302,18 +293,11 @@ class _BatchRunner:
         self.outcome.skipped += len(keys) - len(missing)
         if not missing:
             return [], []
-        ttl = max(1, int(self.settings.inflight_ttl * 1000))
-        pipe = self.renderer.state.pipeline(transaction=False)
-        for key in missing:
-            pipe.set(inflight_key(key), self.owner, nx=True, px=ttl)
-            pipe.get(inflight_key(key))
-        answers = pipe.execute()
+        held = claim_many(self.renderer.state, missing, self.owner, self.settings.inflight_ttl)
         mine: list[str] = []
         others: list[str] = []
-        owner = self.owner.encode()
-        for i, key in enumerate(missing):
-            took, holder = answers[2 * i], answers[2 * i + 1]
-            (mine if took or holder == owner else others).append(key)
+        for key, ours in zip(missing, held, strict=True):
+            (mine if ours else others).append(key)
         self.claimed.update(mine)
         return mine, others
 
@@ -323,8 +307,7 @@ class _BatchRunner:
         if not self.claimed:
             return
         try:
-            keys = [inflight_key(key) for key in self.claimed]
-            self._release(keys=keys, args=[self.owner])
+            release_owned(self.renderer.state, list(self.claimed), self.owner)
         except redis.RedisError:
             log.warning("could not release the markers of batch %d", self.batch.index)
         self.claimed.clear()

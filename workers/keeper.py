@@ -45,6 +45,9 @@ import redis
 from tilecast.common import activity, stats
 from tilecast.common.associated import KIND_ASSOCIATED, KIND_ASSOCIATED_LIST
 from tilecast.common.bandstats import KIND_BANDSTATS
+from tilecast.common.keys import ALL_PATTERN
+from tilecast.common.keys import KEEPER_LOCK_KEY as LOCK_KEY
+from tilecast.common.lease import Lease
 from tilecast.common.protocol import QUEUE_INTERACTIVE
 from tilecast.common.redisconn import (
     CacheClient,
@@ -74,7 +77,6 @@ EVICTABLE_KINDS = frozenset(
         KIND_BANDSTATS,
     }
 )
-LOCK_KEY = "tc:keeper:lock"
 STANDBY_CHECKS = 3
 SCAN_COUNT = 1000
 DELETE_CHUNK = 500
@@ -87,20 +89,6 @@ ACTIVITY_RETENTION = 7 * 24 * 3600.0
 # The level given to keys whose z is not a number (thumbnails, regions, stats): they
 # are whole-image answers, kept as long as the coarsest tiles.
 WHOLE_IMAGE_LEVEL = -1
-
-# Renew the lock only while we hold it (compare-and-expire).
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
 
 
 def parse_key(key: str) -> tuple[str, str, int] | None:
@@ -253,7 +241,7 @@ class Keeper:
         seen = activity.last_seen(self.cache)
         by_source: dict[str, SourceKeys] = {}
         count = 0
-        for raw in node.scan_iter(match="tc:*", count=SCAN_COUNT):
+        for raw in node.scan_iter(match=ALL_PATTERN, count=SCAN_COUNT):
             parsed = parse_key(raw.decode(errors="replace"))
             if parsed is None:
                 continue
@@ -320,25 +308,24 @@ class KeeperThread(threading.Thread):
         self.keeper = keeper
         self.interval = interval
         self.standby = standby
-        self.lock_ms = int(max(3 * interval, 10.0) * 1000)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        self.lock = Lease(keeper.state, LOCK_KEY, self.owner, max(3 * interval, 10.0))
         self.stopping = threading.Event()
         self._free_checks = 0
 
     def holds_lock(self) -> bool:
         """Renew the lock when it is ours, else take it when free (one keeper per
         cluster; a keeper that dies lets another take over within the lock's TTL)."""
-        state = self.keeper.state
-        if state.eval(_RENEW, 1, LOCK_KEY, self.owner, self.lock_ms):
+        if self.lock.renew():
             return True
         if self.standby:
-            if state.exists(LOCK_KEY):
+            if self.lock.is_held():
                 self._free_checks = 0
                 return False
             self._free_checks += 1
             if self._free_checks < STANDBY_CHECKS:
                 return False
-        return bool(state.set(LOCK_KEY, self.owner, nx=True, px=self.lock_ms))
+        return self.lock.take()
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):
@@ -354,7 +341,7 @@ class KeeperThread(threading.Thread):
         self.stopping.set()
         # Hand the lock on at once; if Redis is unreachable it expires on its own.
         with contextlib.suppress(redis.exceptions.RedisError):
-            self.keeper.state.eval(_RELEASE, 1, LOCK_KEY, self.owner)
+            self.lock.release()
 
 
 _thread: KeeperThread | None = None

@@ -1,11 +1,13 @@
 """Associated images of a source (label, macro, thumbnail): the list of their names and
-each image, rendered by a worker and cached like tiles (common/associated.py keys)."""
+each image, rendered by a worker and cached like tiles (common/associated.py keys),
+through the one hit and miss path (api/answers.py)."""
 
 from __future__ import annotations
 
 import json
 
-from tilecast.api.handlers.tiles import Image
+from tilecast.api import answers
+from tilecast.api.answers import Image, Work
 from tilecast.api.services import Services
 from tilecast.common.associated import AssociatedRequest, valid_name
 from tilecast.common.errors import NotFound
@@ -16,35 +18,24 @@ def names(svc: Services, source_id: str) -> list[str]:
     """The source's associated image names (large_image's ``getAssociatedImagesList``)."""
     request = AssociatedRequest(source_id)
     generation = svc.generations.get(source_id)  # UnknownSource (404) for unknown ids
-    data = _fetch(svc, request, generation)
+    work = Work(TASK_RENDER_ASSOCIATED, render_associated_payload(request, generation))
+    data = answers.fetch(svc, source_id, request.key(generation), work)
     value = json.loads(data)
     return [str(name) for name in value] if isinstance(value, list) else []
 
 
 def image(svc: Services, request: AssociatedRequest) -> Image:
     """One associated image; an unknown name is a 404 answered without a render."""
-    assert request.name is not None
-    if not valid_name(request.name):
-        raise NotFound(f"the image has no associated image {request.name!r}", parameter="name")
-    generation = svc.generations.get(request.source)
-    key = request.key(generation)
+    name = request.name
+    assert name is not None
+    if not valid_name(name):
+        raise NotFound(f"the image has no associated image {name!r}", parameter="name")
 
-    def load() -> bytes:
-        data = svc.cache.get(key)
-        if data is not None:
-            return data
-        if request.name not in names(svc, request.source):
-            raise NotFound(f"the image has no associated image {request.name!r}", parameter="name")
-        return _fetch(svc, request, generation)
+    def miss(gen: int) -> Work:
+        if name not in names(svc, request.source):
+            raise NotFound(f"the image has no associated image {name!r}", parameter="name")
+        return Work(TASK_RENDER_ASSOCIATED, render_associated_payload(request, gen))
 
-    return Image(key, request.encoding.content_type, load)
-
-
-def _fetch(svc: Services, request: AssociatedRequest, generation: int) -> bytes:
-    key = request.key(generation)
-    payload = render_associated_payload(request, generation)
-    return svc.dispatcher.fetch(
-        key,
-        lookup=lambda: svc.cache.get(key),
-        send=lambda: svc.sender.send(TASK_RENDER_ASSOCIATED, payload),
+    return answers.answer(
+        svc, answers.ASSOCIATED, request.source, request.encoding.content_type, request.key, miss
     )

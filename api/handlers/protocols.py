@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 from flask import current_app
 
+from tilecast.api.answers import Image
 from tilecast.api.handlers import regions, tiles
-from tilecast.api.handlers.tiles import Image
 from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
 from tilecast.api.protocols import PixelBox, aligned_tile
 from tilecast.api.services import Services

@@ -3,8 +3,8 @@
 Each is a request type of common/regions.py named by its canonical key. A hit is one
 Redis round trip, like a tile's; a miss first checks the request against the image's
 metadata (frame, and for regions and histograms the area and output size: a 400 naming
-the parameter before any worker is asked), then goes through the tiles' single-flight
-miss path (``api.handlers.tiles.render``). JSON answers are computed by workers too:
+the parameter before any worker is asked); hits, misses, 304s and headers are the
+tiles' own (the one path of api/answers.py). JSON answers are computed by workers too:
 the api never imports numpy.
 """
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tilecast.api.handlers.tiles import Image, budget, metadata, render
+from tilecast.api import answers
+from tilecast.api.answers import Image, Kind, Work, budget, metadata
 from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
 from tilecast.api.services import Services
 from tilecast.api.tilerange import check_frame
@@ -99,13 +100,13 @@ def region(svc: Services, request: RegionRequest) -> Image:
             pixels = max(pixels, request.width * request.height)  # letterboxed
         budget(svc, meta, pixels, request.style, request.encoding)
 
-    return _deferred(
-        svc, request, TASK_RENDER_REGION, request.encoding.content_type, request.frame, check
+    return _answer(
+        svc, answers.REGION, request, TASK_RENDER_REGION, request.encoding.content_type, check
     )
 
 
 def pixel(svc: Services, request: PixelRequest) -> Image:
-    return _deferred(svc, request, TASK_RENDER_PIXEL, JSON_CONTENT_TYPE, request.frame, None)
+    return _answer(svc, answers.PIXEL, request, TASK_RENDER_PIXEL, JSON_CONTENT_TYPE, None)
 
 
 def histogram(svc: Services, request: HistogramRequest) -> Image:
@@ -114,11 +115,11 @@ def histogram(svc: Services, request: HistogramRequest) -> Image:
             grid=_grid(meta), max_pixels=svc.settings.max_region_pixels, optics=Optics.of(meta)
         )
 
-    return _deferred(svc, request, TASK_RENDER_HISTOGRAM, JSON_CONTENT_TYPE, request.frame, check)
+    return _answer(svc, answers.HISTOGRAM, request, TASK_RENDER_HISTOGRAM, JSON_CONTENT_TYPE, check)
 
 
 def bands(svc: Services, request: BandsRequest) -> Image:
-    return _deferred(svc, request, TASK_RENDER_BANDS, JSON_CONTENT_TYPE, request.frame, None)
+    return _answer(svc, answers.BANDS, request, TASK_RENDER_BANDS, JSON_CONTENT_TYPE, None)
 
 
 def _grid(meta: Mapping[str, Any]) -> Grid:
@@ -128,28 +129,22 @@ def _grid(meta: Mapping[str, Any]) -> Grid:
         raise BadRequest("the image's size is unknown") from None
 
 
-def _deferred(
+def _answer(
     svc: Services,
+    kind: Kind,
     request: AnyRequest,
     task: str,
     content_type: str,
-    frame: int,
     check: Callable[[Mapping[str, Any]], None] | None,
 ) -> Image:
-    """The answer named by its key; loading reads the cache, else (after the checks a
-    miss pays for) renders it through the shared miss path."""
-    generation = svc.generations.get(request.source)
-    key = request.key(generation)
-    payload = request_payload(request, generation)
+    """The answer named by the request's key (api/answers.py); a miss checks the frame,
+    then ``check``, against the image's metadata before it sends ``task``."""
 
-    def load() -> bytes:
-        data = svc.cache.get(key)
-        if data is not None:
-            return data
+    def miss(gen: int) -> Work:
         meta = metadata(svc, request.source)
-        check_frame(frame, meta)
+        check_frame(request.frame, meta)
         if check is not None:
             check(meta)
-        return render(svc, key, task, payload)
+        return Work(task, request_payload(request, gen))
 
-    return Image(key, content_type, load)
+    return answers.answer(svc, kind, request.source, content_type, request.key, miss)

@@ -9,9 +9,10 @@ from tilecast.api.handlers.jobs import cancel_source_jobs, precache_new_source
 from tilecast.api.services import Services
 from tilecast.common.errors import UnknownSource
 from tilecast.common.fileidentity import same_file, stat_identity
+from tilecast.common.keys import describe_key
 from tilecast.common.localpaths import resolve_under_roots, source_id_for_path
 from tilecast.common.protocol import TASK_DESCRIBE_SOURCE, describe_source_payload
-from tilecast.common.registry import SourceRecord, describe_key
+from tilecast.common.registry import SourceRecord
 
 
 def register(svc: Services, path: str) -> tuple[dict[str, Any], bool]:

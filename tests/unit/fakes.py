@@ -44,11 +44,12 @@ class FakeSender:
         self.silent = False  # True: never answer (a lost task)
         self._lock = threading.Lock()
 
-    def send(self, name: str, payload: dict[str, Any], queue: str = "interactive") -> None:
+    def send(self, name: str, payload: dict[str, Any], queue: str = "interactive") -> str:
         with self._lock:
             self.sent.append((name, payload, queue))
         if not self.silent:
             threading.Thread(target=self._work, args=(name, payload), daemon=True).start()
+        return queue
 
     def _work(self, name: str, payload: dict[str, Any]) -> None:
         time.sleep(self.delay)

@@ -1,6 +1,6 @@
 """The region, pixel, histogram and bands endpoints in-process (Flask test client) against a
-real Redis and a fake worker: parsing, the checks a miss pays for, the shared miss path,
-the one-round-trip hit path."""
+real Redis and a fake worker: parsing, the checks a miss pays for, the one miss path
+(api/answers.py), the one-round-trip hit path."""
 
 from __future__ import annotations
 
@@ -46,9 +46,10 @@ class FakeRegionWorker:
         self.client = client
         self.sent: list[tuple[str, dict[str, Any], str]] = []
 
-    def send(self, name: str, payload: dict[str, Any], queue: str = "interactive") -> None:
+    def send(self, name: str, payload: dict[str, Any], queue: str = "interactive") -> str:
         self.sent.append((name, payload, queue))
         threading.Thread(target=self._work, args=(name, payload), daemon=True).start()
+        return queue
 
     def _work(self, name: str, payload: dict[str, Any]) -> None:
         time.sleep(0.02)

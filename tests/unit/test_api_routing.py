@@ -13,10 +13,10 @@ import pytest
 import redis
 
 from tilecast.api.completion import CompletionListener
-from tilecast.api.dispatch import Dispatcher, marker_queue, marker_value
+from tilecast.api.dispatch import Dispatcher
 from tilecast.api.routing import Router
 from tilecast.common.errors import Overloaded
-from tilecast.common.inflight import Completion, announce, inflight_key
+from tilecast.common.inflight import Completion, announce, inflight_key, marker_queue, marker_value
 from tilecast.common.protocol import QUEUE_INTERACTIVE
 from tilecast.common.redisconn import connect
 from tilecast.common.routing import affinity_queue, candidates, is_affinity_queue, pick
@@ -124,7 +124,6 @@ def test_routes_to_the_owner_then_spills_then_refuses(db: redis.Redis) -> None:
     assert owner is not None and owner.queue is not None
     # Affinity: up to 2 tasks per process in the owner's own queue (counted locally).
     assert [r.route(source), r.route(source)] == [owner.queue] * 2
-    assert r.take_route() == owner.queue and r.take_route() is None
     # The owner looks busy: its tasks spill to the shared queue, up to its bound.
     assert [r.route(source) for _ in range(3)] == [QUEUE_INTERACTIVE] * 3
     with pytest.raises(Overloaded):
@@ -198,15 +197,10 @@ class DeadThenLive:
 
     def __init__(self) -> None:
         self.routes = ["interactive.dead@h", "interactive.live@h"]
-        self.last: str | None = None
         self.dead = threading.Event()
 
-    def route(self) -> None:
-        self.last = self.routes.pop(0) if self.routes else "interactive.live@h"
-
-    def take_route(self) -> str | None:
-        last, self.last = self.last, None
-        return last
+    def route(self) -> str:
+        return self.routes.pop(0) if self.routes else "interactive.live@h"
 
     def is_gone(self, queue: str) -> bool:
         return queue == "interactive.dead@h" and self.dead.is_set()
@@ -223,14 +217,15 @@ def test_waiters_send_again_when_the_marker_names_a_dead_worker(
     key = f"tc:test:{uuid.uuid4().hex}"
     sends: list[str | None] = []
 
-    def send() -> None:
-        routes.route()
-        sends.append(routes.last)
+    def send() -> str:
+        queue = routes.route()
+        sends.append(queue)
         if len(sends) == 1:
             routes.dead.set()  # the worker holding it is killed: the task is lost
-            return
+            return queue
         db.set(key, b"rendered")
         announce(db, Completion(key))
+        return queue
 
     dispatcher = Dispatcher(db, listener, inflight_ttl=60.0, timeout=10.0, routes=routes)
     try:

@@ -16,6 +16,7 @@ from tests.rediscluster import RedisClusterServers
 from tilecast.common import activity, metrics, stats
 from tilecast.common.cache import TileCache
 from tilecast.common.errors import ConfigurationError
+from tilecast.common.keys import cache_key
 from tilecast.common.redisconn import (
     LazyCluster,
     by_slot,
@@ -26,7 +27,6 @@ from tilecast.common.redisconn import (
     primaries,
 )
 from tilecast.common.settings import Settings
-from tilecast.common.tiles import cache_key
 from tilecast.redis_server import free_port
 from tilecast.workers.keeper import Keeper, memory
 

@@ -677,8 +677,8 @@ def test_girder_records_describe_and_render(
     tmp_path: Path,
     wk_settings: Settings,
 ) -> None:
+    from tilecast.common.keys import describe_key
     from tilecast.common.protocol import describe_source_payload
-    from tilecast.common.registry import describe_key
     from tilecast.common.tiles import TileRequest
     from tilecast.workers import process_renderer, tasks
     from tilecast.workers.celeryapp import app

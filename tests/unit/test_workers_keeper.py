@@ -12,8 +12,9 @@ import redis
 
 from tilecast.common import activity, stats
 from tilecast.common.inflight import inflight_key
+from tilecast.common.keys import cache_key
 from tilecast.common.registry import SOURCES_KEY, generation_key
-from tilecast.common.tiles import cache_key, raw_tile_key
+from tilecast.common.tiles import raw_tile_key
 from tilecast.redis_server import RedisServer
 from tilecast.workers.keeper import (
     LOCK_KEY,

@@ -14,6 +14,7 @@ from tests.unit.conftest import register_source
 from tilecast.common import stats
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.inflight import claim, is_inflight
+from tilecast.common.keys import describe_key
 from tilecast.common.protocol import (
     TASK_DESCRIBE_SOURCE,
     TASK_RENDER_THUMBNAIL,
@@ -22,7 +23,6 @@ from tilecast.common.protocol import (
     render_thumbnail_payload,
     render_tile_payload,
 )
-from tilecast.common.registry import describe_key
 from tilecast.common.tiles import ThumbnailRequest, TileRequest
 from tilecast.workers import process_renderer, tasks
 from tilecast.workers.celeryapp import app

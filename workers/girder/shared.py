@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 import redis
 
 from tilecast.common.cache import TileCache
+from tilecast.common.keys import girder_block_key as block_key
+from tilecast.common.keys import girder_file_key as file_info_key
 from tilecast.common.redisconn import connect_cache
 from tilecast.workers.girder.items import GirderFileInfo
 
@@ -35,16 +37,6 @@ log = logging.getLogger(__name__)
 REST_AFTER_FAILURE = 30.0
 # A hung Redis must cost a read little: the tier's own client gives up early.
 TIMEOUT = 1.0
-
-
-def block_key(file_key: str, block_size: int, index: int) -> str:
-    """The cache key of block ``index`` of a file's content version ``file_key``."""
-    return f"tc:girder:block:{file_key}:{block_size}:{index}"
-
-
-def file_info_key(item_id: str, generation: int) -> str:
-    """The cache key of the file that generation ``generation`` of an item reads."""
-    return f"tc:girder:file:{item_id}:{generation}"
 
 
 @dataclass
