@@ -30,8 +30,23 @@ from typing import Any, ClassVar, TypeVar
 
 from tilecast.common.errors import UnsupportedImage
 from tilecast.common.settings import Settings
-from tilecast.workers.sources.base import ImageSource
+from tilecast.workers.rawtile import RawTile
+from tilecast.workers.sources.base import ImageSource, level_count
 from tilecast.workers.sources.files import ImageFile
+
+# What a reader plugin needs, importable from this one module (docs/READERS.md).
+__all__ = [
+    "HEAD_BYTES",
+    "PRIORITIES",
+    "ImageFile",
+    "Probe",
+    "RawTile",
+    "Reader",
+    "ReaderDeclined",
+    "Settings",
+    "UnsupportedImage",
+    "level_count",
+]
 
 T = TypeVar("T")
 
