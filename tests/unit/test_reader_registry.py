@@ -237,3 +237,13 @@ def test_readers_load_from_the_entry_point_group(
     assert "'not-a-reader' (toyreader:write_toy) names" in caplog.text
     assert "takes the name 'tiff'" in caplog.text
     assert "image readers, in the order tried: ome-tiff, tiff, toy, libvips" in caplog.text
+
+
+def test_the_documented_example_is_the_tested_reader() -> None:
+    """docs/READERS.md shows the toy reader's code: it must stay the code tested here."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "READERS.md").read_text()
+    example = doc.split("`toyreader/__init__.py`:\n\n```python\n", 1)[1].split("```", 1)[0]
+    source = (TOY_PACKAGE / "toyreader" / "__init__.py").read_text()
+    shown = example[example.index("class ToyReader") :].strip()
+    tested = source[source.index("class ToyReader") : source.index("def write_toy")].strip()
+    assert shown == tested

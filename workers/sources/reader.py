@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 
 from tilecast.common.errors import UnsupportedImage
 from tilecast.common.settings import Settings
+from tilecast.workers.codecheaders import JPEG, check_tile
 from tilecast.workers.rawtile import RawTile
 from tilecast.workers.sources.base import ImageSource, level_count
 from tilecast.workers.sources.files import ImageFile
@@ -37,6 +38,7 @@ from tilecast.workers.sources.files import ImageFile
 # What a reader plugin needs, importable from this one module (docs/READERS.md).
 __all__ = [
     "HEAD_BYTES",
+    "JPEG",
     "PRIORITIES",
     "ImageFile",
     "Probe",
@@ -45,6 +47,7 @@ __all__ = [
     "ReaderDeclined",
     "Settings",
     "UnsupportedImage",
+    "check_tile",
     "level_count",
 ]
 

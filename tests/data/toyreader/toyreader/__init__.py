@@ -40,8 +40,7 @@ class ToyReader(Reader):
     def __init__(self, file: ImageFile, settings: Settings) -> None:
         self.file = file
         self.path = file.name
-        head = file.read(0, 64)
-        lines = head.split(b"\n", 2)
+        lines = file.read(0, 64).split(b"\n", 2)
         try:
             width, height = (int(value) for value in lines[1].split())
         except (IndexError, ValueError):
@@ -60,6 +59,7 @@ class ToyReader(Reader):
         self.band_count = 3
 
     def native_level_size(self, z: int, frame: int = 0) -> tuple[int, int] | None:
+        # Only full resolution is stored; tilecast synthesizes the other levels.
         if z == self.levels - 1 and frame == 0:
             return self.size_x, self.size_y
         return None
