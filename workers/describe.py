@@ -2,8 +2,9 @@
 metadata of an image file.
 
 A record's path is a local file or ``girder://item/{id}`` (read through
-workers/girder/). Used in-process by ``tilecast add``, by the
-``tilecast.describe_source`` task and by the Renderer.
+workers/girder/); either way the file is an ImageFile, and the reader registry
+(workers/sources/registry.py) picks its reader by content. Used in-process by
+``tilecast add``, by the ``tilecast.describe_source`` task and by the Renderer.
 """
 
 from __future__ import annotations

@@ -1,27 +1,29 @@
-"""Image readers behind one small interface (workers/sources/base.py).
+"""Image readers behind one interface (workers/sources/reader.py), chosen by content.
 
-``open_source`` picks the reader: TIFF files go to the TIFF reader (native pyramid
-levels, JPEG pass-through) unless large_image's TIFF source would not take them,
-in which case they, like every other format libvips knows, go to the generic
-libvips reader.
+``open_source`` hands a file to the reader registry (workers/sources/registry.py):
+tilecast's own readers -- OME-TIFF, TIFF (native pyramid levels, JPEG pass-through),
+libvips for the rest -- and any a site installs under the ``tilecast.readers`` entry
+point group, tried in priority order (docs/READERS.md).
 """
 
 from __future__ import annotations
-
-import logging
 
 from tilecast.common.errors import UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.sources.base import ImageSource
 from tilecast.workers.sources.files import ImageFile, LocalFile
-from tilecast.workers.sources.tiff import NotATiffPyramid, TiffSource
-from tilecast.workers.sources.vipsimage import VipsImageSource
+from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined
+from tilecast.workers.sources.registry import default_registry
 
-log = logging.getLogger(__name__)
-
-TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-
-__all__ = ["ImageFile", "ImageSource", "LocalFile", "open_source"]
+__all__ = [
+    "ImageFile",
+    "ImageSource",
+    "LocalFile",
+    "Probe",
+    "Reader",
+    "ReaderDeclined",
+    "open_source",
+]
 
 
 def open_source(file: ImageFile | str, settings: Settings) -> ImageSource:
@@ -34,20 +36,7 @@ def open_source(file: ImageFile | str, settings: Settings) -> ImageSource:
         except OSError as exc:
             raise UnsupportedImage(f"cannot open the file: {exc.strerror or 'I/O error'}") from None
     try:
-        return _open_reader(file, settings)
+        return default_registry().open(file, settings)
     except BaseException:
         file.close()
         raise
-
-
-def _open_reader(file: ImageFile, settings: Settings) -> ImageSource:
-    try:
-        magic = file.read(0, 4)
-    except OSError as exc:
-        raise UnsupportedImage(f"cannot open the file: {exc.strerror or 'I/O error'}") from None
-    if magic in TIFF_MAGICS:
-        try:
-            return TiffSource(file, settings)
-        except NotATiffPyramid as exc:
-            log.debug("%s: %s; reading it through libvips", file.name, exc)
-    return VipsImageSource(file, settings)

@@ -8,6 +8,9 @@ halvings); a further full-size directory starts a new frame. A striped (untiled)
 TIFF is handled here only when large_image's TIFF source would take it (one
 directory, at most 4096 pixels a side); larger ones go to the generic libvips reader.
 
+OME-TIFF files are the same reader with the OME-XML's frames and channels
+(workers/sources/ometiff.py), tried first.
+
 Reads: JPEG tiles come back as the file's own bytes spliced with JPEGTables into a
 standalone JPEG (what large_image passes through); ZSTD tiles are decoded by
 workers/sources/codecs.py (the bundled libvips cannot); every other compression is
@@ -32,9 +35,8 @@ from tilecast.common.settings import Settings
 from tilecast.workers import codecheaders
 from tilecast.workers.rawtile import RawTile
 from tilecast.workers.sources import codecs, tiffdir
-from tilecast.workers.sources.base import ImageSource
 from tilecast.workers.sources.files import ImageFile
-from tilecast.workers.sources.ome import OmeLayout, OmeUnsupported, parse_ome
+from tilecast.workers.sources.reader import PRIORITIES, Probe, Reader, ReaderDeclined
 from tilecast.workers.sources.tiffassociated import find_associated, read_associated
 from tilecast.workers.sources.tiffdir import TiffDirectory, TiffFile, TiffFormatError
 from tilecast.workers.vipsutil import to_numpy
@@ -66,21 +68,45 @@ LAYOUT_TAGS = (
 )
 RESOLUTION_UNIT_MM = {2: 25.4, 3: 10.0}  # inch, centimetre
 SOI, EOI, SOF0, SOF2, SOS = b"\xff\xd8", b"\xff\xd9", b"\xff\xc0", b"\xff\xc2", b"\xff\xda"
+TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-class NotATiffPyramid(Exception):
-    """A readable TIFF that large_image's TIFF source would not take: the caller falls
-    back to the generic libvips reader."""
+class NotATiffPyramid(ReaderDeclined):
+    """A readable TIFF that large_image's TIFF source would not take: the registry
+    passes it on to the generic libvips reader."""
 
 
-class TiffSource(ImageSource):
-    def __init__(self, file: ImageFile, settings: Settings) -> None:
-        """Reads ``file``, which the source closes when it is closed (and its opener
-        closes when this raises)."""
+def parsed_tiff(probe: Probe) -> TiffFile:
+    """The probed file's TIFF structure, parsed once for every TIFF reader that looks."""
+    return probe.shared("tiff", TiffFile)
+
+
+class TiffSource(Reader):
+    name = "tiff"
+    priority = PRIORITIES["tiff"]
+
+    @classmethod
+    def can_read(cls, probe: Probe) -> bool:
+        return probe.startswith(*TIFF_MAGICS)
+
+    @classmethod
+    def open(cls, probe: Probe, settings: Settings) -> TiffSource:
+        try:
+            tiff = parsed_tiff(probe)
+        except TiffFormatError as exc:
+            raise UnsupportedImage(f"not a readable TIFF: {exc}") from None
+        except OSError as exc:
+            raise UnsupportedImage(f"cannot open the file: {exc.strerror}") from None
+        return cls(probe.file, settings, tiff)
+
+    def __init__(self, file: ImageFile, settings: Settings, tiff: TiffFile | None = None) -> None:
+        """Reads ``file`` (whose directories ``tiff`` holds when they were already
+        parsed), which the source closes when it is closed (and its opener closes when
+        this raises)."""
         self.file = file
         self.path = file.name
         try:
-            self._tiff = TiffFile(file)
+            self._tiff = tiff if tiff is not None else TiffFile(file)
         except TiffFormatError as exc:
             raise UnsupportedImage(f"not a readable TIFF: {exc}") from None
         except OSError as exc:
@@ -132,9 +158,7 @@ class TiffSource(ImageSource):
         self.frame_count = len(self._frames)
         self.black_padding = base.compression == tiffdir.COMPRESSION_JPEG
         self._pixel_info(base)
-        ome = self._ome_frames(base)
-        if ome is None:
-            self._described_frames()
+        self._frame_axes(base)
         self._associated = self._find_associated(directories) if base.is_tiled else {}
 
     def _single(self, base: TiffDirectory) -> list[TiffDirectory | None]:
@@ -230,33 +254,9 @@ class TiffSource(ImageSource):
         # large_image: ``mag or 0.01 / mm_x if mm_x else None`` -- None without mm_x.
         self.magnification = (info.get("magnification") or 0.01 / mm_x) if mm_x else None
 
-    def _ome_frames(self, base: TiffDirectory) -> OmeLayout | None:
-        """Frames, channels and pixel size of an OME-TIFF, as large_image's OME source
-        reports them (frames ordered by their OME TiffData); None for other files, and
-        for OME layouts that source refuses (large_image then reads pages in order)."""
-        try:
-            layout = parse_ome(base.image_description)
-        except OmeUnsupported as exc:
-            log.info("%s: OME-XML not used (%s); reading its pages in order", self.path, exc)
-            return None
-        if layout is None:
-            return None
-        by_page = {frame[-1].index: frame for frame in self._frames if frame[-1] is not None}
-        if any(page not in by_page for page in layout.ifds):
-            log.info("%s: OME-XML names pages that are not frames; read in page order", self.path)
-            return None
-        self._frames = [by_page[page] for page in layout.ifds]
-        self.frame_count = len(self._frames)
-        self.frame_info = layout.frames
-        self.channel_names = layout.channels or None
-        self.frames_always_listed = True
-        if self.mm_x is None and layout.mm_x is not None:
-            self.mm_x = layout.mm_x
-        if self.mm_y is None and layout.mm_y is not None:
-            self.mm_y = layout.mm_y
-        if not self.magnification and self.mm_x:
-            self.magnification = 0.01 / self.mm_x
-        return layout
+    def _frame_axes(self, base: TiffDirectory) -> None:
+        """Axes and channel names of the frames (OmeTiffSource reads them from OME-XML)."""
+        self._described_frames()
 
     def _described_frames(self) -> None:
         """Per-frame axes from JSON ImageDescriptions (``{"frame": {...}, "channels":

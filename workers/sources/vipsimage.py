@@ -19,8 +19,8 @@ from tilecast.common.grid import level_count
 from tilecast.common.settings import Settings
 from tilecast.workers.rawtile import RawTile
 from tilecast.workers.sources import decoded
-from tilecast.workers.sources.base import ImageSource
 from tilecast.workers.sources.files import ImageFile
+from tilecast.workers.sources.reader import PRIORITIES, Probe, Reader
 from tilecast.workers.sources.tiffdir import TiffFile, TiffFormatError
 from tilecast.workers.vipsutil import to_numpy, vips_dtype
 
@@ -34,7 +34,16 @@ RANDOM_ACCESS_LOADERS = ("tiffload", "vipsload", "ppmload", "fitsload")
 IN_MEMORY_BYTES = 100 * 1024 * 1024
 
 
-class VipsImageSource(ImageSource):
+class VipsImageSource(Reader):
+    name = "libvips"
+    priority = PRIORITIES["libvips"]
+
+    @classmethod
+    def can_read(cls, probe: Probe) -> bool:
+        """libvips sniffs the content itself, among all of its loaders: whatever no
+        earlier reader took is offered to it, and it says when it cannot."""
+        return True
+
     def __init__(self, file: ImageFile, settings: Settings) -> None:
         """Reads ``file``, which the source closes when it is closed (and its opener
         closes when this raises)."""
