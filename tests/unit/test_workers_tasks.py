@@ -13,7 +13,7 @@ import redis
 from celery import Task
 
 from tests.unit.conftest import register_source
-from tilecast.common import stats
+from tilecast.common import protocol, stats
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.inflight import claim, is_inflight
 from tilecast.common.protocol import (
@@ -55,7 +55,9 @@ def run(task: Task, payload: object) -> None:
 
 
 def test_the_app_registers_the_contract_names() -> None:
-    assert {TASK_RENDER_TILE, TASK_RENDER_THUMBNAIL, TASK_DESCRIBE_SOURCE} <= set(app.tasks)
+    named = {value for name, value in vars(protocol).items() if name.startswith("TASK_")}
+    assert {TASK_RENDER_TILE, TASK_RENDER_THUMBNAIL, TASK_DESCRIBE_SOURCE} <= named
+    assert named <= set(app.tasks)
     assert "tilecast.workers.tasks" in app.conf.include
 
 
