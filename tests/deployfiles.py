@@ -55,6 +55,50 @@ def compose() -> dict[str, Any]:
     return doc
 
 
+# Compose's variable syntax: $$ (a dollar), $NAME, ${NAME}, ${NAME:-default},
+# ${NAME-default}, ${NAME:?error}, ${NAME?error}, ${NAME:+other}, ${NAME+other}.
+COMPOSE_VARIABLE = re.compile(
+    r"\$(?:(?P<escaped>\$)|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<word>[^}]*))?\})"
+)
+
+
+def compose_interpolated(env: dict[str, str], document: Any = None) -> Any:
+    """docker-compose.yml (or ``document``) as ``docker compose config`` reads it with
+    ``env`` set: every variable replaced (defaults applied). A ``$`` that is no variable
+    raises, as Compose refuses the file."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["bare"] or match["name"]
+        value, op, word = env.get(name), match["op"] or "", match["word"] or ""
+        unset = value is None or (op.startswith(":") and value == "")
+        if op.endswith("-"):
+            return word if unset else str(value)
+        if op.endswith("?"):
+            if unset:
+                raise ValueError(f"{name} is required: {word}")
+            return str(value)
+        if op.endswith("+"):
+            return "" if unset else word
+        return value or ""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {walk(k): walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, str):
+            stray = COMPOSE_VARIABLE.sub("", value)
+            if "$" in stray:
+                raise ValueError(f"not a Compose variable: {value!r}")
+            return COMPOSE_VARIABLE.sub(replace, value)
+        return value
+
+    return walk(compose() if document is None else document)
+
+
 def kustomization() -> dict[str, Any]:
     (doc,) = yaml_documents(KUBERNETES / "kustomization.yaml")
     return doc
@@ -67,6 +111,47 @@ def kubernetes_resources() -> list[tuple[Path, dict[str, Any]]]:
         path = KUBERNETES / name
         out.extend((path, doc) for doc in yaml_documents(path))
     return out
+
+
+# The kustomization fields :func:`kustomize_build` applies; any other is refused.
+KUSTOMIZE_FIELDS = {"apiVersion", "kind", "namespace", "labels", "resources", "images"}
+
+
+def kustomize_build() -> list[dict[str, Any]]:
+    """What ``kubectl kustomize deploy/kubernetes`` outputs, for the fields this
+    kustomization uses: the namespace set on every namespaced resource, ``labels`` (without
+    ``includeSelectors``) added to each resource's metadata, ``images`` retagged in every
+    container. A field beyond those raises, so that a new one is built (and checked) here
+    before the file relies on it."""
+    spec = kustomization()
+    unknown = set(spec) - KUSTOMIZE_FIELDS
+    if unknown:
+        raise ValueError(f"kustomization fields this build does not apply: {sorted(unknown)}")
+    built = []
+    for _, original in kubernetes_resources():
+        resource = json.loads(json.dumps(original))  # a deep copy
+        metadata = resource["metadata"]
+        if resource["kind"] != "Namespace":
+            metadata["namespace"] = spec["namespace"]
+        for entry in spec.get("labels", []):
+            if set(entry) - {"pairs"}:
+                raise ValueError(f"label options this build does not apply: {entry}")
+            metadata["labels"] = {**metadata.get("labels", {}), **entry["pairs"]}
+        for pod in pod_specs(resource):
+            for container in pod["containers"] + pod.get("initContainers", []):
+                container["image"] = _retagged(container["image"], spec.get("images", []))
+        built.append(resource)
+    return built
+
+
+def _retagged(image: str, rules: list[dict[str, str]]) -> str:
+    name, _, tag = image.partition(":")
+    for rule in rules:
+        if set(rule) - {"name", "newName", "newTag"}:
+            raise ValueError(f"image options this build does not apply: {rule}")
+        if rule["name"] == name:
+            return f"{rule.get('newName', name)}:{rule.get('newTag', tag or 'latest')}"
+    return image
 
 
 def pod_specs(resource: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -49,7 +49,10 @@ FRAME_IMAGES: dict[str, str] = {
     "uint16": "600x450 uint16, 1 band, values 0 to 65535, deflate tiles",
     "uint16_rgb": "600x450 uint16, 3 bands (RGB), values 0 to 65535",
     "int16": "600x450 int16, 1 band, values -20000 to 20000",
-    "float32": "600x450 float32, 1 band, values about -0.25 to 1.25",
+    # Past 0 and 255 at both ends, spread between: large_image brings unstyled floats to
+    # 8 bits by clipping to [0, 255] (``_imageToPIL``), so values within [0, 1] would make
+    # every 8-bit answer 0 or 1, and any near-black answer would pass a parity test.
+    "float32": "600x450 float32, 1 band, values about -25 to 325",
     "bands1": "600x450 uint8 gray",
     "bands2": "600x450 uint8 gray + unspecified extra sample (no alpha)",
     "bands2_alpha": "600x450 uint8 gray + alpha (unassociated)",
@@ -75,7 +78,7 @@ def make_frame_images(root: Path) -> dict[str, Path]:
         root / "uint16-rgb.tiff", _scaled(_field(3), 0, 65535, np.uint16), photometric="rgb"
     )
     out["int16"] = _single(root / "int16.tiff", _scaled(_field(1), -20000, 20000, np.int16))
-    out["float32"] = _single(root / "float32.tiff", _scaled(_field(1), -0.25, 1.25, np.float32))
+    out["float32"] = _single(root / "float32.tiff", _scaled(_field(1), -80.0, 380.0, np.float32))
     out["bands1"] = _single(root / "bands1.tiff", _u8(1))
     out["bands2"] = _single(root / "bands2.tiff", _u8(2), extrasamples=("unspecified",))
     out["bands2_alpha"] = _single(
@@ -99,6 +102,13 @@ def make_frame_images(root: Path) -> dict[str, Path]:
 
 
 # --- pixels ------------------------------------------------------------------------------
+
+
+def distinct_values(pixels: np.ndarray) -> int:
+    """How many different pixels (band tuples) ``pixels`` holds: what a parity test
+    checks of a reference answer first, so that a blank answer on both sides, or one
+    its own decoder flattened, cannot pass as equal."""
+    return len(np.unique(pixels.reshape(-1, pixels.shape[-1] if pixels.ndim == 3 else 1), axis=0))
 
 
 def _field(bands: int, width: int = WIDTH, height: int = HEIGHT, seed: int = 0) -> np.ndarray:

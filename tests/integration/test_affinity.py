@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from tests.conftest import ApiServer, Child, WorkerNode
+from tilecast.api.routing import LIVE_SECONDS
 from tilecast.common.routing import candidates, pick
 from tilecast.common.workers_live import WorkerInfo, read_workers
 
@@ -36,6 +37,11 @@ def own_count(state: redis.Redis, node: str) -> int:
     """Tasks the node received from its own queue (0 once it is gone)."""
     info = live(state).get(node)
     return info.received.get(info.queue or "", 0) if info else 0
+
+
+def received_total(state: redis.Redis) -> int:
+    """Tasks every node has received from any queue, as their heartbeats last said."""
+    return sum(sum(worker.received.values()) for worker in read_workers(state))
 
 
 def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -60,10 +66,12 @@ def test_source_affinity_and_failover(
     }
     nodes = live(state)
     assert set(extra) <= set(nodes) and len(nodes) >= 3
-    # The api reads the live set about once a second.
-    time.sleep(1.5)
+    # The api rereads the live set on use once its reading is LIVE_SECONDS old: after
+    # this, its next reading includes the extra nodes (a lower bound, not a race).
+    time.sleep(LIVE_SECONDS * 1.5)
 
     # A source that one of the extra workers owns (copies of one image have new ids).
+    received_before = received_total(state)
     for i in range(40):
         path = source_root / f"affinity-{i}.png"
         shutil.copy(images["png"], path)
@@ -74,8 +82,12 @@ def test_source_affinity_and_failover(
     else:
         pytest.fail("no source hashed to an extra worker")
 
-    # Registering sent a describe task too: let the heartbeats count it first.
-    time.sleep(1.0)
+    # Registering sent describe tasks too: wait until the heartbeats have counted them
+    # all, or one counted late would look like a tile sent to its node.
+    wait_for(
+        "the describe tasks to be counted",
+        lambda: received_total(state) >= received_before + i + 1,
+    )
     counts = {node: own_count(state, node) for node in nodes}
     for x, y in TILES[:8]:
         response = api.get(f"/item/{source}/tiles/zxy/2/{x}/{y}")

@@ -17,6 +17,7 @@ OME-TIFF (channels x z x t).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -25,8 +26,10 @@ from typing import Any
 import numpy as np
 import pytest
 import pyvips
+import tifffile
 
 from tests.conftest import ApiServer
+from tests.images_frames import distinct_values
 
 pytestmark = pytest.mark.integration
 large_image = pytest.importorskip("large_image")
@@ -49,9 +52,9 @@ CASES: list[tuple[str, dict[str, Any], int, str, tuple[int | None, int, int]]] =
      "PNG", (None, 0, 1)),
     ("bands3", {"band": 2, "palette": "colorbrewer.sequential.Blues_9"}, 0, "TIFF", (None, 0, 0)),
     ("bands3", {"bands": [{"band": 1, "palette": "#f00"},
-                          {"band": 2, "palette": "#0ff", "composite": "multiply"}]}, 0,
+                          {"band": 2, "palette": "#ff0", "composite": "multiply"}]}, 0,
      "JPEG", (None, 0, 0)),
-    ("bands3", {"bands": RGB, "dtype": "float", "axis": 2}, 0, "PNG", (None, 1, 1)),
+    ("bands3", {"bands": RGB, "dtype": "uint16", "axis": 2}, 0, "PNG", (None, 1, 1)),
     ("bands4_alpha", {"bands": [{"band": 1, "palette": "#f00"}, {"band": "alpha"}]}, 0, "PNG",
      (None, 0, 1)),
     ("bands4_alpha", {"bands": [{"band": 2, "palette": "#0ff"},
@@ -75,8 +78,8 @@ CASES: list[tuple[str, dict[str, Any], int, str, tuple[int | None, int, int]]] =
     ("int16", {"palette": "RdBu_r", "min": -20000, "max": 20000}, 0, "PNG", (None, 1, 1)),
     ("int16", {"min": "min", "max": "max", "nodata": 0}, 0, "PNG", (None, 0, 0)),
     ("float32", {"palette": "jet"}, 0, "PNG", (None, 1, 0)),
-    ("float32", {"min": 0, "max": 1, "dtype": "float"}, 0, "TIFF", (None, 0, 1)),
-    ("float32", {"min": "full", "max": "full", "scheme": "discrete",
+    ("float32", {"min": -25, "max": 325, "palette": ["#000", "#0ff"]}, 0, "TIFF", (None, 0, 1)),
+    ("float32", {"min": "min", "max": "max", "scheme": "discrete",
                  "palette": ["#000", "#f00", "#0f0", "#00f", "#fff"]}, 0, "PNG", (None, 2, 1)),
     ("multipage", {"band": 1, "frame": 2, "palette": "#f00"}, 0, "PNG", (None, 1, 1)),
     ("multipage", {"bands": [{"band": 1, "palette": "#f00"},
@@ -101,10 +104,11 @@ def _decode(data: bytes) -> np.ndarray:
         dtype={"uchar": np.uint8, "ushort": np.uint16, "float": np.float32}[image.format],
         shape=(image.height, image.width, image.bands),
     )
+    # Float styles hold [0, 1]: 8 bits would flatten them to 0 and 1 and hide any
+    # difference (test_float_style_keeps_float_values_in_a_tiff compares them as floats).
+    assert array.dtype.kind != "f", "a float answer: compare its values, not 8 bits"
     if array.dtype == np.uint16:
         return (array // 256).astype(np.uint8)
-    if array.dtype.kind == "f":
-        return np.clip(np.nan_to_num(array, nan=0), 0, 255).astype(np.uint8)
     return array
 
 
@@ -142,10 +146,47 @@ def test_styled_tile_matches_large_image(
     width = min(reference.tileWidth, -(-reference.sizeX // scale) - x * reference.tileWidth)
     height = min(reference.tileHeight, -(-reference.sizeY // scale) - y * reference.tileHeight)
     ours, theirs = ours[:height, :width], theirs[:height, :width]
+    # Fewer is a blank (or flattened) reference that any answer would match; a discrete
+    # palette shows at most its few colours.
+    assert distinct_values(theirs) >= (3 if style.get("scheme") == "discrete" else 16)
     if encoding == "JPEG":
         assert _psnr(ours, theirs) >= 40
     else:
         assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("name", "style"),
+    [
+        ("float32", {"min": 0, "max": 255, "dtype": "float"}),
+        ("bands3", {"bands": RGB, "dtype": "float", "axis": 2}),
+    ],
+)
+def test_float_style_keeps_float_values_in_a_tiff(
+    api: ApiServer,
+    frame_images: dict[str, Path],
+    frame_sources: dict[str, str],
+    name: str,
+    style: dict[str, Any],
+) -> None:
+    """``dtype: float`` makes values in [0, 1]: tilecast's TIFF keeps them as floats;
+    large_image's encoded answer brings them to 8 bits (0 or 1), so the reference is
+    its style output before encoding. Tile (0, 1) of the full-resolution level."""
+    reference = large_image.open(str(frame_images[name]), style=json.dumps(style))
+    z = reference.levels - 1
+    theirs = np.asarray(reference.getTile(0, 1, z, numpyAllowed="always"))
+    response = api.get(
+        f"/item/{frame_sources[name]}/tiles/zxy/{z}/0/1",
+        params={"style": json.dumps(style), "encoding": "TIFF"},
+    )
+    assert response.status_code == 200, response.text
+    ours = tifffile.imread(io.BytesIO(response.content))
+    ours = ours[:, :, np.newaxis] if ours.ndim == 2 else ours
+    assert ours.dtype == theirs.dtype == np.float32
+    height = reference.sizeY - reference.tileHeight  # the content of tile row 1
+    ours, theirs = ours[:height], theirs[:height]
+    assert distinct_values(theirs) > 100 and theirs.max() - theirs.min() > 0.25
+    assert np.allclose(ours, theirs, atol=1e-6)
 
 
 def test_large_image_wraps_uint16_past_max(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,6 +20,7 @@ from tilecast.api.app import create_app
 from tilecast.api.services import EXTENSION, Services
 from tilecast.common.registry import SourceRecord, SourceRegistry
 from tilecast.common.settings import Settings
+from tilecast.common.workers_live import ROLE_INTERACTIVE, WorkerInfo, heartbeat, unregister
 
 
 @pytest.fixture
@@ -215,10 +217,19 @@ def test_register_refuses_paths_outside_roots(client: FlaskClient, tmp_path: Pat
     assert not_json.status_code == 400
 
 
-def test_health_and_readiness(client: FlaskClient) -> None:
+def test_health_and_readiness(client: FlaskClient, state: redis.Redis) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
-    # /readyz also wants a live worker: tests/unit/test_api_health.py
-    assert client.get("/readyz").status_code in (200, 503)
+    worker = WorkerInfo(
+        node="interactive-app@test", role=ROLE_INTERACTIVE, queue=None, host="test", pid=1,
+        concurrency=1, started=time.time(),
+    )  # fmt: skip
+    heartbeat(state, worker, ttl=30)
+    try:
+        assert client.get("/readyz").status_code == 200
+    finally:
+        unregister(state, worker.node, time.time())
+    # Not ready without a live worker: tests/unit/test_api_health.py, in a database of
+    # its own (other tests' workers heartbeat in this one).
 
 
 def test_hit_path_is_one_redis_round_trip(

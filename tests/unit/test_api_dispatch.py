@@ -89,10 +89,11 @@ def test_hit_sends_nothing(state: redis.Redis, listener: CompletionListener) -> 
 def test_missed_completion_is_caught_by_the_recheck(
     state: redis.Redis, listener: CompletionListener
 ) -> None:
+    """No completion is announced: only the dispatcher's own re-reading of the cache
+    can answer before the (generous) timeout, which would raise RenderTimeout."""
     worker = Worker(state, new_key(), announce=False)
-    started = time.monotonic()
-    value = dispatcher(state, listener).fetch(worker.key, worker.lookup, worker.send)
-    assert value == b"done" and time.monotonic() - started < 2.5
+    value = dispatcher(state, listener, timeout=60.0).fetch(worker.key, worker.lookup, worker.send)
+    assert value == b"done"
     assert worker.sends == 1
 
 
@@ -116,7 +117,9 @@ def test_timeout(state: redis.Redis, listener: CompletionListener) -> None:
     started = time.monotonic()
     with pytest.raises(RenderTimeout):
         dispatcher(state, listener, timeout=0.5).fetch(key, lambda: None, lambda: None)
-    assert 0.4 < time.monotonic() - started < 1.5
+    waited = time.monotonic() - started
+    # Never before the timeout; after it, soon (generously: a loaded machine is slow).
+    assert 0.5 <= waited < 10, waited
 
 
 def test_error_completion_reaches_every_waiter(

@@ -3,9 +3,11 @@ browsers, the api's JSON errors for every other client."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import redis
@@ -13,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.unit.fakes import METADATA
+from tests.unit.test_viewer_assets import GOOD, SCRIPT, integrity_of
 from tilecast.api.app import create_app
 from tilecast.api.routes import viewer
 from tilecast.api.services import EXTENSION, Services
@@ -111,11 +114,18 @@ def test_static_files_are_served(client: FlaskClient) -> None:
     assert client.get("/static/nothing.js").status_code == 404
 
 
-@pytest.mark.skipif(not assets.is_installed(), reason="OpenSeadragon not fetched")
-def test_fetched_openseadragon_is_served(client: FlaskClient) -> None:
+def test_fetched_openseadragon_is_served(
+    client: FlaskClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What assets.extract unpacks is served under /static/openseadragon/: a tarball of
+    npm's layout made here (no network; the real one is drawn by the browser test)."""
+    static = tmp_path / "static"
+    shutil.copytree(assets.STATIC_DIR, static, ignore=shutil.ignore_patterns("openseadragon"))
+    assets.extract(GOOD, static / "openseadragon", integrity_of(GOOD))
+    monkeypatch.setattr(viewer.bp, "static_folder", str(static))
     response = client.get("/static/openseadragon/openseadragon.min.js")
     assert response.status_code == 200
-    assert b"OpenSeadragon" in response.data
+    assert response.data == SCRIPT
     response.close()
     image = client.get("/static/openseadragon/images/zoomin_rest.png")
     assert image.status_code == 200 and image.mimetype == "image/png"

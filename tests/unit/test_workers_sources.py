@@ -186,19 +186,45 @@ def test_missing_file_is_unsupported(tmp_path: Path) -> None:
         describe_path(str(tmp_path / "absent.tiff"), Settings())
 
 
-def test_truncated_tiff_fails_per_tile(images: dict[str, Path]) -> None:
-    """The corrupt image (a TIFF cut in half) opens from its header; tiles whose data
-    is gone raise UnsupportedImage, the others still read."""
-    try:
-        source = open_source(str(images["corrupt"]), Settings())
-    except UnsupportedImage:
-        return  # refusing at open is also acceptable
-    with source:
+@pytest.mark.parametrize("compression", ["jpeg", "zlib", "lzw", "zstd", None])
+def test_truncated_tiff_fails_per_tile(compression: str | None, tmp_path: Path) -> None:
+    """A tiled TIFF cut in half whose directory comes first (as tifffile writes it) opens;
+    the tiles still in the file read as written, each tile whose data is gone raises
+    UnsupportedImage (never a black tile)."""
+    import tifffile
+
+    from tests.images import truncated_copy
+
+    pixels = np.random.default_rng(1).integers(0, 255, (700, 1000, 3), dtype=np.uint8)
+    whole = tmp_path / "whole.tiff"
+    tifffile.imwrite(whole, pixels, tile=(256, 256), compression=compression, photometric="rgb")
+    with tifffile.TiffFile(whole) as tiff:
+        page = tiff.pages[0]
+        assert page.offset < whole.stat().st_size // 2  # the directory survives the cut
+        ends = [
+            offset + count
+            for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True)
+        ]
+    cut = truncated_copy(whole, tmp_path / "cut.tiff")
+    size = cut.stat().st_size
+    with open_source(str(cut), Settings()) as source:
         z = source.levels - 1
-        assert source.read_tile(z, 0, 0).is_jpeg
         across, down = source.grid.tiles_at(z)
-        with pytest.raises(UnsupportedImage):
-            source.read_tile(z, across - 1, down - 1)
+        assert (across, down) == (4, 3)
+        kept = [i for i, end in enumerate(ends) if end <= size]
+        assert 0 < len(kept) < len(ends)  # some tiles survive, some are gone
+        for index in range(across * down):
+            x, y = index % across, index // across
+            if index in kept:
+                tile = source.read_tile(z, x, y)
+                assert tile.is_jpeg == (compression == "jpeg")
+                if compression != "jpeg":  # lossless: the pixels written
+                    expected = pixels[y * 256 : (y + 1) * 256, x * 256 : (x + 1) * 256]
+                    got = tile.array()[: expected.shape[0], : expected.shape[1]]
+                    assert np.array_equal(got, expected), (x, y)
+            else:
+                with pytest.raises(UnsupportedImage, match="corrupt"):
+                    source.read_tile(z, x, y)
 
 
 def test_estimated_bytes_and_close(images: dict[str, Path]) -> None:

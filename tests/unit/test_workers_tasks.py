@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 import redis
+from celery import Task
 
 from tests.unit.conftest import register_source
-from tilecast.common import stats
+from tilecast.common import protocol, stats
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.inflight import claim, is_inflight
 from tilecast.common.keys import describe_key
@@ -44,8 +46,18 @@ def completions(pubsub: redis.client.PubSub, key: str, wait: float = 2.0) -> lis
     return found
 
 
+def run(task: Task, payload: object) -> None:
+    """``task`` run eagerly. Eager ``.apply()`` stores a task's exception in its result
+    instead of raising it: a task that failed fails the test here."""
+    result = task.apply(args=[payload])
+    assert result.successful(), result.traceback
+    assert result.result is None  # every task reports through Redis, never a return value
+
+
 def test_the_app_registers_the_contract_names() -> None:
-    assert {TASK_RENDER_TILE, TASK_RENDER_THUMBNAIL, TASK_DESCRIBE_SOURCE} <= set(app.tasks)
+    named = {value for name, value in vars(protocol).items() if name.startswith("TASK_")}
+    assert {TASK_RENDER_TILE, TASK_RENDER_THUMBNAIL, TASK_DESCRIBE_SOURCE} <= named
+    assert named <= set(app.tasks)
     assert "tilecast.workers.tasks" in app.conf.include
 
 
@@ -57,7 +69,7 @@ def test_render_tile_writes_the_key_and_announces(
     key = request.key(7)
     assert claim(installed.state, key, "test", 30)
     before = stats.read(installed.state)
-    tasks.render_tile.apply(args=[render_tile_payload(request, 7)])
+    run(tasks.render_tile, render_tile_payload(request, 7))
     assert completions(done, key) == [{"key": key, "error": None}]
     assert not is_inflight(installed.state, key)
     # A native JPEG tile asked as JPEG: the file's own bytes.
@@ -73,7 +85,7 @@ def test_render_tile_writes_the_key_and_announces(
     assert after.get(stats.RAW_TILES_READ, 0) - before.get(stats.RAW_TILES_READ, 0) == 1
 
     # A duplicate only announces.
-    tasks.render_tile.apply(args=[render_tile_payload(request, 7)])
+    run(tasks.render_tile, render_tile_payload(request, 7))
     assert completions(done, key) == [{"key": key, "error": None}]
     again = stats.read(installed.state)
     assert again.get(stats.TILES_RENDERED, 0) == after.get(stats.TILES_RENDERED, 0)
@@ -87,7 +99,7 @@ def test_styled_and_synthesized_tiles(
         source_id, 0, 0, 0, style='{"band":2,"palette":"#0f0"}', encoding=EncodingOptions("PNG")
     )
     before = stats.read(installed.state)
-    tasks.render_tile.apply(args=[render_tile_payload(request, 1)])
+    run(tasks.render_tile, render_tile_payload(request, 1))
     assert completions(done, request.key(1))[0]["error"] is None
     data = installed.cache.get(request.key(1))
     assert data is not None and data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -118,7 +130,7 @@ def test_errors_are_announced(
     )
     request = TileRequest(source_id, z, x, y)
     before = stats.read(installed.state).get(stats.RENDER_ERRORS, 0)
-    tasks.render_tile.apply(args=[render_tile_payload(request, 1)])
+    run(tasks.render_tile, render_tile_payload(request, 1))
     [completion] = completions(done, request.key(1))
     assert completion["error"]["error"] == code
     assert installed.cache.get(request.key(1)) is None
@@ -136,12 +148,12 @@ def test_a_corrupt_file_fails_its_tile_and_the_worker_goes_on(
     data[offset : offset + count] = bytes(count)
     damaged.write_bytes(bytes(data))
     bad = TileRequest(register_source(installed, damaged), 4, 0, 0)
-    tasks.render_tile.apply(args=[render_tile_payload(bad, 1)])
+    run(tasks.render_tile, render_tile_payload(bad, 1))
     [completion] = completions(done, bad.key(1))
     assert completion["error"]["error"] == "unsupported_image"
     assert str(damaged) not in completion["error"]["message"]
     good = TileRequest(bad.source, 4, 1, 0, encoding=EncodingOptions("PNG"))
-    tasks.render_tile.apply(args=[render_tile_payload(good, 1)])
+    run(tasks.render_tile, render_tile_payload(good, 1))
     assert completions(done, good.key(1))[0]["error"] is None
 
 
@@ -156,7 +168,7 @@ def test_unexpected_failures_become_render_failed(
 
     monkeypatch.setattr(installed, "render_tile", explode)
     request = TileRequest(register_source(installed, images["png"]), 0, 0, 0)
-    tasks.render_tile.apply(args=[render_tile_payload(request, 1)])
+    run(tasks.render_tile, render_tile_payload(request, 1))
     [completion] = completions(done, request.key(1))
     assert completion["error"]["error"] == "render_failed"
     assert "secret" not in completion["error"]["message"]
@@ -167,7 +179,7 @@ def test_render_thumbnail(
 ) -> None:
     request = ThumbnailRequest(register_source(installed, images["deflate"]), 64, 64)
     before = stats.read(installed.state).get(stats.THUMBNAILS_RENDERED, 0)
-    tasks.render_thumbnail.apply(args=[render_thumbnail_payload(request, 3)])
+    run(tasks.render_thumbnail, render_thumbnail_payload(request, 3))
     assert completions(done, request.key(3)) == [{"key": request.key(3), "error": None}]
     data = installed.cache.get(request.key(3))
     assert data is not None and data[:2] == b"\xff\xd8"
@@ -179,14 +191,14 @@ def test_describe_source_registers_the_file(
 ) -> None:
     source_id = uuid.uuid4().hex[:24]
     payload = describe_source_payload(source_id, str(images["lzw"]), describe_key(source_id))
-    tasks.describe_source.apply(args=[payload])
+    run(tasks.describe_source, payload)
     assert completions(done, describe_key(source_id))[0]["error"] is None
     record = installed.registry.get(source_id)
     assert record.path == str(images["lzw"]) and record.name == "lzw.tiff"
     assert record.metadata["sizeX"] == 1000 and record.metadata["levels"] == 3
     assert installed.registry.generation(source_id) == 1
     # A duplicate dispatch does not bump the generation.
-    tasks.describe_source.apply(args=[payload])
+    run(tasks.describe_source, payload)
     assert completions(done, describe_key(source_id))[0]["error"] is None
     assert installed.registry.generation(source_id) == 1
 
@@ -196,17 +208,33 @@ def test_describe_source_reports_unreadable_files(
 ) -> None:
     source_id = uuid.uuid4().hex[:24]
     key = describe_key(source_id)
-    tasks.describe_source.apply(
-        args=[describe_source_payload(source_id, str(wk_images["not_image"]), key)]
-    )
+    run(tasks.describe_source, describe_source_payload(source_id, str(wk_images["not_image"]), key))
     assert completions(done, key)[0]["error"]["error"] == "unsupported_image"
     assert not installed.registry.exists(source_id)
 
 
-def test_malformed_payloads_are_dropped_without_raising(installed: Renderer) -> None:
-    tasks.render_tile.apply(args=[{"request": {"source": "x"}}])
-    tasks.render_thumbnail.apply(args=[{}])
-    tasks.describe_source.apply(args=[{"path": "/nowhere"}])
+def test_malformed_payloads_are_dropped_without_raising(
+    installed: Renderer, done: redis.client.PubSub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A payload the tasks cannot parse is logged and dropped: the task succeeds (no
+    retry storm), writes nothing and announces nothing (no key to announce)."""
+    malformed = [
+        (tasks.render_tile, TASK_RENDER_TILE, {"request": {"source": "x"}}),
+        (tasks.render_thumbnail, TASK_RENDER_THUMBNAIL, {}),
+        (tasks.describe_source, TASK_DESCRIBE_SOURCE, {"path": "/nowhere"}),
+    ]
+    keys_before = set(installed.state.scan_iter(count=1000))
+    before = stats.read(installed.state)
+    with caplog.at_level(logging.ERROR, logger=tasks.log.name):
+        for task, _name, payload in malformed:
+            run(task, payload)
+    dropped = [r.getMessage() for r in caplog.records if r.name == tasks.log.name]
+    assert [m.split(" payload")[0] for m in dropped] == [
+        f"malformed {name}" for _task, name, _payload in malformed
+    ]
+    assert set(installed.state.scan_iter(count=1000)) == keys_before
+    assert stats.read(installed.state) == before
+    assert done.get_message(timeout=0.2) is None
 
 
 def test_one_renderer_per_process(monkeypatch: pytest.MonkeyPatch) -> None:

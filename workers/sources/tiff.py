@@ -347,6 +347,9 @@ class TiffSource(Reader):
         offset, count = int(offsets[index]), int(counts[index])
         if count == 0:
             return RawTile.from_pixels(self.empty_tile())  # a sparse file's absent tile
+        if offset + count > self._tiff.size:
+            # libvips decodes a tile cut off by a truncated file as black instead of failing.
+            raise TiffFormatError(f"tile x={x} y={y} runs past the end of the file")
         raw_size = self.tile_width * self.tile_height * self.band_count * self.dtype.itemsize
         if count > MAX_TILE_EXPANSION * raw_size + MAX_TILE_OVERHEAD:
             raise UnsupportedImage(

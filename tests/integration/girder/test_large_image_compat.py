@@ -593,7 +593,7 @@ def test_revalidation_with_the_etag(site: Site) -> None:
         assert again.status_code == 304, host
 
 
-# --- differences a viewer notices (xfail until tilecast answers as girder_large_image) ----
+# --- lengths, fill and downloads: differences once, answered as girder_large_image now ---
 
 
 @pytest.mark.parametrize(
