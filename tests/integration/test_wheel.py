@@ -8,6 +8,7 @@ Girder plugin as ``tilecast_girder``, nothing else at the top level.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -36,7 +37,7 @@ def build_wheel(project: Path, out: Path) -> Path:
 
 
 def project_name(project: Path) -> str:
-    return "tilecast_girder" if project == PLUGIN else "tilecast-"
+    return "tilecast_girder" if project.name == PLUGIN.name else "tilecast-"
 
 
 def site_packages(env: Path) -> Path:
@@ -46,8 +47,13 @@ def site_packages(env: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    # Built from a copy: setuptools leaves build/ behind in the tree it builds, and files
+    # left there by an older build would end up in the next wheel.
+    source = tmp_path_factory.mktemp("source") / "tilecast"
+    skip = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache")
+    shutil.copytree(REPO, source, symlinks=True, ignore=skip)
     out = tmp_path_factory.mktemp("wheels")
-    return [build_wheel(REPO, out), build_wheel(PLUGIN, out)]
+    return [build_wheel(source, out), build_wheel(source / "deploy" / "girder-plugin", out)]
 
 
 def test_only_tilecast_lands_at_the_top_level(
