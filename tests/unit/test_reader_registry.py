@@ -227,7 +227,7 @@ def test_readers_load_from_the_entry_point_group(
 ) -> None:
     names = [entry.name for entry in importlib.metadata.entry_points(group="tilecast.readers")]
     assert {"toy", "missing", "not-a-reader", "imposter"} <= set(names)
-    with caplog.at_level(logging.INFO, logger=registry_module.__name__):
+    with caplog.at_level(logging.DEBUG, logger=registry_module.__name__):
         loaded = entry_point_readers()
         registry = build_registry()
     assert [reader.name for reader in loaded] == ["toy", "tiff"]

@@ -129,7 +129,7 @@ def build_registry(
             continue
         readers[reader.name] = reader
     registry = ReaderRegistry(readers.values())
-    log.info("image readers, in the order tried: %s", ", ".join(registry.names()))
+    log.debug("image readers, in the order tried: %s", ", ".join(registry.names()))
     return registry
 
 
