@@ -17,8 +17,8 @@ from urllib.parse import quote
 from flask import Response
 
 from tilecast.api.services import services
+from tilecast.common.query import CONTENT_DISPOSITION, CONTENT_DISPOSITION_FILENAME
 
-DISPOSITIONS = ("inline", "attachment")
 EXTENSIONS = {
     "image/jpeg": "jpg",
     "image/png": "png",
@@ -33,11 +33,11 @@ def content_disposition(
 ) -> str | None:
     """The header's value, or None when none was asked for (or the type has no
     extension). ``item_name`` is only called when the header is sent."""
-    disposition = args.get("contentDisposition")
+    disposition = args.get(CONTENT_DISPOSITION.name)
     extension = EXTENSIONS.get(content_type)
-    if disposition not in DISPOSITIONS or extension is None:
+    if disposition not in CONTENT_DISPOSITION.choices or extension is None:
         return None
-    filename = args.get("contentDispositionFilename") or (
+    filename = args.get(CONTENT_DISPOSITION_FILENAME.name) or (
         f"{os.path.splitext(item_name())[0]}-{subname}.{extension}"
     )
     # Quotes and control characters cannot stand in a quoted header value.

@@ -20,11 +20,8 @@ from dataclasses import dataclass
 from tilecast.api.protocols import PixelBox
 from tilecast.common.errors import BadRequest
 from tilecast.common.grid import Grid
-from tilecast.common.params import bounded_int
+from tilecast.common.query import DEFAULT_TILE_SIZE, OVERLAP, TILESIZE
 
-DEFAULT_TILE_SIZE = 256
-# A DZI tile is rendered whole: at most 4096 x 4096 (the default region bound).
-MAX_TILE_SIZE = 4096
 NAMESPACE = "http://schemas.microsoft.com/deepzoom/2008"
 # Encodings a browser viewer can show, and the ``Format`` (file extension) of each.
 FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -41,13 +38,13 @@ class Layout:
 
     @classmethod
     def from_query(cls, args: Mapping[str, str]) -> Layout:
-        tile_size = bounded_int(args, "tilesize", DEFAULT_TILE_SIZE, 1, MAX_TILE_SIZE)
+        tile_size = TILESIZE.integer(args)
         assert tile_size is not None
         if tile_size & (tile_size - 1):
             raise BadRequest(
-                f"tilesize must be a power of two, not {tile_size}", parameter="tilesize"
+                f"tilesize must be a power of two, not {tile_size}", parameter=TILESIZE.name
             )
-        overlap = bounded_int(args, "overlap", 0, 0, tile_size)
+        overlap = OVERLAP.integer(args, high=tile_size)
         assert overlap is not None
         return cls(tile_size, overlap)
 

@@ -7,9 +7,16 @@ from the view function's docstring, and the ``{"error", "message", "parameter"}`
 body for 4XX and 5XX. A route nobody described still appears, from its rule and
 docstring alone. What a rule cannot say -- query parameters, a request body, the
 statuses worth naming, the media types -- a view declares beside itself with
-:func:`document`; the parameters come from the catalogue below, built from the parsing
-code's own names, defaults and bounds (common/encoding.py, api/parsing.py,
-common/regions.py), so the document and the parser agree.
+:func:`document`. Its query parameters are the declarations the parsers read
+(common/query.py and the modules it gathers from), written out with the bounds and
+defaults this server's settings configure: the document states what is enforced.
+
+Access is documented as the server enforces it (api/access.py, api/signed.py): in
+``girder`` mode item and management routes take a Girder token (header, query or
+cookie) and may answer 401/403; in ``signed`` mode they need a signed URL's four query
+parameters; the Girder plugin's routes always need its shared secret. Every route may
+answer 414 (api/limits.py), those taking a body 413, and all but the probes 429 when
+rate limiting is on (api/ratelimit.py).
 """
 
 from __future__ import annotations
@@ -18,22 +25,27 @@ import functools
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any, TypeVar
 
 from flask import Flask
 
-from tilecast.common.encoding import (
-    CONTENT_TYPES,
-    DEFAULT_AVIF_QUALITY,
-    DEFAULT_JPEG_QUALITY,
-    DEFAULT_WEBP_QUALITY,
-    FORMAT_ALIASES,
-    QUERY_PARAMETERS,
-    TIFF_COMPRESSIONS,
+from tilecast.api.access import MANAGE_ENDPOINTS, PLUGIN_BLUEPRINT
+from tilecast.api.ratelimit import UNLIMITED_ENDPOINTS
+from tilecast.api.services import EXTENSION
+from tilecast.common.encoding import CONTENT_TYPES
+from tilecast.common.params import (
+    BOOLEAN,
+    FALSE_WORDS,
+    INTEGER,
+    JSON_TEXT,
+    NUMBER,
+    TRUE_WORDS,
+    Param,
 )
-from tilecast.common.regions import UNITS
+from tilecast.common.query import GIRDER_CREDENTIALS, PLUGIN_SECRET, SIGNED_GRANT
+from tilecast.common.settings import Settings
 
 OPENAPI_VERSION = "3.0.3"
 MAX_SUMMARY = 100
@@ -76,28 +88,6 @@ def path_template(rule: str) -> str:
 
 
 @dataclass(frozen=True)
-class Param:
-    """One query (or header) parameter."""
-
-    name: str
-    description: str
-    schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
-    location: str = "query"
-    required: bool = False
-
-    def to_openapi(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "name": self.name,
-            "in": self.location,
-            "description": self.description,
-            "schema": dict(self.schema),
-        }
-        if self.required:
-            body["required"] = True
-        return body
-
-
-@dataclass(frozen=True)
 class Doc:
     """What a view adds to what its rule says."""
 
@@ -130,132 +120,6 @@ def doc_of(view: Callable[..., Any]) -> Doc:
     return getattr(view, _ATTRIBUTE, None) or Doc()
 
 
-# --- the parameter catalogue, from the parsing code ---------------------------------------
-
-
-def _int(low: int, high: int | None = None, default: int | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "integer", "minimum": low}
-    if high is not None:
-        schema["maximum"] = high
-    if default is not None:
-        schema["default"] = default
-    return schema
-
-
-BOOLEAN_TEXT = {"type": "string", "enum": ["true", "false", "on", "off", "yes", "no", "1", "0"]}
-NUMBER = {"type": "number"}
-
-ENCODING: tuple[Param, ...] = (
-    Param(
-        "encoding",
-        "output format (default JPEG)",
-        {"type": "string", "enum": [*CONTENT_TYPES, *FORMAT_ALIASES], "default": "JPEG"},
-    ),
-    Param(
-        "jpegQuality",
-        "JPEG quality (default TILECAST_JPEG_QUALITY)",
-        _int(1, 100, DEFAULT_JPEG_QUALITY),
-    ),
-    Param("jpegSubsampling", "0, 1, 2 = 4:4:4, 4:2:2, 4:2:0", _int(0, 2, 0)),
-    Param(
-        "tiffCompression",
-        "TIFF compression",
-        {"type": "string", "enum": list(TIFF_COMPRESSIONS), "default": "raw"},
-    ),
-    Param("webpQuality", "WEBP quality", _int(1, 100, DEFAULT_WEBP_QUALITY)),
-    Param("webpLossless", "lossless WEBP", BOOLEAN_TEXT),
-    Param("avifQuality", "AVIF quality", _int(1, 100, DEFAULT_AVIF_QUALITY)),
-)
-assert tuple(p.name for p in ENCODING) == QUERY_PARAMETERS, "common/encoding.py changed"
-
-FRAME = Param("frame", "frame index (0-based)", _int(0, 2**31 - 1, 0))
-GENERATION = Param(
-    "gen",
-    "the source's generation (X-Tilecast-Generation): when current, the answer is "
-    "cacheable for a year (immutable); not part of the cache key",
-    _int(0),
-)
-STYLE = Param("style", "large_image style JSON (README, Styles)")
-FILL = Param("fill", "letterbox colour when both width and height are given, or none")
-DISPOSITION = (
-    Param(
-        "contentDisposition",
-        "send Content-Disposition",
-        {"type": "string", "enum": ["inline", "attachment"]},
-    ),
-    Param("contentDispositionFilename", "the file name it offers"),
-)
-SIZE = (
-    Param("width", "output width in pixels (fit, aspect kept)", _int(0)),
-    Param("height", "output height in pixels (fit, aspect kept)", _int(0)),
-)
-UNITS_PARAM = Param(
-    "units",
-    "units of the region's coordinates (default base_pixels)",
-    {"type": "string", "enum": sorted(UNITS)},
-)
-REGION = (
-    Param("left", "left edge", NUMBER),
-    Param("top", "top edge", NUMBER),
-    Param("right", "right edge", NUMBER),
-    Param("bottom", "bottom edge", NUMBER),
-    Param("regionWidth", "width (instead of right)", NUMBER),
-    Param("regionHeight", "height (instead of bottom)", NUMBER),
-    UNITS_PARAM,
-    Param(
-        "unitsWH",
-        "other units for regionWidth and regionHeight (default: units)",
-        {"type": "string", "enum": sorted(UNITS)},
-    ),
-)
-SCALE = (
-    Param("magnification", "output magnification (when neither width nor height)", NUMBER),
-    Param("mm_x", "output mm per pixel, horizontally", NUMBER),
-    Param("mm_y", "output mm per pixel, vertically", NUMBER),
-    Param(
-        "exact",
-        "only a stored level of exactly that magnification or pixel size (else a 400)",
-        BOOLEAN_TEXT,
-    ),
-    Param(
-        "resample",
-        "histograms: resample to width x height (default true); regions: ignored",
-        {"type": "string"},
-    ),
-)
-HISTOGRAM = (
-    Param("bins", "bins per band", _int(1, 65536, 256)),
-    Param("rangeMin", "lower end of the binned range", NUMBER),
-    Param("rangeMax", "upper end of the binned range", NUMBER),
-    Param("roundRange", "round the range to integers", BOOLEAN_TEXT),
-    Param("density", "densities instead of counts", BOOLEAN_TEXT),
-    Param("onlyMinMax", "only each band's min and max", BOOLEAN_TEXT),
-)
-# Pre-rendering: query or JSON body (README, POST /item/{id}/tiles/precache).
-PRECACHE = (
-    Param("levels", "levels: 0-6, 0,2,4 (default all)"),
-    Param("frames", "frames: a range, a list or all (default 0)"),
-    Param("region", "l,t,r,b in base pixels"),
-    STYLE,
-    *ENCODING,
-    Param("thumbnail", "also the thumbnail", BOOLEAN_TEXT),
-)
-LIMIT = Param("limit", "at most this many", _int(1, default=100))
-
-# What each family of views reads (the routes attach these with :func:`document`).
-TILE_QUERY = (FRAME, STYLE, *ENCODING, GENERATION)
-THUMBNAIL_QUERY = (*SIZE, FILL, FRAME, STYLE, *ENCODING, *DISPOSITION, GENERATION)
-IMAGE_QUERY = (*SIZE, *ENCODING, *DISPOSITION, GENERATION)
-REGION_QUERY = (*REGION, *SIZE, *SCALE, FILL, FRAME, STYLE, *ENCODING, *DISPOSITION, GENERATION)
-PIXEL_QUERY = (
-    Param("left", "x of the pixel", NUMBER),
-    Param("top", "y of the pixel", NUMBER),
-    UNITS_PARAM,
-    FRAME,
-    GENERATION,
-)
-HISTOGRAM_QUERY = (*HISTOGRAM, *SIZE, FRAME, *REGION, *SCALE, GENERATION)
-BANDS_QUERY = (FRAME, GENERATION)
 IMAGE_ANSWERS = {304: "not modified (If-None-Match matched the strong ETag)"}
 SOURCE_BODY: dict[str, Any] = {
     "type": "object",
@@ -276,7 +140,8 @@ GIRDER_BODY: dict[str, Any] = {
 
 
 def build(app: Flask, title: str = "tilecast") -> dict[str, Any]:
-    """The OpenAPI document of every route of ``app``."""
+    """The OpenAPI document of every route of ``app``, under the app's settings."""
+    settings: Settings = app.extensions[EXTENSION].settings
     paths: dict[str, dict[str, Any]] = {}
     operation_ids: set[str] = set()
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint)):
@@ -286,7 +151,7 @@ def build(app: Flask, title: str = "tilecast") -> dict[str, Any]:
         item = paths.setdefault(path_template(rule.rule), {})
         methods = sorted((rule.methods or set()) - _IGNORED_METHODS)
         for method in methods:
-            operation = _operation(rule.rule, rule.endpoint, view, method)
+            operation = _operation(rule.rule, rule.endpoint, view, method, settings)
             name = re.sub(r"\W", "_", rule.endpoint)
             if len(methods) > 1:  # one view, several methods: one id each
                 name = f"{name}_{method.lower()}"
@@ -304,26 +169,70 @@ def build(app: Flask, title: str = "tilecast") -> dict[str, Any]:
     }
 
 
-def _operation(rule: str, endpoint: str, view: Callable[..., Any], method: str) -> dict[str, Any]:
+def _operation(
+    rule: str, endpoint: str, view: Callable[..., Any], method: str, settings: Settings
+) -> dict[str, Any]:
     doc = doc_of(view)
     summary, description = _docstring(view, endpoint)
     blueprint = endpoint.rpartition(".")[0] or "app"
+    takes_body = doc.body is not None and method in ("POST", "PUT", "PATCH")
+    security = _security(rule, endpoint, doc, settings.access_mode)
     operation: dict[str, Any] = {
         "summary": summary,
         "tags": [blueprint],
-        "parameters": [*_path_parameters(rule), *(p.to_openapi() for p in doc.query)],
-        "responses": _responses(doc),
+        "parameters": [
+            *_path_parameters(rule),
+            *(parameter(p, settings) for p in doc.query),
+        ],
+        "responses": _responses(doc, _refusals(endpoint, security, takes_body, settings)),
     }
     if description:
         operation["description"] = description
-    if doc.body is not None and method in ("POST", "PUT", "PATCH"):
+    if takes_body:
         operation["requestBody"] = {
             "required": False,
-            "content": {"application/json": {"schema": dict(doc.body)}},
+            "content": {"application/json": {"schema": dict(doc.body or {})}},
         }
-    if doc.secret:
-        operation["security"] = [{"tilecastSecret": []}, {"girderToken": []}]
+    if security:
+        operation["security"] = security
     return operation
+
+
+def parameter(param: Param, settings: Settings) -> dict[str, Any]:
+    """The OpenAPI parameter object of a declaration, with the bound and default that
+    ``settings`` configure."""
+    param = param.resolved(settings)
+    body: dict[str, Any] = {
+        "name": param.name,
+        "in": param.location,
+        "description": _markdown(param.doc),
+        "schema": schema(param),
+    }
+    return body
+
+
+def schema(param: Param) -> dict[str, Any]:
+    """The JSON schema of a (resolved) declaration's values."""
+    found: dict[str, Any]
+    if param.kind in (INTEGER, NUMBER):
+        found = {"type": param.kind}
+        if param.low is not None:
+            found["minimum"] = param.low
+        if param.high is not None:
+            found["maximum"] = param.high
+    elif param.kind == BOOLEAN:
+        # Spelled as large_image's girder plugin takes them, in a query string.
+        found = {"type": "string", "enum": [*TRUE_WORDS, *FALSE_WORDS]}
+        param = replace(param, default=TRUE_WORDS[0] if param.default else FALSE_WORDS[0])
+    else:
+        found = {"type": "string"}
+        if param.choices:
+            found["enum"] = list(param.choices)
+        if param.kind == JSON_TEXT:
+            found["format"] = "json"
+    if param.default not in (None, ""):
+        found["default"] = param.default
+    return found
 
 
 def _path_parameters(rule: str) -> list[dict[str, Any]]:
@@ -338,8 +247,52 @@ def _path_parameters(rule: str) -> list[dict[str, Any]]:
     return found
 
 
-def _responses(doc: Doc) -> dict[str, Any]:
-    described = dict(doc.responses)
+# --- access, and the refusals every route may answer -----------------------------------------
+
+# Security scheme names: one per place a credential travels.
+_SECRET = "tilecastSecret"
+_GIRDER = {
+    "header": "girderToken",
+    "query": "girderTokenQuery",
+    "cookie": "girderTokenCookie",
+}
+_SIGNED = {p.name: "signed" + p.name.capitalize() for p in SIGNED_GRANT}
+
+
+def _security(rule: str, endpoint: str, doc: Doc, mode: str) -> list[dict[str, list[str]]]:
+    """What the access check of ``mode`` asks of this route (empty: nothing)."""
+    if doc.secret or endpoint.startswith(PLUGIN_BLUEPRINT):
+        return [{_SECRET: []}]
+    manage = endpoint in MANAGE_ENDPOINTS
+    if not manage and "<item_id>" not in rule and ":item_id>" not in rule:
+        return []  # the service routes stay open in every mode
+    tokens = [{_GIRDER[p.location]: []} for p in GIRDER_CREDENTIALS]
+    if mode == "girder":
+        # Items: a token that may read it, or none for a public item. Management: the
+        # plugin's secret or a Girder administrator's token.
+        return [{_SECRET: []}, *tokens] if manage else [{}, *tokens]
+    if mode == "signed":
+        return [{name: [] for name in _SIGNED.values()}]  # all four together
+    return []
+
+
+def _refusals(
+    endpoint: str, security: list[dict[str, list[str]]], takes_body: bool, settings: Settings
+) -> dict[int, str]:
+    refusals = {414: "the path or query string is longer than this server takes"}
+    if security:
+        refusals[401] = "missing or invalid credentials"
+        if security != [{_SECRET: []}]:
+            refusals[403] = "the credentials may not do this"
+    if takes_body:
+        refusals[413] = "the body is longer than TILECAST_MAX_BODY_BYTES"
+    if settings.rate_limit > 0 and endpoint not in UNLIMITED_ENDPOINTS:
+        refusals[429] = "more requests than TILECAST_RATE_LIMIT allows: retry after a while"
+    return refusals
+
+
+def _responses(doc: Doc, refusals: Mapping[int, str]) -> dict[str, Any]:
+    described = {**refusals, **doc.responses}
     if not any(200 <= status < 300 for status in described):
         described[200] = "success"
     responses: dict[str, Any] = {}
@@ -357,7 +310,7 @@ def _response(status: int, description: str, produces: tuple[str, ...]) -> dict[
     }
     if status >= 400:
         response["content"] = {"application/json": {"schema": ERROR_REF}}
-        if status in (503, 504):
+        if status in (429, 503, 504):
             response["headers"]["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
     elif status != 304:
         response["content"] = {media: {"schema": _schema_of(media)} for media in produces}
@@ -373,12 +326,23 @@ def _schema_of(media: str) -> dict[str, Any]:
 
 
 def _components() -> dict[str, Any]:
+    schemes: dict[str, Any] = {_SECRET: _scheme(PLUGIN_SECRET)}
+    for param in GIRDER_CREDENTIALS:
+        schemes[_GIRDER[param.location]] = _scheme(param)
+    for param in SIGNED_GRANT:
+        schemes[_SIGNED[param.name]] = _scheme(
+            param.described(
+                f"{param.doc}; a signed URL carries all four (or the path form "
+                "/signed/{keyid}/{expires}/{signature}/...)"
+            )
+        )
     return {
         "schemas": {"Error": ERROR_SCHEMA},
         "responses": {
             "Error": {
                 "description": "an error: 400 a bad parameter (named), 401/403 access, 404 "
-                "unknown, 422 unreadable image, 503/504 retry later (Retry-After)",
+                "unknown, 413/414 too long a body or URL, 422 unreadable image, 429 rate "
+                "limited, 503/504 retry later (Retry-After)",
                 "headers": {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}},
                 "content": {"application/json": {"schema": ERROR_REF}},
             }
@@ -391,10 +355,16 @@ def _components() -> dict[str, Any]:
             },
             "RetryAfter": {"description": "seconds to wait", "schema": {"type": "integer"}},
         },
-        "securitySchemes": {
-            "tilecastSecret": {"type": "apiKey", "in": "header", "name": "Tilecast-Secret"},
-            "girderToken": {"type": "apiKey", "in": "header", "name": "Girder-Token"},
-        },
+        "securitySchemes": schemes,
+    }
+
+
+def _scheme(param: Param) -> dict[str, Any]:
+    return {
+        "type": "apiKey",
+        "in": param.location,
+        "name": param.name,
+        "description": _markdown(param.doc),
     }
 
 

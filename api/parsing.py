@@ -12,16 +12,17 @@ from typing import Any
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.errors import BadRequest, TileOutOfRange
 from tilecast.common.fill import parse_fill
-from tilecast.common.params import bounded_int
+from tilecast.common.query import (
+    DEFAULT_THUMBNAIL_SIZE,
+    FRAME,
+    STYLE,
+    THUMBNAIL_HEIGHT,
+    THUMBNAIL_WIDTH,
+)
 from tilecast.common.settings import Settings
 from tilecast.common.style import canonical_style
 from tilecast.common.tiles import ThumbnailRequest, TileRequest
 
-# large_image's thumbnail size when a request names neither width nor height.
-DEFAULT_THUMBNAIL_SIZE = 256
-# large_image refuses thumbnails smaller than this in either dimension.
-MIN_THUMBNAIL_SIZE = 2
-MAX_FRAME = 2**31 - 1
 # ASCII digits only (and at most 12): int() would also take " 3", "1_0" and non-ASCII
 # digits, which are not tile coordinates (and would name the same tile under several URLs).
 _MAX_DIGITS = 12
@@ -54,13 +55,13 @@ def parse_tile_request(
 def parse_thumbnail_request(
     source: str, args: Mapping[str, str], settings: Settings
 ) -> ThumbnailRequest:
-    width, height = parse_thumbnail_size(args, settings.max_thumbnail_size)
+    width, height = parse_thumbnail_size(args, settings)
     if width * height > settings.max_region_pixels:
         # A filled thumbnail is exactly width x height: the region bound applies too.
         raise BadRequest(
             f"a {width} x {height} thumbnail is more than the {settings.max_region_pixels} "
             "pixels this server renders at once (TILECAST_MAX_REGION_PIXELS)",
-            parameter="width",
+            parameter=THUMBNAIL_WIDTH.name,
         )
     return ThumbnailRequest(
         source=source,
@@ -85,23 +86,23 @@ def path_coordinate(raw: str, name: str) -> int:
 
 
 def parse_frame(args: Mapping[str, str]) -> int:
-    frame = bounded_int(args, "frame", 0, 0, MAX_FRAME)
+    frame = FRAME.integer(args)
     assert frame is not None
     return frame
 
 
 def parse_style(args: Mapping[str, str], settings: Settings) -> str | None:
-    return canonical_style(args.get("style"), max_bytes=settings.max_style_bytes)
+    return canonical_style(args.get(STYLE.name), max_bytes=STYLE.high_in(settings))
 
 
 def parse_encoding(args: Mapping[str, str], settings: Settings) -> EncodingOptions:
     return EncodingOptions.from_query(args, default_quality=settings.jpeg_quality)
 
 
-def parse_thumbnail_size(args: Mapping[str, str], largest: int) -> tuple[int, int]:
+def parse_thumbnail_size(args: Mapping[str, str], settings: Settings) -> tuple[int, int]:
     """``(width, height)`` with 0 for an unconstrained side; large_image's 256 x 256 default."""
-    width = bounded_int(args, "width", None, MIN_THUMBNAIL_SIZE, largest)
-    height = bounded_int(args, "height", None, MIN_THUMBNAIL_SIZE, largest)
+    width = THUMBNAIL_WIDTH.integer(args, settings)
+    height = THUMBNAIL_HEIGHT.integer(args, settings)
     if width is None and height is None:
         return DEFAULT_THUMBNAIL_SIZE, DEFAULT_THUMBNAIL_SIZE
     return width or 0, height or 0

@@ -33,6 +33,8 @@ from tilecast.common.errors import ConfigurationError, RateLimited
 from tilecast.common.keys import ratelimit_key
 from tilecast.common.settings import Settings
 
+# Probes must not be starved by (or count against) clients.
+UNLIMITED_ENDPOINTS = frozenset({"health.healthz", "health.readyz"})
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # KEYS[1] the bucket; ARGV rate (tokens/s), burst. Returns {allowed, seconds to wait}.
@@ -125,6 +127,6 @@ def install(app: Flask, settings: Settings, state: redis.Redis) -> None:
 
     @app.before_request
     def limit_rate() -> None:
-        if request.endpoint in (None, "health.healthz", "health.readyz"):
-            return  # probes must not be starved by (or count against) clients
+        if request.endpoint is None or request.endpoint in UNLIMITED_ENDPOINTS:
+            return
         limiter.take(client_id(request, proxies))

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
-from tilecast.api.openapi import GENERATION, doc_of
+from tilecast.api.openapi import doc_of
 from tilecast.api.services import services
 from tilecast.common.errors import GenerationGone, TilecastError
+from tilecast.common.query import GENERATION
 
 GENERATION_HEADER = "X-Tilecast-Generation"
-GENERATION_PARAMETER = "gen"
 IMMUTABLE_MAX_AGE = 365 * 24 * 3600
 
 
@@ -33,10 +33,10 @@ def install(app: Flask) -> None:
     def refuse_old_generations() -> None:
         item_id = (request.view_args or {}).get("item_id")
         view = app.view_functions.get(request.endpoint or "")
-        # Only the answers that take ``gen`` (images: api/openapi.py) look at it.
+        # Only the answers that take ``gen`` (images: common/query.py) look at it.
         if item_id is None or view is None or GENERATION not in doc_of(view).query:
             return
-        asked = request.args.get(GENERATION_PARAMETER, "")
+        asked = request.args.get(GENERATION.name, "")
         if not (asked.isascii() and asked.isdigit()) or len(asked) > 18:
             return
         svc = services()
@@ -48,7 +48,7 @@ def install(app: Flask) -> None:
             raise GenerationGone(
                 f"generation {asked} of item {item_id} is no longer served: its file "
                 "changed; ask for the item's metadata again",
-                parameter=GENERATION_PARAMETER,
+                parameter=GENERATION.name,
             )
 
     @app.after_request
@@ -63,7 +63,7 @@ def install(app: Flask) -> None:
             return response  # forgotten meanwhile: the answer stays as it was
         response.headers[GENERATION_HEADER] = generation
         # Only images (strong ETag) are versioned; metadata tells the generation.
-        if "ETag" in response.headers and request.args.get(GENERATION_PARAMETER) == generation:
+        if "ETag" in response.headers and request.args.get(GENERATION.name) == generation:
             scope = svc.cache_control.split(",", 1)[0]  # public, or private behind access
             response.headers["Cache-Control"] = f"{scope}, max-age={IMMUTABLE_MAX_AGE}, immutable"
         return response

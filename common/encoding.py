@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tilecast.common.errors import BadRequest
-from tilecast.common.params import bounded_int
+from tilecast.common.params import BOOLEAN, INTEGER, Param, names
 
 CONTENT_TYPES: dict[str, str] = {
     "JPEG": "image/jpeg",
@@ -43,8 +43,46 @@ TIFF_COMPRESSIONS: dict[str, str] = {
 DEFAULT_JPEG_QUALITY = 95
 DEFAULT_WEBP_QUALITY = 80  # PIL's default, what large_image's WEBP output gets
 DEFAULT_AVIF_QUALITY = 75  # PIL's default, what large_image's AVIF output gets
-_TRUE = frozenset({"true", "on", "yes", "1"})
-_FALSE = frozenset({"false", "off", "no", "0", ""})
+
+# The query parameters of every image answer (tiles, thumbnails, regions, ...).
+ENCODING = Param(
+    "encoding",
+    "output format (default JPEG)",
+    choices=(*CONTENT_TYPES, *FORMAT_ALIASES),
+    default="JPEG",
+)
+JPEG_QUALITY = Param(
+    "jpegQuality",
+    "JPEG quality (default TILECAST_JPEG_QUALITY)",
+    INTEGER,
+    default=DEFAULT_JPEG_QUALITY,
+    low=1,
+    high=100,
+    default_setting="jpeg_quality",
+)
+JPEG_SUBSAMPLING = Param(
+    "jpegSubsampling", "0, 1, 2 = 4:4:4, 4:2:2, 4:2:0", INTEGER, default=0, low=0, high=2
+)
+TIFF_COMPRESSION = Param(
+    "tiffCompression", "TIFF compression", choices=tuple(TIFF_COMPRESSIONS), default="raw"
+)
+WEBP_QUALITY = Param(
+    "webpQuality", "WEBP quality", INTEGER, default=DEFAULT_WEBP_QUALITY, low=1, high=100
+)
+WEBP_LOSSLESS = Param("webpLossless", "lossless WEBP", BOOLEAN, default=False)
+AVIF_QUALITY = Param(
+    "avifQuality", "AVIF quality", INTEGER, default=DEFAULT_AVIF_QUALITY, low=1, high=100
+)
+ENCODING_PARAMS = (
+    ENCODING,
+    JPEG_QUALITY,
+    JPEG_SUBSAMPLING,
+    TIFF_COMPRESSION,
+    WEBP_QUALITY,
+    WEBP_LOSSLESS,
+    AVIF_QUALITY,
+)
+QUERY_PARAMETERS = names(ENCODING_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -108,23 +146,24 @@ class EncodingOptions:
         if not any(name in args for name in QUERY_PARAMETERS):
             # Most viewers name no encoding: the hit path skips the parsing.
             return _default_options(default_quality)
-        fmt = (args.get("encoding") or "JPEG").upper()
+        raw_format = args.get(ENCODING.name)
+        fmt = (raw_format or ENCODING.default).upper()
         fmt = FORMAT_ALIASES.get(fmt, fmt)
         if fmt not in CONTENT_TYPES:
             raise BadRequest(
-                f"unknown encoding {args.get('encoding')!r}; one of {', '.join(CONTENT_TYPES)}",
-                parameter="encoding",
+                f"unknown encoding {raw_format!r}; one of {', '.join(CONTENT_TYPES)}",
+                parameter=ENCODING.name,
             )
-        quality = bounded_int(args, "jpegQuality", default_quality, 1, 100)
-        subsampling = bounded_int(args, "jpegSubsampling", 0, 0, 2)
-        compression = (args.get("tiffCompression") or "raw").lower()
+        quality = JPEG_QUALITY.integer(args, default=default_quality)
+        subsampling = JPEG_SUBSAMPLING.integer(args)
+        compression = (args.get(TIFF_COMPRESSION.name) or TIFF_COMPRESSION.default).lower()
         if compression not in TIFF_COMPRESSIONS:
             raise BadRequest(
                 f"unknown tiffCompression {compression!r}; one of {', '.join(TIFF_COMPRESSIONS)}",
-                parameter="tiffCompression",
+                parameter=TIFF_COMPRESSION.name,
             )
-        webp_quality = bounded_int(args, "webpQuality", DEFAULT_WEBP_QUALITY, 1, 100)
-        avif_quality = bounded_int(args, "avifQuality", DEFAULT_AVIF_QUALITY, 1, 100)
+        webp_quality = WEBP_QUALITY.integer(args)
+        avif_quality = AVIF_QUALITY.integer(args)
         assert None not in (quality, subsampling, webp_quality, avif_quality)
         return cls(
             fmt,
@@ -132,35 +171,11 @@ class EncodingOptions:
             int(subsampling),  # type: ignore[arg-type]
             compression,
             webp_quality=int(webp_quality),  # type: ignore[arg-type]
-            webp_lossless=parse_bool(args, "webpLossless"),
+            webp_lossless=WEBP_LOSSLESS.boolean(args),
             avif_quality=int(avif_quality),  # type: ignore[arg-type]
         )
-
-
-QUERY_PARAMETERS = (
-    "encoding",
-    "jpegQuality",
-    "jpegSubsampling",
-    "tiffCompression",
-    "webpQuality",
-    "webpLossless",
-    "avifQuality",
-)
 
 
 @functools.cache
 def _default_options(jpeg_quality: int) -> EncodingOptions:
     return EncodingOptions(jpeg_quality=jpeg_quality)
-
-
-def parse_bool(args: Mapping[str, str], name: str, default: bool = False) -> bool:
-    """A boolean query parameter, spelled as large_image's girder plugin accepts them."""
-    raw = args.get(name)
-    if raw is None:
-        return default
-    text = raw.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise BadRequest(f"{name} must be true or false, not {raw!r}", parameter=name)

@@ -11,14 +11,20 @@ from collections.abc import Mapping
 
 from tilecast.common.colors import RGBA, parse_color
 from tilecast.common.errors import BadRequest
+from tilecast.common.params import Param
 
 CORNER = "corner:"
+FILL = Param(
+    "fill",
+    "letterbox colour when both width and height are given (corner:colour: top left), or none",
+    default="none",
+)
 
 
 def parse_fill(args: Mapping[str, str], width: int | None, height: int | None) -> str | None:
     """``fill``, canonical (``#rrggbbaa``, after ``corner:`` when asked), or None when
     it would change nothing (no colour, or not both ``width`` and ``height``)."""
-    raw = args.get("fill") or ""
+    raw = args.get(FILL.name) or ""
     if not raw or raw.lower() == "none" or not (width and height):
         return None
     corner = raw.lower().startswith(CORNER)
@@ -26,7 +32,9 @@ def parse_fill(args: Mapping[str, str], width: int | None, height: int | None) -
     try:
         red, green, blue, alpha = parse_color(text)
     except ValueError:
-        raise BadRequest(f"fill must be a colour or none, not {raw!r}", parameter="fill") from None
+        raise BadRequest(
+            f"fill must be a colour or none, not {raw!r}", parameter=FILL.name
+        ) from None
     return f"{CORNER if corner else ''}#{red:02x}{green:02x}{blue:02x}{alpha:02x}"
 
 

@@ -54,6 +54,7 @@ from tilecast.common.keys import job_leases_key as leases_key
 from tilecast.common.keys import job_record_key as record_key
 from tilecast.common.keys import job_settled_key as settled_key
 from tilecast.common.keys import job_spec_key as spec_key
+from tilecast.common.query import FRAME, FRAMES, LEVELS, PRECACHE_THUMBNAIL, REGION, STYLE
 from tilecast.common.regions import RegionSpec
 from tilecast.common.settings import Settings
 from tilecast.common.style import canonical_style, style_frames
@@ -239,23 +240,23 @@ def parse_job_request(
     ``encoding`` and its options, ``thumbnail`` (true/false).
     """
     geometry = Grid.from_metadata(metadata)
-    raw_levels = args.get("levels")
+    raw_levels = args.get(LEVELS.name)
     levels = (
         tuple(range(geometry.levels))
-        if raw_levels in (None, "", "all")
-        else parse_int_list(raw_levels, "levels", 0, geometry.top_level)
+        if raw_levels in (None, "", LEVELS.default)
+        else parse_int_list(raw_levels, LEVELS.name, 0, geometry.top_level)
     )
     count = _frame_count(metadata)
-    raw_frames = args.get("frames", args.get("frame"))
+    raw_frames = args.get(FRAMES.name, args.get(FRAME.name))
     if raw_frames in (None, ""):
         frames: tuple[int, ...] = (0,)
     elif raw_frames == "all":
         frames = tuple(range(count))
     else:
-        frames = parse_int_list(raw_frames, "frames", 0, count - 1)
-    region = _region(args.get("region"), args, geometry.size_x, geometry.size_y)
-    style_text = _as_text(args.get("style"))
-    style = canonical_style(style_text, max_bytes=settings.max_style_bytes)
+        frames = parse_int_list(raw_frames, FRAMES.name, 0, count - 1)
+    region = _region(args.get(REGION.name), args, geometry.size_x, geometry.size_y)
+    style_text = _as_text(args.get(STYLE.name))
+    style = canonical_style(style_text, max_bytes=STYLE.high_in(settings))
     for frame in frames:
         # Known up front: a style reading a frame the image lacks fails on every tile.
         if any(not 0 <= wanted < count for wanted in style_frames(style, frame)):
@@ -266,9 +267,9 @@ def parse_job_request(
         name: text for name in QUERY_PARAMETERS if (text := _as_text(args.get(name))) is not None
     }
     encoding = EncodingOptions.from_query(encoding_args, default_quality=settings.jpeg_quality)
-    thumbnail_text = _as_text(args.get("thumbnail")) or "false"
-    if thumbnail_text.lower() not in ("true", "false", "1", "0"):
-        raise BadRequest("thumbnail must be true or false", parameter="thumbnail")
+    thumbnail_text = _as_text(args.get(PRECACHE_THUMBNAIL.name)) or PRECACHE_THUMBNAIL.default
+    if thumbnail_text.lower() not in PRECACHE_THUMBNAIL.choices:
+        raise BadRequest("thumbnail must be true or false", parameter=PRECACHE_THUMBNAIL.name)
     return JobSpec(
         source=source_id,
         generation=generation,

@@ -34,12 +34,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tilecast.common.encoding import EncodingOptions, parse_bool
+from tilecast.common.encoding import EncodingOptions
 from tilecast.common.errors import BadRequest
 from tilecast.common.fill import fill_key_part
 from tilecast.common.grid import Grid
 from tilecast.common.keys import cache_key
-from tilecast.common.params import bounded_int
+from tilecast.common.params import BOOLEAN, INTEGER, NUMBER, Param
 from tilecast.common.style import NO_STYLE, style_hash
 
 KIND_REGION = "region"
@@ -86,33 +86,73 @@ ONE_SIDE_RATIO = 16
 MAX_SKIPPED_LEVELS = 3
 
 
-def _number(raw: str, name: str) -> float:
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{name} must be a number, not {raw!r}", parameter=name) from None
-    if not math.isfinite(value) or abs(value) > MAX_COORDINATE:
-        raise BadRequest(f"{name} must be a finite number, not {raw!r}", parameter=name)
-    return value + 0.0  # -0.0 -> 0.0: one spelling, one key
+# --- the query parameters of regions, pixels and histograms ----------------------------
 
 
-def _optional_number(args: Mapping[str, str], name: str) -> float | None:
-    raw = args.get(name)
-    if raw is None or raw == "":
-        return None
-    return _number(raw, name)
+def _coordinate(name: str, doc: str) -> Param:
+    return Param(name, doc, NUMBER, low=-MAX_COORDINATE, high=MAX_COORDINATE)
+
+
+def _scale(name: str, doc: str) -> Param:
+    # 0 means not given, as in large_image; a negative one is refused.
+    return Param(name, doc, NUMBER, low=0, high=MAX_COORDINATE)
+
+
+def _units(name: str, doc: str) -> Param:
+    return Param(name, doc, choices=tuple(sorted(UNITS)), default="")
+
+
+LEFT = _coordinate("left", "left edge")
+TOP = _coordinate("top", "top edge")
+RIGHT = _coordinate("right", "right edge")
+BOTTOM = _coordinate("bottom", "bottom edge")
+REGION_WIDTH = _coordinate("regionWidth", "width (instead of right)")
+REGION_HEIGHT = _coordinate("regionHeight", "height (instead of bottom)")
+UNITS_PARAM = _units("units", "units of the region's coordinates (default base_pixels)")
+UNITS_WH = _units("unitsWH", "other units for regionWidth and regionHeight (default: units)")
+REGION_PARAMS = (LEFT, TOP, RIGHT, BOTTOM, REGION_WIDTH, REGION_HEIGHT, UNITS_PARAM, UNITS_WH)
+MAGNIFICATION = _scale("magnification", "output magnification (when neither width nor height)")
+MM_X = _scale("mm_x", "output mm per pixel, horizontally")
+MM_Y = _scale("mm_y", "output mm per pixel, vertically")
+EXACT = Param(
+    "exact",
+    "only a stored level of exactly that magnification or pixel size (else a 400)",
+    BOOLEAN,
+    default=False,
+)
+RESAMPLE = Param(
+    "resample",
+    "histograms: resample to width x height (true, false or an integer; default true); "
+    "regions: ignored",
+    default="true",
+)
+SCALE_PARAMS = (MAGNIFICATION, MM_X, MM_Y, EXACT, RESAMPLE)
+OUTPUT_WIDTH = Param(
+    "width", "output width in pixels (fit, aspect kept)", INTEGER, low=1, high=MAX_OUTPUT_SIDE
+)
+OUTPUT_HEIGHT = Param(
+    "height", "output height in pixels (fit, aspect kept)", INTEGER, low=1, high=MAX_OUTPUT_SIDE
+)
+OUTPUT_SIZE = (OUTPUT_WIDTH, OUTPUT_HEIGHT)
+BINS = Param("bins", "bins per band", INTEGER, default=DEFAULT_BINS, low=1, high=MAX_BINS)
+RANGE_MIN = _coordinate("rangeMin", "lower end of the binned range (default 0)")
+RANGE_MAX = _coordinate("rangeMax", "upper end of the binned range (default 256)")
+ROUND_RANGE = Param("roundRange", "round the range to integers", BOOLEAN, default=False)
+DENSITY = Param("density", "densities instead of counts", BOOLEAN, default=False)
+ONLY_MIN_MAX = Param("onlyMinMax", "only each band's min and max", BOOLEAN, default=False)
+HISTOGRAM_PARAMS = (BINS, RANGE_MIN, RANGE_MAX, ROUND_RANGE, DENSITY, ONLY_MIN_MAX)
 
 
 def _key_number(value: float | None) -> str:
     return "n" if value is None else repr(value)
 
 
-def parse_units(args: Mapping[str, str], name: str = "units") -> str:
-    raw = args.get(name) or ""
+def parse_units(args: Mapping[str, str], param: Param = UNITS_PARAM) -> str:
+    raw = args.get(param.name) or param.default
     units = UNITS.get(raw.lower())
     if units is None:
         names = ", ".join(sorted(set(UNITS.values())))
-        raise BadRequest(f"unknown {name} {raw!r}; one of {names}", parameter=name)
+        raise BadRequest(f"unknown {param.name} {raw!r}; one of {names}", parameter=param.name)
     return units
 
 
@@ -200,8 +240,8 @@ class OutputScale:
 
     @classmethod
     def from_query(cls, args: Mapping[str, str]) -> OutputScale:
-        values = {name: _positive(args, name) for name in ("magnification", "mm_x", "mm_y")}
-        exact = parse_bool(args, "exact") and any(values.values())
+        values = {p.name: _positive(args, p) for p in (MAGNIFICATION, MM_X, MM_Y)}
+        exact = EXACT.boolean(args) and any(values.values())
         return cls(exact=exact, **values)
 
     @property
@@ -265,13 +305,13 @@ class OutputScale:
         )
 
 
-def _positive(args: Mapping[str, str], name: str) -> float | None:
+def _positive(args: Mapping[str, str], param: Param) -> float | None:
     """A magnification or pixel size; 0 means not given, as in large_image."""
-    value = _optional_number(args, name)
+    value = param.number(args)
     if value is None or value == 0:
         return None
     if value < 0:
-        raise BadRequest(f"{name} must be positive, not {value:g}", parameter=name)
+        raise BadRequest(f"{param.name} must be positive, not {value:g}", parameter=param.name)
     return value
 
 
@@ -297,14 +337,14 @@ class RegionSpec:
     @classmethod
     def from_query(cls, args: Mapping[str, str]) -> RegionSpec:
         return cls(
-            left=_optional_number(args, "left"),
-            top=_optional_number(args, "top"),
-            right=_optional_number(args, "right"),
-            bottom=_optional_number(args, "bottom"),
-            width=_optional_number(args, "regionWidth"),
-            height=_optional_number(args, "regionHeight"),
+            left=LEFT.number(args),
+            top=TOP.number(args),
+            right=RIGHT.number(args),
+            bottom=BOTTOM.number(args),
+            width=REGION_WIDTH.number(args),
+            height=REGION_HEIGHT.number(args),
             units=parse_units(args),
-            units_wh=parse_units(args, "unitsWH") if args.get("unitsWH") else None,
+            units_wh=parse_units(args, UNITS_WH) if args.get(UNITS_WH.name) else None,
         )
 
     @property
@@ -588,8 +628,8 @@ def preferred_level(level: int, top_level: int, native: Callable[[int], bool]) -
 
 
 def parse_output_side(args: Mapping[str, str], name: str) -> int | None:
-    value = bounded_int(args, name, None, 1, MAX_OUTPUT_SIDE)
-    return value
+    """``width`` or ``height`` of a region or histogram; None when not given."""
+    return (OUTPUT_WIDTH if name == OUTPUT_WIDTH.name else OUTPUT_HEIGHT).integer(args)
 
 
 # --- requests --------------------------------------------------------------------------
@@ -872,26 +912,26 @@ class HistogramRequest:
         ``density``, ``onlyMinMax``, ``width``/``height`` (default 2048, unless
         ``magnification``/``mm_x``/``mm_y`` size the output), ``resample`` and the region
         parameters."""
-        width = parse_output_side(args, "width")
-        height = parse_output_side(args, "height")
+        width = OUTPUT_WIDTH.integer(args)
+        height = OUTPUT_HEIGHT.integer(args)
         resample = parse_resample(args)
         scale = OutputScale.from_query(args)
         if width is None and height is None and not scale.given:
             width = height = HISTOGRAM_SIZE
             resample = False
-        bins = bounded_int(args, "bins", DEFAULT_BINS, 1, MAX_BINS)
+        bins = BINS.integer(args)
         assert bins is not None
-        low = _optional_number(args, "rangeMin")
-        high = _optional_number(args, "rangeMax")
+        low = RANGE_MIN.number(args)
+        high = RANGE_MAX.number(args)
         hist_range: tuple[float, float] | str | None = None
         if low is not None or high is not None:
             hist_range = (0.0 if low is None else low, 256.0 if high is None else high)
             if not hist_range[1] > hist_range[0]:
                 raise BadRequest(
                     f"rangeMax ({hist_range[1]:g}) must be above rangeMin ({hist_range[0]:g})",
-                    parameter="rangeMax" if high is not None else "rangeMin",
+                    parameter=RANGE_MAX.name if high is not None else RANGE_MIN.name,
                 )
-        elif parse_bool(args, "roundRange"):
+        elif ROUND_RANGE.boolean(args):
             hist_range = "round"
         return cls(
             source=source,
@@ -901,8 +941,8 @@ class HistogramRequest:
             frame=frame,
             bins=bins,
             range=hist_range,
-            density=parse_bool(args, "density"),
-            only_min_max=parse_bool(args, "onlyMinMax"),
+            density=DENSITY.boolean(args),
+            only_min_max=ONLY_MIN_MAX.boolean(args),
             resample=resample,
             scale=scale,
         )
@@ -911,9 +951,7 @@ class HistogramRequest:
 def parse_resample(args: Mapping[str, str]) -> bool:
     """large_image's ``resample`` (true / false / on / off / yes / no or an integer);
     its tiles take any true value as LANCZOS, so it is a boolean here. Absent: true."""
-    raw = args.get("resample")
-    if raw is None or raw == "":
-        return True
+    raw = args.get(RESAMPLE.name) or RESAMPLE.default
     text = raw.strip().lower()
     if text in ("true", "on", "yes"):
         return True
@@ -923,7 +961,7 @@ def parse_resample(args: Mapping[str, str]) -> bool:
         return int(text) != 0
     except ValueError:
         raise BadRequest(
-            f"resample must be true, false or an integer, not {raw!r}", parameter="resample"
+            f"resample must be true, false or an integer, not {raw!r}", parameter=RESAMPLE.name
         ) from None
 
 

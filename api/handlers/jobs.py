@@ -11,10 +11,9 @@ from typing import Any
 from tilecast.api.services import Services
 from tilecast.common.errors import UnknownJob
 from tilecast.common.jobs import JobStore, auto_job_spec, parse_job_request
+from tilecast.common.query import MAX_LISTED
 
 log = logging.getLogger(__name__)
-
-MAX_LISTED = 1000
 
 
 def submit(svc: Services, source_id: str, args: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:

@@ -11,38 +11,19 @@ from tilecast.api import dzi
 from tilecast.api.handlers.protocols import box_image, grid
 from tilecast.api.handlers.tiles import metadata
 from tilecast.api.http import image_response
-from tilecast.api.openapi import (
-    ENCODING,
-    FRAME,
-    IMAGE_ANSWERS,
-    IMAGES,
-    STYLE,
-    TILE_QUERY,
-    Param,
-    document,
-)
+from tilecast.api.openapi import IMAGE_ANSWERS, IMAGES, document
 from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
 from tilecast.api.services import services
 from tilecast.api.tilerange import check_frame, check_style_frames
+from tilecast.common import query
+from tilecast.common.encoding import ENCODING
 from tilecast.common.errors import BadRequest
 
 bp = Blueprint("dzi", __name__)
-LAYOUT = (
-    Param(
-        "tilesize",
-        "Deep Zoom tile size, a power of two",
-        {"type": "integer", "minimum": 1, "maximum": dzi.MAX_TILE_SIZE, "default": 256},
-    ),
-    Param(
-        "overlap",
-        "pixels each tile repeats of its neighbours",
-        {"type": "integer", "minimum": 0, "default": 0},
-    ),
-)
 
 
 @bp.get("/item/<item_id>/tiles/dzi.dzi")
-@document(query=(*LAYOUT, FRAME, STYLE, *ENCODING), produces=("text/xml",))
+@document(query=query.DZI_DESCRIPTOR, produces=("text/xml",))
 def descriptor(item_id: str) -> Response:
     """The Deep Zoom descriptor (XML): ``TileSize``, ``Overlap``, ``Format``, ``Size``.
 
@@ -71,7 +52,7 @@ def descriptor(item_id: str) -> Response:
             f"tiles of tilesize {layout.tile_size} and overlap {layout.overlap} are up to "
             f"{width} x {height} pixels, more than the {svc.settings.max_region_pixels} "
             "this server renders at once (TILECAST_MAX_REGION_PIXELS)",
-            parameter="tilesize" if layout.overlap == 0 else "overlap",
+            parameter=query.TILESIZE.name if layout.overlap == 0 else query.OVERLAP.name,
         )
     xml = dzi.descriptor(layout, encoding, image.size_x, image.size_y)
     # Spelled as girder_large_image's server sends it (no space), for byte-equal headers.
@@ -79,7 +60,7 @@ def descriptor(item_id: str) -> Response:
 
 
 @bp.get("/item/<item_id>/tiles/dzi_files/<level>/<xandy>")
-@document(query=(*LAYOUT, *TILE_QUERY), responses=IMAGE_ANSWERS, produces=IMAGES)
+@document(query=query.DZI_TILE, responses=IMAGE_ANSWERS, produces=IMAGES)
 def tile(item_id: str, level: str, xandy: str) -> Response:
     """Tile ``x``, ``y`` of Deep Zoom level ``level``; its extension names the encoding
     when no ``encoding`` parameter does."""
@@ -89,6 +70,6 @@ def tile(item_id: str, level: str, xandy: str) -> Response:
     image = grid(svc, item_id)
     box = dzi.tile_box(layout, dzi.parse_level(level), x, y, image.size_x, image.size_y)
     args = dict(request.args)
-    if named is not None and not args.get("encoding"):
-        args["encoding"] = named
+    if named is not None and not args.get(ENCODING.name):
+        args[ENCODING.name] = named
     return image_response(box_image(svc, item_id, box, image, args), svc.cache_control)

@@ -9,11 +9,11 @@ from flask import Blueprint, Response, jsonify, request
 from tilecast.api.disposition import add_content_disposition, item_name
 from tilecast.api.handlers import images
 from tilecast.api.http import image_response
-from tilecast.api.openapi import IMAGE_ANSWERS, IMAGE_QUERY, IMAGES, document
+from tilecast.api.openapi import IMAGE_ANSWERS, IMAGES, document
 from tilecast.api.parsing import parse_encoding
 from tilecast.api.services import services
+from tilecast.common import query
 from tilecast.common.associated import AssociatedRequest
-from tilecast.common.params import bounded_int
 
 bp = Blueprint("images", __name__)
 
@@ -25,13 +25,12 @@ def names(item_id: str) -> Response:
 
 
 @bp.get("/item/<item_id>/tiles/images/<name>")
-@document(query=IMAGE_QUERY, responses=IMAGE_ANSWERS, produces=IMAGES)
+@document(query=query.IMAGE, responses=IMAGE_ANSWERS, produces=IMAGES)
 def image(item_id: str, name: str) -> Response:
     """One associated image, fitted into ``width`` x ``height`` when either is given."""
     svc = services()
-    largest = svc.settings.max_thumbnail_size
-    width = bounded_int(request.args, "width", 0, 0, largest)
-    height = bounded_int(request.args, "height", 0, 0, largest)
+    width = query.IMAGE_WIDTH.integer(request.args, svc.settings)
+    height = query.IMAGE_HEIGHT.integer(request.args, svc.settings)
     assert width is not None and height is not None
     parsed = AssociatedRequest(
         source=item_id,

@@ -8,10 +8,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from tilecast.api.handlers import jobs
-from tilecast.api.openapi import LIMIT, PRECACHE, PRECACHE_BODY, document
+from tilecast.api.openapi import PRECACHE_BODY, document
 from tilecast.api.services import services
+from tilecast.common import query
 from tilecast.common.errors import BadRequest
-from tilecast.common.params import bounded_int
 
 bp = Blueprint("jobs", __name__)
 
@@ -29,7 +29,7 @@ def _arguments() -> dict[str, Any]:
 
 @bp.post("/item/<item_id>/tiles/precache")
 @document(
-    query=PRECACHE,
+    query=query.PRECACHE,
     body=PRECACHE_BODY,
     responses={201: "a new job (Location: /jobs/{id})", 200: "the running equal job"},
 )
@@ -44,9 +44,9 @@ def precache(item_id: str) -> tuple[Response, int]:
 
 
 @bp.get("/jobs")
-@document(query=(LIMIT,))
+@document(query=query.JOBS_LIST)
 def list_jobs() -> Response:
-    limit = bounded_int(request.args, "limit", 100, 1, jobs.MAX_LISTED)
+    limit = query.LIMIT.integer(request.args)
     assert limit is not None
     return jsonify(jobs.list_jobs(services(), limit))
 

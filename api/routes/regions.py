@@ -9,22 +9,15 @@ from flask import Blueprint, Response, request
 from tilecast.api.disposition import add_content_disposition, item_name
 from tilecast.api.handlers import regions
 from tilecast.api.http import image_response
-from tilecast.api.openapi import (
-    BANDS_QUERY,
-    HISTOGRAM_QUERY,
-    IMAGE_ANSWERS,
-    IMAGES,
-    PIXEL_QUERY,
-    REGION_QUERY,
-    document,
-)
+from tilecast.api.openapi import IMAGE_ANSWERS, IMAGES, document
 from tilecast.api.services import services
+from tilecast.common import query
 
 bp = Blueprint("regions", __name__)
 
 
 @bp.get("/item/<item_id>/tiles/region")
-@document(query=REGION_QUERY, responses=IMAGE_ANSWERS, produces=IMAGES)
+@document(query=query.REGION_QUERY, responses=IMAGE_ANSWERS, produces=IMAGES)
 def region(item_id: str) -> Response:
     """An area (``left``, ``top``, ``right``, ``bottom``, ``regionWidth``, ``regionHeight``
     in ``units``) fitted into ``width`` x ``height`` (letterboxed with ``fill``) or at
@@ -37,7 +30,7 @@ def region(item_id: str) -> Response:
 
 
 @bp.get("/item/<item_id>/tiles/pixel")
-@document(query=PIXEL_QUERY, responses=IMAGE_ANSWERS)
+@document(query=query.PIXEL, responses=IMAGE_ANSWERS)
 def pixel(item_id: str) -> Response:
     """One full-resolution pixel at ``left``, ``top``: large_image's ``getPixel`` JSON."""
     svc = services()
@@ -46,7 +39,7 @@ def pixel(item_id: str) -> Response:
 
 
 @bp.get("/item/<item_id>/tiles/histogram")
-@document(query=HISTOGRAM_QUERY, responses=IMAGE_ANSWERS)
+@document(query=query.HISTOGRAM, responses=IMAGE_ANSWERS)
 def histogram(item_id: str) -> Response:
     """Per-band histograms: ``bins``, ``rangeMin``, ``rangeMax``, ``roundRange``,
     ``density``, ``onlyMinMax``, ``width``/``height``, ``resample``, ``frame`` and the
@@ -57,7 +50,7 @@ def histogram(item_id: str) -> Response:
 
 
 @bp.get("/item/<item_id>/tiles/bands")
-@document(query=BANDS_QUERY, responses=IMAGE_ANSWERS)
+@document(query=query.BANDS, responses=IMAGE_ANSWERS)
 def bands(item_id: str) -> Response:
     """large_image's ``getBandInformation`` of ``frame``, with statistics."""
     svc = services()

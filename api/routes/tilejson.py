@@ -9,22 +9,27 @@ from flask import Blueprint, Response, jsonify, request
 
 from tilecast.api import tilejson
 from tilecast.api.handlers.protocols import grid
-from tilecast.api.openapi import TILE_QUERY, Param, document
+from tilecast.api.openapi import document
 from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
 from tilecast.api.services import services
-from tilecast.common import signing
-from tilecast.common.encoding import QUERY_PARAMETERS
-from tilecast.common.girder import TOKEN_PARAMETER
+from tilecast.common import query
+from tilecast.common.params import names
 
 bp = Blueprint("tilejson", __name__)
 # What a tile URL of the template carries on from the TileJSON request.
-PASSED = ("frame", "style", *QUERY_PARAMETERS, TOKEN_PARAMETER, *signing.PARAMETERS)
+PASSED = (
+    query.FRAME.name,
+    query.STYLE.name,
+    *names(query.ENCODING_PARAMS),
+    query.GIRDER_TOKEN.name,
+    *names(query.SIGNED_GRANT),
+)
 # A template's placeholders are the only braces clients fill in.
 TEMPLATE = "zxy/{z}/{x}/{y}"
 
 
 @bp.get("/item/<item_id>/tiles/tilejson.json")
-@document(query=(*TILE_QUERY, Param(TOKEN_PARAMETER, "a Girder token the tile URLs carry on")))
+@document(query=query.TILEJSON)
 def tilejson_document(item_id: str) -> Response:
     """``tiles`` is the absolute ``zxy`` URL template with this request's ``frame``,
     ``style``, encoding parameters and ``token``, checked here first (a 400 names a

@@ -10,10 +10,11 @@ from flask import Blueprint, Response, jsonify, request
 from tilecast.api.disposition import add_content_disposition, item_name
 from tilecast.api.handlers import tiles
 from tilecast.api.http import image_response
-from tilecast.api.openapi import IMAGE_ANSWERS, IMAGES, THUMBNAIL_QUERY, TILE_QUERY, document
+from tilecast.api.openapi import IMAGE_ANSWERS, IMAGES, document
 from tilecast.api.parsing import parse_thumbnail_request, parse_tile_request
 from tilecast.api.services import services
 from tilecast.api.tilerange import path_frame
+from tilecast.common import query
 
 bp = Blueprint("tiles", __name__)
 
@@ -26,7 +27,7 @@ def metadata(item_id: str) -> Response:
 
 
 @bp.get("/item/<item_id>/tiles/zxy/<z>/<x>/<y>")
-@document(query=TILE_QUERY, responses=IMAGE_ANSWERS, produces=IMAGES)
+@document(query=query.TILE, responses=IMAGE_ANSWERS, produces=IMAGES)
 def tile(item_id: str, z: str, x: str, y: str) -> Response:
     """One tile; ``encoding``, ``jpegQuality``, ``jpegSubsampling``, ``tiffCompression``,
     ``style`` and ``frame`` as in large_image."""
@@ -36,18 +37,18 @@ def tile(item_id: str, z: str, x: str, y: str) -> Response:
 
 
 @bp.get("/item/<item_id>/tiles/fzxy/<frame>/<z>/<x>/<y>")
-@document(query=TILE_QUERY[1:], responses=IMAGE_ANSWERS, produces=IMAGES)
+@document(query=query.TILE_IN_FRAME, responses=IMAGE_ANSWERS, produces=IMAGES)
 def tile_with_frame(item_id: str, frame: str, z: str, x: str, y: str) -> Response:
     """The same tile as ``zxy`` with the frame in the path (any ``frame`` query is ignored)."""
     svc = services()
-    args = {key: value for key, value in request.args.items() if key != "frame"}
+    args = {key: value for key, value in request.args.items() if key != query.FRAME.name}
     parsed = parse_tile_request(item_id, z, x, y, args, svc.settings)
     parsed = dataclasses.replace(parsed, frame=path_frame(frame))
     return image_response(tiles.tile(svc, parsed), svc.cache_control)
 
 
 @bp.get("/item/<item_id>/tiles/thumbnail")
-@document(query=THUMBNAIL_QUERY, responses=IMAGE_ANSWERS, produces=IMAGES)
+@document(query=query.THUMBNAIL_QUERY, responses=IMAGE_ANSWERS, produces=IMAGES)
 def thumbnail(item_id: str) -> Response:
     """The whole image fitted into ``width`` x ``height`` (256 x 256 when neither is
     given), letterboxed with ``fill``; ``contentDisposition`` names it for download."""

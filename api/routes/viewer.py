@@ -14,10 +14,11 @@ from __future__ import annotations
 from flask import Blueprint, Response, render_template, request
 
 from tilecast.api.errors import tilecast_error_response
-from tilecast.api.openapi import HTML, Param, document
+from tilecast.api.openapi import HTML, document
 from tilecast.api.services import services
 from tilecast.api.viewer import assets
 from tilecast.common.errors import ServiceUnavailable, TilecastError
+from tilecast.common.query import INDEX_PAGE, VIEWER_PAGE
 
 bp = Blueprint(
     "viewer",
@@ -28,14 +29,6 @@ bp = Blueprint(
 )
 
 
-# Read by the page's own script, which passes them on to every request it makes.
-PAGE_QUERY = (
-    Param("token", "a Girder token (girder access mode), sent on with every request"),
-    Param("frame", "the frame shown first", {"type": "integer", "minimum": 0}),
-    Param("style", "the style JSON applied first"),
-)
-
-
 def wants_html() -> bool:
     """Whether the client prefers an HTML page to JSON (browsers do; curl, requests don't)."""
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
@@ -43,7 +36,7 @@ def wants_html() -> bool:
 
 
 @bp.get("/")
-@document(produces=HTML, query=PAGE_QUERY[:1])
+@document(produces=HTML, query=INDEX_PAGE)
 def index() -> str:
     """The registered sources, each with a thumbnail linking to its viewer."""
     return render_template("tilecast/index.html")
@@ -52,7 +45,7 @@ def index() -> str:
 @bp.get("/viewer/<item_id>")
 @document(
     produces=HTML,
-    query=PAGE_QUERY,
+    query=VIEWER_PAGE,
     responses={404: "unknown source", 503: "OpenSeadragon's files are missing"},
 )
 def viewer(item_id: str) -> str:
