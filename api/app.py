@@ -4,24 +4,16 @@ from __future__ import annotations
 
 from flask import Flask
 
-from tilecast.api import access, cors, jsonbody, limits, observe, publicurl, ratelimit, versioned
+from tilecast.api import jsonbody
 from tilecast.api.errors import register_error_handlers
 from tilecast.api.handlers.girder import ensure_registered
-from tilecast.api.routes import (
-    dzi,
-    girder,
-    health,
-    iiif,
-    images,
-    jobs,
-    metrics,
-    regions,
-    sources,
-    tilejson,
-    tiles,
-    viewer,
-)
+from tilecast.api.middleware import access, cors, limits, observe, publicurl, ratelimit, versioned
+from tilecast.api.protocols import dzi_routes
+from tilecast.api.protocols import iiif_routes as iiif
+from tilecast.api.protocols import tilejson_routes as tilejson
+from tilecast.api.routes import girder, health, images, metrics, regions, sources, tiles, viewer
 from tilecast.api.routes import openapi as openapi_routes
+from tilecast.api.routes import precache_jobs as jobs
 from tilecast.api.services import EXTENSION, Services
 from tilecast.common.settings import Settings, get_settings
 
@@ -43,16 +35,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(girder.bp)
     app.register_blueprint(openapi_routes.bp)
     app.register_blueprint(viewer.bp)
-    for blueprint in (dzi.bp, iiif.bp, tilejson.bp):  # standard tile protocols
+    for blueprint in (dzi_routes.bp, iiif.bp, tilejson.bp):  # standard tile protocols
         app.register_blueprint(blueprint)
-    for blueprint in (tiles.bp, images.bp, regions.bp, dzi.bp, tilejson.bp):
+    for blueprint in (tiles.bp, images.bp, regions.bp, dzi_routes.bp, tilejson.bp):
         app.register_blueprint(
             blueprint, url_prefix=GIRDER_API_ROOT, name=f"girder_api_{blueprint.name}"
         )
     access.install(app, settings, lambda item_id: ensure_registered(svc, item_id))
     ratelimit.install(app, settings, svc.state)  # after access: limits verified clients
     cors.install(app, settings.cors_origins, settings.cors_manage_origins)  # after the routes
-    versioned.install(app)  # gen=<generation> URLs: immutable (api/versioned.py)
+    versioned.install(app)  # gen=<generation> URLs: immutable (api/middleware/versioned.py)
     register_error_handlers(app)
     publicurl.install(app, settings)  # last: absolute URLs from the public base URL
     return app

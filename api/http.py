@@ -7,7 +7,7 @@ import hashlib
 
 from flask import Response, request
 
-from tilecast.api.answers import CACHE, RENEWED_KEY, Image
+from tilecast.api.miss.answers import CACHE, RENEWED_KEY, Image
 
 # hit or miss: whether a tile came straight from the cache (tests/bench classify by it).
 CACHE_HEADER = "X-Tilecast-Cache"

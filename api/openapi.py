@@ -11,12 +11,13 @@ statuses worth naming, the media types -- a view declares beside itself with
 (common/query.py and the modules it gathers from), written out with the bounds and
 defaults this server's settings configure: the document states what is enforced.
 
-Access is documented as the server enforces it (api/access.py, api/signed.py): in
+Access is documented as the server enforces it (api/middleware/access.py,
+api/middleware/signed.py): in
 ``girder`` mode item and management routes take a Girder token (header, query or
 cookie) and may answer 401/403; in ``signed`` mode they need a signed URL's four query
 parameters; the Girder plugin's routes always need its shared secret. Every route may
-answer 414 (api/limits.py), those taking a body 413, and all but the probes 429 when
-rate limiting is on (api/ratelimit.py).
+answer 414 (api/middleware/limits.py), those taking a body 413, and all but the probes 429 when
+rate limiting is on (api/middleware/ratelimit.py).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from typing import Any, TypeVar
 
 from flask import Flask
 
-from tilecast.api.access import MANAGE_ENDPOINTS, PLUGIN_BLUEPRINT
-from tilecast.api.ratelimit import UNLIMITED_ENDPOINTS
+from tilecast.api.middleware.access import MANAGE_ENDPOINTS, PLUGIN_BLUEPRINT
+from tilecast.api.middleware.ratelimit import UNLIMITED_ENDPOINTS
 from tilecast.api.services import EXTENSION
 from tilecast.common.encoding import CONTENT_TYPES
 from tilecast.common.params import (
@@ -80,7 +81,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 @functools.lru_cache(maxsize=512)
 def path_template(rule: str) -> str:
     """``/item/<item_id>/tiles/zxy/<int:z>`` -> ``/item/{item_id}/tiles/zxy/{z}``;
-    remembered, as every answer is counted under its route's template (api/observe.py)."""
+    remembered, as every answer is counted under its route's template
+    (api/middleware/observe.py)."""
     return _RULE_VARIABLE.sub(lambda m: "{" + m.group("name") + "}", rule)
 
 

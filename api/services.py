@@ -8,18 +8,18 @@ from dataclasses import dataclass
 import redis
 from flask import current_app
 
-from tilecast.api.completion import CompletionListener
-from tilecast.api.dispatch import Dispatcher
-from tilecast.api.generations import GenerationMemo
-from tilecast.api.prefetch import Prefetcher
-from tilecast.api.routing import Router, build_router
-from tilecast.api.tasks import CelerySender, Sender
+from tilecast.api.miss.completion import CompletionListener
+from tilecast.api.miss.dispatch import Dispatcher
+from tilecast.api.miss.generations import GenerationMemo
+from tilecast.api.miss.prefetch import Prefetcher
+from tilecast.api.miss.routing import Router, build_router
+from tilecast.api.miss.tasks import CelerySender, Sender
 from tilecast.common.activity import ActivityMemo
 from tilecast.common.cache import TileCache
+from tilecast.common.counters import BatchedCounters
 from tilecast.common.redisconn import connect, connect_cache
 from tilecast.common.registry import SourceRegistry
 from tilecast.common.settings import Settings
-from tilecast.common.stats import BatchedCounters
 
 EXTENSION = "tilecast"
 
@@ -52,7 +52,7 @@ class Services:
         listener = CompletionListener(
             lambda: connect(settings.state_url, **settings.redis_timeouts)
         )
-        # Affinity, spill-over and backpressure of interactive sends (api/routing.py).
+        # Affinity, spill-over and backpressure of interactive sends (api/miss/routing.py).
         router = build_router(settings, state)
         dispatcher = Dispatcher(
             state,

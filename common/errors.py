@@ -70,7 +70,7 @@ class Forbidden(TilecastError):
 
 
 class UriTooLong(TilecastError):
-    """A path or query string beyond the configured bounds (api/limits.py)."""
+    """A path or query string beyond the configured bounds (api/middleware/limits.py)."""
 
     status = 414
     code = "uri_too_long"
@@ -109,7 +109,7 @@ class UnknownSource(NotFound):
 
 class GenerationGone(NotFound):
     """A ``gen=`` URL naming an older generation of a source than the current one: its
-    file changed, and tilecast keeps no old file (api/versioned.py)."""
+    file changed, and tilecast keeps no old file (api/middleware/versioned.py)."""
 
     code = "generation_gone"
 
@@ -175,7 +175,7 @@ class GirderUnavailable(ServiceUnavailable):
 
 class Overloaded(ServiceUnavailable):
     """Too much interactive work is queued: answered at once instead of joining a wait
-    that would time out (backpressure, api/routing.py)."""
+    that would time out (backpressure, api/miss/routing.py)."""
 
     code = "overloaded"
     retry_after = 2

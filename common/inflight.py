@@ -8,7 +8,7 @@ channel.
 
 A marker's value names its owner (whoever claimed it, for whoever debugs a stuck key),
 preceded by a worker's own queue when the task is known to be there: ``"{queue} {owner}"``.
-The api names the queue it routed the task to (api/dispatch.py); a worker that took the
+The api names the queue it routed the task to (api/miss/dispatch.py); a worker that took the
 task from another queue names its own (workers/adopt.py); a waiter that finds the marker
 naming a dead worker's queue takes it over and sends the work again.
 """

@@ -3,7 +3,7 @@ record in the state Redis.
 
 Both sides use this module: the api (and the command line) validate a request against
 the source's metadata and create the record; the worker pool's job driver
-(workers/jobs.py) dispatches the batches and the batch tasks settle them.
+(workers/precache.py) dispatches the batches and the batch tasks settle them.
 
 Keys (state Redis, never evicted; a running job's keys carry no TTL):
 

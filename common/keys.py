@@ -67,7 +67,7 @@ def describe_key(source_id: str) -> str:
     return f"{PREFIX}describe:{source_id}"
 
 
-# --- counters and gauges (common/stats.py, common/latency.py) -----------------------------
+# --- counters and gauges (common/counters.py, common/latency.py) -----------------------------
 
 STATS_KEY = f"{PREFIX}stats"
 SOURCE_CACHE_GAUGES_KEY = f"{PREFIX}sourcecache"
@@ -142,7 +142,7 @@ def job_spec_key(spec_hash: str) -> str:
 KEEPER_LOCK_KEY = f"{PREFIX}keeper:lock"
 
 
-# --- rate limits (api/ratelimit.py) ---------------------------------------------------------
+# --- rate limits (api/middleware/ratelimit.py) ----------------------------------------------------
 
 
 def ratelimit_key(client_digest: str) -> str:

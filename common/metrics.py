@@ -1,10 +1,10 @@
 """One snapshot of tilecast's counters and gauges, for ``/metrics`` and ``tilecast stats``.
 
-Counters come from the ``tc:stats`` hash (common/stats.py: every api and worker process
+Counters come from the ``tc:stats`` hash (common/counters.py: every api and worker process
 adds to it); gauges are read at collection time: the cache Redis's memory, key count
 and its own evictions (INFO), the active sources (common/activity.py), the worker
 source caches' sizes (summed over live processes), in-flight markers and queue
-depths, jobs by state. HTTP requests by route (api/observe.py) are ``tc:stats`` fields of
+depths, jobs by state. HTTP requests by route (api/middleware/observe.py) are ``tc:stats`` fields of
 their own; render latency histograms come from ``tc:latency`` (common/latency.py).
 :func:`prometheus_text` renders the text exposition format (version 0.0.4).
 """
@@ -19,11 +19,12 @@ from typing import Any
 
 import redis
 
-from tilecast.common import activity, jobs, latency, stats
+from tilecast.common import activity, jobs, latency
+from tilecast.common import counters as stats
 from tilecast.common.inflight import inflight_key
-from tilecast.common.protocol import QUEUES
 from tilecast.common.redisconn import CacheClient, primaries
 from tilecast.common.regions import REGIONS_RENDERED
+from tilecast.common.taskprotocol import QUEUES
 from tilecast.common.workers_live import read_workers
 
 # kombu's Redis transport keeps a queue's priorities 1-9 in lists named

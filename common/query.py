@@ -127,7 +127,7 @@ PRECACHE_THUMBNAIL = Param(
 )
 LIMIT = Param("limit", "at most this many", INTEGER, default=DEFAULT_LISTED, low=1, high=MAX_LISTED)
 
-# --- access credentials (api/access.py, api/signed.py) --------------------------------------
+# --- access credentials (api/middleware/access.py, api/middleware/signed.py) ----------------------
 
 GIRDER_TOKEN_HEADER = Param(TOKEN_HEADER, "a Girder token (girder access mode)", location="header")
 GIRDER_TOKEN = Param(TOKEN_PARAMETER, "a Girder token (girder access mode)")

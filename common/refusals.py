@@ -5,7 +5,7 @@ same hopeless work again and waiting out its limit.
 A worker writes ``tc:refused:{key}`` (the error's JSON payload, TTL
 ``TILECAST_TOO_COSTLY_TTL``) when a render of ``key`` passes its soft time limit, or its
 node does when the hard limit killed the pool process (workers/limits.py); the api reads
-it on a miss, before dispatching (api/answers.py). It lives in the state Redis,
+it on a miss, before dispatching (api/miss/answers.py). It lives in the state Redis,
 next to the in-flight markers.
 """
 

@@ -48,7 +48,7 @@ KIND_HISTOGRAM = "hist"
 KIND_BANDS = "bands"
 JSON_ENCODING = "json"
 JSON_CONTENT_TYPE = "application/json"
-# common.stats counter of regions written (pixels, histograms and bands are not counted).
+# common.counters counter of regions written (pixels, histograms and bands are not counted).
 REGIONS_RENDERED = "regions_rendered"
 
 # large_image's TileInputUnits (all but its geospatial projections): name -> canonical.
@@ -651,7 +651,7 @@ class RegionRequest:
     fill: str | None = None
     scale: OutputScale = field(default_factory=OutputScale)
     # Output exactly ``width`` x ``height`` (both given), not fitted keeping the
-    # region's aspect: the IIIF and DZI endpoints (api/handlers/protocols.py) ask it.
+    # region's aspect: the IIIF and DZI endpoints (api/protocols/handlers.py) ask it.
     stretch: bool = False
 
     def __post_init__(self) -> None:

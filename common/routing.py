@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import redis
 
-from tilecast.common.protocol import QUEUE_INTERACTIVE
 from tilecast.common.redisconn import connect
+from tilecast.common.taskprotocol import QUEUE_INTERACTIVE
 from tilecast.common.workers_live import ROLE_INTERACTIVE, WorkerInfo
 
 AFFINITY_PREFIX = f"{QUEUE_INTERACTIVE}."

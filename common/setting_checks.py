@@ -107,7 +107,7 @@ def networks(value: str) -> str | None:
 
 
 def origin_list(value: str) -> str | None:
-    """``*`` or comma-separated origins (``scheme://host[:port]``), api/cors.py."""
+    """``*`` or comma-separated origins (``scheme://host[:port]``), api/middleware/cors.py."""
     for part in (p.strip().rstrip("/") for p in value.split(",")):
         parts = urlsplit(part)
         if part and part != "*" and not (parts.scheme and parts.netloc and not parts.path):

@@ -67,7 +67,7 @@ class Settings:
     keeper_low_water: float = 0.75
     # Neighbour prefetch on the bulk pool after a tile miss (0 = off, 1 = on).
     prefetch: int = 0
-    # Worker pools and source affinity (api/routing.py, workers/heartbeat.py): interactive
+    # Worker pools and source affinity (api/miss/routing.py, workers/heartbeat.py): interactive
     # tasks that may wait in the shared queue before a miss is answered 503 (0 = no
     # bound); tasks per worker process that may wait in a worker's own queue before a
     # source's work spills to the shared queue (0 = no affinity); seconds a worker counts
@@ -87,11 +87,11 @@ class Settings:
     # Longest query string and path (bytes, as sent) before anything else: past them a
     # 414 (the query bound leaves room for a largest style percent-encoded, and stays
     # below granian's own 64 KiB URI cap, past which it answers a bare 414); the largest
-    # request body (POST JSON): past it a 413 (api/limits.py).
+    # request body (POST JSON): past it a 413 (api/middleware/limits.py).
     max_query_bytes: int = 60 * 1024
     max_path_bytes: int = 2 * 1024
     max_body_bytes: int = 64 * 1024
-    # Per-client rate limit (api/ratelimit.py): requests per second (0 = off) with a
+    # Per-client rate limit (api/middleware/ratelimit.py): requests per second (0 = off) with a
     # burst of rate_limit_burst (0 = twice the rate, at least 1); clients behind these
     # comma-separated proxy addresses or networks are told apart by X-Forwarded-For.
     rate_limit: float = 0.0
@@ -129,7 +129,7 @@ class Settings:
     http_max_age: int = 24 * 3600
     # Default JPEG quality when a request gives none (large_image's default).
     jpeg_quality: int = 95
-    # Pre-rendering jobs (common/jobs.py, workers/jobs.py): tiles per block side of a
+    # Pre-rendering jobs (common/jobs.py, workers/precache.py): tiles per block side of a
     # batch; batches in flight per job; a started batch's lease (renewed at every
     # flush) and a queued batch's lease, after which the job driver re-dispatches it;
     # dispatches of a batch before it is recorded as failed; seconds a finished job's
@@ -148,14 +148,14 @@ class Settings:
     # "text" (one readable line per record) or "json" (one JSON object per line, for log
     # collectors); common/logs.py.
     log_format: str = "text"
-    # Access control (api/access.py): "open" (no check) or "girder" (the request's Girder
+    # Access control (api/middleware/access.py): "open" (no check) or "girder" (the request's Girder
     # token must read the item; decisions remembered girder_access_ttl seconds per token
-    # and item) or "signed" (HMAC-signed URL prefixes with expiry, api/signed.py).
+    # and item) or "signed" (HMAC-signed URL prefixes with expiry, api/middleware/signed.py).
     access_mode: str = "open"
     # The "signed" mode's keys (common/signing.py): keyid:secret[,keyid:secret...]; all
     # verify, the first signs.
     signing_keys: str = ""
-    # Origins whose pages may read tilecast's answers (api/cors.py): "*", a
+    # Origins whose pages may read tilecast's answers (api/middleware/cors.py): "*", a
     # comma-separated list, or empty for no CORS headers. Management routes (sources,
     # jobs, pre-rendering, the Girder plugin's calls) answer only cors_manage_origins,
     # a comma-separated list (default none: no page of another origin may manage).
@@ -193,7 +193,7 @@ class Settings:
     # answers within readyz_timeout, naming any check that did not finish by then.
     # The base of every absolute URL the api writes (IIIF ids, redirects, TileJSON),
     # like https://tiles.example.org or https://example.org/tiles; empty: the request's
-    # Host when well formed (api/publicurl.py).
+    # Host when well formed (api/middleware/publicurl.py).
     public_url: str = ""
     redis_connect_timeout: float = 2.0
     redis_timeout: float = 5.0

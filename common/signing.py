@@ -9,7 +9,7 @@ padding. It travels as four query parameters on every URL it covers::
 Query parameters survive what viewers and CDNs do to URLs: OpenSeadragon appends a DZI
 descriptor's query to every tile URL, tilecast's viewer passes the page's on, and a CDN
 keys its copies on the whole URL; TileJSON templates carry them on too. IIIF clients,
-which drop queries, take the path form of api/signed.py instead. The prefix travels
+which drop queries, take the path form of api/middleware/signed.py instead. The prefix travels
 in the clear so that a refusal can say whether the signature or the path is wrong.
 
 Prefixes are canonical paths (:func:`canonical_prefix`): they start and end with ``/``,

@@ -1,7 +1,7 @@
 """Whether anyone still waits for a render: one key per rendered key, living as long as
 its last waiter's deadline.
 
-Every request that waits for ``key`` (api/dispatch.py) extends ``tc:waiting:{key}`` to
+Every request that waits for ``key`` (api/miss/dispatch.py) extends ``tc:waiting:{key}`` to
 its own deadline (now + ``TILECAST_RENDER_TIMEOUT``) before the work is sent; a render
 that finds the key gone has nobody left to answer -- every waiter timed out, and a
 client that disconnected counts until its own timeout, since a WSGI handler cannot see

@@ -36,9 +36,9 @@ import requests
 
 from tests.rediscluster import RedisClusterServers
 from tilecast import procs
-from tilecast.common.protocol import make_celery
 from tilecast.common.redisconn import connect
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import make_celery
 from tilecast.redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[1]

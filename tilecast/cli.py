@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from tilecast import jobs, sign, stackfile
+from tilecast import jobs_command, sign, stackfile
 from tilecast.common.errors import SourceRefused, TilecastError
 from tilecast.common.logs import configure_logging
 from tilecast.common.settings import Settings, get_settings
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="cache, render and queue numbers (as /metrics)")
     stats.add_argument("--json", action="store_true", help="one JSON object")
 
-    jobs.add_parsers(commands)  # precache, jobs (tilecast/jobs.py)
+    jobs_command.add_parsers(commands)  # precache, jobs (tilecast/jobs_command.py)
     sign.add_parser(commands)  # tilecast/sign.py
 
     add = commands.add_parser("add", help="register a local image; prints its id")
@@ -162,11 +162,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         run_worker(args.queues, args.concurrency, args.loglevel or settings.log_level)
         return 0
     if args.command == "stats":
-        from tilecast.stats import run_stats
+        from tilecast.stats_command import run_stats
 
         return run_stats(settings, as_json=args.json)
-    if args.command in jobs.COMMANDS:
-        return jobs.run(args, settings)
+    if args.command in jobs_command.COMMANDS:
+        return jobs_command.run(args, settings)
     if args.command == "sign":
         print(sign.signed_url(args, settings))
         return 0

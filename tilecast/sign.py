@@ -19,7 +19,7 @@ from tilecast.common import signing
 from tilecast.common.errors import BadRequest, ConfigurationError
 from tilecast.common.settings import Settings
 
-# api/signed.py's path form: /signed/{keyid}/{expires}/{signature}/... (the CLI imports
+# api/middleware/signed.py's path form: /signed/{keyid}/{expires}/{signature}/... (the CLI imports
 # no api code).
 PATH_MARK = "signed"
 

@@ -33,9 +33,9 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 
 from tilecast import procs
-from tilecast.common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUES
 from tilecast.common.routing import affinity_queue
 from tilecast.common.settings import get_settings
+from tilecast.common.taskprotocol import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUES
 
 _PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT = 60.0

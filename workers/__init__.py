@@ -1,7 +1,7 @@
 """The worker side: Celery tasks and the rendering engine (never imports Flask or api).
 
 - ``celeryapp`` / ``tasks`` / ``jobs``: the Celery app and the tasks of docs/CONTRACT.md
-  (``common/protocol.py`` names them).
+  (``common/taskprotocol.py`` names them).
 - ``engine``: the per-process ``Renderer`` (sources, caches, style, encode).
 - ``describe``: opening a record's path (a local file or ``girder://item/{id}``) and
   ``describe_path(path)``, large_image-shaped metadata of a file.

@@ -2,7 +2,7 @@
 task's in-flight marker.
 
 The api names a worker's own queue in a marker when it routes a task there, so that a
-waiter that sees that worker die sends the task again (api/dispatch.py). A task taken
+waiter that sees that worker die sends the task again (api/miss/dispatch.py). A task taken
 from the shared queue had no such name: if its worker died, the Redis broker would keep
 the message unacknowledged for its visibility timeout (an hour, by when the task has
 expired), and its waiters had a 504 before the marker expired. Rewriting the marker to
@@ -21,7 +21,9 @@ from celery import current_task
 
 from tilecast.common import inflight
 from tilecast.common.associated import AssociatedRequest
-from tilecast.common.protocol import (
+from tilecast.common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
+from tilecast.common.routing import affinity_queue
+from tilecast.common.taskprotocol import (
     QUEUE_INTERACTIVE,
     TASK_RENDER_ASSOCIATED,
     TASK_RENDER_BANDS,
@@ -31,8 +33,6 @@ from tilecast.common.protocol import (
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
 )
-from tilecast.common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
-from tilecast.common.routing import affinity_queue
 from tilecast.common.tiles import ThumbnailRequest, TileRequest
 
 log = logging.getLogger(__name__)

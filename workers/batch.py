@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tilecast.common import stats
+from tilecast.common import counters
 from tilecast.common.inflight import Completion, announce_many
 from tilecast.common.tiles import KIND_TILE, TileRequest
 from tilecast.workers.engine import Renderer
@@ -86,7 +86,7 @@ def render_batch(
             pending = _Pending()
     _flush(renderer, pending, on_flush)
     renderer.flush_counters(
-        **{stats.TILES_RENDERED: result.rendered, stats.RENDER_ERRORS: result.failed}
+        **{counters.TILES_RENDERED: result.rendered, counters.RENDER_ERRORS: result.failed}
     )
     return result
 

@@ -1,4 +1,4 @@
-"""The worker side's Celery app: ``common.protocol``'s configuration plus our tasks.
+"""The worker side's Celery app: ``common.taskprotocol``'s configuration plus our tasks.
 
 ``tilecast worker`` runs ``app.worker_main([...])``; the api never imports this module
 (it sends tasks by name).
@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from tilecast.common.protocol import make_celery
 from tilecast.common.settings import get_settings
+from tilecast.common.taskprotocol import make_celery
 
 app = make_celery(get_settings(), main="tilecast-worker")
 # The tasks register themselves on ``app`` when workers.tasks is imported; a worker

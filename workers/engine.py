@@ -14,7 +14,8 @@ import numpy as np
 import pyvips
 import redis
 
-from tilecast.common import latency, stats
+from tilecast.common import counters as stats
+from tilecast.common import latency
 from tilecast.common.associated import AssociatedRequest
 from tilecast.common.cache import TileCache
 from tilecast.common.errors import BadRequest
@@ -199,7 +200,7 @@ class Renderer:
     # -- bookkeeping ------------------------------------------------------------------------
     def flush_counters(self, **extra: int) -> None:
         """Add the raw-tile counts gathered since the last flush (and ``extra``
-        counters) to common.stats, in one round trip."""
+        counters) to common.counters, in one round trip."""
         read, synthesized = self.counters.take()
         counts = {stats.RAW_TILES_READ: read, stats.RAW_TILES_SYNTHESIZED: synthesized, **extra}
         counts.update(source_cache_counts(self.sources))

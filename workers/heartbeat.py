@@ -12,7 +12,7 @@ tasks still waiting in a gone node's own queue are moved to the shared ``interac
 queue, where the live nodes render them. A gone node's queue is swept for
 ``GONE_RETENTION_SECONDS`` (an api may still send there until it sees the node gone),
 then deleted with its binding. Tasks the dead node had already taken are not
-recovered here: their waiters send them again (api/dispatch.py), and the in-flight
+recovered here: their waiters send them again (api/miss/dispatch.py), and the in-flight
 markers expire with their TTL.
 
 On a warm shutdown the node unregisters at once (``worker_shutting_down``) and, once
@@ -34,10 +34,10 @@ import redis
 
 from tilecast.common import lease
 from tilecast.common.keys import SWEEP_LOCK_KEY
-from tilecast.common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE
 from tilecast.common.redisconn import connect
 from tilecast.common.routing import affinity_queue, binding_key, broker_client
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import QUEUE_BULK, QUEUE_INTERACTIVE
 from tilecast.common.workers_live import (
     ROLE_BULK,
     ROLE_INTERACTIVE,

@@ -16,7 +16,7 @@ It finds the keys with SCAN (never KEYS) and the key layout of ``common/tiles.py
 deletes the kinds below -- never state (registry, generations, markers, queues), even
 when one Redis plays both roles. It runs as a thread of a worker node's main process
 (Celery's ``worker_ready``), and a short lock in the state Redis lets one run per
-cluster. It counts what it deletes in ``common.stats``; Redis's own ``evicted_keys``
+cluster. It counts what it deletes in ``common.counters``; Redis's own ``evicted_keys``
 is read by ``/metrics``.
 
 When the cache Redis is a Redis Cluster (common/redisconn.py) every primary evicts by
@@ -42,13 +42,13 @@ from typing import Any
 
 import redis
 
-from tilecast.common import activity, stats
+from tilecast.common import activity
+from tilecast.common import counters as stats
 from tilecast.common.associated import KIND_ASSOCIATED, KIND_ASSOCIATED_LIST
 from tilecast.common.bandstats import KIND_BANDSTATS
 from tilecast.common.keys import ALL_PATTERN
 from tilecast.common.keys import KEEPER_LOCK_KEY as LOCK_KEY
 from tilecast.common.lease import Lease
-from tilecast.common.protocol import QUEUE_INTERACTIVE
 from tilecast.common.redisconn import (
     CacheClient,
     by_slot,
@@ -59,6 +59,7 @@ from tilecast.common.redisconn import (
 )
 from tilecast.common.regions import KIND_BANDS, KIND_HISTOGRAM, KIND_PIXEL, KIND_REGION
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import QUEUE_INTERACTIVE
 from tilecast.common.tiles import KIND_RAW, KIND_THUMB, KIND_TILE
 
 log = logging.getLogger(__name__)

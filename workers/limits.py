@@ -22,13 +22,13 @@ import redis
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_failure
 
-from tilecast.common import share, stats
+from tilecast.common import counters, share
 from tilecast.common.errors import TooCostly
 from tilecast.common.inflight import Completion, announce
-from tilecast.common.protocol import TASK_DESCRIBE_SOURCE
 from tilecast.common.redisconn import connect
 from tilecast.common.refusals import refuse
 from tilecast.common.settings import get_settings
+from tilecast.common.taskprotocol import TASK_DESCRIBE_SOURCE
 from tilecast.workers.adopt import _REQUEST_PARSERS as REQUEST_PARSERS
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def killed(state: redis.Redis, name: str, task_id: str, payload: Mapping[str, An
     source = request.get("source") if isinstance(request, Mapping) else None
     if isinstance(source, str):
         share.finish(state, source, task_id)
-    stats.incr(state, stats.RENDERS_KILLED)
+    counters.incr(state, counters.RENDERS_KILLED)
     if key is None:
         return  # bulk: the job driver's lease sends the batch again
     error = TooCostly(

@@ -1,6 +1,6 @@
 """The worker process's one Renderer, shared by every task module.
 
-Kept apart from ``workers.tasks`` so task modules (``workers.jobs``, ``workers.region`` …)
+Kept apart from ``workers.tasks`` so task modules (``workers.precache``, ``workers.region`` …)
 reach the renderer without importing the module that imports them.
 """
 

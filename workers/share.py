@@ -21,8 +21,8 @@ import redis
 
 from tilecast.common import share
 from tilecast.common.logs import TASK_HEADER
-from tilecast.common.protocol import QUEUE_INTERACTIVE
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import QUEUE_INTERACTIVE
 from tilecast.common.workers_live import ROLE_INTERACTIVE, read_workers
 from tilecast.workers.requestids import request_id_of
 

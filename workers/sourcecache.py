@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tilecast.common import stats
+from tilecast.common import counters
 from tilecast.common.encoding import EncodingOptions
 from tilecast.workers.sources.base import ImageSource
 from tilecast.workers.style import CompiledStyle
@@ -42,7 +42,7 @@ StyledKey = tuple[str, int, str, str]
 # a compiled style and its palette arrays; lookup tables (up to ~1 MB for 16-bit data)
 # are built as tiles use them, so count a typical share of them.
 STYLED_ENTRY_BYTES = 256 * 1024
-# Gauges are republished at least this often (well under common.stats'
+# Gauges are republished at least this often (well under common.counters'
 # GAUGE_STALE_SECONDS, after which readers drop a process as gone).
 GAUGE_REFRESH = 30.0
 
@@ -298,13 +298,13 @@ class SourceCache:
 
 
 def source_cache_counts(cache: SourceCache) -> dict[str, int]:
-    """The counts since the last call, named as in common.stats (for HINCRBY)."""
+    """The counts since the last call, named as in common.counters (for HINCRBY)."""
     delta = cache.take_stats()
     return {
-        stats.SOURCE_CACHE_HITS: delta.hits,
-        stats.SOURCE_CACHE_MISSES: delta.misses,
-        stats.SOURCE_CACHE_EVICTIONS: delta.evictions,
-        stats.SOURCE_CACHE_EVICTIONS_ACTIVE: delta.evictions_active,
+        counters.SOURCE_CACHE_HITS: delta.hits,
+        counters.SOURCE_CACHE_MISSES: delta.misses,
+        counters.SOURCE_CACHE_EVICTIONS: delta.evictions,
+        counters.SOURCE_CACHE_EVICTIONS_ACTIVE: delta.evictions_active,
     }
 
 

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkCounters:
-    """Raw tiles read from files and synthesized, flushed to common.stats per task."""
+    """Raw tiles read from files and synthesized, flushed to common.counters per task."""
 
     read: int = 0
     synthesized: int = 0

@@ -17,12 +17,21 @@ from typing import Any
 from celery import current_task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from tilecast.common import counters
 from tilecast.common import share as common_share
-from tilecast.common import stats
 from tilecast.common.associated import AssociatedRequest
 from tilecast.common.errors import TooCostly
 from tilecast.common.inflight import Completion, announce
-from tilecast.common.protocol import (
+from tilecast.common.refusals import refuse
+from tilecast.common.regions import (
+    REGIONS_RENDERED,
+    BandsRequest,
+    HistogramRequest,
+    PixelRequest,
+    RegionRequest,
+)
+from tilecast.common.registry import SourceRecord
+from tilecast.common.taskprotocol import (
     QUEUE_INTERACTIVE,
     TASK_DESCRIBE_SOURCE,
     TASK_RENDER_ASSOCIATED,
@@ -35,17 +44,8 @@ from tilecast.common.protocol import (
     TASK_RENDER_TILES,
     tile_requests_from_payload,
 )
-from tilecast.common.refusals import refuse
-from tilecast.common.regions import (
-    REGIONS_RENDERED,
-    BandsRequest,
-    HistogramRequest,
-    PixelRequest,
-    RegionRequest,
-)
-from tilecast.common.registry import SourceRecord
 from tilecast.common.tiles import ThumbnailRequest, TileRequest
-from tilecast.workers import histogram, jobs, limits, region  # noqa: F401  (tasks and signals)
+from tilecast.workers import histogram, limits, region  # noqa: F401  (tasks and signals)
 from tilecast.workers import share as pool_share
 from tilecast.workers.adopt import adopt_marker
 from tilecast.workers.batch import render_batch
@@ -102,7 +102,7 @@ def _render_request(
         pool_share.defer(
             app, renderer.state, renderer.settings, task, payload, request.source, task_request
         )
-        _count(renderer, stats.RENDERS_DEFERRED)
+        _count(renderer, counters.RENDERS_DEFERRED)
         return
     adopt_marker(renderer.state, key)
     kind = task.rpartition(".")[2].removeprefix("render_")
@@ -132,7 +132,7 @@ def _render_request(
         pool_share.defer(
             app, renderer.state, renderer.settings, task, payload, request.source, task_request
         )
-        _count(renderer, stats.RENDERS_DEFERRED)
+        _count(renderer, counters.RENDERS_DEFERRED)
     finally:
         if shared:
             _release_share(renderer, request.source, task_id)
@@ -160,7 +160,7 @@ def render_tile(payload: Mapping[str, Any]) -> None:
         TASK_RENDER_TILE,
         TileRequest.from_payload,
         lambda r, request, g: r.render_tile(request, g),
-        stats.TILES_RENDERED,
+        counters.TILES_RENDERED,
     )
 
 
@@ -188,7 +188,7 @@ def render_thumbnail(payload: Mapping[str, Any]) -> None:
         TASK_RENDER_THUMBNAIL,
         ThumbnailRequest.from_payload,
         lambda r, request, g: r.render_thumbnail(request, g),
-        stats.THUMBNAILS_RENDERED,
+        counters.THUMBNAILS_RENDERED,
     )
 
 
@@ -238,16 +238,16 @@ def _complete(
     except RenderAbandoned:
         # No error: a waiter that joined just now finds the marker gone and sends again.
         log.info("render of %s abandoned: nobody waits for it any more", key)
-        extra[stats.RENDERS_ABANDONED] = 1
+        extra[counters.RENDERS_ABANDONED] = 1
         completion = Completion(key)
     except RenderYielded:
         raise  # not an outcome: the task is deferred (_render_request)
     except SoftTimeLimitExceeded:
         completion = _too_costly(renderer, key)
-        extra[stats.RENDERS_TOO_COSTLY] = 1
+        extra[counters.RENDERS_TOO_COSTLY] = 1
     except Exception as exc:
         completion = failure(key, exc)
-        extra[stats.RENDER_ERRORS] = 1
+        extra[counters.RENDER_ERRORS] = 1
     try:
         renderer.flush_counters(**extra)
     except Exception:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from tilecast.api.handlers.jobs import cancel_source_jobs, precache_new_source
+from tilecast.api.handlers.precache_jobs import cancel_source_jobs, precache_new_source
 from tilecast.api.handlers.sources import describe, record_or_none
 from tilecast.api.services import Services
 from tilecast.common.errors import BadRequest, UnknownSource

@@ -1,17 +1,17 @@
 """Associated images of a source (label, macro, thumbnail): the list of their names and
 each image, rendered by a worker and cached like tiles (common/associated.py keys),
-through the one hit and miss path (api/answers.py)."""
+through the one hit and miss path (api/miss/answers.py)."""
 
 from __future__ import annotations
 
 import json
 
-from tilecast.api import answers
-from tilecast.api.answers import Image, Work
+from tilecast.api.miss import answers
+from tilecast.api.miss.answers import Image, Work
 from tilecast.api.services import Services
 from tilecast.common.associated import AssociatedRequest, valid_name
 from tilecast.common.errors import NotFound
-from tilecast.common.protocol import TASK_RENDER_ASSOCIATED, render_associated_payload
+from tilecast.common.taskprotocol import TASK_RENDER_ASSOCIATED, render_associated_payload
 
 
 def names(svc: Services, source_id: str) -> list[str]:

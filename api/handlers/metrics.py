@@ -10,7 +10,7 @@ from tilecast.common.redisconn import connect
 
 
 def snapshot(svc: Services) -> metrics.Snapshot:
-    # The other api processes flush within common.stats.FLUSH_SECONDS; this one's
+    # The other api processes flush within common.counters.FLUSH_SECONDS; this one's
     # counts are made current now so a scrape right after a request sees it.
     svc.counters.flush()
     settings = svc.settings

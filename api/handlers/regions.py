@@ -4,7 +4,7 @@ Each is a request type of common/regions.py named by its canonical key. A hit is
 Redis round trip, like a tile's; a miss first checks the request against the image's
 metadata (frame, and for regions and histograms the area and output size: a 400 naming
 the parameter before any worker is asked); hits, misses, 304s and headers are the
-tiles' own (the one path of api/answers.py). JSON answers are computed by workers too:
+tiles' own (the one path of api/miss/answers.py). JSON answers are computed by workers too:
 the api never imports numpy.
 """
 
@@ -13,21 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tilecast.api import answers
-from tilecast.api.answers import Image, Kind, Work, budget, metadata
+from tilecast.api.miss import answers
+from tilecast.api.miss.answers import Image, Kind, Work, budget, metadata
 from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
 from tilecast.api.services import Services
 from tilecast.api.tilerange import check_frame
 from tilecast.common.errors import BadRequest
 from tilecast.common.fill import parse_fill
 from tilecast.common.grid import Grid
-from tilecast.common.protocol import (
-    TASK_RENDER_BANDS,
-    TASK_RENDER_HISTOGRAM,
-    TASK_RENDER_PIXEL,
-    TASK_RENDER_REGION,
-    request_payload,
-)
 from tilecast.common.regions import (
     JSON_CONTENT_TYPE,
     BandsRequest,
@@ -41,6 +34,13 @@ from tilecast.common.regions import (
     parse_units,
 )
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import (
+    TASK_RENDER_BANDS,
+    TASK_RENDER_HISTOGRAM,
+    TASK_RENDER_PIXEL,
+    TASK_RENDER_REGION,
+    request_payload,
+)
 
 AnyRequest = RegionRequest | PixelRequest | HistogramRequest | BandsRequest
 
@@ -137,7 +137,7 @@ def _answer(
     content_type: str,
     check: Callable[[Mapping[str, Any]], None] | None,
 ) -> Image:
-    """The answer named by the request's key (api/answers.py); a miss checks the frame,
+    """The answer named by the request's key (api/miss/answers.py); a miss checks the frame,
     then ``check``, against the image's metadata before it sends ``task``."""
 
     def miss(gen: int) -> Work:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tilecast.api.handlers.jobs import cancel_source_jobs, precache_new_source
+from tilecast.api.handlers.precache_jobs import cancel_source_jobs, precache_new_source
 from tilecast.api.services import Services
 from tilecast.common.errors import UnknownSource
 from tilecast.common.fileidentity import same_file, stat_identity
 from tilecast.common.keys import describe_key
 from tilecast.common.localpaths import resolve_under_roots, source_id_for_path
-from tilecast.common.protocol import TASK_DESCRIBE_SOURCE, describe_source_payload
 from tilecast.common.registry import SourceRecord
+from tilecast.common.taskprotocol import TASK_DESCRIBE_SOURCE, describe_source_payload
 
 
 def register(svc: Services, path: str) -> tuple[dict[str, Any], bool]:

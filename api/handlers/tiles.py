@@ -1,17 +1,17 @@
 """Tiles, thumbnails and metadata of a source: what a tile or thumbnail checks and
-sends on a miss; the hit and miss path itself is api/answers.py."""
+sends on a miss; the hit and miss path itself is api/miss/answers.py."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from tilecast.api import answers
-from tilecast.api.answers import Image, Work, budget, metadata
+from tilecast.api.miss import answers
+from tilecast.api.miss.answers import Image, Work, budget, metadata
 from tilecast.api.services import Services
 from tilecast.api.tilerange import check_frame, check_tile
 from tilecast.common.cost import fitted_pixels
-from tilecast.common.protocol import (
+from tilecast.common.taskprotocol import (
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
     render_thumbnail_payload,
@@ -40,7 +40,7 @@ def tile(svc: Services, request: TileRequest) -> Image:
 def _prefetch(
     svc: Services, request: TileRequest, gen: int, meta: dict[str, Any]
 ) -> Callable[[], None] | None:
-    """Neighbour prefetch after a tile's task is sent (api/prefetch.py), when enabled."""
+    """Neighbour prefetch after a tile's task is sent (api/miss/prefetch.py), when enabled."""
     prefetcher = svc.prefetcher
     if prefetcher is None:
         return None

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from tilecast.api.access import require_secret
 from tilecast.api.handlers import girder
+from tilecast.api.middleware.access import require_secret
 from tilecast.api.openapi import GIRDER_BODY, document
 from tilecast.api.services import services
 from tilecast.common.errors import BadRequest

@@ -30,7 +30,7 @@ from tests.bench.load_images import LOAD_IMAGES, load_image_paths
 from tests.bench.load_stack import LoadStack, settled_counters, start_load_stack
 from tests.bench.load_viewer import ViewerConfig
 from tests.bench.report import Section
-from tilecast.common import stats as counters
+from tilecast.common import counters
 from tilecast.common.settings import Settings
 
 WORKERS = 4

@@ -5,7 +5,7 @@ source's styled and unstyled tiles deleted first; the worker keeps its files ope
 to dispatch, both measured:
 
 - ``celery``: every tile sent at once as a ``tilecast.render_tile`` task by name, with the
-  payload of ``common.protocol``, and the completions counted on the ``tc:done`` channel:
+  payload of ``common.taskprotocol``, and the completions counted on the ``tc:done`` channel:
   the render rate of the pool, with the api out of the way.
 - ``http``: every tile asked at once through ``tilecast api`` (32 concurrent keep-alive
   connections from a thread pool in this process): what a bulk client of the HTTP API gets.
@@ -23,7 +23,8 @@ from tests.bench.bench_hits import fetch_all
 from tests.bench.harness import BenchError, Processes
 from tests.bench.report import Section
 from tilecast.common.inflight import DONE_CHANNEL, Completion
-from tilecast.common.protocol import (
+from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import (
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
     TASK_RENDER_TILE,
@@ -32,7 +33,6 @@ from tilecast.common.protocol import (
     render_tile_payload,
     render_tiles_payload,
 )
-from tilecast.common.settings import Settings
 from tilecast.common.tiles import TileRequest
 
 HTTP_CONNECTIONS = 32
@@ -158,7 +158,7 @@ def run(ctx: harness.BenchContext, *, levels: tuple[Level, ...] = LEVELS) -> Sec
             f"Tiles per second rendering every tile of one level, cold, with one Celery "
             f"worker of {WORKERS} pool processes (`tilecast worker --concurrency {WORKERS}`). "
             "*celery*: all tiles sent at once as `tilecast.render_tile` tasks by name "
-            "(payloads from `common.protocol`), done when the last completion arrives on "
+            "(payloads from `common.taskprotocol`), done when the last completion arrives on "
             "`tc:done`: the render rate, api excluded. *http*: all tiles asked at once through "
             f"`tilecast api` (2 server processes x 16 threads) over {HTTP_CONNECTIONS} "
             "keep-alive connections from a Python thread pool: what a bulk HTTP client gets, "

@@ -272,8 +272,8 @@ def start_worker(
 
 def wait_worker_ready(state: redis.Redis, env: Mapping[str, str], child: Child) -> None:
     """Until a Celery worker answers a ping on the broker."""
-    from tilecast.common.protocol import make_celery
     from tilecast.common.settings import Settings
+    from tilecast.common.taskprotocol import make_celery
 
     app = make_celery(Settings.from_env(env))
 
@@ -402,6 +402,6 @@ def generation(stack: Stack, source_id: str) -> int:
 
 
 def stats(stack: Stack) -> dict[str, int]:
-    from tilecast.common import stats as counters
+    from tilecast.common import counters
 
     return counters.read(stack.redis.client())

@@ -20,7 +20,7 @@ from tests.bench.load_images import LOAD_IMAGES, load_image_paths
 from tests.bench.load_stack import settled_counters, start_load_stack
 from tests.bench.load_viewer import ViewerConfig
 from tests.bench.report import Section, ms
-from tilecast.common import stats as counters
+from tilecast.common import counters
 
 USERS = (8, 32, 128)
 QUICK_USERS = (8, 32)

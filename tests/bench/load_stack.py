@@ -21,7 +21,7 @@ from tests.bench import harness
 from tests.bench.harness import HOST, Child, Processes, RedisServer
 from tests.bench.load_client import Target
 from tests.bench.load_viewer import ImageGeometry
-from tilecast.common import stats as counters
+from tilecast.common import counters
 
 
 @dataclass
@@ -95,8 +95,8 @@ def start_load_stack(
 def wait_workers(env: Mapping[str, str], server: RedisServer, nodes: Sequence[Child]) -> None:
     """Until a node answers a ping on the broker and one interactive node per ``tilecast
     worker`` has registered in the state Redis (the api routes tiles among those)."""
-    from tilecast.common.protocol import make_celery
     from tilecast.common.settings import Settings
+    from tilecast.common.taskprotocol import make_celery
     from tilecast.common.workers_live import ROLE_INTERACTIVE, read_workers
 
     app = make_celery(Settings.from_env(env))

@@ -36,7 +36,7 @@ from tests.bench.load_stack import LoadStack, settled_counters, start_load_stack
 from tests.bench.load_viewer import ViewerConfig
 from tests.bench.report import ms, percentile
 from tilecast import procs
-from tilecast.common import stats as counters
+from tilecast.common import counters
 
 DEFAULT_OUTPUT = harness.REPO / "docs" / "RELIABILITY.md"
 START_MARK = "<!-- soak:start -->"

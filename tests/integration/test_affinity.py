@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from tests.conftest import ApiServer, Child, WorkerNode
-from tilecast.api.routing import LIVE_SECONDS
+from tilecast.api.miss.routing import LIVE_SECONDS
 from tilecast.common.routing import candidates, pick
 from tilecast.common.workers_live import WorkerInfo, read_workers
 

@@ -23,11 +23,11 @@ import redis
 import requests
 
 from tests.conftest import ApiServer
-from tilecast.common import stats
+from tilecast.common import counters
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.inflight import claim, inflight_key
-from tilecast.common.protocol import QUEUE_INTERACTIVE
 from tilecast.common.registry import generation_key
+from tilecast.common.taskprotocol import QUEUE_INTERACTIVE
 from tilecast.common.tiles import TileRequest
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,7 @@ def test_full_queue_is_503_at_once(
     with ThreadPoolExecutor(max_workers=4) as pool:
         queued = [pool.submit(unserved.get, webp(source, 4, x, 0, quality)) for x in range(3)]
         wait_for("three queued tasks", lambda: broker.llen(QUEUE_INTERACTIVE) == 3)
-        # Each api process reads the depth at most every 0.25 s (api/routing.py): the
+        # Each api process reads the depth at most every 0.25 s (api/miss/routing.py): the
         # bound holds once every reading is newer than the third task.
         time.sleep(0.3)
         # Asking again for queued work joins its wait: no new task, no refusal.
@@ -122,14 +122,14 @@ def test_dead_claimers_marker_expires_and_next_asker_renders(
     key = tile_key(state, source, 3, 1, 1, quality)
     # A claimer that died before sending anything: only its marker is left.
     assert claim(state, key, "dead-claimer", ttl=2.0)
-    rendered = stats.read(state).get(stats.TILES_RENDERED, 0)
+    rendered = counters.read(state).get(counters.TILES_RENDERED, 0)
     response = api.get(webp(source, 3, 1, 1, quality))
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "image/webp"
     assert not state.exists(inflight_key(key))
     wait_for(
         "the render to be counted",
-        lambda: stats.read(state).get(stats.TILES_RENDERED, 0) >= rendered + 1,
+        lambda: counters.read(state).get(counters.TILES_RENDERED, 0) >= rendered + 1,
     )
 
 
@@ -166,12 +166,12 @@ def test_failed_render_is_retried_by_the_next_asker(
 ) -> None:
     damaged = api.register(images["damaged"])  # its tiles fail to decode
     path = webp(damaged, 4, 5, 5, 31)
-    errors = stats.read(state).get(stats.RENDER_ERRORS, 0)
+    errors = counters.read(state).get(counters.RENDER_ERRORS, 0)
     first, second = api.get(path), api.get(path)
     assert first.status_code == second.status_code
     assert first.status_code >= 400 and first.json()["error"] == second.json()["error"]
     # Both asks reached a worker: the failure was not remembered as an answer.
     wait_for(
         "both failures to be counted",
-        lambda: stats.read(state).get(stats.RENDER_ERRORS, 0) >= errors + 2,
+        lambda: counters.read(state).get(counters.RENDER_ERRORS, 0) >= errors + 2,
     )

@@ -21,7 +21,7 @@ import requests
 from tests.conftest import REPO, ApiServer, Child, launch_api, launch_worker
 from tests.integration.jobsupport import missing_keys, scope_keys, wait_until_ended
 from tests.rediscluster import RedisClusterServers
-from tilecast.common import stats
+from tilecast.common import counters
 from tilecast.common.jobs import FINISHED
 from tilecast.common.redisconn import LazyCluster, connect, connect_cache, primaries
 from tilecast.workers.keeper import memory
@@ -196,7 +196,7 @@ def test_the_keeper_trims_the_primary_past_its_high_water_mark(
     nodes = primaries(cluster)
     full = max(range(len(nodes)), key=lambda i: len(by_node[i]))
     assert by_node[full]
-    runs_before = int(cluster_state.hget(stats.STATS_KEY, stats.KEEPER_RUNS) or 0)
+    runs_before = int(cluster_state.hget(counters.STATS_KEY, counters.KEEPER_RUNS) or 0)
     # Past the keeper's high-water mark (0.9) and below Redis's own eviction (1.0).
     used = memory(nodes[full])[0]
     nodes[full].config_set("maxmemory", str(int(used / 0.95)))
@@ -208,7 +208,7 @@ def test_the_keeper_trims_the_primary_past_its_high_water_mark(
         nodes[full].config_set("maxmemory", "256mb")
     after = keys_by_node(cluster, pattern)
     assert after[full] == []
-    assert int(cluster_state.hget(stats.STATS_KEY, stats.KEEPER_RUNS) or 0) > runs_before
+    assert int(cluster_state.hget(counters.STATS_KEY, counters.KEEPER_RUNS) or 0) > runs_before
     for i, keys in enumerate(by_node):
         if i != full:
             assert sorted(after[i]) == sorted(keys), "a node below its mark keeps its keys"

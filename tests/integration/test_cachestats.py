@@ -27,10 +27,10 @@ from tests.conftest import (
     wait_until,
 )
 from tests.unit.test_common_metrics import parse
-from tilecast.common import activity, metrics, stats
+from tilecast.common import activity, counters, metrics
 from tilecast.common.grid import Grid
-from tilecast.common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE, make_celery
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import QUEUE_BULK, QUEUE_INTERACTIVE, make_celery
 from tilecast.redis_server import RedisServer
 from tilecast.workers.keeper import memory
 
@@ -113,7 +113,7 @@ def test_metrics_and_stats_count_hits_misses_and_sources(
     )
     assert done.returncode == 0, done.stderr.decode()
     body = json.loads(done.stdout)
-    assert body["counters"][stats.API_TILE_HITS] >= after[hits]
+    assert body["counters"][counters.API_TILE_HITS] >= after[hits]
     assert body["tile_cache"]["max_bytes"] == 1024**3
     assert body["source_cache"]["processes"] >= 1
     assert 0 < body["hit_ratio"] <= 1
@@ -195,26 +195,27 @@ def test_keeper_keeps_the_active_image_and_trims_the_inactive_one(
     poll(
         "the keeper",
         lambda: (
-            stats.read(client).get(stats.KEEPER_RUNS, 0) >= 1 and memory(client)[0] <= 0.9 * limit
+            counters.read(client).get(counters.KEEPER_RUNS, 0) >= 1
+            and memory(client)[0] <= 0.9 * limit
         ),
     )
 
     assert tile_keys(client, viewed) == viewed_tiles  # every tile of the active image
     assert len(tile_keys(client, idle)) < len(wanted) or not client.keys(f"tc:raw:{idle}:*")
-    counts = stats.read(client)
-    assert counts[stats.KEEPER_DELETED_KEYS] > 0
-    assert counts.get(stats.KEEPER_DELETED_ACTIVE_KEYS, 0) == 0
+    counts = counters.read(client)
+    assert counts[counters.KEEPER_DELETED_KEYS] > 0
+    assert counts.get(counters.KEEPER_DELETED_ACTIVE_KEYS, 0) == 0
     assert client.info("stats")["evicted_keys"] == 0  # Redis's LRU never had to act
     assert memory(client)[0] <= 0.9 * limit
     # The active image is still served from the cache, with no new render.
-    rendered = counts.get(stats.TILES_RENDERED, 0)
+    rendered = counts.get(counters.TILES_RENDERED, 0)
     for z, x, y in wanted[:10]:
         assert api.get(f"/item/{viewed}/tiles/zxy/{z}/{x}/{y}").status_code == 200
-    assert stats.read(client).get(stats.TILES_RENDERED, 0) == rendered
+    assert counters.read(client).get(counters.TILES_RENDERED, 0) == rendered
     text = parse(api.get("/metrics").text)
     assert (
         text['tilecast_tile_cache_evictions_total{by="keeper"}']
-        == counts[stats.KEEPER_DELETED_KEYS]
+        == counts[counters.KEEPER_DELETED_KEYS]
     )
 
 
@@ -251,7 +252,7 @@ def simulated_pan(
     is a hit when its tile was cached just before the step. With prefetch, the viewer
     pauses after each step until the prefetch tasks are done (a person looks at each
     view for a moment)."""
-    rendered_before = stats.read(state).get(stats.TILES_RENDERED, 0)
+    rendered_before = counters.read(state).get(counters.TILES_RENDERED, 0)
     hits = requests_made = 0
     requested: set[tuple[int, int, int]] = set()
 
@@ -269,7 +270,7 @@ def simulated_pan(
             hits += sum(1 for tile in view if tile in cached)
             if wait_for_prefetch:
                 poll("the prefetch tasks", lambda: broker_idle(state), timeout=180.0)
-    rendered = stats.read(state).get(stats.TILES_RENDERED, 0) - rendered_before
+    rendered = counters.read(state).get(counters.TILES_RENDERED, 0) - rendered_before
     distinct = len(tile_keys(state, source))
     return {
         "requests": requests_made,

@@ -153,7 +153,7 @@ def test_killed_node_under_load(
     a task it took from the shared queue (no source affinity: every task goes there),
     which it named itself in the marker for (workers/adopt.py), or was killed before it
     could (then the marker names no node, and the waiters send it again on seeing a node
-    lost: api/dispatch.py). The kill follows a delivery closely (the poll of the broker's
+    lost: api/miss/dispatch.py). The kill follows a delivery closely (the poll of the broker's
     ``unacked`` hash), so that window is hit in some runs."""
     settings = stack_settings(
         private_db, TILECAST_CACHE_URL=private_db, TILECAST_AFFINITY_QUEUE_DEPTH=affinity

@@ -26,7 +26,7 @@ from tests.conftest import ApiServer
 pytestmark = pytest.mark.integration
 
 CHECKS = sorted(validator.get_tests(validator.IIIFVersion.V3), key=lambda check: check.__name__)
-# What tilecast's info.json declares (api/iiif.py), pinned.
+# What tilecast's info.json declares (api/protocols/iiif.py), pinned.
 DECLARED = validator.ServerFeatures(
     version=validator.IIIFVersion.V3,
     compliance_level=validator.ComplianceLevel.LEVEL_1,

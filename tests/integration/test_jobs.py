@@ -22,7 +22,7 @@ from tests.integration.jobsupport import (
     wait_for,
     wait_until_ended,
 )
-from tilecast.common import stats
+from tilecast.common import counters
 from tilecast.common.jobs import CANCELLED, FINISHED, JobStore
 
 pytestmark = pytest.mark.integration
@@ -57,11 +57,11 @@ def test_a_job_completes_and_every_tile_is_then_a_cache_hit(
     assert ended["eta"] == 0 and ended["tilesPerSecond"] > 0
     assert missing_keys(state, scope_keys(state, job["id"])) == []
     # Served from the cache: nothing more is rendered.
-    before = stats.read(state).get(stats.TILES_RENDERED, 0)
+    before = counters.read(state).get(counters.TILES_RENDERED, 0)
     for z, x, y in ((0, 0, 0), (3, 5, 3), (4, 11, 7)):
         tile = api.get(f"/item/{sources['single']}/tiles/zxy/{z}/{x}/{y}?jpegQuality=71")
         assert tile.status_code == 200
-    assert stats.read(state).get(stats.TILES_RENDERED, 0) == before
+    assert counters.read(state).get(counters.TILES_RENDERED, 0) == before
     # A finished job is listed, and cancelling it changes nothing.
     assert job["id"] in [j["id"] for j in api.get("/jobs").json()]
     cancelled = api.http.delete(api.url(f"/jobs/{job['id']}"))

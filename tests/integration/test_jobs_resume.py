@@ -32,9 +32,9 @@ from tests.integration.jobsupport import (
 )
 from tilecast import procs
 from tilecast.common.jobs import FINISHED, RUNNING, JobStore, leases_key, plan, settled_key
-from tilecast.common.protocol import make_celery
 from tilecast.common.redisconn import connect
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import make_celery
 from tilecast.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration

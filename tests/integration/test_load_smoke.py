@@ -20,8 +20,8 @@ import redis
 from tests.bench.load_client import Target, run_load
 from tests.bench.load_viewer import ImageGeometry, ViewerConfig
 from tests.conftest import ApiServer
-from tilecast.common import stats
-from tilecast.common.protocol import QUEUES
+from tilecast.common import counters
+from tilecast.common.taskprotocol import QUEUES
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def make_images(folder: Path) -> list[Path]:
 
 
 def rendered(state: redis.Redis) -> int:
-    return stats.read(state).get(stats.TILES_RENDERED, 0)
+    return counters.read(state).get(counters.TILES_RENDERED, 0)
 
 
 def busy(state: redis.Redis) -> bool:

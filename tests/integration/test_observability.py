@@ -54,7 +54,7 @@ def test_a_render_is_logged_by_the_worker_with_the_request_id(
 def test_metrics_show_requests_and_render_latency(api: ApiServer, sources: dict[str, str]) -> None:
     path, query = _cold_tile(sources["pyramid"])
     assert api.get(path, params=query).status_code == 200
-    # Workers flush with each task; api processes within a second (common/stats.py).
+    # Workers flush with each task; api processes within a second (common/counters.py).
     deadline = time.monotonic() + 10
     while True:
         values = parse(api.get("/metrics").text)

@@ -28,14 +28,14 @@ import redis
 from tests.conftest import ApiServer, Child
 from tilecast import procs
 from tilecast.common.encoding import EncodingOptions
-from tilecast.common.protocol import (
+from tilecast.common.registry import generation_key
+from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import (
     QUEUE_BULK,
     TASK_RENDER_TILES,
     make_celery,
     render_tiles_payload,
 )
-from tilecast.common.registry import generation_key
-from tilecast.common.settings import Settings
 from tilecast.common.tiles import TileRequest
 from tilecast.common.workers_live import ROLE_BULK, read_workers
 

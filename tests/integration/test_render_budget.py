@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from tests.conftest import ApiServer, launch_api, launch_worker
-from tilecast.common import stats
+from tilecast.common import counters
 
 pytestmark = pytest.mark.integration
 
@@ -133,11 +133,11 @@ def test_tall_striped_tiff_does_not_starve_other_sources(
     # Their work stopped once nobody waited, and they gave way to the other source.
     wait_for(
         "a render abandoned",
-        lambda: stats.read(client).get(stats.RENDERS_ABANDONED, 0) >= 1,
+        lambda: counters.read(client).get(counters.RENDERS_ABANDONED, 0) >= 1,
     )
-    counts = stats.read(client)
+    counts = counters.read(client)
     print({k: v for k, v in counts.items() if k.startswith("renders_")})
-    assert counts.get(stats.RENDERS_DEFERRED, 0) >= 1
+    assert counts.get(counters.RENDERS_DEFERRED, 0) >= 1
     # Once abandoned, the pool is free: a fresh cold tile of the control source at once.
     started = time.monotonic()
     assert api.get(f"/item/{control}/tiles/zxy/2/1/1?jpegQuality=62").status_code == 200
@@ -172,7 +172,7 @@ def test_render_past_its_hard_limit_is_killed_and_refused_at_once(
     again = api.get(path)
     assert again.status_code == 503 and again.json()["error"] == "too_costly"
     assert time.monotonic() - started < 1.0  # at once: no render, no TTL
-    assert stats.read(client).get(stats.RENDERS_KILLED, 0) == 1
+    assert counters.read(client).get(counters.RENDERS_KILLED, 0) == 1
     # The pool got a fresh process: other work is served.
     assert api.get(f"/item/{control}/tiles/zxy/3/1/1").status_code == 200
 
@@ -226,6 +226,6 @@ def test_render_past_its_soft_limit_stops_and_is_refused(
     started = time.monotonic()
     assert api.get(path).json()["error"] == "too_costly"
     assert time.monotonic() - started < 1.0
-    counts = stats.read(client)
-    assert counts.get(stats.RENDERS_TOO_COSTLY, 0) == 1
-    assert counts.get(stats.RENDERS_KILLED, 0) == 0  # stopped in the process, not killed
+    counts = counters.read(client)
+    assert counts.get(counters.RENDERS_TOO_COSTLY, 0) == 1
+    assert counts.get(counters.RENDERS_KILLED, 0) == 0  # stopped in the process, not killed

@@ -8,13 +8,13 @@ import pytest
 import redis
 
 from tests.conftest import ApiServer
-from tilecast.common import stats
+from tilecast.common import counters
 
 pytestmark = pytest.mark.integration
 
 
 def rendered(state: redis.Redis) -> int:
-    return stats.read(state).get(stats.TILES_RENDERED, 0)
+    return counters.read(state).get(counters.TILES_RENDERED, 0)
 
 
 def test_twenty_concurrent_requests_one_render(

@@ -11,12 +11,12 @@ import redis
 
 from tilecast.common.errors import UnsupportedImage
 from tilecast.common.inflight import Completion, announce
-from tilecast.common.protocol import (
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.taskprotocol import (
     TASK_DESCRIBE_SOURCE,
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
 )
-from tilecast.common.registry import SourceRecord, SourceRegistry
 from tilecast.common.tiles import ThumbnailRequest, TileRequest
 
 METADATA = {

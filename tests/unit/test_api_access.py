@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from flask import Flask, request
 
-from tilecast.api.access import DecisionMemo, GirderAccess, credentials, require_secret
-from tilecast.api.girder import GirderAuthority
+from tilecast.api.middleware.access import DecisionMemo, GirderAccess, credentials, require_secret
+from tilecast.api.middleware.girder import GirderAuthority
 from tilecast.common.errors import (
     ConfigurationError,
     Forbidden,

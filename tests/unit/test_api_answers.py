@@ -1,4 +1,4 @@
-"""Every image-like answer goes through the one hit and miss path (api/answers.py): a
+"""Every image-like answer goes through the one hit and miss path (api/miss/answers.py): a
 region, thumbnail, pixel, histogram, band information or associated image gets what a
 tile gets -- X-Tilecast-Cache, the ETag and Cache-Control, hit/miss counters of its
 kind, 304s counted, its source recorded as viewed -- in-process against a real Redis."""
@@ -21,10 +21,13 @@ from flask.testing import FlaskClient
 from tests.unit.fakes import METADATA
 from tilecast.api.app import create_app
 from tilecast.api.services import EXTENSION, Services
-from tilecast.common import activity, stats
+from tilecast.common import activity, counters
 from tilecast.common.associated import AssociatedRequest
 from tilecast.common.inflight import Completion, announce
-from tilecast.common.protocol import (
+from tilecast.common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import (
     TASK_RENDER_ASSOCIATED,
     TASK_RENDER_BANDS,
     TASK_RENDER_HISTOGRAM,
@@ -33,9 +36,6 @@ from tilecast.common.protocol import (
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
 )
-from tilecast.common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
-from tilecast.common.registry import SourceRecord, SourceRegistry
-from tilecast.common.settings import Settings
 from tilecast.common.tiles import ThumbnailRequest, TileRequest
 
 REQUEST_TYPES: dict[str, Any] = {
@@ -93,13 +93,13 @@ def source(state: redis.Redis) -> str:
 
 # (path under /item/{id}/tiles, the kind its counters are labelled with)
 ANSWERS = [
-    ("zxy/1/0/0", stats.KIND_TILE),
-    ("thumbnail?width=64", stats.KIND_THUMBNAIL),
-    ("region?left=10&top=20&right=400&bottom=300&width=100", stats.KIND_REGION),
-    ("pixel?left=5&top=6", stats.KIND_PIXEL),
-    ("histogram?bins=8&width=300", stats.KIND_HISTOGRAM),
-    ("bands", stats.KIND_BANDS),
-    (f"images/{LABEL}", stats.KIND_ASSOCIATED),
+    ("zxy/1/0/0", counters.KIND_TILE),
+    ("thumbnail?width=64", counters.KIND_THUMBNAIL),
+    ("region?left=10&top=20&right=400&bottom=300&width=100", counters.KIND_REGION),
+    ("pixel?left=5&top=6", counters.KIND_PIXEL),
+    ("histogram?bins=8&width=300", counters.KIND_HISTOGRAM),
+    ("bands", counters.KIND_BANDS),
+    (f"images/{LABEL}", counters.KIND_ASSOCIATED),
 ]
 
 
@@ -125,9 +125,9 @@ def test_every_answer_is_counted_and_headed_like_a_tile(
     assert "X-Tilecast-Cache" not in not_modified.headers
 
     counts = services(app).counters.pending()
-    assert counts[stats.api_misses(kind)] == 1
-    assert counts[stats.api_hits(kind)] == 1
-    assert counts[stats.API_NOT_MODIFIED] == 1
+    assert counts[counters.api_misses(kind)] == 1
+    assert counts[counters.api_hits(kind)] == 1
+    assert counts[counters.API_NOT_MODIFIED] == 1
 
 
 def test_every_kind_has_its_labelled_metrics(app: Flask, source: str) -> None:
@@ -136,7 +136,7 @@ def test_every_kind_has_its_labelled_metrics(app: Flask, source: str) -> None:
     client.get(f"/item/{source}/tiles/bands")
     services(app).counters.flush()
     text = client.get("/metrics").get_data(as_text=True)
-    for kind in stats.API_ANSWER_KINDS:
+    for kind in counters.API_ANSWER_KINDS:
         assert f'tilecast_api_cache_hits_total{{kind="{kind}"}}' in text
         assert f'tilecast_api_cache_misses_total{{kind="{kind}"}}' in text
 

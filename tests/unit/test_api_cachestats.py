@@ -16,12 +16,12 @@ from flask import Flask
 from tests.unit.fakes import METADATA, FakeSender
 from tests.unit.test_common_metrics import parse
 from tilecast.api.app import create_app
-from tilecast.api.prefetch import neighbours
+from tilecast.api.miss.prefetch import neighbours
 from tilecast.api.services import EXTENSION, Services
-from tilecast.common import activity, stats
-from tilecast.common.protocol import QUEUE_BULK, TASK_RENDER_TILES, tile_requests_from_payload
+from tilecast.common import activity, counters
 from tilecast.common.registry import SourceRecord, SourceRegistry
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import QUEUE_BULK, TASK_RENDER_TILES, tile_requests_from_payload
 from tilecast.common.tiles import TileRequest
 
 
@@ -73,15 +73,15 @@ def test_hits_misses_and_304s_are_counted_in_process_then_flushed(
     client.get(f"/item/{source}/tiles/zxy/2/1/1", headers={"If-None-Match": first.headers["ETag"]})
     client.get(f"/item/{source}/tiles/thumbnail")
     counts = pending(app)
-    assert counts[stats.API_TILE_MISSES] == 1
-    assert counts[stats.API_TILE_HITS] == 2
-    assert counts[stats.API_NOT_MODIFIED] == 1
-    assert counts[stats.API_THUMBNAIL_MISSES] == 1
-    before = stats.read(state)
+    assert counts[counters.API_TILE_MISSES] == 1
+    assert counts[counters.API_TILE_HITS] == 2
+    assert counts[counters.API_NOT_MODIFIED] == 1
+    assert counts[counters.API_THUMBNAIL_MISSES] == 1
+    before = counters.read(state)
     svc(app).counters.flush()
-    after = stats.read(state)
+    after = counters.read(state)
     assert pending(app) == {}
-    assert after[stats.API_TILE_HITS] - before.get(stats.API_TILE_HITS, 0) == 2
+    assert after[counters.API_TILE_HITS] - before.get(counters.API_TILE_HITS, 0) == 2
 
 
 def test_the_hit_path_touches_activity_once_per_interval(
@@ -155,7 +155,7 @@ def test_prefetch_sends_uncached_neighbours_on_bulk_once(
         again = {(r.z, r.x, r.y) for p in later for r in tile_requests_from_payload(p)}
         assert again == {(2, 0, 2), (2, 1, 2)}  # the memo: never the same neighbour twice
         counts = svc(app).counters.pending()
-        assert counts[stats.PREFETCH_TILES] == len(asked | again)
+        assert counts[counters.PREFETCH_TILES] == len(asked | again)
     finally:
         svc(app).listener.stop()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tilecast.api.app import create_app
-from tilecast.api.cors import management_endpoints
+from tilecast.api.middleware.cors import management_endpoints
 from tilecast.common.settings import Settings
 
 TILE = "/item/0123456789abcdef01234567/tiles/zxy/0/0/0"

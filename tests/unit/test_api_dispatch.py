@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tilecast.api.completion import CompletionListener
-from tilecast.api.dispatch import Dispatcher
+from tilecast.api.miss.completion import CompletionListener
+from tilecast.api.miss.dispatch import Dispatcher
 from tilecast.common.errors import RenderTimeout, UnsupportedImage
 from tilecast.common.inflight import Completion, announce, is_inflight
 from tilecast.common.redisconn import connect

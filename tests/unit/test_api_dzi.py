@@ -1,4 +1,5 @@
-"""Deep Zoom geometry (api/dzi.py) and its tilecast tile shortcut (api/protocols.py)."""
+"""Deep Zoom geometry (api/protocols/dzi.py) and its tilecast tile shortcut
+(api/protocols/boxes.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tilecast.api import dzi
-from tilecast.api.protocols import PixelBox, aligned_tile
+from tilecast.api.protocols import dzi
+from tilecast.api.protocols.boxes import PixelBox, aligned_tile
 from tilecast.common.errors import BadRequest
 from tilecast.common.grid import Grid
 

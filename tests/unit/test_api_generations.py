@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tilecast.api.generations import GenerationMemo
+from tilecast.api.miss.generations import GenerationMemo
 from tilecast.common.errors import UnknownSource
 
 

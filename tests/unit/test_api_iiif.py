@@ -1,12 +1,12 @@
-"""IIIF Image API 3.0 parsing, geometry, canonical URIs and info.json (api/iiif.py),
+"""IIIF Image API 3.0 parsing, geometry, canonical URIs and info.json (api/protocols/iiif.py),
 checked against the rules of https://iiif.io/api/image/3.0/ (sections 4, 5 and 7)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tilecast.api import iiif
-from tilecast.api.protocols import PixelBox
+from tilecast.api.protocols import iiif
+from tilecast.api.protocols.boxes import PixelBox
 from tilecast.common.errors import BadRequest, TilecastError
 from tilecast.common.grid import Grid
 

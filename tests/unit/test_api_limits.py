@@ -1,5 +1,5 @@
-"""Request bounds (api/limits.py, the style's depth) and the per-client rate limiter
-(api/ratelimit.py) in-process, against the suite's real Redis."""
+"""Request bounds (api/middleware/limits.py, the style's depth) and the per-client rate limiter
+(api/middleware/ratelimit.py) in-process, against the suite's real Redis."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from flask import Flask, request
 
 from tests.unit.fakes import METADATA, FakeSender
 from tilecast.api.app import create_app
-from tilecast.api.ratelimit import RateLimiter, client_address, parse_proxies
+from tilecast.api.middleware.ratelimit import RateLimiter, client_address, parse_proxies
 from tilecast.api.services import EXTENSION, Services
 from tilecast.common.errors import ConfigurationError, RateLimited
 from tilecast.common.registry import SourceRecord, SourceRegistry

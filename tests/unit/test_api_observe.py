@@ -12,9 +12,9 @@ from flask import Flask, g
 
 from tests.unit.fakes import FakeSender
 from tilecast.api.app import create_app
+from tilecast.api.miss.tasks import CelerySender
 from tilecast.api.services import EXTENSION, Services
-from tilecast.api.tasks import CelerySender
-from tilecast.common import stats
+from tilecast.common import counters
 from tilecast.common.logs import TASK_HEADER, RequestIdFilter, current_request_id, request_id_bound
 from tilecast.common.settings import Settings
 
@@ -65,7 +65,7 @@ def test_the_id_is_bound_during_the_request_only(
 def test_requests_are_counted_by_route_template_method_and_status_class(app: Flask) -> None:
     svc: Services = app.extensions[EXTENSION]
     svc.counters.flush()  # the background thread may flush at any time: compare totals
-    before = stats.read(svc.state)
+    before = counters.read(svc.state)
     client = app.test_client()
     client.get("/item/abc/tiles/zxy/a/0/0")
     client.get("/item/def/tiles/zxy/b/0/0")
@@ -73,10 +73,10 @@ def test_requests_are_counted_by_route_template_method_and_status_class(app: Fla
     client.get("/no/such/route")
     client.open("/healthz", method="BREW")
     svc.counters.flush()
-    after = stats.read(svc.state)
+    after = counters.read(svc.state)
 
     def added(method: str, status: int, route: str | None) -> int:
-        field = stats.http_request_field(method, status, route)
+        field = counters.http_request_field(method, status, route)
         return after.get(field, 0) - before.get(field, 0)
 
     tile = "/item/{item_id}/tiles/zxy/{z}/{x}/{y}"
@@ -84,8 +84,8 @@ def test_requests_are_counted_by_route_template_method_and_status_class(app: Fla
     assert added("GET", 200, "/healthz") == 1
     assert added("GET", 404, None) == 1
     assert added("OTHER", 405, None) == 1  # no label value a client can invent
-    field = stats.http_request_field("GET", 400, tile)
-    assert stats.parse_http_request_field(field) == ("GET", "4xx", tile)
+    field = counters.http_request_field("GET", 400, tile)
+    assert counters.parse_http_request_field(field) == ("GET", "4xx", tile)
 
 
 def test_tasks_carry_the_bound_id_in_a_header(

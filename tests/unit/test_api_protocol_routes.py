@@ -1,5 +1,6 @@
 """The Deep Zoom, IIIF and TileJSON routes are item routes like the others: the girder
-access mode's check (api/access.py reads the ``item_id`` URL variable) runs before them."""
+access mode's check (api/middleware/access.py reads the ``item_id`` URL variable) runs
+before them."""
 
 from __future__ import annotations
 

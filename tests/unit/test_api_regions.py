@@ -1,6 +1,6 @@
 """The region, pixel, histogram and bands endpoints in-process (Flask test client) against a
 real Redis and a fake worker: parsing, the checks a miss pays for, the one miss path
-(api/answers.py), the one-round-trip hit path."""
+(api/miss/answers.py), the one-round-trip hit path."""
 
 from __future__ import annotations
 
@@ -21,15 +21,15 @@ from tests.unit.fakes import METADATA
 from tilecast.api.app import create_app
 from tilecast.api.services import EXTENSION, Services
 from tilecast.common.inflight import Completion, announce
-from tilecast.common.protocol import (
+from tilecast.common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
+from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import (
     TASK_RENDER_BANDS,
     TASK_RENDER_HISTOGRAM,
     TASK_RENDER_PIXEL,
     TASK_RENDER_REGION,
 )
-from tilecast.common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
-from tilecast.common.registry import SourceRecord, SourceRegistry
-from tilecast.common.settings import Settings
 
 REQUEST_TYPES: dict[str, Any] = {
     TASK_RENDER_REGION: RegionRequest,

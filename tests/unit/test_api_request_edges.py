@@ -19,8 +19,8 @@ from werkzeug.routing import Rule
 
 from tests.unit.fakes import METADATA, FakeSender
 from tilecast.api.app import create_app
-from tilecast.api.dzi import Layout, largest_tile
 from tilecast.api.openapi import doc_of
+from tilecast.api.protocols.dzi import Layout, largest_tile
 from tilecast.api.services import EXTENSION
 from tilecast.common.errors import BadRequest, ConfigurationError
 from tilecast.common.girder import SECRET_HEADER

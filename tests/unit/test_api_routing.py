@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from tilecast.api.completion import CompletionListener
-from tilecast.api.dispatch import Dispatcher
-from tilecast.api.routing import Router
+from tilecast.api.miss.completion import CompletionListener
+from tilecast.api.miss.dispatch import Dispatcher
+from tilecast.api.miss.routing import Router
 from tilecast.common.errors import Overloaded
 from tilecast.common.inflight import Completion, announce, inflight_key, marker_queue, marker_value
-from tilecast.common.protocol import QUEUE_INTERACTIVE
 from tilecast.common.redisconn import connect
 from tilecast.common.routing import affinity_queue, candidates, is_affinity_queue, pick
+from tilecast.common.taskprotocol import QUEUE_INTERACTIVE
 from tilecast.common.workers_live import (
     ROLE_BULK,
     ROLE_INTERACTIVE,

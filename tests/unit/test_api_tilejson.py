@@ -1,4 +1,4 @@
-"""TileJSON 3.0.0 documents (api/tilejson.py), validated against the specification's
+"""TileJSON 3.0.0 documents (api/protocols/tilejson.py), validated against the specification's
 JSON schema.
 
 tests/data/tilejson-3.0.0.schema.json is the file ``3.0.0/schema.json`` of
@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tilecast.api import tilejson
+from tilecast.api.protocols import tilejson
 from tilecast.common.grid import Grid
 
 SCHEMA_FILE = Path(__file__).parents[1] / "data" / "tilejson-3.0.0.schema.json"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DOCUMENT = REPO / "docs" / "ARCHITECTURE.md"
-# `api/dispatch.py`, `api/routes/`, `tilecast/up.py`, `pyproject.toml`, `deploy/`...
+# `api/miss/dispatch.py`, `api/routes/`, `tilecast/up.py`, `pyproject.toml`, `deploy/`...
 PATH = re.compile(r"`((?:[\w.-]+/)*[\w.-]+\.(?:py|md|toml|txt|yml|yaml)|(?:[\w.-]+/)+)`")
 # `tilecast.api`, `tilecast.common`... (not task names such as `tilecast.render_tile`)
 MODULE = re.compile(r"`(tilecast\.(?:api|common|workers)(?:\.\w+)*)`")

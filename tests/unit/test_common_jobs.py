@@ -1,5 +1,5 @@
 """Pre-rendering jobs: request parsing, planning, the record in Redis and the driver's
-decisions (common/jobs.py, workers/jobs.py's JobDriver with a recording sender).
+decisions (common/jobs.py, workers/precache.py's JobDriver with a recording sender).
 
 The store tests use their own Redis database of the test server, so the session
 worker's job driver (which watches database 0) never sees these jobs.
@@ -268,7 +268,7 @@ class Recorder:
 def test_driver_keeps_a_window_retries_expired_leases_and_finishes(
     jobs_redis: redis.Redis,
 ) -> None:
-    from tilecast.workers.jobs import JobDriver
+    from tilecast.workers.precache import JobDriver
 
     store = JobStore(jobs_redis)
     job, _ = store.submit(base_level_spec())  # 6 batches of 4 x 4 tiles
@@ -300,7 +300,7 @@ def test_driver_keeps_a_window_retries_expired_leases_and_finishes(
 
 def test_driver_resumes_from_redis_alone(jobs_redis: redis.Redis) -> None:
     """A new driver (after every process was killed) dispatches only what is unsettled."""
-    from tilecast.workers.jobs import JobDriver
+    from tilecast.workers.precache import JobDriver
 
     store = JobStore(jobs_redis)
     job, _ = store.submit(base_level_spec())
@@ -318,7 +318,7 @@ def test_driver_resumes_from_redis_alone(jobs_redis: redis.Redis) -> None:
 
 
 def test_driver_waits_at_phase_boundaries(jobs_redis: redis.Redis) -> None:
-    from tilecast.workers.jobs import JobDriver
+    from tilecast.workers.precache import JobDriver
 
     store = JobStore(jobs_redis)
     job, _ = store.submit(spec_of({}, LARGE))  # raw level 4: batches 0-15, level 3: 16-31

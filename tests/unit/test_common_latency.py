@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from tests.unit.test_common_metrics import parse
-from tilecast.common import latency, metrics, stats
+from tilecast.common import counters, latency, metrics
 from tilecast.common.jobs import JOBS_KEY, record_key
 from tilecast.common.redisconn import connect
 
@@ -53,12 +53,12 @@ def test_buckets_are_cumulative_with_sum_and_count(private_db: redis.Redis) -> N
 
 
 def test_the_snapshot_shows_http_latency_and_jobs(private_db: redis.Redis) -> None:
-    stats.incr_many(
+    counters.incr_many(
         private_db,
         {
-            stats.http_request_field("GET", 200, "/item/{item_id}/tiles/zxy/{z}/{x}/{y}"): 7,
-            stats.http_request_field("GET", 404, None): 2,
-            stats.TILES_RENDERED: 3,
+            counters.http_request_field("GET", 200, "/item/{item_id}/tiles/zxy/{z}/{x}/{y}"): 7,
+            counters.http_request_field("GET", 404, None): 2,
+            counters.TILES_RENDERED: 3,
         },
     )
     recorder = latency.LatencyRecorder()

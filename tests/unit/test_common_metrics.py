@@ -10,7 +10,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tilecast.common import activity, metrics, stats
+from tilecast.common import activity, metrics
+from tilecast.common import counters as stats
 from tilecast.common.inflight import claim
 
 # The text exposition format, version 0.0.4: comments, then samples

@@ -1,9 +1,9 @@
-"""The Celery configuration tilecast's fault handling relies on (common/protocol.py)."""
+"""The Celery configuration tilecast's fault handling relies on (common/taskprotocol.py)."""
 
 from __future__ import annotations
 
-from tilecast.common.protocol import make_celery
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import make_celery
 
 
 def test_tasks_are_acknowledged_late_and_requeued_when_their_process_dies() -> None:

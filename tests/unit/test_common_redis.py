@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import redis
 
-from tilecast.common import stats
+from tilecast.common import counters
 from tilecast.common.cache import TileCache
 from tilecast.common.errors import UnknownSource
 from tilecast.common.inflight import (
@@ -86,9 +86,9 @@ def test_cache_ttl_and_many(state: redis.Redis) -> None:
 
 def test_stats(state: redis.Redis) -> None:
     name = f"test_{unique()}"
-    stats.incr(state, name)
-    stats.incr(state, name, 2)
-    assert stats.read(state)[name] == 3
+    counters.incr(state, name)
+    counters.incr(state, name, 2)
+    assert counters.read(state)[name] == 3
 
 
 def test_clients_are_not_capped_at_redis_pys_100_connections(redis_url: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from tests.rediscluster import RedisClusterServers
-from tilecast.common import activity, metrics, stats
+from tilecast.common import activity, counters, metrics
 from tilecast.common.cache import TileCache
 from tilecast.common.errors import ConfigurationError
 from tilecast.common.keys import cache_key
@@ -204,7 +204,9 @@ def test_keeper_trims_each_primary_above_its_own_high_water(
     assert result.deleted_active == 0
     assert keys_on(calm, "stale") == calm_keys  # below its high-water mark: untouched
     assert keeper.check() is None
-    assert int(state.hget(stats.STATS_KEY, stats.KEEPER_RUNS) or 0) == 2  # one per node trimmed
+    assert (
+        int(state.hget(counters.STATS_KEY, counters.KEEPER_RUNS) or 0) == 2
+    )  # one per node trimmed
     state.close()
 
 

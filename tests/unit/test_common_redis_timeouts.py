@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from tilecast.common.errors import ConfigurationError
-from tilecast.common.protocol import make_celery
 from tilecast.common.redisconn import connect, connect_cache
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import make_celery
 
 
 def pool_options(client: object) -> dict[str, object]:

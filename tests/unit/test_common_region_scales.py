@@ -13,7 +13,6 @@ import pytest
 from tilecast.common.errors import BadRequest
 from tilecast.common.fill import fill_color, fill_key_part, parse_fill
 from tilecast.common.grid import Grid
-from tilecast.common.protocol import request_payload
 from tilecast.common.regions import (
     HistogramRequest,
     Optics,
@@ -25,6 +24,7 @@ from tilecast.common.regions import (
     parse_units,
     plan_region,
 )
+from tilecast.common.taskprotocol import request_payload
 from tilecast.common.tiles import ThumbnailRequest
 
 large_image = pytest.importorskip("large_image")

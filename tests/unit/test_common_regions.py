@@ -11,7 +11,6 @@ import pytest
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.errors import BadRequest
 from tilecast.common.grid import Grid
-from tilecast.common.protocol import request_payload
 from tilecast.common.regions import (
     BandsRequest,
     HistogramRequest,
@@ -22,6 +21,7 @@ from tilecast.common.regions import (
     plan_region,
     preferred_level,
 )
+from tilecast.common.taskprotocol import request_payload
 
 large_image = pytest.importorskip("large_image")
 large_image.config.setConfig("icc_correction", False)

@@ -6,8 +6,8 @@ import pytest
 
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.errors import BadRequest
-from tilecast.common.protocol import render_thumbnail_payload, render_tile_payload
 from tilecast.common.style import style_hash
+from tilecast.common.taskprotocol import render_thumbnail_payload, render_tile_payload
 from tilecast.common.tiles import ThumbnailRequest, TileRequest, raw_tile_key
 
 STYLE = '{"max":200,"min":10}'

@@ -33,7 +33,7 @@ from tests.deployfiles import (
     tilecast_containers,
     unit_directives,
 )
-from tilecast.common.protocol import QUEUES
+from tilecast.common.taskprotocol import QUEUES
 
 # The instances the worker template unit is started as (deploy/README.md), and the one
 # a single-unit host would use.

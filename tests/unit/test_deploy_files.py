@@ -35,8 +35,8 @@ from tests.deployfiles import (
     tilecast_containers,
     yaml_documents,
 )
-from tilecast.common.protocol import QUEUES
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import QUEUES
 
 KEDA_KIND = ("keda.sh/v1alpha1", "ScaledObject")
 # KEDA's redis (lists) scaler's metadata keys (keda.sh/docs/scalers/redis-lists); the
@@ -405,8 +405,8 @@ def test_celery_config_takes_a_rabbitmq_broker_in_principle() -> None:
     app on kombu's AMQP transport with durable queues, tilecast reads no queue depths from
     such a broker, and a task is published by queue name through the default exchange
     (what RabbitMQ delivers to the queue of that name; shown on kombu's memory transport)."""
-    from tilecast.common.protocol import QUEUE_BULK, QUEUE_INTERACTIVE, make_celery
     from tilecast.common.routing import broker_client
+    from tilecast.common.taskprotocol import QUEUE_BULK, QUEUE_INTERACTIVE, make_celery
 
     amqp = Settings(broker_url="amqp://tilecast:secret@rabbitmq:5672/tilecast").resolved()
     app = make_celery(amqp)

@@ -678,7 +678,7 @@ def test_girder_records_describe_and_render(
     wk_settings: Settings,
 ) -> None:
     from tilecast.common.keys import describe_key
-    from tilecast.common.protocol import describe_source_payload
+    from tilecast.common.taskprotocol import describe_source_payload
     from tilecast.common.tiles import TileRequest
     from tilecast.workers import process_renderer, tasks
     from tilecast.workers.celeryapp import app

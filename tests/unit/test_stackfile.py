@@ -16,7 +16,7 @@ from tilecast.common.errors import ConfigurationError
 from tilecast.common.metrics import Snapshot
 from tilecast.common.settings import Settings
 from tilecast.redis_server import free_port
-from tilecast.stats import human
+from tilecast.stats_command import human
 
 UP_ENV = {
     "TILECAST_CACHE_URL": "redis://127.0.0.1:7001/0",
@@ -202,6 +202,6 @@ def test_stats_columns_line_up() -> None:
 
 
 def _counter_names() -> list[str]:
-    from tilecast.common import stats
+    from tilecast.common import counters as stats
 
     return [v for k, v in vars(stats).items() if k.isupper() and isinstance(v, str)]

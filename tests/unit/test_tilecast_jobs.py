@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from tilecast import jobs as cli_jobs
+from tilecast import jobs_command as cli_jobs
 from tilecast.common.jobs import FINISHED, RUNNING, JobRecord, parse_job_request
 from tilecast.common.settings import Settings
 

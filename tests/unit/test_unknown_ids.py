@@ -11,7 +11,7 @@ import redis
 from flask.testing import FlaskClient
 
 from tilecast.api.app import create_app
-from tilecast.api.girder import GirderAuthority
+from tilecast.api.middleware.girder import GirderAuthority
 from tilecast.api.services import EXTENSION
 from tilecast.common.errors import UnknownJob, UnknownSource
 from tilecast.common.jobs import JobStore

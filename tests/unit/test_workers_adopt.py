@@ -9,8 +9,8 @@ from typing import Any
 import redis
 
 from tilecast.common.inflight import inflight_key
-from tilecast.common.protocol import QUEUE_INTERACTIVE, TASK_RENDER_TILE, render_tile_payload
 from tilecast.common.routing import affinity_queue
+from tilecast.common.taskprotocol import QUEUE_INTERACTIVE, TASK_RENDER_TILE, render_tile_payload
 from tilecast.common.tiles import TileRequest
 from tilecast.workers.adopt import adopt_received
 

@@ -10,10 +10,10 @@ import pytest
 import redis
 
 from tests.unit.conftest import register_source
-from tilecast.common import stats
+from tilecast.common import counters
 from tilecast.common.inflight import claim, is_inflight
-from tilecast.common.protocol import render_tiles_payload, tile_requests_from_payload
 from tilecast.common.style import canonical_style
+from tilecast.common.taskprotocol import render_tiles_payload, tile_requests_from_payload
 from tilecast.common.tiles import TileRequest
 from tilecast.workers import tasks
 from tilecast.workers.engine import Renderer
@@ -56,17 +56,17 @@ def test_a_block_is_rendered_once_stored_and_announced(
     requests = block(source, 3, [(x, y) for y in range(2) for x in range(3)])
     keys = [r.key(1) for r in requests]
     claim(installed.state, keys[0], "test", 30)
-    before = stats.read(installed.state).get(stats.TILES_RENDERED, 0)
+    before = counters.read(installed.state).get(counters.TILES_RENDERED, 0)
     tasks.render_tiles(render_tiles_payload(requests, 1))
     heard = announced(done)
     assert heard == {key: None for key in keys}
     assert all(installed.cache.get(key) for key in keys)
     assert not is_inflight(installed.state, keys[0])
-    assert stats.read(installed.state)[stats.TILES_RENDERED] - before == len(keys)
+    assert counters.read(installed.state)[counters.TILES_RENDERED] - before == len(keys)
     # Again: every tile is cached, so nothing is rendered, and every waiter still hears.
     tasks.render_tiles(render_tiles_payload(requests, 1))
     assert announced(done) == {key: None for key in keys}
-    assert stats.read(installed.state)[stats.TILES_RENDERED] - before == len(keys)
+    assert counters.read(installed.state)[counters.TILES_RENDERED] - before == len(keys)
 
 
 def test_a_failing_tile_fails_alone(

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tilecast.common.protocol import QUEUE_INTERACTIVE
 from tilecast.common.redisconn import connect
 from tilecast.common.routing import affinity_queue, binding_key
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import QUEUE_INTERACTIVE
 from tilecast.common.workers_live import (
     ROLE_INTERACTIVE,
     WorkerInfo,

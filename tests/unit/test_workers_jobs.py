@@ -1,4 +1,4 @@
-"""A job's batches run in-process (workers/jobs.py run_batch) against the test Redis:
+"""A job's batches run in-process (workers/precache.py run_batch) against the test Redis:
 skipping what is cached or in flight elsewhere, taking over a killed attempt's markers,
 settling once, stopping for a cancelled job, synthesizing unstyled levels ahead.
 
@@ -62,7 +62,7 @@ def submit(renderer: Renderer, path: Path, args: dict[str, str]) -> tuple[JobSto
 def test_a_batch_renders_skips_and_settles_once(
     jobs_renderer: Renderer, images: dict[str, Path]
 ) -> None:
-    from tilecast.workers.jobs import run_batch
+    from tilecast.workers.precache import run_batch
 
     r = jobs_renderer
     store, job_id, spec = submit(r, images["pyramid"], {"levels": "4", "region": "0,0,1024,256"})
@@ -88,7 +88,7 @@ def test_a_batch_renders_skips_and_settles_once(
 
 
 def test_a_cancelled_job_runs_nothing(jobs_renderer: Renderer, images: dict[str, Path]) -> None:
-    from tilecast.workers.jobs import run_batch
+    from tilecast.workers.precache import run_batch
 
     r = jobs_renderer
     store, job_id, _spec = submit(r, images["pyramid"], {"levels": "4"})
@@ -103,7 +103,7 @@ def test_unstyled_levels_are_synthesized_ahead(
     """A raw batch caches the unstyled tiles of a level the file lacks; on a level the
     file has, it does nothing. (Level 3 of these images has too few tiles for a plan to
     synthesize it ahead, so the batch is made by hand.)"""
-    from tilecast.workers.jobs import _BatchRunner
+    from tilecast.workers.precache import _BatchRunner
 
     r = jobs_renderer
     for name, synthesized in (("single", True), ("pyramid", False)):

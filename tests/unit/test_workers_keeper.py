@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tilecast.common import activity, stats
+from tilecast.common import activity, counters
 from tilecast.common.inflight import inflight_key
 from tilecast.common.keys import cache_key
 from tilecast.common.registry import SOURCES_KEY, generation_key
@@ -83,7 +83,7 @@ def test_parse_key_takes_only_cached_answers() -> None:
         SOURCES_KEY,
         generation_key("abc"),
         inflight_key(tile("abc", 1, 0)),
-        stats.STATS_KEY,
+        counters.STATS_KEY,
         activity.ACTIVE_KEY,
         LOCK_KEY,
         "interactive",
@@ -140,10 +140,10 @@ def test_keeps_active_sources_and_deletes_inactive_ones(cache: redis.Redis) -> N
     assert cache.get(generation_key("stale")) == b"1"
     assert cache.exists(inflight_key(tile("stale", 9, 9)))
     assert cache.llen("interactive") == 1
-    counts = stats.read(cache)
-    assert counts[stats.KEEPER_RUNS] == 1
-    assert counts[stats.KEEPER_DELETED_KEYS] == result.deleted
-    assert counts[stats.KEEPER_FREED_BYTES] > 0
+    counts = counters.read(cache)
+    assert counts[counters.KEEPER_RUNS] == 1
+    assert counts[counters.KEEPER_DELETED_KEYS] == result.deleted
+    assert counts[counters.KEEPER_FREED_BYTES] > 0
     assert cache.info("stats")["evicted_keys"] == 0  # Redis's own LRU never had to act
 
 
@@ -168,7 +168,7 @@ def test_active_sources_lose_their_finest_levels_only_when_forced(cache: redis.R
     assert result is not None and result.deleted_active == result.deleted > 0
     left = {parse_key(k.decode())[2] for k in cache.keys("tc:tile:a:*")}  # type: ignore[index]
     assert 0 in left and 3 not in left  # coarse tiles kept, the finest level went first
-    assert stats.read(cache)[stats.KEEPER_DELETED_ACTIVE_KEYS] == result.deleted
+    assert counters.read(cache)[counters.KEEPER_DELETED_ACTIVE_KEYS] == result.deleted
 
 
 def test_one_keeper_per_cluster(cache: redis.Redis) -> None:
@@ -187,9 +187,9 @@ def test_keeper_thread_trims_in_the_background(cache: redis.Redis) -> None:
     thread.start()
     try:
         deadline = time.monotonic() + 20
-        while not stats.read(cache).get(stats.KEEPER_RUNS) and time.monotonic() < deadline:
+        while not counters.read(cache).get(counters.KEEPER_RUNS) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert stats.read(cache).get(stats.KEEPER_RUNS, 0) >= 1
+        assert counters.read(cache).get(counters.KEEPER_RUNS, 0) >= 1
     finally:
         thread.stop()
         thread.join(5)

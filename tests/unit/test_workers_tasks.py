@@ -13,11 +13,12 @@ import redis
 from celery import Task
 
 from tests.unit.conftest import register_source
-from tilecast.common import protocol, stats
+from tilecast.common import counters
+from tilecast.common import taskprotocol as protocol
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.inflight import claim, is_inflight
 from tilecast.common.keys import describe_key
-from tilecast.common.protocol import (
+from tilecast.common.taskprotocol import (
     TASK_DESCRIBE_SOURCE,
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
@@ -68,7 +69,7 @@ def test_render_tile_writes_the_key_and_announces(
     request = TileRequest(source_id, 4, 3, 2)
     key = request.key(7)
     assert claim(installed.state, key, "test", 30)
-    before = stats.read(installed.state)
+    before = counters.read(installed.state)
     run(tasks.render_tile, render_tile_payload(request, 7))
     assert completions(done, key) == [{"key": key, "error": None}]
     assert not is_inflight(installed.state, key)
@@ -80,15 +81,15 @@ def test_render_tile_writes_the_key_and_announces(
     served = installed.cache.get(key)
     assert served is not None and frame[-500:-2] in served
     assert installed.cache_client.ttl(key) > 0
-    after = stats.read(installed.state)
-    assert after.get(stats.TILES_RENDERED, 0) - before.get(stats.TILES_RENDERED, 0) == 1
-    assert after.get(stats.RAW_TILES_READ, 0) - before.get(stats.RAW_TILES_READ, 0) == 1
+    after = counters.read(installed.state)
+    assert after.get(counters.TILES_RENDERED, 0) - before.get(counters.TILES_RENDERED, 0) == 1
+    assert after.get(counters.RAW_TILES_READ, 0) - before.get(counters.RAW_TILES_READ, 0) == 1
 
     # A duplicate only announces.
     run(tasks.render_tile, render_tile_payload(request, 7))
     assert completions(done, key) == [{"key": key, "error": None}]
-    again = stats.read(installed.state)
-    assert again.get(stats.TILES_RENDERED, 0) == after.get(stats.TILES_RENDERED, 0)
+    again = counters.read(installed.state)
+    assert again.get(counters.TILES_RENDERED, 0) == after.get(counters.TILES_RENDERED, 0)
 
 
 def test_styled_and_synthesized_tiles(
@@ -98,14 +99,14 @@ def test_styled_and_synthesized_tiles(
     request = TileRequest(
         source_id, 0, 0, 0, style='{"band":2,"palette":"#0f0"}', encoding=EncodingOptions("PNG")
     )
-    before = stats.read(installed.state)
+    before = counters.read(installed.state)
     run(tasks.render_tile, render_tile_payload(request, 1))
     assert completions(done, request.key(1))[0]["error"] is None
     data = installed.cache.get(request.key(1))
     assert data is not None and data[:8] == b"\x89PNG\r\n\x1a\n"
-    after = stats.read(installed.state)
-    synthesized = after.get(stats.RAW_TILES_SYNTHESIZED, 0) - before.get(
-        stats.RAW_TILES_SYNTHESIZED, 0
+    after = counters.read(installed.state)
+    synthesized = after.get(counters.RAW_TILES_SYNTHESIZED, 0) - before.get(
+        counters.RAW_TILES_SYNTHESIZED, 0
     )
     assert synthesized == 33
 
@@ -129,12 +130,12 @@ def test_errors_are_announced(
         else register_source(installed, images["pyramid"])
     )
     request = TileRequest(source_id, z, x, y)
-    before = stats.read(installed.state).get(stats.RENDER_ERRORS, 0)
+    before = counters.read(installed.state).get(counters.RENDER_ERRORS, 0)
     run(tasks.render_tile, render_tile_payload(request, 1))
     [completion] = completions(done, request.key(1))
     assert completion["error"]["error"] == code
     assert installed.cache.get(request.key(1)) is None
-    assert stats.read(installed.state).get(stats.RENDER_ERRORS, 0) == before + 1
+    assert counters.read(installed.state).get(counters.RENDER_ERRORS, 0) == before + 1
 
 
 def test_a_corrupt_file_fails_its_tile_and_the_worker_goes_on(
@@ -178,12 +179,12 @@ def test_render_thumbnail(
     installed: Renderer, done: redis.client.PubSub, images: dict[str, Path]
 ) -> None:
     request = ThumbnailRequest(register_source(installed, images["deflate"]), 64, 64)
-    before = stats.read(installed.state).get(stats.THUMBNAILS_RENDERED, 0)
+    before = counters.read(installed.state).get(counters.THUMBNAILS_RENDERED, 0)
     run(tasks.render_thumbnail, render_thumbnail_payload(request, 3))
     assert completions(done, request.key(3)) == [{"key": request.key(3), "error": None}]
     data = installed.cache.get(request.key(3))
     assert data is not None and data[:2] == b"\xff\xd8"
-    assert stats.read(installed.state).get(stats.THUMBNAILS_RENDERED, 0) == before + 1
+    assert counters.read(installed.state).get(counters.THUMBNAILS_RENDERED, 0) == before + 1
 
 
 def test_describe_source_registers_the_file(
@@ -224,7 +225,7 @@ def test_malformed_payloads_are_dropped_without_raising(
         (tasks.describe_source, TASK_DESCRIBE_SOURCE, {"path": "/nowhere"}),
     ]
     keys_before = set(installed.state.scan_iter(count=1000))
-    before = stats.read(installed.state)
+    before = counters.read(installed.state)
     with caplog.at_level(logging.ERROR, logger=tasks.log.name):
         for task, _name, payload in malformed:
             run(task, payload)
@@ -233,7 +234,7 @@ def test_malformed_payloads_are_dropped_without_raising(
         f"malformed {name}" for _task, name, _payload in malformed
     ]
     assert set(installed.state.scan_iter(count=1000)) == keys_before
-    assert stats.read(installed.state) == before
+    assert counters.read(installed.state) == before
     assert done.get_message(timeout=0.2) is None
 
 

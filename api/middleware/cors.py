@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
-from tilecast.api.access import MANAGE_ENDPOINTS, PLUGIN_BLUEPRINT
+from tilecast.api.middleware.access import MANAGE_ENDPOINTS, PLUGIN_BLUEPRINT
 from tilecast.common.errors import Forbidden
 
 ALLOWED_METHODS = "GET, HEAD, POST, DELETE, OPTIONS"

@@ -2,10 +2,10 @@
 
 Each request gets an id (the client's ``X-Request-Id`` when it is a sane one, else a new
 one), bound for the request's log lines (common/logs.py) and the tasks it sends
-(api/tasks.py), and returned in the ``X-Request-Id`` response header. Every answer is
+(api/miss/tasks.py), and returned in the ``X-Request-Id`` response header. Every answer is
 counted by method, route template and status class (``tilecast_http_requests_total``
 in ``/metrics``); the count is a dict update in memory, flushed in the background
-(common/stats.py BatchedCounters), so the hit path gains no Redis round trip.
+(common/counters.py BatchedCounters), so the hit path gains no Redis round trip.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from __future__ import annotations
 from flask import Flask, Response, g, request
 
 from tilecast.api.openapi import path_template
-from tilecast.common import stats
+from tilecast.common import counters as stats
+from tilecast.common.counters import BatchedCounters
 from tilecast.common.logs import (
     REQUEST_ID_HEADER,
     accept_request_id,
     bind_request_id,
     unbind_request_id,
 )
-from tilecast.common.stats import BatchedCounters
 
 # Any other method is counted as OTHER: clients must not be able to add label values.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

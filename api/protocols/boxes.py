@@ -4,7 +4,7 @@ A DZI tile or an IIIF image request names an area of the full-resolution image a
 size to return it at: a :class:`PixelBox`. Where that box is exactly one tile of
 tilecast's own pyramid -- on the tile grid of a level, a whole tile inside the image,
 at that level's scale -- it is served as that ``zxy`` tile, from the same cache entry a
-``zxy`` request reads; every other box is a region (api/handlers/protocols.py).
+``zxy`` request reads; every other box is a region (api/protocols/handlers.py).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ pixels, histograms, band information and associated images.
 Each answer is named by its cache key. Loading it is one Redis round trip on a hit
 (which also records, now and then, that its source is being viewed); a miss first
 pays for the checks of its kind against the image's metadata (a 4xx before any worker
-is asked), then goes through single-flight dispatch (api/dispatch.py), and when a
+is asked), then goes through single-flight dispatch (api/miss/dispatch.py), and when a
 worker answers that the source's file changed it renders once more under the new
 generation. Every kind is counted the same way (``api_{kind}_hits`` /
 ``api_{kind}_misses``, 304s), and api/http.py turns every answer into the same
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tilecast.api.services import Services
-from tilecast.common import activity, stats
+from tilecast.common import activity, counters
 from tilecast.common.cost import check_budget
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.errors import SourceChanged, SourceGone
@@ -37,26 +37,26 @@ MISS = "miss"
 
 @dataclass(frozen=True)
 class Kind:
-    """A kind of answer; its name labels its hit and miss counters (common/stats.py)."""
+    """A kind of answer; its name labels its hit and miss counters (common/counters.py)."""
 
     name: str
 
     @property
     def hits(self) -> str:
-        return stats.api_hits(self.name)
+        return counters.api_hits(self.name)
 
     @property
     def misses(self) -> str:
-        return stats.api_misses(self.name)
+        return counters.api_misses(self.name)
 
 
-TILE = Kind(stats.KIND_TILE)
-THUMBNAIL = Kind(stats.KIND_THUMBNAIL)
-REGION = Kind(stats.KIND_REGION)
-PIXEL = Kind(stats.KIND_PIXEL)
-HISTOGRAM = Kind(stats.KIND_HISTOGRAM)
-BANDS = Kind(stats.KIND_BANDS)
-ASSOCIATED = Kind(stats.KIND_ASSOCIATED)
+TILE = Kind(counters.KIND_TILE)
+THUMBNAIL = Kind(counters.KIND_THUMBNAIL)
+REGION = Kind(counters.KIND_REGION)
+PIXEL = Kind(counters.KIND_PIXEL)
+HISTOGRAM = Kind(counters.KIND_HISTOGRAM)
+BANDS = Kind(counters.KIND_BANDS)
+ASSOCIATED = Kind(counters.KIND_ASSOCIATED)
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ def _viewed(svc: Services, source: str) -> Callable[[], None]:
     activity memo says it is due)."""
 
     def not_modified() -> None:
-        svc.counters.add(stats.API_NOT_MODIFIED)
+        svc.counters.add(counters.API_NOT_MODIFIED)
         if svc.activity.due(source):
             try:
                 activity.touch(svc.cache.client, source)

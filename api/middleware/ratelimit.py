@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import redis
 from flask import Flask, Request, g, request
 
-from tilecast.api.access import credentials
+from tilecast.api.middleware.access import credentials
 from tilecast.common.errors import ConfigurationError, RateLimited
 from tilecast.common.keys import ratelimit_key
 from tilecast.common.settings import Settings
@@ -89,7 +89,7 @@ def _trusted(address: str, proxies: Sequence[Network]) -> bool:
 
 
 def client_id(req: Request, proxies: Sequence[Network]) -> str:
-    signed = g.get("signed_client")  # api/signed.py: the verified grant's signature
+    signed = g.get("signed_client")  # api/middleware/signed.py: the verified grant's signature
     if signed is not None:
         return "signature:" + signed
     token = credentials(req)

@@ -1,6 +1,6 @@
 """Sending tasks to the worker pools by name: the api never imports the worker code.
 
-Interactive work is routed (api/routing.py): to the own queue of the worker that holds
+Interactive work is routed (api/miss/routing.py): to the own queue of the worker that holds
 its source, else to the shared ``interactive`` queue, else refused with 503. Work sent
 to another queue (``bulk``) goes there as asked.
 """
@@ -15,12 +15,12 @@ from typing import Any, Protocol
 import redis
 from kombu.exceptions import OperationalError
 
-from tilecast.api.routing import Router
+from tilecast.api.miss.routing import Router
 from tilecast.common import share
 from tilecast.common.errors import ServiceUnavailable
 from tilecast.common.logs import TASK_HEADER, current_request_id
-from tilecast.common.protocol import QUEUE_INTERACTIVE, TASK_DESCRIBE_SOURCE, make_celery
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import QUEUE_INTERACTIVE, TASK_DESCRIBE_SOURCE, make_celery
 
 log = logging.getLogger(__name__)
 

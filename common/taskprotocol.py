@@ -36,7 +36,7 @@ TASK_RENDER_PIXEL = "tilecast.render_pixel"
 TASK_RENDER_HISTOGRAM = "tilecast.render_histogram"
 TASK_RENDER_BANDS = "tilecast.render_bands"
 # One batch of a pre-rendering job (common/jobs.py), on the bulk queue; the job driver
-# (workers/jobs.py) sends it with precache_batch_payload below.
+# (workers/precache.py) sends it with precache_batch_payload below.
 TASK_PRECACHE_BATCH = "tilecast.precache_batch"
 
 

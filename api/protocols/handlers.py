@@ -1,4 +1,4 @@
-"""Deep Zoom and IIIF images over tilecast's own paths (api/protocols.py).
+"""Deep Zoom and IIIF images over tilecast's own paths (api/protocols/boxes.py).
 
 A box that is exactly one of tilecast's tiles is that ``zxy`` tile -- same key, same
 cache entry, same hit path -- and every other box is a region rendered at exactly its
@@ -13,10 +13,10 @@ from collections.abc import Mapping
 
 from flask import current_app
 
-from tilecast.api.answers import Image
 from tilecast.api.handlers import regions, tiles
+from tilecast.api.miss.answers import Image
 from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
-from tilecast.api.protocols import PixelBox, aligned_tile
+from tilecast.api.protocols.boxes import PixelBox, aligned_tile
 from tilecast.api.services import Services
 from tilecast.common.grid import Grid
 from tilecast.common.regions import RegionRequest, RegionSpec

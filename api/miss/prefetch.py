@@ -20,13 +20,13 @@ from typing import Any
 
 import redis
 
-from tilecast.api.tasks import Sender
-from tilecast.common import stats
+from tilecast.api.miss.tasks import Sender
+from tilecast.common import counters as stats
+from tilecast.common.counters import BatchedCounters
 from tilecast.common.grid import Grid
 from tilecast.common.inflight import inflight_key
-from tilecast.common.protocol import QUEUE_BULK, TASK_RENDER_TILES, render_tiles_payload
 from tilecast.common.redisconn import CacheClient
-from tilecast.common.stats import BatchedCounters
+from tilecast.common.taskprotocol import QUEUE_BULK, TASK_RENDER_TILES, render_tiles_payload
 from tilecast.common.tiles import TileRequest
 
 log = logging.getLogger(__name__)

@@ -46,7 +46,7 @@ RENDERS_KILLED = "renders_killed"
 RENDERS_DEFERRED = "renders_deferred"
 
 # The api's view of the cache: hits and misses of each kind of answer it serves
-# (api/answers.py), counted as "api_{kind}_hits" and "api_{kind}_misses".
+# (api/miss/answers.py), counted as "api_{kind}_hits" and "api_{kind}_misses".
 KIND_TILE = "tile"
 KIND_THUMBNAIL = "thumbnail"
 KIND_REGION = "region"
@@ -91,7 +91,7 @@ KEEPER_DELETED_KEYS = "keeper_deleted_keys"
 KEEPER_DELETED_ACTIVE_KEYS = "keeper_deleted_active_keys"
 KEEPER_FREED_BYTES = "keeper_freed_bytes"
 
-# Neighbour prefetch (api/prefetch.py).
+# Neighbour prefetch (api/miss/prefetch.py).
 PREFETCH_TASKS = "prefetch_tasks"
 PREFETCH_TILES = "prefetch_tiles"
 

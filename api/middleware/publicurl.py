@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, request
 
-from tilecast.api.ratelimit import Network, parse_proxies
+from tilecast.api.middleware.ratelimit import Network, parse_proxies
 from tilecast.common.errors import BadRequest, ConfigurationError
 from tilecast.common.settings import Settings
 

@@ -4,7 +4,7 @@ Requests that wait for a render register a :class:`Waiter` for their key; the li
 thread reads each :class:`~common.inflight.Completion` once and wakes the waiters of its
 key. If Redis drops the connection the thread reconnects with a growing pause; a
 completion published meanwhile is missed, which is why waiters also re-check the cache
-about once a second (see api/dispatch.py).
+about once a second (see api/miss/dispatch.py).
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, request
 
-from tilecast.api import tilejson
-from tilecast.api.handlers.protocols import grid
 from tilecast.api.openapi import document
 from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
+from tilecast.api.protocols import tilejson
+from tilecast.api.protocols.handlers import grid
 from tilecast.api.services import services
 from tilecast.common import query
 from tilecast.common.params import names

@@ -35,7 +35,7 @@ from typing import Any
 import redis
 from celery.signals import worker_ready, worker_shutdown
 
-from tilecast.common import stats
+from tilecast.common import counters
 from tilecast.common.errors import RenderFailed, ServiceUnavailable, TilecastError, UnknownJob
 from tilecast.common.inflight import Completion, announce, claim_many, release_owned
 from tilecast.common.jobs import (
@@ -51,9 +51,9 @@ from tilecast.common.jobs import (
     record_key,
     tile_owner,
 )
-from tilecast.common.protocol import QUEUE_BULK, TASK_PRECACHE_BATCH, precache_batch_payload
 from tilecast.common.redisconn import connect
 from tilecast.common.settings import Settings, get_settings
+from tilecast.common.taskprotocol import QUEUE_BULK, TASK_PRECACHE_BATCH, precache_batch_payload
 from tilecast.common.tiles import TileRequest
 from tilecast.workers.batch import FlushHook, render_batch
 from tilecast.workers.celeryapp import app
@@ -332,7 +332,7 @@ class _BatchRunner:
             self.renderer.cache.put(key, data)
             completion = Completion(key)
             self.outcome.rendered += 1
-            self.renderer.flush_counters(**{stats.THUMBNAILS_RENDERED: 1})
+            self.renderer.flush_counters(**{counters.THUMBNAILS_RENDERED: 1})
         announce(self.renderer.state, completion)
         self.claimed.discard(key)
         lease = time.time() + self.settings.job_lease

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from tilecast.api import dzi
-from tilecast.api.handlers.protocols import box_image, grid
 from tilecast.api.handlers.tiles import metadata
 from tilecast.api.http import image_response
 from tilecast.api.openapi import IMAGE_ANSWERS, IMAGES, document
 from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
+from tilecast.api.protocols import dzi
+from tilecast.api.protocols.handlers import box_image, grid
 from tilecast.api.services import services
 from tilecast.api.tilerange import check_frame, check_style_frames
 from tilecast.common import query

@@ -30,9 +30,9 @@ from collections.abc import Callable
 import redis
 
 from tilecast.common.errors import Overloaded
-from tilecast.common.protocol import QUEUE_INTERACTIVE
 from tilecast.common.routing import broker_client, candidates, is_affinity_queue, pick
 from tilecast.common.settings import Settings
+from tilecast.common.taskprotocol import QUEUE_INTERACTIVE
 from tilecast.common.workers_live import WorkerInfo, read_workers
 
 LIVE_SECONDS = 1.0
@@ -63,7 +63,7 @@ class Router:
         self._live_at = -float("inf")
         # Every node (interactive or bulk) in the last reading, and how many readings
         # found a node of the one before missing: the dispatcher's cue that work no
-        # marker names may have been lost with a node (api/dispatch.py).
+        # marker names may have been lost with a node (api/miss/dispatch.py).
         self._nodes: frozenset[str] = frozenset()
         self._losses = 0
         self._picks: dict[str, WorkerInfo] = {}

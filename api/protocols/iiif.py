@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tilecast.api.protocols import PixelBox
+from tilecast.api.protocols.boxes import PixelBox
 from tilecast.common.errors import BadRequest, NotImplementedFeature
 from tilecast.common.grid import Grid
 

@@ -1,4 +1,4 @@
-"""IIIF Image API 3.0 (api/iiif.py): ``/iiif/{id}`` (a 303 to its ``info.json``),
+"""IIIF Image API 3.0 (api/protocols/iiif.py): ``/iiif/{id}`` (a 303 to its ``info.json``),
 ``/iiif/{id}/info.json`` and ``/iiif/{id}/{region}/{size}/{rotation}/{quality}.{format}``.
 
 The identifier is the item id every other endpoint takes, so access checks apply as
@@ -14,10 +14,10 @@ import json
 
 from flask import Blueprint, Response, redirect, request, url_for
 
-from tilecast.api import iiif
-from tilecast.api.handlers.protocols import box_image, grid
 from tilecast.api.http import image_response
 from tilecast.api.openapi import IMAGE_ANSWERS, document
+from tilecast.api.protocols import iiif
+from tilecast.api.protocols.handlers import box_image, grid
 from tilecast.api.services import services
 
 bp = Blueprint("iiif", __name__, url_prefix="/iiif")

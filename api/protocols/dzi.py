@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tilecast.api.protocols import PixelBox
+from tilecast.api.protocols.boxes import PixelBox
 from tilecast.common.errors import BadRequest
 from tilecast.common.grid import Grid
 from tilecast.common.query import DEFAULT_TILE_SIZE, OVERLAP, TILESIZE

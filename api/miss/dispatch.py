@@ -6,7 +6,7 @@ with a TTL); only the claimer sends the task; every asker waits for the completi
 a completion was missed (listener reconnecting) or the marker expired (worker died) --
 then the asker that re-claims the marker sends the work again.
 
-A task routed to one worker's own queue (source affinity, api/routing.py) names that
+A task routed to one worker's own queue (source affinity, api/miss/routing.py) names that
 queue in its marker. A waiter that finds the marker naming the queue of a worker that
 is no longer live takes the marker over (compare-and-set) and sends the work again --
 routed among the live workers -- so a killed worker's tiles are rendered by the others
@@ -33,7 +33,7 @@ from typing import Protocol, TypeVar
 
 import redis
 
-from tilecast.api.completion import CompletionListener, Waiter
+from tilecast.api.miss.completion import CompletionListener, Waiter
 from tilecast.common import inflight, waiting
 from tilecast.common.errors import Overloaded, RenderTimeout, error_from_payload
 from tilecast.common.routing import is_affinity_queue
@@ -49,7 +49,7 @@ RECHECK_SECONDS = 1.0
 
 
 class Routes(Protocol):
-    """What the dispatcher asks the router (api/routing.py)."""
+    """What the dispatcher asks the router (api/miss/routing.py)."""
 
     def is_gone(self, queue: str) -> bool: ...
 

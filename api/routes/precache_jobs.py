@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from tilecast.api.handlers import jobs
+from tilecast.api.handlers import precache_jobs
 from tilecast.api.openapi import PRECACHE_BODY, document
 from tilecast.api.services import services
 from tilecast.common import query
@@ -37,9 +37,9 @@ def precache(item_id: str) -> tuple[Response, int]:
     """Start pre-rendering ``levels`` (a range like ``0-6`` or a list), ``region``,
     ``frames``, ``style`` and ``encoding`` of an image: 201 with the new job, or 200
     with the running job an equal request started."""
-    body, created = jobs.submit(services(), item_id, _arguments())
+    body, created = precache_jobs.submit(services(), item_id, _arguments())
     response = jsonify(body)
-    response.headers["Location"] = url_for("jobs.job", job_id=body["id"])
+    response.headers["Location"] = url_for("precache_jobs.job", job_id=body["id"])
     return response, 201 if created else 200
 
 
@@ -48,18 +48,18 @@ def precache(item_id: str) -> tuple[Response, int]:
 def list_jobs() -> Response:
     limit = query.LIMIT.integer(request.args)
     assert limit is not None
-    return jsonify(jobs.list_jobs(services(), limit))
+    return jsonify(precache_jobs.list_jobs(services(), limit))
 
 
 @bp.get("/jobs/<job_id>")
 @document(responses={404: "unknown job"})
 def job(job_id: str) -> Response:
     """State, done/total/failed/skipped, tiles per second, ETA, times, error samples."""
-    return jsonify(jobs.describe(services(), job_id))
+    return jsonify(precache_jobs.describe(services(), job_id))
 
 
 @bp.delete("/jobs/<job_id>")
 @document(responses={404: "unknown job"})
 def cancel(job_id: str) -> Response:
     """Cancel a running job; cancelling a job that already ended changes nothing."""
-    return jsonify(jobs.cancel(services(), job_id))
+    return jsonify(precache_jobs.cancel(services(), job_id))

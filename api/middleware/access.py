@@ -1,7 +1,7 @@
 """Access control: the one check every request passes before anything is read.
 
 ``open`` mode registers no check at all (the hit path stays as it is); ``signed``
-mode checks HMAC-signed URL grants (api/signed.py). ``girder``
+mode checks HMAC-signed URL grants (api/middleware/signed.py). ``girder``
 mode runs :func:`check_request` before every view: item routes (``/item/{id}/...``)
 need a Girder token that may read the item, anonymous requests reach public items
 only; management routes (sources, jobs, pre-rendering) need the Girder plugin's
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from flask import Flask, Request, request
 
-from tilecast.api import signed
-from tilecast.api.girder import GirderAuthority
+from tilecast.api.middleware import signed
+from tilecast.api.middleware.girder import GirderAuthority
 from tilecast.common.errors import Forbidden, TilecastError, Unauthorized
 from tilecast.common.girder import SECRET_HEADER, TOKEN_COOKIE, TOKEN_HEADER, TOKEN_PARAMETER
 from tilecast.common.settings import Settings
@@ -168,7 +168,7 @@ def install(app: Flask, settings: Settings, ensure_item: Callable[[str], None]) 
         if endpoint is None or endpoint.startswith(PLUGIN_BLUEPRINT):
             return  # no such route (a 404 follows), or the plugin's calls (own secret)
         if request.method == "OPTIONS":
-            return  # a browser's CORS preflight carries no credentials (api/cors.py)
+            return  # a browser's CORS preflight carries no credentials (api/middleware/cors.py)
         token = credentials(request)
         if endpoint in MANAGE_ENDPOINTS:
             access.check_manage(request, token)

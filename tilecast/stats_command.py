@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from tilecast.common import metrics, stats
+from tilecast.common import counters, metrics
 from tilecast.common.redisconn import connect, connect_cache
 from tilecast.common.settings import Settings
 
@@ -74,33 +74,33 @@ def _sections(snapshot: metrics.Snapshot, settings: Settings) -> list[tuple[str,
     sources = snapshot.source_cache
     window = _duration(settings.active_window)
     tile_cache: list[Row] = [
-        ("hits", _n(c[stats.API_TILE_HITS]), f"ratio {_pct(snapshot.hit_ratio)}"),
-        ("misses", _n(c[stats.API_TILE_MISSES]), ""),
-        ("thumbnail hits", _n(c[stats.API_THUMBNAIL_HITS]), ""),
-        ("thumbnail misses", _n(c[stats.API_THUMBNAIL_MISSES]), ""),
-        ("not modified (304)", _n(c[stats.API_NOT_MODIFIED]), ""),
+        ("hits", _n(c[counters.API_TILE_HITS]), f"ratio {_pct(snapshot.hit_ratio)}"),
+        ("misses", _n(c[counters.API_TILE_MISSES]), ""),
+        ("thumbnail hits", _n(c[counters.API_THUMBNAIL_HITS]), ""),
+        ("thumbnail misses", _n(c[counters.API_THUMBNAIL_MISSES]), ""),
+        ("not modified (304)", _n(c[counters.API_NOT_MODIFIED]), ""),
         ("memory", _bytes(cache["used_bytes"]), f"of {_max(cache['max_bytes'])}"),
         ("keys", _n(cache["keys"]), ""),
         ("active sources", _n(cache["active_sources"]), f"viewed within {window}"),
         (
             "evicted by keeper",
             _n(cache["evicted_by_keeper"]),
-            f"{c[stats.KEEPER_DELETED_ACTIVE_KEYS]:,} of active sources, "
-            f"{c[stats.KEEPER_RUNS]:,} runs, {_bytes(c[stats.KEEPER_FREED_BYTES])} freed",
+            f"{c[counters.KEEPER_DELETED_ACTIVE_KEYS]:,} of active sources, "
+            f"{c[counters.KEEPER_RUNS]:,} runs, {_bytes(c[counters.KEEPER_FREED_BYTES])} freed",
         ),
         ("evicted by Redis", _n(cache["evicted_by_redis"]), ""),
     ]
     source_cache: list[Row] = [
         (
             "hits",
-            _n(c[stats.SOURCE_CACHE_HITS]),
+            _n(c[counters.SOURCE_CACHE_HITS]),
             f"ratio {_pct(snapshot.source_cache_hit_ratio)}",
         ),
-        ("misses (opens)", _n(c[stats.SOURCE_CACHE_MISSES]), ""),
-        ("evictions, idle", _n(c[stats.SOURCE_CACHE_EVICTIONS]), f"idle beyond {window}"),
+        ("misses (opens)", _n(c[counters.SOURCE_CACHE_MISSES]), ""),
+        ("evictions, idle", _n(c[counters.SOURCE_CACHE_EVICTIONS]), f"idle beyond {window}"),
         (
             "evictions, in use",
-            _n(c[stats.SOURCE_CACHE_EVICTIONS_ACTIVE]),
+            _n(c[counters.SOURCE_CACHE_EVICTIONS_ACTIVE]),
             f"used within {window} (bounds too small)",
         ),
         (
@@ -112,16 +112,16 @@ def _sections(snapshot: metrics.Snapshot, settings: Settings) -> list[tuple[str,
     renders: list[Row] = [
         (name.replace("_", " "), _n(c.get(name, 0)), "")
         for name in (
-            stats.TILES_RENDERED,
-            stats.THUMBNAILS_RENDERED,
+            counters.TILES_RENDERED,
+            counters.THUMBNAILS_RENDERED,
             "regions_rendered",
-            stats.RAW_TILES_READ,
-            stats.RAW_TILES_SYNTHESIZED,
-            stats.RENDER_ERRORS,
+            counters.RAW_TILES_READ,
+            counters.RAW_TILES_SYNTHESIZED,
+            counters.RENDER_ERRORS,
         )
     ]
     renders.append(
-        ("prefetch tasks", _n(c[stats.PREFETCH_TASKS]), f"{c[stats.PREFETCH_TILES]:,} tiles")
+        ("prefetch tasks", _n(c[counters.PREFETCH_TASKS]), f"{c[counters.PREFETCH_TILES]:,} tiles")
     )
     work: list[Row] = [("in flight", _n(snapshot.inflight), "")]
     work += [(f"queue {q}", _n(depth), "") for q, depth in sorted(snapshot.queues.items())]
