@@ -102,7 +102,7 @@ def share_running_key(source: str) -> str:
     return f"{SHARE_PREFIX}running:{source}"
 
 
-# --- jobs (common/jobs.py) ------------------------------------------------------------------
+# --- jobs (common/jobstore.py) ------------------------------------------------------------------
 
 JOBS_KEY = f"{PREFIX}jobs"
 ACTIVE_JOBS_KEY = f"{PREFIX}jobs:active"

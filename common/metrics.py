@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from tilecast.common import activity, jobs, latency
+from tilecast.common import activity, jobstore, keys, latency
 from tilecast.common import counters as stats
 from tilecast.common.inflight import inflight_key
 from tilecast.common.redisconn import CacheClient, primaries
@@ -259,17 +259,19 @@ def count_inflight(state: redis.Redis) -> int:
 def count_jobs(state: redis.Redis) -> dict[str, int]:
     """Jobs on record by state (every state present, zeros too), and the ended jobs
     with failed tiles (``with_failures``)."""
-    ids = state.zrevrange(jobs.JOBS_KEY, 0, MAX_JOBS_COUNTED - 1)
-    counts = dict.fromkeys((jobs.RUNNING, jobs.FINISHED, jobs.CANCELLED, "with_failures"), 0)
+    ids = state.zrevrange(keys.JOBS_KEY, 0, MAX_JOBS_COUNTED - 1)
+    counts = dict.fromkeys(
+        (jobstore.RUNNING, jobstore.FINISHED, jobstore.CANCELLED, "with_failures"), 0
+    )
     pipe = state.pipeline(transaction=False)
     for job_id in ids:  # type: ignore[union-attr]
-        pipe.hmget(jobs.record_key(job_id.decode()), "state", "failed")
+        pipe.hmget(keys.job_record_key(job_id.decode()), "state", "failed")
     for job_state, failed in pipe.execute() if ids else []:
         if job_state is None:
             continue  # expired: the next listing drops it from the index
         name = job_state.decode()
         counts[name] = counts.get(name, 0) + 1
-        if name != jobs.RUNNING and int(failed or 0) > 0:
+        if name != jobstore.RUNNING and int(failed or 0) > 0:
             counts["with_failures"] += 1
     return counts
 

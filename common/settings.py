@@ -129,7 +129,7 @@ class Settings:
     http_max_age: int = 24 * 3600
     # Default JPEG quality when a request gives none (large_image's default).
     jpeg_quality: int = 95
-    # Pre-rendering jobs (common/jobs.py, workers/precache.py): tiles per block side of a
+    # Pre-rendering jobs (common/jobstore.py, workers/precache.py): tiles per block side of a
     # batch; batches in flight per job; a started batch's lease (renewed at every
     # flush) and a queued batch's lease, after which the job driver re-dispatches it;
     # dispatches of a batch before it is recorded as failed; seconds a finished job's

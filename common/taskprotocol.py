@@ -35,7 +35,7 @@ TASK_RENDER_REGION = "tilecast.render_region"
 TASK_RENDER_PIXEL = "tilecast.render_pixel"
 TASK_RENDER_HISTOGRAM = "tilecast.render_histogram"
 TASK_RENDER_BANDS = "tilecast.render_bands"
-# One batch of a pre-rendering job (common/jobs.py), on the bulk queue; the job driver
+# One batch of a pre-rendering job (common/jobstore.py), on the bulk queue; the job driver
 # (workers/precache.py) sends it with precache_batch_payload below.
 TASK_PRECACHE_BATCH = "tilecast.precache_batch"
 

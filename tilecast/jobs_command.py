@@ -1,6 +1,6 @@
 """``tilecast precache`` and ``tilecast jobs``: pre-rendering jobs from the command line.
 
-They talk to the state Redis directly (as the api does, through common/jobs.py), so
+They talk to the state Redis directly (as the api does, through common/jobstore.py), so
 they work without an api running; a worker serving the bulk queue runs the jobs.
 """
 
@@ -13,7 +13,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from tilecast.common.jobs import CANCELLED, RUNNING, JobRecord, JobStore, parse_job_request
+from tilecast.common.jobspec import parse_job_request
+from tilecast.common.jobstore import CANCELLED, RUNNING, JobRecord, JobStore
 from tilecast.common.redisconn import connect
 from tilecast.common.registry import SourceRegistry
 from tilecast.common.settings import Settings

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from tilecast.common.jobs import JobStore, auto_job_spec
+from tilecast.common.jobspec import auto_job_spec
+from tilecast.common.jobstore import JobStore
 from tilecast.common.localpaths import resolve_under_roots, source_id_for_path
 from tilecast.common.redisconn import connect
 from tilecast.common.registry import SourceRecord, SourceRegistry

@@ -38,19 +38,11 @@ from celery.signals import worker_ready, worker_shutdown
 from tilecast.common import counters
 from tilecast.common.errors import RenderFailed, ServiceUnavailable, TilecastError, UnknownJob
 from tilecast.common.inflight import Completion, announce, claim_many, release_owned
-from tilecast.common.jobs import (
-    ACTIVE_KEY,
-    RAW,
-    RUNNING,
-    THUMBNAIL,
-    Batch,
-    JobSpec,
-    JobStore,
-    Plan,
-    plan,
-    record_key,
-    tile_owner,
-)
+from tilecast.common.jobplan import RAW, THUMBNAIL, Batch, Plan, plan
+from tilecast.common.jobspec import JobSpec
+from tilecast.common.jobstore import RUNNING, JobStore, tile_owner
+from tilecast.common.keys import ACTIVE_JOBS_KEY as ACTIVE_KEY
+from tilecast.common.keys import job_record_key as record_key
 from tilecast.common.redisconn import connect
 from tilecast.common.settings import Settings, get_settings
 from tilecast.common.taskprotocol import QUEUE_BULK, TASK_PRECACHE_BATCH, precache_batch_payload

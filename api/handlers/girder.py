@@ -13,7 +13,8 @@ from tilecast.api.handlers.sources import describe, record_or_none
 from tilecast.api.services import Services
 from tilecast.common.errors import BadRequest, UnknownSource
 from tilecast.common.girder import girder_source_path, is_object_id
-from tilecast.common.jobs import JobStore, parse_int_list, parse_job_request
+from tilecast.common.jobspec import parse_int_list, parse_job_request
+from tilecast.common.jobstore import JobStore
 
 log = logging.getLogger(__name__)
 

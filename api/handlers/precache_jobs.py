@@ -1,5 +1,5 @@
 """Pre-rendering jobs: submit (validated against the source's metadata, 400s up front),
-list, describe, cancel. The records live in the state Redis (common/jobs.py); the worker
+list, describe, cancel. The records live in the state Redis (common/jobstore.py); the worker
 pool's job driver runs them."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Any
 
 from tilecast.api.services import Services
 from tilecast.common.errors import UnknownJob
-from tilecast.common.jobs import JobStore, auto_job_spec, parse_job_request
+from tilecast.common.jobspec import auto_job_spec, parse_job_request
+from tilecast.common.jobstore import JobStore
 from tilecast.common.query import MAX_LISTED
 
 log = logging.getLogger(__name__)

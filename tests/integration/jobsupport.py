@@ -11,7 +11,8 @@ from typing import Any
 import redis
 
 from tests.conftest import ApiServer
-from tilecast.common.jobs import THUMBNAIL, TILES, JobStore, plan
+from tilecast.common.jobplan import THUMBNAIL, TILES, plan
+from tilecast.common.jobstore import JobStore
 
 # A single-level 6000 x 6000 image: 24 x 24 base tiles, 770 tiles in its 6 levels, so a
 # job over it lasts long enough to be cancelled or killed half way.

@@ -22,7 +22,7 @@ from tests.conftest import REPO, ApiServer, Child, launch_api, launch_worker
 from tests.integration.jobsupport import missing_keys, scope_keys, wait_until_ended
 from tests.rediscluster import RedisClusterServers
 from tilecast.common import counters
-from tilecast.common.jobs import FINISHED
+from tilecast.common.jobstore import FINISHED
 from tilecast.common.redisconn import LazyCluster, connect, connect_cache, primaries
 from tilecast.workers.keeper import memory
 

@@ -33,7 +33,7 @@ from tests.integration.faultsupport import (
 )
 from tests.integration.jobsupport import big_image, wait_for, wait_until_ended
 from tilecast import procs
-from tilecast.common.jobs import FINISHED, RUNNING, JobStore, job_keys
+from tilecast.common.jobstore import FINISHED, RUNNING, JobStore, job_keys
 from tilecast.common.redisconn import connect
 from tilecast.common.routing import affinity_queue, candidates, pick
 from tilecast.common.workers_live import read_workers

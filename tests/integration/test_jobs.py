@@ -23,7 +23,7 @@ from tests.integration.jobsupport import (
     wait_until_ended,
 )
 from tilecast.common import counters
-from tilecast.common.jobs import CANCELLED, FINISHED, JobStore
+from tilecast.common.jobstore import CANCELLED, FINISHED, JobStore
 
 pytestmark = pytest.mark.integration
 

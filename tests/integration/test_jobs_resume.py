@@ -31,7 +31,10 @@ from tests.integration.jobsupport import (
     wait_until_ended,
 )
 from tilecast import procs
-from tilecast.common.jobs import FINISHED, RUNNING, JobStore, leases_key, plan, settled_key
+from tilecast.common.jobplan import plan
+from tilecast.common.jobstore import FINISHED, RUNNING, JobStore
+from tilecast.common.keys import job_leases_key as leases_key
+from tilecast.common.keys import job_settled_key as settled_key
 from tilecast.common.redisconn import connect
 from tilecast.common.settings import Settings
 from tilecast.common.taskprotocol import make_celery

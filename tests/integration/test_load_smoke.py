@@ -56,7 +56,7 @@ def busy(state: redis.Redis) -> bool:
     if any(state.llen(queue) for queue in QUEUES):
         return True
     try:
-        from tilecast.common.jobs import JobStore
+        from tilecast.common.jobstore import JobStore
     except ImportError:  # no pre-rendering jobs in this tree
         return False
     return bool(JobStore(state).active())

@@ -25,7 +25,7 @@ import requests
 from tests.conftest import REPO
 from tests.integration.faultsupport import ANSWER_SLACK, Tally, fetch
 from tilecast import procs
-from tilecast.common.jobs import JobStore
+from tilecast.common.jobstore import JobStore
 from tilecast.common.redisconn import connect
 from tilecast.common.workers_live import WorkerInfo, read_workers
 from tilecast.redis_server import free_port

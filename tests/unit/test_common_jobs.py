@@ -1,5 +1,6 @@
 """Pre-rendering jobs: request parsing, planning, the record in Redis and the driver's
-decisions (common/jobs.py, workers/precache.py's JobDriver with a recording sender).
+decisions (common/jobspec.py, common/jobplan.py, common/jobstore.py, workers/precache.py's
+JobDriver with a recording sender).
 
 The store tests use their own Redis database of the test server, so the session
 worker's job driver (which watches database 0) never sees these jobs.
@@ -15,23 +16,11 @@ import pytest
 import redis
 
 from tilecast.common.encoding import EncodingOptions
-from tilecast.common.errors import BadRequest
-from tilecast.common.jobs import (
-    CANCELLED,
-    FINISHED,
-    RAW,
-    RUNNING,
-    THUMBNAIL,
-    TILES,
-    JobSpec,
-    JobStore,
-    UnknownJob,
-    auto_job_spec,
-    leases_key,
-    parse_int_list,
-    parse_job_request,
-    plan,
-)
+from tilecast.common.errors import BadRequest, UnknownJob
+from tilecast.common.jobplan import RAW, THUMBNAIL, TILES, plan
+from tilecast.common.jobspec import JobSpec, auto_job_spec, parse_int_list, parse_job_request
+from tilecast.common.jobstore import CANCELLED, FINISHED, RUNNING, JobStore
+from tilecast.common.keys import job_leases_key as leases_key
 from tilecast.common.redisconn import connect
 from tilecast.common.settings import Settings
 

@@ -46,7 +46,7 @@ def test_every_key_string_is_pinned() -> None:
 
 
 def test_the_job_scripts_build_record_keys_from_the_same_prefix() -> None:
-    from tilecast.common import jobs
+    from tilecast.common import jobstore
 
-    assert f"'{keys.JOB_PREFIX}' .. existing" in jobs._CREATE
+    assert f"'{keys.JOB_PREFIX}' .. existing" in jobstore._CREATE
     assert keys.job_record_key("x") == keys.JOB_PREFIX + "x"

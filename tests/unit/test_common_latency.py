@@ -10,7 +10,8 @@ import redis
 
 from tests.unit.test_common_metrics import parse
 from tilecast.common import counters, latency, metrics
-from tilecast.common.jobs import JOBS_KEY, record_key
+from tilecast.common.keys import JOBS_KEY
+from tilecast.common.keys import job_record_key as record_key
 from tilecast.common.redisconn import connect
 
 

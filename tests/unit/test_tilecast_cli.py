@@ -71,7 +71,7 @@ def test_redis_server_policy(tmp_path: Path) -> None:
 def test_a_persistent_redis_keeps_the_state_across_a_restart(tmp_path: Path) -> None:
     """What ``tilecast up`` runs: registrations, generations and jobs survive a restart
     of its Redis (an append-only file in its data folder)."""
-    from tilecast.common.jobs import JOBS_KEY
+    from tilecast.common.keys import JOBS_KEY
     from tilecast.common.registry import SOURCES_KEY, generation_key
 
     server = RedisServer(tmp_path / "redis", maxmemory="64mb", persistent=True)

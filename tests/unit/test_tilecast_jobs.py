@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from tilecast import jobs_command as cli_jobs
-from tilecast.common.jobs import FINISHED, RUNNING, JobRecord, parse_job_request
+from tilecast.common.jobspec import parse_job_request
+from tilecast.common.jobstore import FINISHED, RUNNING, JobRecord
 from tilecast.common.settings import Settings
 
 METADATA = {"sizeX": 3000, "sizeY": 2000, "tileWidth": 256, "tileHeight": 256, "levels": 5}

@@ -14,7 +14,7 @@ from tilecast.api.app import create_app
 from tilecast.api.middleware.girder import GirderAuthority
 from tilecast.api.services import EXTENSION
 from tilecast.common.errors import UnknownJob, UnknownSource
-from tilecast.common.jobs import JobStore
+from tilecast.common.jobstore import JobStore
 from tilecast.common.registry import SourceRegistry
 from tilecast.common.settings import Settings
 from tilecast.workers.girder.client import GirderHttpError

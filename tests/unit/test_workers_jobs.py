@@ -16,16 +16,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tilecast.common.inflight import claim, inflight_key
-from tilecast.common.jobs import (
-    RAW,
-    TILES,
-    Batch,
-    JobSpec,
-    JobStore,
-    parse_job_request,
-    plan,
-    tile_owner,
-)
+from tilecast.common.jobplan import RAW, TILES, Batch, plan
+from tilecast.common.jobspec import JobSpec, parse_job_request
+from tilecast.common.jobstore import JobStore, tile_owner
 from tilecast.common.registry import SourceRecord
 from tilecast.common.settings import Settings
 from tilecast.common.tiles import raw_tile_key

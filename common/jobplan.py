@@ -1,0 +1,196 @@
+"""How a job is cut into batches: a pure function of its spec (common/jobspec.py).
+
+Unstyled levels a file may lack first (coarse to fine), then the styled tiles of every
+level and frame in blocks of ``spec.block`` x ``spec.block``, then the thumbnail. Nobody
+stores the plan: batch ``i`` is computed on demand in O(levels).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from tilecast.common.jobspec import THUMBNAIL_SIZE, JobSpec
+from tilecast.common.tiles import ThumbnailRequest, TileRequest
+
+# The unstyled phase of a plan: levels with fewer tiles are not synthesized ahead; a
+# level's blocks are sized so that it has at least this many batches.
+MIN_RAW_TILES = 64
+RAW_BATCHES_PER_LEVEL = 8
+
+
+# --- the plan --------------------------------------------------------------------------
+
+TILES = "tiles"  # styled, encoded tiles: what the job is for
+RAW = "raw"  # unstyled tiles of a level a file may lack, synthesized ahead (see plan())
+THUMBNAIL = "thumbnail"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One task's worth of a job: a block of tiles of one level and frame (styled, or
+    unstyled for ``raw``), or the thumbnail."""
+
+    index: int
+    kind: str
+    z: int | None
+    frame: int
+    tiles: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def size(self) -> int:
+        """The tiles it adds to the job's total (raw tiles are a means, not counted)."""
+        return {TILES: len(self.tiles), THUMBNAIL: 1}.get(self.kind, 0)
+
+    def tile_requests(self, spec: JobSpec) -> list[TileRequest]:
+        assert self.z is not None
+        return [
+            TileRequest(spec.source, self.z, x, y, self.frame, spec.style, spec.encoding)
+            for x, y in self.tiles
+        ]
+
+    def thumbnail_request(self, spec: JobSpec) -> ThumbnailRequest:
+        return ThumbnailRequest(
+            spec.source, THUMBNAIL_SIZE, THUMBNAIL_SIZE, self.frame, spec.style, spec.encoding
+        )
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """The blocks of one level and frame: a grid of blocks over a tile rectangle (the
+    thumbnail is a segment of one). A segment with ``barrier`` starts only once every
+    batch before it is settled."""
+
+    first: int  # index of its first batch
+    kind: str
+    z: int
+    frame: int
+    x0: int
+    y0: int
+    x1: int  # exclusive
+    y1: int
+    block: int
+    barrier: bool = False
+
+    @property
+    def across(self) -> int:
+        return -(-(self.x1 - self.x0) // self.block)
+
+    @property
+    def count(self) -> int:
+        if self.kind == THUMBNAIL:
+            return 1
+        return self.across * -(-(self.y1 - self.y0) // self.block)
+
+    @property
+    def tiles(self) -> int:
+        if self.kind == THUMBNAIL:
+            return 1
+        return (self.x1 - self.x0) * (self.y1 - self.y0) if self.kind == TILES else 0
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A job's batches in dispatch order (see :func:`plan`)."""
+
+    spec: JobSpec
+    segments: tuple[_Segment, ...] = field(repr=False)
+    total_batches: int
+    total_tiles: int
+
+    @cached_property
+    def _starts(self) -> tuple[int, ...]:
+        return tuple(segment.first for segment in self.segments)
+
+    def _segment(self, index: int) -> _Segment:
+        if not 0 <= index < self.total_batches:
+            raise IndexError(index)
+        return self.segments[bisect_right(self._starts, index) - 1]
+
+    def batch(self, index: int) -> Batch:
+        segment = self._segment(index)
+        if segment.kind == THUMBNAIL:
+            return Batch(index, THUMBNAIL, None, segment.frame)
+        local = index - segment.first
+        bx, by = local % segment.across, local // segment.across
+        x0 = segment.x0 + bx * segment.block
+        y0 = segment.y0 + by * segment.block
+        tiles = tuple(
+            (x, y)
+            for y in range(y0, min(y0 + segment.block, segment.y1))
+            for x in range(x0, min(x0 + segment.block, segment.x1))
+        )
+        return Batch(index, segment.kind, segment.z, segment.frame, tiles)
+
+    def waits_before(self, index: int) -> bool:
+        """True when batch ``index`` may start only after every earlier batch settled."""
+        segment = self._segment(index)
+        return segment.barrier and index == segment.first
+
+    def batches(self) -> Iterator[Batch]:
+        for index in range(self.total_batches):
+            yield self.batch(index)
+
+
+def level_tile_range(spec: JobSpec, z: int) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)``, x1/y1 exclusive: the tiles of level ``z`` the region touches."""
+    grid = spec.geometry
+    return grid.tiles_covering(z, *grid.level_area(z, *spec.region))
+
+
+def plan(spec: JobSpec) -> Plan:
+    """The batches of a job, in three phases:
+
+    1. ``raw``: the unstyled tiles of every level between the job's coarsest level and
+       the base, finest level first, each level starting once the finer one is done.
+       A file lacking those levels (a single-level TIFF) has them synthesized from the
+       level above -- in parallel across the pool, each tile once; without this phase
+       the first coarse tile would synthesize the whole pyramid in one task while the
+       other workers redid the same tiles. Where the file has the level, the batch
+       returns at once. Levels of fewer than ``MIN_RAW_TILES`` tiles are left to the
+       next phase (a fraction of a second of work, not worth a phase boundary each).
+    2. the thumbnail, when asked.
+    3. the styled tiles, coarse levels first (what viewers load first), each level's
+       blocks row by row, all in parallel.
+    """
+    segments: list[_Segment] = []
+    first = 0
+    tiles = 0
+
+    def add(segment: _Segment) -> None:
+        nonlocal first, tiles
+        if segment.count == 0:
+            return
+        segments.append(segment)
+        first += segment.count
+        tiles += segment.tiles
+
+    base = spec.geometry.top_level
+    coarsest = min(spec.levels) if spec.levels else base
+    for z in range(base - 1, coarsest - 1, -1):
+        x0, y0, x1, y1 = level_tile_range(spec, z)
+        count = (x1 - x0) * (y1 - y0)
+        if count < MIN_RAW_TILES:
+            break  # coarser levels are small: synthesized on demand by their tiles
+        # Blocks small enough that the level is shared by the pool (at least
+        # RAW_BATCHES_PER_LEVEL of them), at most twice the styled blocks' side.
+        side = max(1, min(2 * spec.block, math.isqrt(count // RAW_BATCHES_PER_LEVEL)))
+        for index, frame in enumerate(spec.frames):
+            barrier = bool(segments) and index == 0
+            add(_Segment(first, RAW, z, frame, x0, y0, x1, y1, side, barrier))
+    # Only the unstyled phase is waited for: the thumbnail and the styled tiles start
+    # once it is done (the thumbnail's barrier covers the tiles dispatched after it).
+    raw_phase = bool(segments)
+    if spec.thumbnail:
+        add(_Segment(first, THUMBNAIL, 0, spec.frames[0], 0, 0, 1, 1, 1, raw_phase))
+    barrier = raw_phase and not spec.thumbnail
+    for z in spec.levels:
+        x0, y0, x1, y1 = level_tile_range(spec, z)
+        for frame in spec.frames:
+            before = len(segments)
+            add(_Segment(first, TILES, z, frame, x0, y0, x1, y1, spec.block, barrier))
+            barrier = barrier and len(segments) == before
+    return Plan(spec, tuple(segments), first, tiles)
