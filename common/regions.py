@@ -514,20 +514,28 @@ class RegionPlan:
         return self.bottom - self.top
 
 
-def plan_region(
-    spec: RegionSpec,
-    width: int | None,
-    height: int | None,
-    *,
-    grid: Grid,
-    max_pixels: int,
-    native: Callable[[int], bool] | None = None,
-    bound_read: bool = False,
-    optics: Optics | None = None,
-    scale: OutputScale | None = None,
-    fill: bool = False,
-    stretch: bool = False,
-) -> RegionPlan:
+@dataclass(frozen=True)
+class RegionAsk:
+    """Everything a region plan depends on: the area (``spec``), the answer's size
+    (``width`` x ``height``, or neither and ``scale``; ``fill``: letterboxed to that size;
+    ``stretch``: exactly that size), the image (``grid``, ``optics``, and ``native``
+    where the stored levels are known) and the bound (``max_pixels`` output pixels, or
+    read pixels with ``bound_read``)."""
+
+    spec: RegionSpec
+    width: int | None
+    height: int | None
+    grid: Grid
+    max_pixels: int
+    native: Callable[[int], bool] | None = None
+    bound_read: bool = False
+    optics: Optics | None = None
+    scale: OutputScale | None = None
+    fill: bool = False
+    stretch: bool = False
+
+
+def plan_region(ask: RegionAsk) -> RegionPlan:
     """The level and area to read for ``spec`` fitted in ``width`` x ``height`` (or,
     neither given, at ``scale``), as large_image's tile iterator chooses them; 400 past
     ``max_pixels`` output pixels (``bound_read``: past ``max_pixels`` read pixels, for
@@ -539,7 +547,10 @@ def plan_region(
     that read stays within ``max_pixels``; past that, tilecast's own synthesized level
     is read (from the cache), which large_image does only for gaps of 3+ levels.
     """
-    optics = optics or Optics()
+    spec, width, height, grid = ask.spec, ask.width, ask.height, ask.grid
+    max_pixels, native, bound_read, scale = ask.max_pixels, ask.native, ask.bound_read, ask.scale
+    fill, stretch = ask.fill, ask.stretch
+    optics = ask.optics or Optics()
     size_x, size_y, top_level = grid.size_x, grid.size_y, grid.top_level
     wanted_level: float | None = None
     desired: LevelScale | None = None
@@ -686,16 +697,18 @@ class RegionRequest:
         optics: Optics | None = None,
     ) -> RegionPlan:
         return plan_region(
-            self.spec,
-            self.width,
-            self.height,
-            grid=grid,
-            max_pixels=max_pixels,
-            native=native,
-            optics=optics,
-            scale=self.scale,
-            fill=self.fill is not None,
-            stretch=self.stretch,
+            RegionAsk(
+                self.spec,
+                self.width,
+                self.height,
+                grid=grid,
+                max_pixels=max_pixels,
+                native=native,
+                optics=optics,
+                scale=self.scale,
+                fill=self.fill is not None,
+                stretch=self.stretch,
+            )
         )
 
     def to_payload(self) -> dict[str, Any]:
@@ -852,15 +865,17 @@ class HistogramRequest:
         optics: Optics | None = None,
     ) -> RegionPlan:
         plan = plan_region(
-            self.spec,
-            self.width,
-            self.height,
-            grid=grid,
-            max_pixels=max_pixels,
-            bound_read=True,
-            native=native,
-            optics=optics,
-            scale=self.scale,
+            RegionAsk(
+                self.spec,
+                self.width,
+                self.height,
+                grid=grid,
+                max_pixels=max_pixels,
+                bound_read=True,
+                native=native,
+                optics=optics,
+                scale=self.scale,
+            )
         )
         if self.resample:
             _check_size(

@@ -29,6 +29,7 @@ from tilecast.common.regions import (
     BandsRequest,
     HistogramRequest,
     Optics,
+    RegionAsk,
     RegionPlan,
     RegionSpec,
     plan_region,
@@ -205,12 +206,14 @@ def band_information(
     source = renderer.open(request.source, generation)
     source.check_tile(source.levels - 1, 0, 0, request.frame)
     plan = plan_region(
-        RegionSpec(),
-        min(source.size_x, BANDS_ANALYSIS_SIZE),
-        min(source.size_y, BANDS_ANALYSIS_SIZE),
-        grid=source.grid,
-        max_pixels=max(renderer.settings.max_region_pixels, BANDS_ANALYSIS_SIZE**2),
-        native=lambda z: source.is_native_level(z, request.frame),
+        RegionAsk(
+            RegionSpec(),
+            min(source.size_x, BANDS_ANALYSIS_SIZE),
+            min(source.size_y, BANDS_ANALYSIS_SIZE),
+            grid=source.grid,
+            max_pixels=max(renderer.settings.max_region_pixels, BANDS_ANALYSIS_SIZE**2),
+            native=lambda z: source.is_native_level(z, request.frame),
+        )
     )
     tiles = renderer.raw_tiles(source, request.source, generation)
     bands = summarize(read_plan(tiles, plan, request.frame))

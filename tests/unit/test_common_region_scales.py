@@ -18,6 +18,7 @@ from tilecast.common.regions import (
     Optics,
     OutputScale,
     PixelRequest,
+    RegionAsk,
     RegionRequest,
     RegionSpec,
     parse_resample,
@@ -101,14 +102,16 @@ def test_units_and_magnifications_are_large_images(
         units=region.get("units", "base_pixels"),
     )
     plan = plan_region(
-        spec,
-        None,
-        None,
-        grid=Grid.from_metadata(reference.getMetadata()),
-        max_pixels=10**9,
-        native=lambda z: stored[z] is not None,
-        optics=optics,
-        scale=OutputScale(**scale),
+        RegionAsk(
+            spec,
+            None,
+            None,
+            grid=Grid.from_metadata(reference.getMetadata()),
+            max_pixels=10**9,
+            native=lambda z: stored[z] is not None,
+            optics=optics,
+            scale=OutputScale(**scale),
+        )
     )
     theirs = info["region"]
     assert plan.level == info["level"]
@@ -124,31 +127,35 @@ def test_units_and_magnifications_are_large_images(
 def test_units_the_image_cannot_convert_name_units() -> None:
     kwargs = {"grid": Grid(SIZE_X, SIZE_Y, 256, 256, 3), "max_pixels": 10**7}
     with pytest.raises(BadRequest) as err:  # no pixel size
-        plan_region(RegionSpec(right=0.1, units="mm"), None, None, **kwargs)
+        plan_region(RegionAsk(RegionSpec(right=0.1, units="mm"), None, None, **kwargs))
     assert err.value.parameter == "units"
     with pytest.raises(BadRequest) as err:  # large_image: "No magnification to use for units"
-        plan_region(RegionSpec(right=10, units="mag_pixels"), 100, None, **kwargs)
+        plan_region(RegionAsk(RegionSpec(right=10, units="mag_pixels"), 100, None, **kwargs))
     assert err.value.parameter == "units"
     # Without metadata, a magnification changes nothing (large_image: the top level).
-    plain = plan_region(RegionSpec(), None, None, scale=OutputScale(magnification=5), **kwargs)
+    plain = plan_region(
+        RegionAsk(RegionSpec(), None, None, scale=OutputScale(magnification=5), **kwargs)
+    )
     assert (plain.level, plain.out_width, plain.out_height) == (2, SIZE_X, SIZE_Y)
 
 
 def test_exact_needs_a_stored_level(optics: Optics) -> None:
     kwargs = {"grid": Grid(SIZE_X, SIZE_Y, 256, 256, 3), "max_pixels": 10**7}
     exact = plan_region(
-        RegionSpec(), None, None, optics=optics, scale=OutputScale(20, exact=True), **kwargs
+        RegionAsk(
+            RegionSpec(), None, None, optics=optics, scale=OutputScale(20, exact=True), **kwargs
+        )
     )
     assert (exact.level, exact.out_width) == (1, 500)
     for scale in (OutputScale(13, exact=True), OutputScale(80, exact=True)):
         with pytest.raises(BadRequest) as err:
-            plan_region(RegionSpec(), None, None, optics=optics, scale=scale, **kwargs)
+            plan_region(RegionAsk(RegionSpec(), None, None, optics=optics, scale=scale, **kwargs))
         assert err.value.parameter == "exact"
     with pytest.raises(BadRequest) as err:  # level 1 is not stored: a finer one is read
-        plan_region(
+        plan_region(RegionAsk(
             RegionSpec(), None, None, optics=optics, scale=OutputScale(20, exact=True),
             native=lambda z: z == 2, **kwargs,
-        )  # fmt: skip
+        ))  # fmt: skip
     assert err.value.parameter == "exact"
 
 
@@ -156,10 +163,12 @@ def test_magnified_outputs_are_bounded() -> None:
     optics = Optics(MM, MM, 40.0)
     kwargs = {"grid": Grid(SIZE_X, SIZE_Y, 256, 256, 3), "optics": optics}
     with pytest.raises(BadRequest) as err:
-        plan_region(RegionSpec(), None, None, max_pixels=10**6, scale=OutputScale(160), **kwargs)
+        plan_region(
+            RegionAsk(RegionSpec(), None, None, max_pixels=10**6, scale=OutputScale(160), **kwargs)
+        )
     assert err.value.parameter == "magnification"
     with pytest.raises(BadRequest) as err:  # the letterboxed size counts
-        plan_region(RegionSpec(), 900, 5000, max_pixels=10**6, fill=True, **kwargs)
+        plan_region(RegionAsk(RegionSpec(), 900, 5000, max_pixels=10**6, fill=True, **kwargs))
     assert err.value.parameter == "width"
 
 

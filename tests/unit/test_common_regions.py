@@ -15,6 +15,7 @@ from tilecast.common.regions import (
     BandsRequest,
     HistogramRequest,
     PixelRequest,
+    RegionAsk,
     RegionRequest,
     RegionSpec,
     output_size,
@@ -136,12 +137,14 @@ def test_level_and_area_are_large_images(images: dict[str, Path], name, region, 
         units=region.get("units", "base_pixels"),
     )
     plan = plan_region(
-        spec,
-        output.get("maxWidth"),
-        output.get("maxHeight"),
-        grid=Grid.from_metadata(source.getMetadata()),
-        max_pixels=10**9,
-        native=lambda z: stored[z] is not None,
+        RegionAsk(
+            spec,
+            output.get("maxWidth"),
+            output.get("maxHeight"),
+            grid=Grid.from_metadata(source.getMetadata()),
+            max_pixels=10**9,
+            native=lambda z: stored[z] is not None,
+        )
     )
     theirs = info["region"]
     assert plan.level == info["level"]
@@ -157,9 +160,13 @@ def test_native_preference_is_bounded_by_the_read() -> None:
     """A stored finer level is read only while that read fits the region bound."""
     kwargs = {"grid": Grid(40000, 40000, 256, 256, 9)}
     only_full = lambda z: z == 8  # noqa: E731
-    near = plan_region(RegionSpec(), 10000, 10000, max_pixels=2 * 10**9, native=only_full, **kwargs)
+    near = plan_region(
+        RegionAsk(RegionSpec(), 10000, 10000, max_pixels=2 * 10**9, native=only_full, **kwargs)
+    )
     assert near.level == 8  # large_image's choice: the stored level, 2 finer
-    capped = plan_region(RegionSpec(), 10000, 10000, max_pixels=10**8, native=only_full, **kwargs)
+    capped = plan_region(
+        RegionAsk(RegionSpec(), 10000, 10000, max_pixels=10**8, native=only_full, **kwargs)
+    )
     assert capped.level == 6 and capped.read_width == 10000  # the synthesized level
     assert preferred_level(3, 8, only_full) == 5  # 3+ levels away: steps back by 3
     assert preferred_level(2, 8, only_full) == 2
@@ -168,12 +175,12 @@ def test_native_preference_is_bounded_by_the_read() -> None:
 def test_too_large_outputs_name_the_parameter() -> None:
     kwargs = {"grid": Grid(SIZE_X, SIZE_Y, 256, 256, 5), "max_pixels": 1000 * 1000}
     with pytest.raises(BadRequest) as err:
-        plan_region(RegionSpec(), None, None, **kwargs)
+        plan_region(RegionAsk(RegionSpec(), None, None, **kwargs))
     assert err.value.parameter == "width"
     with pytest.raises(BadRequest) as err:
-        plan_region(RegionSpec(), None, 5000, **kwargs)
+        plan_region(RegionAsk(RegionSpec(), None, 5000, **kwargs))
     assert err.value.parameter == "height"
-    assert plan_region(RegionSpec(), 1000, None, **kwargs).out_width == 1000
+    assert plan_region(RegionAsk(RegionSpec(), 1000, None, **kwargs)).out_width == 1000
 
 
 def test_pixel_location_is_large_images(reference) -> None:
