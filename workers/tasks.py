@@ -45,7 +45,7 @@ from tilecast.common.taskprotocol import (
     tile_requests_from_payload,
 )
 from tilecast.common.tiles import ThumbnailRequest, TileRequest
-from tilecast.workers import histogram, limits, region  # noqa: F401  (tasks and signals)
+from tilecast.workers import histogram, limits, precache, region  # noqa: F401  (tasks and signals)
 from tilecast.workers import share as pool_share
 from tilecast.workers.adopt import adopt_marker
 from tilecast.workers.batch import render_batch
