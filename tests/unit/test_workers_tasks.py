@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -60,6 +62,22 @@ def test_the_app_registers_the_contract_names() -> None:
     assert {TASK_RENDER_TILE, TASK_RENDER_THUMBNAIL, TASK_DESCRIBE_SOURCE} <= named
     assert named <= set(app.tasks)
     assert "tilecast.workers.tasks" in app.conf.include
+
+
+def test_a_worker_process_registers_every_task_from_the_apps_includes() -> None:
+    """What a fresh worker loads (the app and its ``include``), not what this test session
+    happened to import: a task module nobody imports is a task no worker runs."""
+    code = (
+        "from tilecast.common import taskprotocol\n"
+        "from tilecast.workers.celeryapp import app\n"
+        "app.loader.import_default_modules()\n"
+        "named = {v for k, v in vars(taskprotocol).items() if k.startswith('TASK_')}\n"
+        "print(','.join(sorted(named - set(app.tasks))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == ""
 
 
 def test_render_tile_writes_the_key_and_announces(
