@@ -39,7 +39,7 @@ def precache(item_id: str) -> tuple[Response, int]:
     with the running job an equal request started."""
     body, created = precache_jobs.submit(services(), item_id, _arguments())
     response = jsonify(body)
-    response.headers["Location"] = url_for("precache_jobs.job", job_id=body["id"])
+    response.headers["Location"] = url_for("jobs.job", job_id=body["id"])
     return response, 201 if created else 200
 
 
