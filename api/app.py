@@ -8,12 +8,19 @@ from tilecast.api import jsonbody
 from tilecast.api.errors import register_error_handlers
 from tilecast.api.handlers.girder import ensure_registered
 from tilecast.api.middleware import access, cors, limits, observe, publicurl, ratelimit, versioned
-from tilecast.api.protocols import dzi_routes
-from tilecast.api.protocols import iiif_routes as iiif
-from tilecast.api.protocols import tilejson_routes as tilejson
-from tilecast.api.routes import girder, health, images, metrics, regions, sources, tiles, viewer
+from tilecast.api.protocols import dzi_routes, iiif_routes, tilejson_routes
+from tilecast.api.routes import (
+    girder,
+    health,
+    images,
+    metrics,
+    precache_jobs,
+    regions,
+    sources,
+    tiles,
+    viewer,
+)
 from tilecast.api.routes import openapi as openapi_routes
-from tilecast.api.routes import precache_jobs as jobs
 from tilecast.api.services import EXTENSION, Services
 from tilecast.common.settings import Settings, get_settings
 
@@ -31,13 +38,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     jsonbody.install(app)  # and no JSON body is parsed past a depth bound
     for blueprint in (tiles.bp, images.bp, regions.bp, sources.bp, health.bp, metrics.bp):
         app.register_blueprint(blueprint)
-    app.register_blueprint(jobs.bp)
+    app.register_blueprint(precache_jobs.bp)
     app.register_blueprint(girder.bp)
     app.register_blueprint(openapi_routes.bp)
     app.register_blueprint(viewer.bp)
-    for blueprint in (dzi_routes.bp, iiif.bp, tilejson.bp):  # standard tile protocols
+    for blueprint in (dzi_routes.bp, iiif_routes.bp, tilejson_routes.bp):  # standard tile protocols
         app.register_blueprint(blueprint)
-    for blueprint in (tiles.bp, images.bp, regions.bp, dzi_routes.bp, tilejson.bp):
+    for blueprint in (tiles.bp, images.bp, regions.bp, dzi_routes.bp, tilejson_routes.bp):
         app.register_blueprint(
             blueprint, url_prefix=GIRDER_API_ROOT, name=f"girder_api_{blueprint.name}"
         )

@@ -17,7 +17,7 @@ from tilecast.common.encoding import QUERY_PARAMETERS, EncodingOptions
 from tilecast.common.errors import BadRequest
 from tilecast.common.grid import Grid
 from tilecast.common.query import FRAME, FRAMES, LEVELS, PRECACHE_THUMBNAIL, REGION, STYLE
-from tilecast.common.regions import RegionSpec
+from tilecast.common.regionplan import RegionSpec
 from tilecast.common.settings import Settings
 from tilecast.common.style import canonical_style, style_frames
 

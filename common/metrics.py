@@ -20,7 +20,38 @@ from typing import Any
 import redis
 
 from tilecast.common import activity, jobstore, keys, latency
-from tilecast.common import counters as stats
+from tilecast.common.counters import (
+    API_ANSWER_KINDS,
+    API_NOT_MODIFIED,
+    API_TILE_HITS,
+    API_TILE_MISSES,
+    KEEPER_DELETED_ACTIVE_KEYS,
+    KEEPER_DELETED_KEYS,
+    KEEPER_FREED_BYTES,
+    KEEPER_RUNS,
+    PREFETCH_TASKS,
+    PREFETCH_TILES,
+    RAW_TILES_READ,
+    RAW_TILES_SYNTHESIZED,
+    RENDER_ERRORS,
+    RENDERS_ABANDONED,
+    RENDERS_DEFERRED,
+    RENDERS_KILLED,
+    RENDERS_TOO_COSTLY,
+    SOURCE_CACHE_EVICTIONS,
+    SOURCE_CACHE_EVICTIONS_ACTIVE,
+    SOURCE_CACHE_HITS,
+    SOURCE_CACHE_MISSES,
+    THUMBNAILS_RENDERED,
+    TILES_RENDERED,
+    api_hits,
+    api_misses,
+    parse_http_request_field,
+    read_gauges,
+)
+from tilecast.common.counters import (
+    read as read_counters,
+)
 from tilecast.common.inflight import inflight_key
 from tilecast.common.redisconn import CacheClient, primaries
 from tilecast.common.regions import REGIONS_RENDERED
@@ -38,49 +69,49 @@ INFLIGHT_SCAN_COUNT = 10_000
 
 # Counters every snapshot shows, present in Redis or not (a scraper wants zeros).
 KNOWN_COUNTERS = (
-    *(stats.api_hits(kind) for kind in stats.API_ANSWER_KINDS),
-    *(stats.api_misses(kind) for kind in stats.API_ANSWER_KINDS),
-    stats.API_NOT_MODIFIED,
-    stats.SOURCE_CACHE_HITS,
-    stats.SOURCE_CACHE_MISSES,
-    stats.SOURCE_CACHE_EVICTIONS,
-    stats.SOURCE_CACHE_EVICTIONS_ACTIVE,
-    stats.KEEPER_RUNS,
-    stats.KEEPER_DELETED_KEYS,
-    stats.KEEPER_DELETED_ACTIVE_KEYS,
-    stats.KEEPER_FREED_BYTES,
-    stats.PREFETCH_TASKS,
-    stats.PREFETCH_TILES,
-    stats.TILES_RENDERED,
-    stats.THUMBNAILS_RENDERED,
+    *(api_hits(kind) for kind in API_ANSWER_KINDS),
+    *(api_misses(kind) for kind in API_ANSWER_KINDS),
+    API_NOT_MODIFIED,
+    SOURCE_CACHE_HITS,
+    SOURCE_CACHE_MISSES,
+    SOURCE_CACHE_EVICTIONS,
+    SOURCE_CACHE_EVICTIONS_ACTIVE,
+    KEEPER_RUNS,
+    KEEPER_DELETED_KEYS,
+    KEEPER_DELETED_ACTIVE_KEYS,
+    KEEPER_FREED_BYTES,
+    PREFETCH_TASKS,
+    PREFETCH_TILES,
+    TILES_RENDERED,
+    THUMBNAILS_RENDERED,
     REGIONS_RENDERED,
-    stats.RAW_TILES_READ,
-    stats.RAW_TILES_SYNTHESIZED,
-    stats.RENDER_ERRORS,
-    stats.RENDERS_ABANDONED,
-    stats.RENDERS_TOO_COSTLY,
-    stats.RENDERS_KILLED,
-    stats.RENDERS_DEFERRED,
+    RAW_TILES_READ,
+    RAW_TILES_SYNTHESIZED,
+    RENDER_ERRORS,
+    RENDERS_ABANDONED,
+    RENDERS_TOO_COSTLY,
+    RENDERS_KILLED,
+    RENDERS_DEFERRED,
 )
 
 # Counters shown under one labelled family rather than ``tilecast_{name}_total``.
 LABELLED: dict[str, tuple[str, dict[str, str]]] = {
     **{
-        stats.api_hits(kind): ("tilecast_api_cache_hits_total", {"kind": kind})
-        for kind in stats.API_ANSWER_KINDS
+        api_hits(kind): ("tilecast_api_cache_hits_total", {"kind": kind})
+        for kind in API_ANSWER_KINDS
     },
     **{
-        stats.api_misses(kind): ("tilecast_api_cache_misses_total", {"kind": kind})
-        for kind in stats.API_ANSWER_KINDS
+        api_misses(kind): ("tilecast_api_cache_misses_total", {"kind": kind})
+        for kind in API_ANSWER_KINDS
     },
-    stats.KEEPER_DELETED_KEYS: ("tilecast_tile_cache_evictions_total", {"by": "keeper"}),
-    stats.SOURCE_CACHE_HITS: ("tilecast_source_cache_hits_total", {}),
-    stats.SOURCE_CACHE_MISSES: ("tilecast_source_cache_misses_total", {}),
-    stats.SOURCE_CACHE_EVICTIONS: (
+    KEEPER_DELETED_KEYS: ("tilecast_tile_cache_evictions_total", {"by": "keeper"}),
+    SOURCE_CACHE_HITS: ("tilecast_source_cache_hits_total", {}),
+    SOURCE_CACHE_MISSES: ("tilecast_source_cache_misses_total", {}),
+    SOURCE_CACHE_EVICTIONS: (
         "tilecast_source_cache_evictions_total",
         {"window": "outside"},
     ),
-    stats.SOURCE_CACHE_EVICTIONS_ACTIVE: (
+    SOURCE_CACHE_EVICTIONS_ACTIVE: (
         "tilecast_source_cache_evictions_total",
         {"window": "inside"},
     ),
@@ -155,11 +186,11 @@ class Snapshot:
 
     @property
     def hit_ratio(self) -> float | None:
-        return ratio(self.counters, stats.API_TILE_HITS, stats.API_TILE_MISSES)
+        return ratio(self.counters, API_TILE_HITS, API_TILE_MISSES)
 
     @property
     def source_cache_hit_ratio(self) -> float | None:
-        return ratio(self.counters, stats.SOURCE_CACHE_HITS, stats.SOURCE_CACHE_MISSES)
+        return ratio(self.counters, SOURCE_CACHE_HITS, SOURCE_CACHE_MISSES)
 
 
 def ratio(counters: Mapping[str, int], hits: str, misses: str) -> float | None:
@@ -184,16 +215,16 @@ def collect(
         queues = [*QUEUES, *sorted(w.queue for w in live if w.queue)]
     counters = {name: 0 for name in KNOWN_COUNTERS}
     http: dict[tuple[str, str, str], int] = {}
-    for name, value in stats.read(state).items():
-        labels = stats.parse_http_request_field(name)
+    for name, value in read_counters(state).items():
+        labels = parse_http_request_field(name)
         if labels is None:
             counters[name] = value
         else:
             http[labels] = value
     tile_cache = read_tile_cache(
-        cache, window, evicted_by_keeper=counters.get(stats.KEEPER_DELETED_KEYS, 0)
+        cache, window, evicted_by_keeper=counters.get(KEEPER_DELETED_KEYS, 0)
     )
-    gauges = stats.read_gauges(state)
+    gauges = read_gauges(state)
     source_cache = {
         "processes": len(gauges),
         "open": sum(int(g.get("open", 0)) for g in gauges.values()),

@@ -3,7 +3,7 @@ or cookie) parameter with its type, bounds, default and meaning. The parsers rea
 their parameters through these declarations, and ``/openapi.json`` (api/openapi.py)
 documents the same declarations, so what the document promises is what is enforced.
 Each parameter is declared beside the code that owns its meaning (common/encoding.py,
-common/regions.py, ...); common/query.py names the groups every endpoint reads.
+common/regionparams.py, ...); common/query.py names the groups every endpoint reads.
 
 Parsing errors have one shape for all: a :class:`BadRequest` naming the parameter.
 """

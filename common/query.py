@@ -6,7 +6,7 @@ The parsers read their parameters through these declarations (bounds, defaults,
 names), the routes attach the groups to their views (api/openapi.py ``document``),
 and ``/openapi.json`` is built from the same groups: one declaration, read by both.
 A parameter whose meaning belongs to one module is declared there (the encoding's in
-common/encoding.py, a region's in common/regions.py, ``fill`` in common/fill.py).
+common/encoding.py, a region's in common/regionparams.py, ``fill`` in common/fill.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tilecast.common.encoding import ENCODING_PARAMS
 from tilecast.common.fill import FILL
 from tilecast.common.girder import SECRET_HEADER, TOKEN_COOKIE, TOKEN_HEADER, TOKEN_PARAMETER
 from tilecast.common.params import INTEGER, JSON_TEXT, Param
-from tilecast.common.regions import (
+from tilecast.common.regionparams import (
     BOTTOM,
     HISTOGRAM_PARAMS,
     LEFT,

@@ -14,10 +14,10 @@ import numpy as np
 import pyvips
 import redis
 
-from tilecast.common import counters as stats
 from tilecast.common import latency
 from tilecast.common.associated import AssociatedRequest
 from tilecast.common.cache import TileCache
+from tilecast.common.counters import RAW_TILES_READ, RAW_TILES_SYNTHESIZED, incr, write_gauges
 from tilecast.common.errors import BadRequest
 from tilecast.common.redisconn import CacheClient, connect, connect_cache
 from tilecast.common.regions import RegionRequest
@@ -202,7 +202,7 @@ class Renderer:
         """Add the raw-tile counts gathered since the last flush (and ``extra``
         counters) to common.counters, in one round trip."""
         read, synthesized = self.counters.take()
-        counts = {stats.RAW_TILES_READ: read, stats.RAW_TILES_SYNTHESIZED: synthesized, **extra}
+        counts = {RAW_TILES_READ: read, RAW_TILES_SYNTHESIZED: synthesized, **extra}
         counts.update(source_cache_counts(self.sources))
         counts = {name: amount for name, amount in counts.items() if amount}
         gauges = source_cache_gauges(self.sources)
@@ -211,10 +211,10 @@ class Renderer:
             return
         pipe = self.state.pipeline(transaction=False)
         for name, amount in counts.items():
-            stats.incr(pipe, name, amount)
+            incr(pipe, name, amount)
         latency.write(pipe, durations)
         if gauges is not None:  # open sources and bytes (summed by /metrics); same trip
-            stats.write_gauges(pipe, gauges)
+            write_gauges(pipe, gauges)
         pipe.execute()
 
     def close(self) -> None:

@@ -24,16 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import PIL.Image
 
-from tilecast.common.regions import (
-    BANDS_ANALYSIS_SIZE,
-    BandsRequest,
-    HistogramRequest,
-    Optics,
-    RegionAsk,
-    RegionPlan,
-    RegionSpec,
-    plan_region,
-)
+from tilecast.common.regionplan import Optics, RegionAsk, RegionPlan, RegionSpec, plan_region
+from tilecast.common.regions import BANDS_ANALYSIS_SIZE, BandsRequest, HistogramRequest
 from tilecast.workers.encode import to_uint8
 from tilecast.workers.region import read_plan
 

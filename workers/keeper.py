@@ -43,9 +43,15 @@ from typing import Any
 import redis
 
 from tilecast.common import activity
-from tilecast.common import counters as stats
 from tilecast.common.associated import KIND_ASSOCIATED, KIND_ASSOCIATED_LIST
 from tilecast.common.bandstats import KIND_BANDSTATS
+from tilecast.common.counters import (
+    KEEPER_DELETED_ACTIVE_KEYS,
+    KEEPER_DELETED_KEYS,
+    KEEPER_FREED_BYTES,
+    KEEPER_RUNS,
+    incr_many,
+)
 from tilecast.common.keys import ALL_PATTERN
 from tilecast.common.keys import KEEPER_LOCK_KEY as LOCK_KEY
 from tilecast.common.lease import Lease
@@ -286,13 +292,13 @@ class Keeper:
 
     def _count(self, result: TrimResult) -> None:
         counts = {
-            stats.KEEPER_RUNS: 1,
-            stats.KEEPER_DELETED_KEYS: result.deleted,
-            stats.KEEPER_DELETED_ACTIVE_KEYS: result.deleted_active,
-            stats.KEEPER_FREED_BYTES: result.freed_bytes,
+            KEEPER_RUNS: 1,
+            KEEPER_DELETED_KEYS: result.deleted,
+            KEEPER_DELETED_ACTIVE_KEYS: result.deleted_active,
+            KEEPER_FREED_BYTES: result.freed_bytes,
         }
         pipe = self.state.pipeline(transaction=False)
-        stats.incr_many(pipe, counts)
+        incr_many(pipe, counts)
         pipe.execute()
 
 

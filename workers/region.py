@@ -1,6 +1,6 @@
 """Regions and pixels, read from the raw-tile cache like tiles are.
 
-A region (``GET /item/{id}/tiles/region``) is planned by common/regions.py (which
+A region (``GET /item/{id}/tiles/region``) is planned by common/regionplan.py (which
 level, which area of it, what output size: large_image's rules), assembled from that
 level's unstyled tiles through :class:`~workers.synthesis.RawTiles` (so it shares the
 raw-tile cache, native reads and synthesized levels with tiles), styled through
@@ -28,7 +28,8 @@ import numpy as np
 import PIL.Image
 
 from tilecast.common.fill import fill_color
-from tilecast.common.regions import Optics, PixelRequest, RegionPlan, RegionRequest
+from tilecast.common.regionplan import Optics, RegionPlan
+from tilecast.common.regions import PixelRequest, RegionRequest
 from tilecast.workers.encode import encode_pixels, to_uint8, unstyled_pixels
 from tilecast.workers.synthesis import RawTiles
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from tilecast.common.grid import Grid
-from tilecast.common.regions import output_size as fit_size
+from tilecast.common.regionplan import output_size as fit_size
 from tilecast.workers.sources.base import ImageSource
 from tilecast.workers.synthesis import RawTiles
 from tilecast.workers.vipsutil import from_numpy, to_numpy

@@ -21,17 +21,14 @@ from tilecast.api.tilerange import check_frame
 from tilecast.common.errors import BadRequest
 from tilecast.common.fill import parse_fill
 from tilecast.common.grid import Grid
+from tilecast.common.regionparams import parse_output_side, parse_units
+from tilecast.common.regionplan import Optics, OutputScale, RegionSpec
 from tilecast.common.regions import (
     JSON_CONTENT_TYPE,
     BandsRequest,
     HistogramRequest,
-    Optics,
-    OutputScale,
     PixelRequest,
     RegionRequest,
-    RegionSpec,
-    parse_output_side,
-    parse_units,
 )
 from tilecast.common.settings import Settings
 from tilecast.common.taskprotocol import (

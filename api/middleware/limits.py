@@ -5,7 +5,7 @@ A query string longer than ``TILECAST_MAX_QUERY_BYTES`` or a path longer than
 a body longer than ``TILECAST_MAX_BODY_BYTES`` is a 413 (Flask's
 ``MAX_CONTENT_LENGTH``, enforced however the body is sent, chunked included). The
 other bounds sit with the parameters they bound: style bytes and nesting depth
-(common/style.py), region and histogram pixels (common/regions.py, api/protocols/iiif.py),
+(common/style.py), region and histogram pixels (common/regionplan.py, api/protocols/iiif.py),
 thumbnail sides (api/parsing.py).
 
 The path must name its segments plainly: an empty segment (``//``), a ``.`` or ``..``

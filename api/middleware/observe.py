@@ -13,8 +13,7 @@ from __future__ import annotations
 from flask import Flask, Response, g, request
 
 from tilecast.api.openapi import path_template
-from tilecast.common import counters as stats
-from tilecast.common.counters import BatchedCounters
+from tilecast.common.counters import BatchedCounters, http_request_field
 from tilecast.common.logs import (
     REQUEST_ID_HEADER,
     accept_request_id,
@@ -40,7 +39,7 @@ def install(app: Flask, counters: BatchedCounters) -> None:
         rule = request.url_rule
         route = path_template(rule.rule) if rule is not None else None
         method = request.method if request.method in KNOWN_METHODS else "OTHER"
-        counters.add(stats.http_request_field(method, response.status_code, route))
+        counters.add(http_request_field(method, response.status_code, route))
         return response
 
     @app.teardown_request

@@ -21,8 +21,7 @@ from typing import Any
 import redis
 
 from tilecast.api.miss.tasks import Sender
-from tilecast.common import counters as stats
-from tilecast.common.counters import BatchedCounters
+from tilecast.common.counters import PREFETCH_TASKS, PREFETCH_TILES, BatchedCounters
 from tilecast.common.grid import Grid
 from tilecast.common.inflight import inflight_key
 from tilecast.common.redisconn import CacheClient
@@ -94,8 +93,8 @@ class Prefetcher:
             self.sender.send(
                 TASK_RENDER_TILES, render_tiles_payload(wanted, generation), queue=QUEUE_BULK
             )
-            self.counters.add(stats.PREFETCH_TASKS)
-            self.counters.add(stats.PREFETCH_TILES, len(wanted))
+            self.counters.add(PREFETCH_TASKS)
+            self.counters.add(PREFETCH_TILES, len(wanted))
 
     def _fresh(self, group: list[TileRequest], generation: int) -> list[TileRequest]:
         """The tiles of ``group`` not prefetched within the memo time; they are

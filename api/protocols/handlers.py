@@ -19,7 +19,8 @@ from tilecast.api.parsing import parse_encoding, parse_frame, parse_style
 from tilecast.api.protocols.boxes import PixelBox, aligned_tile
 from tilecast.api.services import Services
 from tilecast.common.grid import Grid
-from tilecast.common.regions import RegionRequest, RegionSpec
+from tilecast.common.regionplan import RegionSpec
+from tilecast.common.regions import RegionRequest
 from tilecast.common.tiles import TileRequest
 
 # Far more images than one api process serves at once; past it the memo starts afresh.

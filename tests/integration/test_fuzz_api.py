@@ -212,7 +212,7 @@ def test_styled_tiles(
         assert response.json().get("parameter"), response.text
 
 
-# 500s the fuzzer found (common/regions.py: a scale whose level overflowed 2 ** steps,
+# 500s the fuzzer found (common/regionplan.py: a scale whose level overflowed 2 ** steps,
 # whose ratio underflowed to 0, or whose output rounded to no pixel), kept as cases.
 @pytest.mark.parametrize(
     "query",

@@ -11,7 +11,22 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tilecast.common import activity, metrics
-from tilecast.common import counters as stats
+from tilecast.common.counters import (
+    API_TILE_HITS,
+    API_TILE_MISSES,
+    KEEPER_DELETED_KEYS,
+    PREFETCH_TILES,
+    SOURCE_CACHE_EVICTIONS_ACTIVE,
+    SOURCE_CACHE_GAUGES_KEY,
+    STATS_KEY,
+    BatchedCounters,
+    incr,
+    read_gauges,
+    write_gauges,
+)
+from tilecast.common.counters import (
+    read as read_counters,
+)
 from tilecast.common.inflight import claim
 
 # The text exposition format, version 0.0.4: comments, then samples
@@ -52,10 +67,10 @@ def test_prometheus_text_is_well_formed_and_named() -> None:
     snapshot = metrics.Snapshot(
         counters={
             **{name: 0 for name in metrics.KNOWN_COUNTERS},
-            stats.API_TILE_HITS: 90,
-            stats.API_TILE_MISSES: 10,
-            stats.KEEPER_DELETED_KEYS: 7,
-            stats.SOURCE_CACHE_EVICTIONS_ACTIVE: 2,
+            API_TILE_HITS: 90,
+            API_TILE_MISSES: 10,
+            KEEPER_DELETED_KEYS: 7,
+            SOURCE_CACHE_EVICTIONS_ACTIVE: 2,
             "odd-name!": 1,
         },
         tile_cache={
@@ -99,35 +114,35 @@ def test_label_values_are_escaped() -> None:
 def test_collect_reads_counters_gauges_markers_and_queues(state: redis.Redis) -> None:
     source = uuid.uuid4().hex
     before = metrics.collect(state, state, state, window=600.0)
-    stats.incr(state, stats.API_TILE_HITS, 3)
-    stats.write_gauges(state, {"open": 2, "entries": 4, "bytes": 1000}, name=f"test:{source}")
+    incr(state, API_TILE_HITS, 3)
+    write_gauges(state, {"open": 2, "entries": 4, "bytes": 1000}, name=f"test:{source}")
     activity.touch(state, source)
     claim(state, f"tc:tile:{source}:1:0:0:0:0:none:PNG", "test", 30)
     queue = f"q-{source}"
     state.rpush(queue, "a", "b")
     state.rpush(f"{queue}{metrics.PRIORITY_SEPARATOR}3", "c")
     after = metrics.collect(state, state, state, window=600.0, queues=[queue])
-    assert after.counters[stats.API_TILE_HITS] == before.counters[stats.API_TILE_HITS] + 3
-    assert after.counters[stats.PREFETCH_TILES] >= 0  # known counters are always present
+    assert after.counters[API_TILE_HITS] == before.counters[API_TILE_HITS] + 3
+    assert after.counters[PREFETCH_TILES] >= 0  # known counters are always present
     assert after.source_cache["open"] == before.source_cache["open"] + 2
     assert after.source_cache["processes"] == before.source_cache["processes"] + 1
     assert after.tile_cache["active_sources"] >= 1
     assert after.tile_cache["max_bytes"] == 1024**3  # the test server's maxmemory
     assert after.inflight >= before.inflight + 1
     assert after.queues == {queue: 3}
-    state.hdel(stats.SOURCE_CACHE_GAUGES_KEY, f"test:{source}")
+    state.hdel(SOURCE_CACHE_GAUGES_KEY, f"test:{source}")
 
 
 def test_stale_gauges_are_dropped(state: redis.Redis) -> None:
     name = f"gone:{uuid.uuid4().hex}"
-    state.hset(stats.SOURCE_CACHE_GAUGES_KEY, name, json.dumps({"open": 9, "t": 1.0}))
-    assert name not in stats.read_gauges(state)
-    assert not state.hexists(stats.SOURCE_CACHE_GAUGES_KEY, name)
+    state.hset(SOURCE_CACHE_GAUGES_KEY, name, json.dumps({"open": 9, "t": 1.0}))
+    assert name not in read_gauges(state)
+    assert not state.hexists(SOURCE_CACHE_GAUGES_KEY, name)
 
 
 def test_batched_counters_keep_their_counts_until_a_flush_succeeds(state: redis.Redis) -> None:
     unreachable = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
-    counters = stats.BatchedCounters(unreachable, period=3600)
+    counters = BatchedCounters(unreachable, period=3600)
     name = f"test_{uuid.uuid4().hex}"
     counters.add(name, 2)
     counters.add(name)
@@ -136,5 +151,5 @@ def test_batched_counters_keep_their_counts_until_a_flush_succeeds(state: redis.
     counters.state = state
     counters.flush()
     assert counters.pending() == {}
-    assert stats.read(state)[name] == 3
-    state.hdel(stats.STATS_KEY, name)
+    assert read_counters(state)[name] == 3
+    state.hdel(STATS_KEY, name)

@@ -1,6 +1,6 @@
 """Region units, output magnification, ``fill`` and histogram ``resample``: parsing,
-keys and geometry (common/regions.py, common/fill.py) against large_image's own
-``_getRegionBounds``, ``getLevelForMagnification`` and tile iterator, on a pyramid
+keys and geometry (common/regionparams.py, common/regionplan.py, common/fill.py) against
+large_image's own ``_getRegionBounds``, ``getLevelForMagnification`` and tile iterator, on a pyramid
 that knows its pixel size (4000 px/mm: 0.00025 mm, magnification 40)."""
 
 from __future__ import annotations
@@ -13,18 +13,9 @@ import pytest
 from tilecast.common.errors import BadRequest
 from tilecast.common.fill import fill_color, fill_key_part, parse_fill
 from tilecast.common.grid import Grid
-from tilecast.common.regions import (
-    HistogramRequest,
-    Optics,
-    OutputScale,
-    PixelRequest,
-    RegionAsk,
-    RegionRequest,
-    RegionSpec,
-    parse_resample,
-    parse_units,
-    plan_region,
-)
+from tilecast.common.regionparams import parse_resample, parse_units
+from tilecast.common.regionplan import Optics, OutputScale, RegionAsk, RegionSpec, plan_region
+from tilecast.common.regions import HistogramRequest, PixelRequest, RegionRequest
 from tilecast.common.taskprotocol import request_payload
 from tilecast.common.tiles import ThumbnailRequest
 

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from tilecast.common.grid import Grid
-from tilecast.common.regions import RegionRequest, RegionSpec
+from tilecast.common.regionplan import RegionSpec
+from tilecast.common.regions import RegionRequest
 
 # A sliver at the right edge of a 3000 x 2000 image at scale factor 8: 58 x 2000 base
 # pixels are 7.25 x 250 there, 8 x 250 as an edge tile of that level.

@@ -11,17 +11,14 @@ import pytest
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.errors import BadRequest
 from tilecast.common.grid import Grid
-from tilecast.common.regions import (
-    BandsRequest,
-    HistogramRequest,
-    PixelRequest,
+from tilecast.common.regionplan import (
     RegionAsk,
-    RegionRequest,
     RegionSpec,
     output_size,
     plan_region,
     preferred_level,
 )
+from tilecast.common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
 from tilecast.common.taskprotocol import request_payload
 
 large_image = pytest.importorskip("large_image")

@@ -202,6 +202,8 @@ def test_stats_columns_line_up() -> None:
 
 
 def _counter_names() -> list[str]:
-    from tilecast.common import counters as stats
+    import tilecast.common.counters
 
-    return [v for k, v in vars(stats).items() if k.isupper() and isinstance(v, str)]
+    return [
+        v for k, v in vars(tilecast.common.counters).items() if k.isupper() and isinstance(v, str)
+    ]

@@ -16,13 +16,8 @@ import pytest
 from tests.unit.conftest import generation_of, register_source
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.errors import BadRequest
-from tilecast.common.regions import (
-    BandsRequest,
-    HistogramRequest,
-    PixelRequest,
-    RegionRequest,
-    RegionSpec,
-)
+from tilecast.common.regionplan import RegionSpec
+from tilecast.common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
 
 if TYPE_CHECKING:
     from tilecast.workers.engine import Renderer

@@ -14,7 +14,8 @@ import pytest
 
 from tests.unit.conftest import generation_of, register_source
 from tilecast.common.encoding import EncodingOptions
-from tilecast.common.regions import HistogramRequest, OutputScale, RegionRequest, RegionSpec
+from tilecast.common.regionplan import OutputScale, RegionSpec
+from tilecast.common.regions import HistogramRequest, RegionRequest
 from tilecast.common.tiles import ThumbnailRequest
 
 if TYPE_CHECKING:

@@ -15,8 +15,7 @@ import redis
 from celery import Task
 
 from tests.unit.conftest import register_source
-from tilecast.common import counters
-from tilecast.common import taskprotocol as protocol
+from tilecast.common import counters, taskprotocol
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.inflight import claim, is_inflight
 from tilecast.common.keys import describe_key
@@ -58,7 +57,7 @@ def run(task: Task, payload: object) -> None:
 
 
 def test_the_app_registers_the_contract_names() -> None:
-    named = {value for name, value in vars(protocol).items() if name.startswith("TASK_")}
+    named = {value for name, value in vars(taskprotocol).items() if name.startswith("TASK_")}
     assert {TASK_RENDER_TILE, TASK_RENDER_THUMBNAIL, TASK_DESCRIBE_SOURCE} <= named
     assert named <= set(app.tasks)
     assert "tilecast.workers.tasks" in app.conf.include
