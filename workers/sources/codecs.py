@@ -1,4 +1,5 @@
-"""Decoders for TIFF tile data that the bundled libvips cannot read.
+"""Decoders for tile data that the bundled libvips cannot read: ZSTD TIFF tiles, and
+JPEG 2000 (libvips here is built without OpenJPEG) with imagecodecs.
 
 The libtiff inside pyvips-binary is built without ZSTD: it hands back black pixels for
 ZSTD-compressed TIFFs without an error. ZSTD tiles and strips are therefore decoded
@@ -13,8 +14,11 @@ import ctypes.util
 import zlib
 from functools import lru_cache
 
+import imagecodecs
 import numpy as np
 
+from tilecast.common.errors import UnsupportedImage
+from tilecast.workers.codecheaders import JPEG2000, check_tile
 from tilecast.workers.sources import tiffdir
 
 
@@ -101,3 +105,20 @@ def decode_block(
     elif predictor not in (0, 1):
         raise CodecError(f"TIFF predictor {predictor} is not supported")
     return array
+
+
+def decode_jpeg2000(data: bytes, width: int, height: int, where: str) -> np.ndarray:
+    """A JPEG 2000 codestream or jp2 stream of a ``width`` x ``height`` tile (or DICOM
+    frame) as (height, width, bands), in the stream's own dtype. Its header is checked
+    first (workers/codecheaders.py), so a hostile SIZ never sizes a decoder's buffer;
+    a stream that does not decode is a 422 naming ``where``."""
+    check_tile(JPEG2000, data, width, height, where)
+    try:
+        pixels = imagecodecs.jpeg2k_decode(data)
+    except imagecodecs.Jpeg2kError as exc:
+        raise UnsupportedImage(f"{where}: its JPEG 2000 data does not decode ({exc})") from None
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, np.newaxis]
+    if pixels.shape[:2] != (height, width):
+        raise UnsupportedImage(f"{where}: its JPEG 2000 data decodes to another size")
+    return pixels

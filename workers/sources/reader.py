@@ -63,6 +63,9 @@ HEAD_BYTES = 4096
 PRIORITIES: dict[str, int] = {
     "ome-tiff": 100,  # OME-XML in the first page: large_image's ometiff source answers
     "tiff": 200,  # tilecast's own TIFF reader: native levels, JPEG pass-through
+    "dicom": 300,  # DICOM WSI series (wsidicom): JPEG frames pass through
+    "jpeg2000": 400,  # plain .jp2 / .j2k files
+    "openslide": 900,  # every vendor format OpenSlide reads: after every faster reader
     "libvips": 1000,  # anything libvips opens; the last resort
 }
 
