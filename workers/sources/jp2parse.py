@@ -10,7 +10,7 @@ The jpeg2000 reader (workers/sources/jpeg2000.py) decides what the numbers mean.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tilecast.workers.sources.files import ImageFile
 
@@ -66,7 +66,9 @@ class Jp2Structure:
     boxes: tuple[Box, ...] = ()
     # The image header box's width and height, when the file is a jp2.
     header_size: tuple[int, int] | None = None
-    colour_spaces: tuple[int, ...] = field(default=())  # enumerated colr methods
+    # The channels a palette maps the components to (the cmap box's entries), when the
+    # jp2 header has a palette: what a decoder hands back instead of the components.
+    palette_channels: int | None = None
 
 
 def is_jpeg2000(head: bytes) -> bool:
@@ -86,12 +88,12 @@ def parse(file: ImageFile) -> Jp2Structure:
     stream = next((box for box in boxes if box.kind == b"jp2c"), None)
     if header is None or stream is None:
         raise Jp2FormatError("a jp2 file without its header or codestream box")
-    size, colours = _image_header(file, header)
+    size, palette_channels = _image_header(file, header)
     return Jp2Structure(
         codestream=parse_codestream(file, stream.start, stream.end),
         boxes=tuple(boxes),
         header_size=size,
-        colour_spaces=colours,
+        palette_channels=palette_channels,
     )
 
 
@@ -120,22 +122,23 @@ def box_content(file: ImageFile, box: Box) -> bytes:
     return _exactly(file, box.start, box.end - box.start)
 
 
-def _image_header(file: ImageFile, header: Box) -> tuple[tuple[int, int], tuple[int, ...]]:
-    """The ``ihdr`` box's width and height, and the enumerated colour spaces of the
-    ``colr`` boxes, inside the ``jp2h`` superbox."""
+def _image_header(file: ImageFile, header: Box) -> tuple[tuple[int, int], int | None]:
+    """The ``ihdr`` box's width and height and, when there is a palette (``pclr``), the
+    number of channels its component mapping (``cmap``) makes, inside ``jp2h``."""
     size = None
-    colours = []
+    palette = False
+    mapped = None
     for box in read_boxes(file, header.start, header.end):
         if box.kind == b"ihdr" and box.end - box.start >= 14:
             height, width = struct.unpack(">II", _exactly(file, box.start, 8))
             size = (width, height)
-        elif box.kind == b"colr" and box.end - box.start >= 7:
-            content = _exactly(file, box.start, 7)
-            if content[0] == 1:  # enumerated colour space
-                colours.append(int.from_bytes(content[3:7], "big"))
+        elif box.kind == b"pclr":
+            palette = True
+        elif box.kind == b"cmap":
+            mapped = (box.end - box.start) // 4  # one 4-byte entry per channel
     if size is None:
         raise Jp2FormatError("a jp2 header without its image header box")
-    return size, tuple(colours)
+    return size, mapped if palette else None
 
 
 def parse_codestream(file: ImageFile, start: int, end: int) -> Codestream:

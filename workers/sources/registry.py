@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from tilecast.common.errors import TilecastError, UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.sources.files import ImageFile
+from tilecast.workers.sources.jpeg2000 import Jpeg2000Source
 from tilecast.workers.sources.ometiff import OmeTiffSource
 from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined
 from tilecast.workers.sources.tiff import TiffSource
@@ -31,7 +32,12 @@ from tilecast.workers.sources.vipsimage import VipsImageSource
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "tilecast.readers"
-BUILTIN_READERS: tuple[type[Reader], ...] = (OmeTiffSource, TiffSource, VipsImageSource)
+BUILTIN_READERS: tuple[type[Reader], ...] = (
+    OmeTiffSource,
+    TiffSource,
+    Jpeg2000Source,
+    VipsImageSource,
+)
 
 
 class ReaderRegistry:
