@@ -20,6 +20,8 @@ MAX_BOXES = 1024  # top-level boxes, and boxes inside one superbox
 MAX_SEGMENTS = 4096  # marker segments in a main header
 MAX_SEGMENT_READ = 64 * 1024  # the segments whose content is read: SIZ, COD, COM
 MAX_COMPONENTS = 16384  # SIZ's Csiz limit
+MAX_TILES = 65535  # a tile-part's index (Isot) has 16 bits
+MAX_PARTS_PER_TILE = 255  # and its part number (TPsot) 8
 SOT, COD, COM, SIZ, EOC = 0xFF90, 0xFF52, 0xFF64, 0xFF51, 0xFFD9
 
 
@@ -56,6 +58,7 @@ class Codestream:
     components: tuple[Component, ...]
     decompositions: int  # COD's number of decomposition levels
     comments: tuple[bytes, ...] = ()
+    tile_count: int = 1
 
 
 @dataclass(frozen=True)
@@ -171,13 +174,43 @@ def parse_codestream(file: ImageFile, start: int, end: int) -> Codestream:
         raise Jp2FormatError("more marker segments than any main header holds")
     if siz is None or decompositions is None:
         raise Jp2FormatError("the main header lacks its SIZ or COD segment")
-    return _codestream(start, siz, decompositions, tuple(comments))
+    codestream = _codestream(start, siz, decompositions, tuple(comments))
+    _check_tile_parts(file, position, end, codestream.tile_count)
+    return codestream
+
+
+def _check_tile_parts(file: ImageFile, position: int, end: int, tiles: int) -> None:
+    """Every one of the codestream's ``tiles`` has a tile-part, and each lies inside the
+    codestream: else a header declaring a huge image over a few stored tiles (or a file
+    cut short) would open and then fail -- or decode black -- tile by tile. The walk
+    follows the tile-parts' own lengths (Psot), one 12-byte read each."""
+    seen: set[int] = set()
+    for _ in range(tiles * MAX_PARTS_PER_TILE):
+        if position + 12 > end:
+            break
+        marker, length, index, part_length = struct.unpack(">HHHI", _exactly(file, position, 10))
+        if marker == EOC:
+            break
+        if marker != SOT or length != 10 or index >= tiles:
+            raise Jp2FormatError("a malformed tile-part header")
+        if part_length == 0:  # the last tile-part: it runs to the end
+            seen.add(index)
+            break
+        if part_length < 14 or position + part_length > end:
+            raise Jp2FormatError("a tile-part runs past the end of the codestream")
+        seen.add(index)
+        position += part_length
+    if len(seen) < tiles:
+        raise Jp2FormatError(
+            f"the codestream holds {len(seen)} of its {tiles} tiles: it is cut short or "
+            "its header declares a larger image than it holds"
+        )
 
 
 def _codestream(offset: int, siz: bytes, decompositions: int, comments: tuple[bytes, ...]) -> Codestream:
     if len(siz) < 36:
         raise Jp2FormatError("a SIZ segment cut short")
-    xsiz, ysiz, xosiz, yosiz, xtsiz, ytsiz = struct.unpack_from(">IIIIII", siz, 2)
+    xsiz, ysiz, xosiz, yosiz, xtsiz, ytsiz, xtosiz, ytosiz = struct.unpack_from(">8I", siz, 2)
     count = struct.unpack_from(">H", siz, 34)[0]
     if not 1 <= count <= MAX_COMPONENTS or len(siz) < 36 + 3 * count:
         raise Jp2FormatError("a SIZ segment with an impossible component count")
@@ -192,6 +225,11 @@ def _codestream(offset: int, siz: bytes, decompositions: int, comments: tuple[by
     )
     if xsiz <= xosiz or ysiz <= yosiz or xtsiz == 0 or ytsiz == 0:
         raise Jp2FormatError("a SIZ segment declaring no pixels")
+    if xtosiz > xosiz or ytosiz > yosiz or xtosiz + xtsiz <= xosiz or ytosiz + ytsiz <= yosiz:
+        raise Jp2FormatError("a SIZ segment whose tiles miss the image")
+    tile_count = -(-(xsiz - xtosiz) // xtsiz) * -(-(ysiz - ytosiz) // ytsiz)
+    if tile_count > MAX_TILES:
+        raise Jp2FormatError(f"a SIZ segment declaring {tile_count} tiles")
     return Codestream(
         offset=offset,
         width=xsiz - xosiz,
@@ -201,6 +239,7 @@ def _codestream(offset: int, siz: bytes, decompositions: int, comments: tuple[by
         components=components,
         decompositions=decompositions,
         comments=comments,
+        tile_count=tile_count,
     )
 
 
