@@ -82,11 +82,15 @@ def psnr(ours: np.ndarray, theirs: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
-def inside(meta: dict[str, Any], z: int, x: int, y: int) -> tuple[int, int]:
-    """Width and height of tile (z, x, y) that is image for both sides: within the level
-    rounded down (a stored level may be rounded down or up; the grid rounds up)."""
+def inside(meta: dict[str, Any], z: int, x: int, y: int, *, grid: bool) -> tuple[int, int]:
+    """Width and height of tile (z, x, y) that is image: within the level as the grid
+    counts it (rounded up: what a viewer shows) or, for files whose reference resamples
+    its edges otherwise, rounded down."""
     scale = 2 ** (meta["levels"] - 1 - z)
-    width, height = meta["sizeX"] // scale, meta["sizeY"] // scale
+    if grid:
+        width, height = -(-meta["sizeX"] // scale), -(-meta["sizeY"] // scale)
+    else:
+        width, height = meta["sizeX"] // scale, meta["sizeY"] // scale
     return (
         max(0, min(meta["tileWidth"], width - x * meta["tileWidth"])),
         max(0, min(meta["tileHeight"], height - y * meta["tileHeight"])),
@@ -117,12 +121,18 @@ def test_metadata_and_every_level_match_large_image(
         scale = 2 ** (meta["levels"] - 1 - z)
         across = -(-meta["sizeX"] // (meta["tileWidth"] * scale))
         down = -(-meta["sizeY"] // (meta["tileHeight"] * scale))
-        for x, y in sorted({(0, 0), (across - 1, down - 1)}):
+        # boxes.tiff is small: every tile; the others, the first and the last.
+        picks = [(x, y) for y in range(down) for x in range(across)]
+        if name != "boxes":
+            picks = sorted({(0, 0), (across - 1, down - 1)})
+        for x, y in picks:
             response = api.get(f"/item/{source}/tiles/zxy/{z}/{x}/{y}?encoding=PNG")
             assert response.status_code == 200, response.text
             ours = decode(response.content)
             expected = reference.getTile(x, y, z, numpyAllowed="always")[:, :, :3]
-            w, h = inside(meta, z, x, y)
+            # boxes.tiff's stored 75 x 62 and 37 x 31 levels, where the grid counts 75 x 63
+            # and 38 x 32: the sliver is the file's own tile padding, served as stored.
+            w, h = inside(meta, z, x, y, grid=name in ("boxes", "jp2", "j2k"))
             ours, expected = ours[:h, :w].astype(int), expected[:h, :w].astype(int)
             if z in native:
                 assert np.abs(ours - expected).max() <= 1, (name, z, x, y)

@@ -18,6 +18,7 @@ from tilecast.common.errors import GirderUnavailable, UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.sources import LocalFile, Probe, Reader, ReaderDeclined
 from tilecast.workers.sources import registry as registry_module
+from tilecast.workers.sources.jpeg2000 import Jpeg2000Source
 from tilecast.workers.sources.ometiff import OmeTiffSource
 from tilecast.workers.sources.reader import PRIORITIES
 from tilecast.workers.sources.registry import (
@@ -71,9 +72,10 @@ def variant(base: type[Reader], name: str, priority: int, **methods: Any) -> typ
 
 def test_builtin_readers_in_the_order_tried() -> None:
     registry = build_registry(group=NO_GROUP)
-    assert registry.readers == (OmeTiffSource, TiffSource, VipsImageSource)
-    assert registry.names() == ["ome-tiff", "tiff", "libvips"]
-    assert [reader.priority for reader in registry.readers] == sorted(PRIORITIES.values())
+    assert registry.readers == (OmeTiffSource, TiffSource, Jpeg2000Source, VipsImageSource)
+    assert registry.names() == ["ome-tiff", "tiff", "jpeg2000", "libvips"]
+    priorities = [reader.priority for reader in registry.readers]
+    assert priorities == [PRIORITIES[name] for name in registry.names()] == sorted(priorities)
 
 
 def test_content_decides_not_the_name(
@@ -231,12 +233,12 @@ def test_readers_load_from_the_entry_point_group(
         loaded = entry_point_readers()
         registry = build_registry()
     assert [reader.name for reader in loaded] == ["toy", "tiff"]
-    assert registry.names() == ["ome-tiff", "tiff", "toy", "libvips"]
+    assert registry.names() == ["ome-tiff", "tiff", "jpeg2000", "toy", "libvips"]
     assert registry.readers[1] is TiffSource  # tilecast's own reader keeps its name
     assert "'missing' (toyreader_absent:Reader) does not load" in caplog.text
     assert "'not-a-reader' (toyreader:write_toy) names" in caplog.text
     assert "takes the name 'tiff'" in caplog.text
-    assert "image readers, in the order tried: ome-tiff, tiff, toy, libvips" in caplog.text
+    assert "image readers, in the order tried: ome-tiff, tiff, jpeg2000, toy, libvips" in caplog.text
 
 
 def test_the_documented_example_is_the_tested_reader() -> None:

@@ -243,3 +243,29 @@ def test_tiff_jpeg2000_tiles_whose_header_lies_are_refused(tmp_path: Path) -> No
             pytest.raises(UnsupportedImage, match="header declares 30000x30000"),
         ):
             source.read_tile(source.levels - 1, 1, 1)
+
+
+# -- stored levels rounded down (boxes.tiff) ---------------------------------------------------
+
+
+def test_levels_stored_rounded_down_are_served_as_stored() -> None:
+    """The real boxes.tiff stores 75x62 and 37x31 where the grid counts 75x63 and 38x32:
+    every tile of every level equals large_image's tiff source's over the grid's area,
+    the sliver included (the file's own tile padding, as large_image hands it out)."""
+    from tests import realslides
+
+    tiff_source = pytest.importorskip("large_image_source_tiff")
+    path = realslides.path("boxes.tiff")
+    reference = tiff_source.open(str(path))
+    with open_source(str(path), Settings()) as source:
+        assert [source.native_level_size(z) for z in range(source.levels)] == [
+            (37, 31), (75, 62), (150, 125), (300, 250)
+        ]  # fmt: skip
+        for z in range(source.levels):
+            across, down = source.grid.tiles_at(z)
+            for y in range(down):
+                for x in range(across):
+                    w, h = source.grid.tile_size(z, x, y)
+                    ours = source.read_tile(z, x, y).array()[:h, :w].astype(int)
+                    theirs = reference.getTile(x, y, z, numpyAllowed="always")[:h, :w, :3]
+                    assert np.abs(ours - theirs).max() <= 1, (z, x, y)

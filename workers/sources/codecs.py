@@ -23,6 +23,18 @@ from tilecast.workers.codecheaders import JPEG2000, check_tile
 from tilecast.workers.sources import tiffdir
 
 
+# The TIFF compressions decode_block reads.
+BLOCK_COMPRESSIONS = frozenset(
+    {
+        tiffdir.COMPRESSION_NONE,
+        tiffdir.COMPRESSION_LZW,
+        tiffdir.COMPRESSION_ADOBE_DEFLATE,
+        tiffdir.COMPRESSION_DEFLATE,
+        tiffdir.COMPRESSION_ZSTD,
+    }
+)
+
+
 class CodecError(ValueError):
     """Compressed data that does not decode to the expected size."""
 
@@ -89,6 +101,11 @@ def decode_block(
             raw = zlib.decompress(data)
         except zlib.error as exc:
             raise CodecError(f"deflate data does not decode: {exc}") from None
+    elif compression == tiffdir.COMPRESSION_LZW:
+        try:
+            raw = imagecodecs.lzw_decode(data)
+        except imagecodecs.LzwError as exc:
+            raise CodecError(f"LZW data does not decode: {exc}") from None
     elif compression == tiffdir.COMPRESSION_NONE:
         raw = data
     else:

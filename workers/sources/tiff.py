@@ -330,7 +330,7 @@ class TiffSource(Reader):
             return RawTile.from_pixels(self.empty_tile())
         try:
             if directory.is_tiled:
-                return self._read_tiled(directory, x, y)
+                return self._read_tiled(directory, x, y, whole=self._rounded_down(directory, z))
             return RawTile.from_pixels(self.pad_tile(self._read_region(directory, x, y)))
         except (TiffFormatError, codecs.CodecError, pyvips.Error) as exc:
             self.file.raise_read_error()
@@ -339,7 +339,16 @@ class TiffSource(Reader):
                 f"tile z={z} x={x} y={y} cannot be read: the file is corrupt"
             ) from None
 
-    def _read_tiled(self, directory: TiffDirectory, x: int, y: int) -> RawTile:
+    def _rounded_down(self, directory: TiffDirectory, z: int) -> bool:
+        """Whether level ``z`` is stored smaller than the grid's halving rounded up (a
+        scanner's 37 x 31 where the grid counts 38 x 32): the grid's sliver past the
+        stored content is the file's tile padding, which large_image serves as stored."""
+        width, height = self.grid.level_size(z)
+        return directory.width < width or directory.height < height
+
+    def _read_tiled(self, directory: TiffDirectory, x: int, y: int, *, whole: bool) -> RawTile:
+        """Tile (x, y) of ``directory``; ``whole``: with the padding the file stores past
+        the level's content (as decoded) where this server decodes the tile itself."""
         across = (directory.width + self.tile_width - 1) // self.tile_width
         index = x + y * across
         offsets, counts = directory.tile_offsets, directory.tile_byte_counts
@@ -375,13 +384,15 @@ class TiffSource(Reader):
                 codec, data, self.tile_width, self.tile_height, f"tile x={x} y={y}"
             )
             if codec == codecheaders.JPEG2000:
-                return RawTile.from_pixels(self._jpeg2000_tile(directory, data, x, y))
+                return RawTile.from_pixels(self._jpeg2000_tile(directory, data, x, y, whole))
             if not _vips_decodes(codec):
                 raise UnsupportedImage(
                     f"tiles compressed as {codec} (TIFF compression {compression}) are not "
                     "decoded by this server"
                 )
-        if compression == tiffdir.COMPRESSION_ZSTD:
+        if compression == tiffdir.COMPRESSION_ZSTD or (
+            whole and compression in codecs.BLOCK_COMPRESSIONS
+        ):
             data = self._tiff.read(offset, count)
             pixels = codecs.decode_block(
                 data,
@@ -392,10 +403,14 @@ class TiffSource(Reader):
                 bands=self.band_count,
                 dtype=self._file_dtype(),
             )
-            return RawTile.from_pixels(self._zero_outside(pixels, directory, x, y))
+            return RawTile.from_pixels(
+                pixels if whole else self._zero_outside(pixels, directory, x, y)
+            )
         return RawTile.from_pixels(self.pad_tile(self._read_region(directory, x, y)))
 
-    def _jpeg2000_tile(self, directory: TiffDirectory, data: bytes, x: int, y: int) -> np.ndarray:
+    def _jpeg2000_tile(
+        self, directory: TiffDirectory, data: bytes, x: int, y: int, whole: bool
+    ) -> np.ndarray:
         """A JPEG 2000 tile (Aperio's 33003 / 33005, or 33004 / 34712), decoded here: the
         bundled libvips has no OpenJPEG and its libtiff answers them black."""
         where = f"tile x={x} y={y}"
@@ -407,7 +422,7 @@ class TiffSource(Reader):
                 f"{where}: its JPEG 2000 data holds {pixels.shape[2]} bands of "
                 f"{pixels.dtype}, the TIFF {self.band_count} of {self.dtype}"
             )
-        return self._zero_outside(pixels, directory, x, y)
+        return pixels if whole else self._zero_outside(pixels, directory, x, y)
 
     def _read_region(self, directory: TiffDirectory, x: int, y: int) -> np.ndarray:
         """Tile (x, y) of ``directory`` cropped to its content, decoded by libvips (or,
