@@ -5,7 +5,6 @@ any decoder sees it (issue 14)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +171,9 @@ def test_png_tiles_libvips_would_return_black_are_refused(tmp_path: Path) -> Non
     """libvips' libtiff answers black pixels, without an error, for PNG tiles."""
     path = tmp_path / "codec.tiff"
     compression = hostile.COMPRESSION_PNG
-    path.write_bytes(hostile._codec_tiff(hostile._png_tiles(), lambda data, size: data, compression))
+    path.write_bytes(
+        hostile._codec_tiff(hostile._png_tiles(), lambda data, size: data, compression)
+    )
     with (
         open_source(str(path), Settings()) as source,
         pytest.raises(UnsupportedImage, match=f"TIFF compression {compression}"),

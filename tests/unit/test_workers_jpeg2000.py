@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from tests import hostile
-from tests.unit.conftest import register_source
 from tests.images_jpeg2000 import (
     COMPRESSION_RGB,
     COMPRESSION_YCBCR,
@@ -29,6 +28,7 @@ from tests.images_jpeg2000 import (
     write_jp2,
     write_jp2k_svs,
 )
+from tests.unit.conftest import register_source
 from tilecast.common.errors import UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.engine import Renderer

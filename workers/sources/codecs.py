@@ -22,7 +22,6 @@ from tilecast.common.errors import UnsupportedImage
 from tilecast.workers.codecheaders import JPEG2000, check_tile
 from tilecast.workers.sources import tiffdir
 
-
 # The TIFF compressions decode_block reads.
 BLOCK_COMPRESSIONS = frozenset(
     {

@@ -207,7 +207,9 @@ def _check_tile_parts(file: ImageFile, position: int, end: int, tiles: int) -> N
         )
 
 
-def _codestream(offset: int, siz: bytes, decompositions: int, comments: tuple[bytes, ...]) -> Codestream:
+def _codestream(
+    offset: int, siz: bytes, decompositions: int, comments: tuple[bytes, ...]
+) -> Codestream:
     if len(siz) < 36:
         raise Jp2FormatError("a SIZ segment cut short")
     xsiz, ysiz, xosiz, yosiz, xtsiz, ytsiz, xtosiz, ytosiz = struct.unpack_from(">8I", siz, 2)

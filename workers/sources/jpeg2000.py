@@ -90,18 +90,20 @@ class Jpeg2000Source(Reader):
         first = stream.components[0]
         if any((c.dx, c.dy) != (1, 1) for c in stream.components):
             raise UnsupportedImage("JPEG 2000: components of subsampled resolution are not read")
-        if any((c.precision, c.signed) != (first.precision, first.signed) for c in stream.components):
+        if any(
+            (c.precision, c.signed) != (first.precision, first.signed) for c in stream.components
+        ):
             raise UnsupportedImage("JPEG 2000: components of different precisions are not read")
         if first.precision > 16:
             raise UnsupportedImage(f"JPEG 2000: {first.precision}-bit samples are not read")
         self.size_x, self.size_y = width, height
-        self.dtype = np.dtype(("i" if first.signed else "u") + ("1" if first.precision <= 8 else "2"))
+        self.dtype = np.dtype(
+            ("i" if first.signed else "u") + ("1" if first.precision <= 8 else "2")
+        )
         # A palette (jp2 pclr box) turns a component into the channels its mapping names.
         self.band_count = structure.palette_channels or len(stream.components)
         resolutions = stream.decompositions + 1
-        self.levels, tile, self._coarsest_native = _large_image_levels(
-            width, height, resolutions
-        )
+        self.levels, tile, self._coarsest_native = _large_image_levels(width, height, resolutions)
         self.tile_width = self.tile_height = tile
         self._resolutions = resolutions
         self._max_tile_pixels = tile * tile
