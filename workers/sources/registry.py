@@ -24,6 +24,7 @@ from tilecast.common.errors import TilecastError, UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.sources.files import ImageFile
 from tilecast.workers.sources.ometiff import OmeTiffSource
+from tilecast.workers.sources.openslide import OpenSlideSource
 from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined
 from tilecast.workers.sources.tiff import TiffSource
 from tilecast.workers.sources.vipsimage import VipsImageSource
@@ -31,7 +32,12 @@ from tilecast.workers.sources.vipsimage import VipsImageSource
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "tilecast.readers"
-BUILTIN_READERS: tuple[type[Reader], ...] = (OmeTiffSource, TiffSource, VipsImageSource)
+BUILTIN_READERS: tuple[type[Reader], ...] = (
+    OmeTiffSource,
+    TiffSource,
+    OpenSlideSource,
+    VipsImageSource,
+)
 
 
 class ReaderRegistry:
