@@ -1,7 +1,7 @@
 """Vendor slide files OpenSlide recognises, written with tifffile for the OpenSlide reader's
 tests: a Philips TIFF, a Leica SCN and a Ventana BIF, each with the markers and metadata
 OpenSlide 4's drivers look for (src/openslide-vendor-{philips-tiff,leica,ventana}.c), and a
-Hamamatsu VMS (a key file and a JPEG with restart markers, written with Pillow).
+Hamamatsu VMS (a key file and JPEGs with restart markers, written with libvips).
 
 No vendor software wrote these: they exercise the detection, level, region and
 associated-image paths of OpenSlide's drivers on small files, and what tilecast's TIFF
@@ -15,6 +15,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pyvips
 import tifffile
 from PIL import Image
 
@@ -33,7 +34,7 @@ def slide_pixels(width: int, height: int, seed: int = 0) -> np.ndarray:
     image = np.stack([red, green, blue], axis=-1)
     for cx, cy, r in ((0.3, 0.4, 0.12), (0.7, 0.6, 0.18), (0.5, 0.2, 0.07)):
         disc = (xs - cx * width) ** 2 + (ys - cy * height) ** 2 < (r * min(width, height)) ** 2
-        image[disc] = (image[disc] * 0.4 + np.array([230, 60, 90]) * 0.6)
+        image[disc] = image[disc] * 0.4 + np.array([230, 60, 90]) * 0.6
     image[(xs.astype(int) // 97) % 5 == 0] *= 0.85
     return np.clip(image, 0, 255).astype(np.uint8)
 
@@ -69,11 +70,11 @@ def write_philips(path: Path, width: int = 1024, height: int = 768) -> np.ndarra
     levels = [full, halve(full), halve(halve(full))]
     label = slide_pixels(120, 90, seed=3)
     spacings = "".join(
-        "<DataObject ObjectType=\"PixelDataRepresentation\">"
-        f"<Attribute Name=\"DICOM_PIXEL_SPACING\" Group=\"0x0028\" Element=\"0x0030\" "
-        f"PMSVR=\"IDoubleArray\">&quot;{PHILIPS_SPACING_MM * 2**n:g}&quot; "
+        '<DataObject ObjectType="PixelDataRepresentation">'
+        f'<Attribute Name="DICOM_PIXEL_SPACING" Group="0x0028" Element="0x0030" '
+        f'PMSVR="IDoubleArray">&quot;{PHILIPS_SPACING_MM * 2**n:g}&quot; '
         f"&quot;{PHILIPS_SPACING_MM * 2**n:g}&quot;</Attribute>"
-        f"<Attribute Name=\"PIIM_PIXEL_DATA_REPRESENTATION_NUMBER\" PMSVR=\"IUInt16\">{n}"
+        f'<Attribute Name="PIIM_PIXEL_DATA_REPRESENTATION_NUMBER" PMSVR="IUInt16">{n}'
         "</Attribute></DataObject>"
         for n in range(len(levels))
     )
@@ -87,7 +88,7 @@ def write_philips(path: Path, width: int = 1024, height: int = 768) -> np.ndarra
         '<DataObject ObjectType="DPScannedImage">'
         '<Attribute Name="PIM_DP_IMAGE_TYPE" PMSVR="IString">WSI</Attribute>'
         f'<Attribute Name="DICOM_PIXEL_SPACING" PMSVR="IDoubleArray">&quot;{PHILIPS_SPACING_MM:g}'
-        f'&quot; &quot;{PHILIPS_SPACING_MM:g}&quot;</Attribute>'
+        f"&quot; &quot;{PHILIPS_SPACING_MM:g}&quot;</Attribute>"
         '<Attribute Name="PIIM_PIXEL_DATA_REPRESENTATION_SEQUENCE" PMSVR="IDataObjectArray">'
         f"<Array>{spacings}</Array></Attribute>"
         "</DataObject>"
@@ -124,16 +125,16 @@ def write_philips(path: Path, width: int = 1024, height: int = 768) -> np.ndarra
 
 # -- Leica SCN ----------------------------------------------------------------------------
 def write_leica(path: Path, width: int = 800, height: int = 600) -> np.ndarray:
-    """A Leica SCN (2010/10/01 schema): a collection 40 x 30 mm holding a macro image of
+    """A Leica SCN (2010/10/01 schema): a collection 1 x 0.8 mm holding a macro image of
     the whole collection (page 0) and one brightfield main image of ``width`` x
     ``height`` at 0.5 um per pixel, placed inside it, stored as three levels. Returns the
     main image's full-resolution pixels."""
     nm_per_pixel = 500
     main = slide_pixels(width, height)
     levels = [main, halve(main), halve(halve(main))]
-    collection_nm = (40_000_000, 30_000_000)
-    macro_size = (400, 300)  # 100 um per pixel
-    offset_nm = (10_000_000, 5_000_000)
+    collection_nm = (1_000_000, 800_000)  # 2000 x 1600 main-image pixels
+    macro_size = (400, 320)  # 2.5 um per pixel
+    offset_nm = (200_000, 100_000)
     dimensions = "".join(
         f'<dimension sizeX="{level.shape[1]}" sizeY="{level.shape[0]}" r="{n}" ifd="{n + 1}"/>'
         for n, level in enumerate(levels)
@@ -192,17 +193,21 @@ def write_leica(path: Path, width: int = 800, height: int = 600) -> np.ndarray:
 
 
 # -- Ventana BIF --------------------------------------------------------------------------
-def write_ventana(path: Path, width: int = 1024, height: int = 768) -> np.ndarray:
+def write_ventana(
+    path: Path, width: int = 1024, height: int = 768, reductions: tuple[int, ...] = (0, 1, 2)
+) -> np.ndarray:
     """A Ventana TIFF (BIF without area stitching): the label page first with the
-    ``iScan`` XMP packet, a thumbnail, then levels described ``level=N mag=M``. Returns
-    the full-resolution pixels."""
+    ``iScan`` XMP packet, a thumbnail, then levels described ``level=N mag=M``, one per
+    halving count in ``reductions``. Returns the full-resolution pixels."""
     full = slide_pixels(width, height)
-    levels = [full, halve(full), halve(halve(full))]
+    halvings = [full]
+    for _ in range(max(reductions)):
+        halvings.append(halve(halvings[-1]))
     xmp = (
-        '<?xml version="1.0" encoding="utf-8"?>'
-        '<iScan BuildDate="2026" BuildVersion="1.0" Magnification="40" ScanRes="0.25" '
-        'UnitNumber="tilecast" ScannerModel="VENTANA DP 200"/>'
-    ).encode()
+        b'<?xml version="1.0" encoding="utf-8"?>'
+        b'<iScan BuildDate="2026" BuildVersion="1.0" Magnification="40" ScanRes="0.25" '
+        b'UnitNumber="tilecast" ScannerModel="VENTANA DP 200"/>'
+    )
     with tifffile.TiffWriter(path, bigtiff=False) as tiff:
         tiff.write(
             slide_pixels(300, 100, seed=9),
@@ -214,14 +219,14 @@ def write_ventana(path: Path, width: int = 1024, height: int = 768) -> np.ndarra
         tiff.write(
             halve(halve(halve(full))), photometric="rgb", description="Thumbnail", metadata=None
         )
-        for number, level in enumerate(levels):
+        for number, reduction in enumerate(reductions):
             tiff.write(
-                level,
+                halvings[reduction],
                 tile=(TILE, TILE),
                 compression="jpeg",
                 compressionargs={"level": 90},
                 photometric="rgb",
-                description=f"level={number} mag={40 // 2**number} quality=90",
+                description=f"level={number} mag={40 / 2**reduction:g} quality=90",
                 metadata=None,
             )
     return full
@@ -230,17 +235,17 @@ def write_ventana(path: Path, width: int = 1024, height: int = 768) -> np.ndarra
 # -- Hamamatsu VMS ------------------------------------------------------------------------
 def write_vms(folder: Path, width: int = 1024, height: int = 512) -> tuple[Path, np.ndarray]:
     """A Hamamatsu VMS: the key file, one JPEG image (with restart markers, which
-    OpenSlide indexes to read it tile by tile), its quarter-size map and a macro JPEG. Returns the key file's
+    OpenSlide indexes to read it tile by tile), its quarter-size map and a macro JPEG.
+    ``width`` should be a multiple of 1024. Returns the key file's
     path and the image's pixels."""
     folder.mkdir(parents=True, exist_ok=True)
     pixels = slide_pixels(width, height)
-    Image.fromarray(pixels).save(
-        folder / "slide-0.jpg", "JPEG", quality=90, restart_marker_rows=1
-    )
+    # A restart every 16 MCUs (256 pixels at 4:2:0): OpenSlide's tiles; both the image
+    # and its map must be whole multiples of it across.
+    for name, image in (("slide-0.jpg", pixels), ("slide-map.jpg", halve(halve(pixels)))):
+        vips = pyvips.Image.new_from_array(image, interpretation="srgb")
+        vips.jpegsave(str(folder / name), Q=90, restart_interval=16)
     Image.fromarray(slide_pixels(256, 128, seed=11)).save(folder / "slide-macro.jpg", "JPEG")
-    Image.fromarray(halve(halve(pixels))).save(
-        folder / "slide-map.jpg", "JPEG", quality=90, restart_marker_rows=1
-    )
     key_file = folder / "slide.vms"
     key_file.write_text(
         "[Virtual Microscope Specimen]\n"
