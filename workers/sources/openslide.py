@@ -331,7 +331,13 @@ class OpenSlideSource(Reader):
         if name not in self._openslide_associated:
             return super().associated_image(name)
         with self._slide() as (handle, slide):
-            width, height = openslide.lowlevel.get_associated_image_dimensions(slide._osr, name)
+            # OpenSlide 4 states each associated image's size among the properties.
+            prefix = f"openslide.associated.{name}"
+            try:
+                width = int(slide.properties[f"{prefix}.width"])
+                height = int(slide.properties[f"{prefix}.height"])
+            except (KeyError, ValueError):
+                width = height = 0
             self._check_associated_size(name, width, height)
             try:
                 image = slide.associated_images[name]
