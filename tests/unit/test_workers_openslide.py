@@ -307,3 +307,39 @@ def test_concurrent_reads_and_a_close_do_not_race(slides: dict[str, Path]) -> No
     with pytest.raises(ValueError, match="closed"):
         ours.read_tile(z, 0, 0)
     ours.close()  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("vendor", "tags"),
+    [
+        ("hamamatsu", {"extratags": [(65420, 4, 1, 1, True)]}),
+        ("trestle", {"software": "MedScan", "description": "Background Color=FFFFFF"}),
+    ],
+)
+def test_ndpi_and_trestle_markers_send_a_tiff_to_openslide(
+    tmp_path: Path, vendor: str, tags: dict[str, object]
+) -> None:
+    """No NDPI or Trestle writer here: a tiled TIFF with the vendor's marker is enough
+    for the TIFF reader to leave it, and for the OpenSlide reader to recognise it."""
+    import tifffile
+
+    path = tmp_path / f"{vendor}.tif"
+    tifffile.imwrite(path, slidewriters.slide_pixels(512, 512), tile=(256, 256), metadata=None,
+                     **tags)  # type: ignore[arg-type]  # fmt: skip
+    with pytest.raises(ReaderDeclined, match="OpenSlide reads it"):
+        TiffSource(LocalFile(str(path)), Settings())
+    probe = Probe(LocalFile(str(path)))
+    assert OpenSlideSource.can_read(probe)
+    try:
+        source = OpenSlideSource.open(probe, Settings())
+    except UnsupportedImage as exc:  # a marker alone is no slide OpenSlide opens
+        assert str(exc).startswith(f"{slidevendors_name(vendor)}: OpenSlide cannot open it")
+    else:
+        with source:
+            assert source.vendor == vendor
+
+
+def slidevendors_name(vendor: str) -> str:
+    from tilecast.workers.sources.slidevendors import FORMAT_NAMES
+
+    return FORMAT_NAMES[vendor]
