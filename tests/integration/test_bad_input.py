@@ -104,11 +104,14 @@ def test_registration_refusals(
     assert_error(not_json, 400)
 
 
-def test_unsupported_file_is_422(api: ApiServer, source_root: Path) -> None:
+def test_a_file_of_no_known_format_is_415_naming_what_it_is(
+    api: ApiServer, source_root: Path
+) -> None:
     path = source_root / "notes.tiff"
     path.write_text("this is not an image\n" * 100)
     response = api.http.post(api.url("/sources"), json={"path": str(path)}, timeout=60)
-    assert_error(response, 422, "unsupported_image")
+    message = assert_error(response, 415, "unsupported_format")["message"]
+    assert "the file is text" in message and str(source_root) not in message
 
 
 def test_truncated_file_is_refused(api: ApiServer, images: dict[str, Path]) -> None:

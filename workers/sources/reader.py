@@ -122,6 +122,9 @@ class Reader(ImageSource):
 
     name: ClassVar[str]
     priority: ClassVar[int]
+    # What a client's error message calls the format ("TIFF", "DICOM WSI"); the name when
+    # unset.
+    format_name: ClassVar[str] = ""
 
     @classmethod
     @abstractmethod
