@@ -44,7 +44,7 @@ TagValue = tuple[int, Sequence[int] | bytes]
 class Hostile:
     """What a hostile file must cause: ``register`` is the status of ``POST /sources``
     (422 unsupported_image; 415 unsupported_format for content no reader recognises; 400
-    source_refused for what is not a file at all); a file
+    source_refused for what is neither a file nor a directory); a file
     that registers (its directory is sound) must answer ``tile`` for its tiles."""
 
     register: int
@@ -92,7 +92,8 @@ HOSTILE: dict[str, Hostile] = {
     "png-bomb-40000.png": Hostile(422),
     "jpeg-65000.jpg": Hostile(422),
     "garbage.bin": Hostile(415),
-    "a-directory.tiff": Hostile(400),
+    # A directory may be an image (OME-Zarr, a DICOM series); an empty one is none.
+    "a-directory.tiff": Hostile(415),
     "a-fifo.tiff": Hostile(400),
 }
 # Built as the hostile TIFFs are, without a defect: it must serve its tiles.

@@ -95,13 +95,15 @@ def test_registration_refusals(
         str(source_root / ".." / outside_file.parent.name / outside_file.name),
         str(source_root / "escape.png"),
         str(source_root / "missing.tiff"),
-        str(source_root),
         "",
     ]:
         response = api.http.post(api.url("/sources"), json={"path": path}, timeout=30)
         assert assert_error(response, 400)["parameter"] == "path", path
     not_json = api.http.post(api.url("/sources"), data="path", timeout=30)
     assert_error(not_json, 400)
+    # A directory may be one image (OME-Zarr, a DICOM series); the source root is none.
+    folder = api.http.post(api.url("/sources"), json={"path": str(source_root)}, timeout=60)
+    assert "a directory of" in assert_error(folder, 415, "unsupported_format")["message"]
 
 
 def test_a_file_of_no_known_format_is_415_naming_what_it_is(

@@ -58,6 +58,9 @@ T = TypeVar("T")
 # byte 128, a zip's central directory is not needed to tell a zip), one block of a
 # remote file's block cache at most.
 HEAD_BYTES = 4096
+# How many names of a directory source a probe lists: enough to see an OME-Zarr's
+# metadata files or a DICOM series' instances, bounded for a directory of millions.
+MAX_ENTRIES = 4096
 
 # Where tilecast's own readers sit, so that a plugin can place itself between them.
 PRIORITIES: dict[str, int] = {
@@ -92,6 +95,19 @@ class Probe:
     @property
     def size(self) -> int:
         return self.file.size
+
+    @property
+    def is_directory(self) -> bool:
+        """A directory source: ``head`` is empty, :meth:`entries` names what is in it."""
+        return self.file.is_directory
+
+    def entries(self) -> list[str]:
+        """The names directly in a directory source (at most ``MAX_ENTRIES``, sorted),
+        listed once per probe; empty for a file."""
+        listing = getattr(self.file, "entries", None)
+        if listing is None:
+            return []
+        return self.shared("directory-entries", lambda _file: listing(MAX_ENTRIES))
 
     def startswith(self, *magics: bytes) -> bool:
         return self.head.startswith(magics)

@@ -81,7 +81,10 @@ def _naming_format(error: UnsupportedImage, reader: type[Reader]) -> Unsupported
 
 
 def _unsupported_format(probe: Probe, declined: list[str], names: list[str]) -> UnsupportedFormat:
-    what = describe_content(probe.head, probe.size)
+    if probe.is_directory:
+        what = f"a directory of {len(probe.entries())} entries"
+    else:
+        what = describe_content(probe.head, probe.size)
     if declined:
         why = "; ".join(declined)
         return UnsupportedFormat(f"unsupported format: {what} that no reader takes ({why})")
