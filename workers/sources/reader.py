@@ -67,6 +67,11 @@ PRIORITIES: dict[str, int] = {
     "ome-tiff": 100,  # OME-XML in the first page: large_image's ometiff source answers
     "tiff": 200,  # tilecast's own TIFF reader: native levels, JPEG pass-through
     "dicom": 300,  # DICOM WSI series (wsidicom): JPEG frames pass through
+    "ome-zarr": 310,  # OME-Zarr (NGFF 0.4 / 0.5) directories and .zip stores
+    "czi": 320,  # Zeiss CZI (pylibCZIrw)
+    "nd2": 330,  # Nikon ND2 (nd2)
+    "lif": 340,  # Leica LIF (liffile)
+    "composed": 350,  # a JSON/YAML description of an image composed from several files
     "jpeg2000": 400,  # plain .jp2 / .j2k files
     "openslide": 900,  # every vendor format OpenSlide reads: after every faster reader
     "libvips": 1000,  # anything libvips opens; the last resort
