@@ -101,7 +101,7 @@ def test_a_broken_vendor_slide_is_a_422_naming_its_format(
     (key_file.parent / "slide-map.jpg").unlink()
     response = api.http.post(api.url("/sources"), json={"path": str(key_file)}, timeout=90)
     body = assert_error(response, 422, "unsupported_image")
-    assert body["message"].startswith("Hamamatsu VMS/VMU: OpenSlide cannot open it")
+    assert "Hamamatsu VMS/VMU: OpenSlide cannot open it" in body["message"]
     assert str(folder) not in body["message"]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tilecast.common.errors import GirderUnavailable, UnsupportedImage
+from tilecast.common.errors import GirderUnavailable, UnsupportedFormat, UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.sources import LocalFile, Probe, Reader, ReaderDeclined
 from tilecast.workers.sources import registry as registry_module
@@ -75,7 +75,7 @@ def test_builtin_readers_in_the_order_tried() -> None:
     assert registry.readers == (OmeTiffSource, TiffSource, OpenSlideSource, VipsImageSource)
     assert registry.names() == ["ome-tiff", "tiff", "openslide", "libvips"]
     assert [reader.priority for reader in registry.readers] == [
-        PRIORITIES[name] for name in registry.names()
+        PRIORITIES[reader.name] for reader in registry.readers
     ]
 
 
@@ -111,7 +111,8 @@ def test_lower_priority_number_wins_then_name(toy: Any, toy_file: Path) -> None:
         assert type(source) is twin
     probe = Probe(LocalFile(str(toy_file)))
     with probe.file:
-        assert registry.candidates(probe) == [twin, early, late, VipsImageSource]
+        # libvips recognises none of the toy format's bytes: it is no candidate.
+        assert registry.candidates(probe) == [twin, early, late]
 
 
 def test_a_probe_that_raises_is_skipped_with_a_log(
@@ -160,8 +161,9 @@ def test_a_decline_passes_the_file_on_and_a_refusal_is_final(toy: Any, toy_file:
     with pytest.raises(UnsupportedImage, match="recognised and unreadable"):
         open_with(ReaderRegistry([picky, strict, toy.ToyReader, VipsImageSource]), toy_file)
     assert opened == ["picky", "picky", "strict"]  # neither toy nor libvips was asked
-    with pytest.raises(UnsupportedImage, match="no reader opens this file"):
+    with pytest.raises(UnsupportedFormat, match=r"that no reader takes \(picky: ") as declined:
         open_with(ReaderRegistry([picky]), toy_file)
+    assert declined.value.status == 415
 
 
 def test_a_recognised_unreadable_file_keeps_its_refusal(toy: Any, tmp_path: Path) -> None:
@@ -174,6 +176,49 @@ def test_a_recognised_unreadable_file_keeps_its_refusal(toy: Any, tmp_path: Path
     hostile.write_bytes(toy.MAGIC + b"1000000 1000000\n")
     with pytest.raises(UnsupportedImage, match="more pixels than this server decodes"):
         open_with(registry, hostile)
+
+
+@pytest.mark.parametrize(
+    ("content", "detected"),
+    [
+        (b"", "an empty file"),
+        (b"just some notes\n" * 50, "the file is text"),
+        (b"%PDF-1.7\n" + bytes(600), "a PDF document"),
+        (b"PK\x03\x04" + bytes(600), "a zip archive"),
+        (b"<!DOCTYPE html><html><body>login</body></html>", "an HTML page"),
+        (bytes(128) + b"DICM" + bytes(600), "a DICOM file"),
+        (bytes(range(7, 256)) * 4, "unrecognised binary data (starting 07 08 09"),
+    ],
+)
+def test_content_no_reader_knows_is_a_415_naming_it(
+    tmp_path: Path, content: bytes, detected: str
+) -> None:
+    path = tmp_path / "upload.tiff"  # the name says TIFF; the content decides
+    path.write_bytes(content)
+    with pytest.raises(UnsupportedFormat) as refused:
+        open_with(build_registry(group=NO_GROUP), path)
+    assert refused.value.status == 415 and refused.value.code == "unsupported_format"
+    assert detected in refused.value.message
+    assert str(tmp_path) not in refused.value.message
+
+
+def test_a_recognised_file_that_does_not_decode_is_a_422_naming_the_reader(
+    images: dict[str, Path], tmp_path: Path
+) -> None:
+    png = tmp_path / "cut.png"
+    png.write_bytes(_png_bytes()[:60])  # the signature and IHDR, then nothing
+    with pytest.raises(UnsupportedImage) as refused:
+        open_with(build_registry(group=NO_GROUP), png)
+    assert type(refused.value) is UnsupportedImage and refused.value.status == 422
+    assert refused.value.message.startswith("libvips: this PNG file cannot be read")
+    assert str(tmp_path) not in refused.value.message
+
+
+def _png_bytes() -> bytes:
+    import pyvips
+
+    pixels = np.zeros((64, 64, 3), dtype=np.uint8)
+    return bytes(pyvips.Image.new_from_array(pixels).pngsave_buffer())
 
 
 def test_probe_shares_one_parse_and_its_failure(toy_file: Path) -> None:

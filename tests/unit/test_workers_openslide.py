@@ -265,7 +265,7 @@ def test_a_file_without_a_local_path_is_refused_or_passed_on(
     slides: dict[str, Path], real: dict[str, Path]
 ) -> None:
     registry = ReaderRegistry([OpenSlideSource])
-    with pytest.raises(UnsupportedImage, match=r"^Philips TIFF: .*needs the file on a local"):
+    with pytest.raises(UnsupportedImage, match=r"Philips TIFF: .*needs the file on a local"):
         registry.open(_RemoteBytes(slides["philips"]), Settings())
     # A generic tiled TIFF goes on to the next reader (libvips reads any stream).
     with pytest.raises(ReaderDeclined):

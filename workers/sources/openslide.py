@@ -90,6 +90,9 @@ def shared_cache() -> openslide.OpenSlideCache:
 class OpenSlideSource(Reader):
     name = "openslide"
     priority = PRIORITIES["openslide"]
+    # The registry names this in front of a 422 that does not start with it; the
+    # messages here name the vendor format OpenSlide detected ("Philips TIFF: ...").
+    format_name = "OpenSlide"
 
     @classmethod
     def can_read(cls, probe: Probe) -> bool:
@@ -142,7 +145,7 @@ class OpenSlideSource(Reader):
             raise ReaderDeclined("OpenSlide reads local files only")
         self._local_path = file.local_path
         self.vendor = vendor or openslide.OpenSlide.detect_format(self._local_path) or ""
-        self.format_name = slidevendors.FORMAT_NAMES.get(self.vendor, "slide")
+        self.slide_format = slidevendors.FORMAT_NAMES.get(self.vendor, "slide")
         self._lock = threading.Lock()
         self._closed = False
         directories = _tiff_directories(file, tiff)
@@ -164,7 +167,7 @@ class OpenSlideSource(Reader):
             raise ReaderDeclined("OpenSlide does not recognise the file") from None
         except openslide.OpenSlideError as exc:
             raise UnsupportedImage(
-                f"{self.format_name}: OpenSlide cannot open it: {self._reason(exc)}"
+                f"{self.slide_format}: OpenSlide cannot open it: {self._reason(exc)}"
             ) from None
         slide.set_cache(shared_cache())
         return slide
@@ -172,11 +175,11 @@ class OpenSlideSource(Reader):
     def _init_geometry(self, slide: openslide.OpenSlide, settings: Settings) -> None:
         available = _power_of_two_levels(slide.level_dimensions, slide.level_downsamples)
         if not available:
-            raise UnsupportedImage(f"{self.format_name}: the slide has no pixels")
+            raise UnsupportedImage(f"{self.slide_format}: the slide has no pixels")
         self.size_x, self.size_y = available[0].width, available[0].height
         if self.size_x * self.size_y > settings.max_decode_pixels:
             raise UnsupportedImage(
-                f"{self.format_name}: the image has {self.size_x * self.size_y} pixels, more "
+                f"{self.slide_format}: the image has {self.size_x * self.size_y} pixels, more "
                 f"than the {settings.max_decode_pixels} this server decodes"
             )
         self.tile_width, self.tile_height = _tile_size(slide.properties, self.size_x, self.size_y)
@@ -297,7 +300,7 @@ class OpenSlideSource(Reader):
             self._replace_broken(handle)
             log.warning("%s: tile z=%d x=%d y=%d: %s", self.path, z, x, y, reason)
             raise UnsupportedImage(
-                f"{self.format_name}: tile z={z} x={x} y={y} cannot be read: {reason}"
+                f"{self.slide_format}: tile z={z} x={x} y={y} cannot be read: {reason}"
             )
         pixels = np.asarray(image)
         if self._background is not None:
@@ -349,7 +352,7 @@ class OpenSlideSource(Reader):
         if error is not None:
             self._replace_broken(handle)
             raise UnsupportedImage(
-                f"{self.format_name}: the associated image {name!r} cannot be read: {reason}"
+                f"{self.slide_format}: the associated image {name!r} cannot be read: {reason}"
             )
         return np.asarray(image)
 
@@ -360,13 +363,13 @@ class OpenSlideSource(Reader):
         except pyvips.Error as exc:
             log.warning("cannot read associated image %s of %s: %s", name, self.path, exc)
             raise UnsupportedImage(
-                f"{self.format_name}: the associated image {name!r} cannot be read"
+                f"{self.slide_format}: the associated image {name!r} cannot be read"
             ) from None
 
     def _check_associated_size(self, name: str, width: int, height: int) -> None:
         if width <= 0 or height <= 0 or width * height > self._max_associated_pixels:
             raise UnsupportedImage(
-                f"{self.format_name}: the associated image {name!r} claims {width} x {height} "
+                f"{self.slide_format}: the associated image {name!r} claims {width} x {height} "
                 "pixels, more than this server decodes"
             )
 

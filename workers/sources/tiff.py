@@ -84,6 +84,7 @@ def parsed_tiff(probe: Probe) -> TiffFile:
 class TiffSource(Reader):
     name = "tiff"
     priority = PRIORITIES["tiff"]
+    format_name = "TIFF"
 
     @classmethod
     def can_read(cls, probe: Probe) -> bool:
