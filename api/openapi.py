@@ -343,7 +343,8 @@ def _components() -> dict[str, Any]:
         "responses": {
             "Error": {
                 "description": "an error: 400 a bad parameter (named), 401/403 access, 404 "
-                "unknown, 413/414 too long a body or URL, 422 unreadable image, 429 rate "
+                "unknown, 413/414 too long a body or URL, 415 a file of no format tilecast "
+                "reads, 422 an image of a known format that cannot be read, 429 rate "
                 "limited, 503/504 retry later (Retry-After)",
                 "headers": {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}},
                 "content": {"application/json": {"schema": ERROR_REF}},

@@ -144,6 +144,14 @@ class UnsupportedImage(TilecastError):
     code = "unsupported_image"
 
 
+class UnsupportedFormat(UnsupportedImage):
+    """A file whose content is no format any reader reads (a PDF, a zip, text, ...): the
+    message names what was detected."""
+
+    status = 415
+    code = "unsupported_format"
+
+
 class NotImplementedFeature(TilecastError):
     """A well-formed request for a feature tilecast does not implement (IIIF rotations,
     qualities and formats beyond the ones it declares)."""

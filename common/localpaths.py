@@ -9,7 +9,8 @@ from tilecast.common.errors import SourceRefused
 
 
 def resolve_under_roots(path: str, roots: tuple[str, ...]) -> str:
-    """The real path of ``path`` if it is a readable file below one of ``roots``."""
+    """The real path of ``path`` if it is a readable file or directory below one of
+    ``roots``."""
     if not roots:
         raise SourceRefused(
             "no source roots are configured (TILECAST_SOURCE_ROOTS)", parameter="path"
@@ -19,8 +20,10 @@ def resolve_under_roots(path: str, roots: tuple[str, ...]) -> str:
     real = os.path.realpath(path)
     if not any(_is_within(real, os.path.realpath(root)) for root in roots):
         raise SourceRefused("path is outside the configured source roots", parameter="path")
-    if not os.path.isfile(real):
-        raise SourceRefused("path is not a file", parameter="path")
+    if not (os.path.isfile(real) or os.path.isdir(real)):
+        # A directory may be one image (an OME-Zarr store, a DICOM series): its readers
+        # decide; a FIFO, socket or device is never one.
+        raise SourceRefused("path is neither a file nor a directory", parameter="path")
     if not os.access(real, os.R_OK):
         raise SourceRefused("path is not readable", parameter="path")
     return real

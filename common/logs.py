@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -58,7 +58,9 @@ def request_id_bound(value: str | None) -> Iterator[None]:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits (a uuid4's shape, at a tenth of uuid4's cost: this
+    # runs on every request without an id of its own).
+    return os.urandom(16).hex()
 
 
 def accept_request_id(raw: str | None) -> str:

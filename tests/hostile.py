@@ -43,7 +43,8 @@ TagValue = tuple[int, Sequence[int] | bytes]
 @dataclass(frozen=True)
 class Hostile:
     """What a hostile file must cause: ``register`` is the status of ``POST /sources``
-    (422 unsupported_image, or 400 source_refused for what is not a file at all); a file
+    (422 unsupported_image; 415 unsupported_format for content no reader recognises; 400
+    source_refused for what is neither a file nor a directory); a file
     that registers (its directory is sound) must answer ``tile`` for its tiles."""
 
     register: int
@@ -52,7 +53,7 @@ class Hostile:
 
 # name -> expected answers; every name is a file (or directory, FIFO) make_hostile_files writes.
 HOSTILE: dict[str, Hostile] = {
-    "empty.tiff": Hostile(422),
+    "empty.tiff": Hostile(415),
     "header-only.tiff": Hostile(422),
     "cut-in-ifd.tiff": Hostile(422),
     "cut-in-tile-data.tiff": Hostile(201, tile=422),
@@ -90,8 +91,9 @@ HOSTILE: dict[str, Hostile] = {
     "png-canvas-20000.png": Hostile(201, tile=422),
     "png-bomb-40000.png": Hostile(422),
     "jpeg-65000.jpg": Hostile(422),
-    "garbage.bin": Hostile(422),
-    "a-directory.tiff": Hostile(400),
+    "garbage.bin": Hostile(415),
+    # A directory may be an image (OME-Zarr, a DICOM series); an empty one is none.
+    "a-directory.tiff": Hostile(415),
     "a-fifo.tiff": Hostile(400),
 }
 # Built as the hostile TIFFs are, without a defect: it must serve its tiles.

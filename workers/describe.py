@@ -19,7 +19,8 @@ from tilecast.common.fileidentity import Identity, local_identity
 from tilecast.common.girder import girder_item_id
 from tilecast.common.localpaths import resolve_under_roots
 from tilecast.common.settings import Settings, get_settings
-from tilecast.workers.sources import ImageSource, LocalFile, open_source
+from tilecast.workers.sources import ImageSource, open_source
+from tilecast.workers.sources.files import open_local
 
 
 @dataclass
@@ -43,7 +44,7 @@ def open_path(path: str, settings: Settings, generation: int | None = None) -> O
     if item_id is None:
         real = confined(path, settings)
         try:
-            file = LocalFile(real)
+            file = open_local(real)
         except FileNotFoundError:
             raise
         except OSError as exc:

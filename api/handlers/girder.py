@@ -25,7 +25,7 @@ MAX_LEVEL = 63
 def ensure_registered(svc: Services, item_id: str) -> None:
     """Register a Girder item the first time anyone may see it; later calls cost one
     memo lookup. A worker resolves the item to its image file (404 for unknown items,
-    422 for items without an image)."""
+    415 for items whose file is no image format, 422 for an image that cannot be read)."""
     try:
         svc.generations.get(item_id)
     except UnknownSource:

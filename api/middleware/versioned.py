@@ -29,12 +29,24 @@ IMMUTABLE_MAX_AGE = 365 * 24 * 3600
 
 
 def install(app: Flask) -> None:
+    # endpoint -> whether its answer takes ``gen`` (images: common/query.py); asked on every
+    # hit, so looked up in the view's declared parameters once per endpoint.
+    takes_generation: dict[str, bool] = {}
+
+    def takes_gen(endpoint: str | None) -> bool:
+        if endpoint is None:
+            return False
+        known = takes_generation.get(endpoint)
+        if known is None:
+            view = app.view_functions.get(endpoint)
+            known = view is not None and GENERATION in doc_of(view).query
+            takes_generation[endpoint] = known
+        return known
+
     @app.before_request
     def refuse_old_generations() -> None:
         item_id = (request.view_args or {}).get("item_id")
-        view = app.view_functions.get(request.endpoint or "")
-        # Only the answers that take ``gen`` (images: common/query.py) look at it.
-        if item_id is None or view is None or GENERATION not in doc_of(view).query:
+        if item_id is None or not takes_gen(request.endpoint):
             return
         asked = request.args.get(GENERATION.name, "")
         if not (asked.isascii() and asked.isdigit()) or len(asked) > 18:

@@ -95,20 +95,25 @@ def test_registration_refusals(
         str(source_root / ".." / outside_file.parent.name / outside_file.name),
         str(source_root / "escape.png"),
         str(source_root / "missing.tiff"),
-        str(source_root),
         "",
     ]:
         response = api.http.post(api.url("/sources"), json={"path": path}, timeout=30)
         assert assert_error(response, 400)["parameter"] == "path", path
     not_json = api.http.post(api.url("/sources"), data="path", timeout=30)
     assert_error(not_json, 400)
+    # A directory may be one image (OME-Zarr, a DICOM series); the source root is none.
+    folder = api.http.post(api.url("/sources"), json={"path": str(source_root)}, timeout=60)
+    assert "a directory of" in assert_error(folder, 415, "unsupported_format")["message"]
 
 
-def test_unsupported_file_is_422(api: ApiServer, source_root: Path) -> None:
+def test_a_file_of_no_known_format_is_415_naming_what_it_is(
+    api: ApiServer, source_root: Path
+) -> None:
     path = source_root / "notes.tiff"
     path.write_text("this is not an image\n" * 100)
     response = api.http.post(api.url("/sources"), json={"path": str(path)}, timeout=60)
-    assert_error(response, 422, "unsupported_image")
+    message = assert_error(response, 415, "unsupported_format")["message"]
+    assert "the file is text" in message and str(source_root) not in message
 
 
 def test_truncated_file_is_refused(api: ApiServer, images: dict[str, Path]) -> None:

@@ -30,14 +30,20 @@ def test_inside_root(root: Path) -> None:
 
 @pytest.mark.parametrize(
     "relative",
-    ["../elsewhere/b.tiff", "sub", "sub/missing.tiff", "link-out.tiff", "", "sub/a.tiff\x00"],
+    ["../elsewhere/b.tiff", "sub/missing.tiff", "link-out.tiff", "", "sub/a.tiff\x00", "fifo"],
 )
 def test_refused(root: Path, relative: str) -> None:
     (root / "link-out.tiff").symlink_to(root.parent / "elsewhere" / "b.tiff")
+    os.mkfifo(root / "fifo")
     path = str(root / relative) if relative else ""
     with pytest.raises(SourceRefused) as caught:
         resolve_under_roots(path, (str(root),))
     assert caught.value.parameter == "path" and caught.value.status == 400
+
+
+def test_a_directory_inside_a_root_is_a_source(root: Path) -> None:
+    # An OME-Zarr store or a DICOM series is one image; its reader decides.
+    assert resolve_under_roots(str(root / "sub"), (str(root),)) == os.path.realpath(root / "sub")
 
 
 def test_prefix_of_root_is_not_inside(tmp_path: Path) -> None:

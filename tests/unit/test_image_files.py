@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from tilecast.common.errors import GirderUnavailable, UnsupportedImage
+from tilecast.common.errors import GirderUnavailable, UnsupportedFormat, UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.sources import open_source
 from tilecast.workers.sources.files import ImageFile, LocalFile
@@ -121,8 +121,8 @@ def test_local_file_reads_and_refusals(images: dict[str, Path], tmp_path: Path) 
         assert local.read(local.size - 2, 10) == path.read_bytes()[-2:]
     with pytest.raises(OSError):
         LocalFile(str(tmp_path))
-    with pytest.raises(UnsupportedImage, match="cannot open the file"):
-        open_source(str(tmp_path), Settings())
+    with pytest.raises(UnsupportedFormat, match="a directory of 0 entries"):
+        open_source(str(tmp_path), Settings())  # a directory may be an image; this one none
     with pytest.raises(UnsupportedImage, match="cannot open the file"):
         open_source(str(tmp_path / "absent.tiff"), Settings())
 

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tilecast.common.errors import GirderUnavailable, UnsupportedImage
+from tilecast.common.errors import GirderUnavailable, UnsupportedFormat, UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.sources import LocalFile, Probe, Reader, ReaderDeclined
 from tilecast.workers.sources import registry as registry_module
 from tilecast.workers.sources.jpeg2000 import Jpeg2000Source
 from tilecast.workers.sources.ometiff import OmeTiffSource
+from tilecast.workers.sources.openslide import OpenSlideSource
 from tilecast.workers.sources.reader import PRIORITIES
 from tilecast.workers.sources.registry import (
     BUILTIN_READERS,
@@ -72,8 +73,10 @@ def variant(base: type[Reader], name: str, priority: int, **methods: Any) -> typ
 
 def test_builtin_readers_in_the_order_tried() -> None:
     registry = build_registry(group=NO_GROUP)
-    assert registry.readers == (OmeTiffSource, TiffSource, Jpeg2000Source, VipsImageSource)
-    assert registry.names() == ["ome-tiff", "tiff", "jpeg2000", "libvips"]
+    assert registry.readers == (
+        OmeTiffSource, TiffSource, Jpeg2000Source, OpenSlideSource, VipsImageSource
+    )  # fmt: skip
+    assert registry.names() == ["ome-tiff", "tiff", "jpeg2000", "openslide", "libvips"]
     priorities = [reader.priority for reader in registry.readers]
     assert priorities == [PRIORITIES[name] for name in registry.names()] == sorted(priorities)
 
@@ -110,7 +113,8 @@ def test_lower_priority_number_wins_then_name(toy: Any, toy_file: Path) -> None:
         assert type(source) is twin
     probe = Probe(LocalFile(str(toy_file)))
     with probe.file:
-        assert registry.candidates(probe) == [twin, early, late, VipsImageSource]
+        # libvips recognises none of the toy format's bytes: it is no candidate.
+        assert registry.candidates(probe) == [twin, early, late]
 
 
 def test_a_probe_that_raises_is_skipped_with_a_log(
@@ -159,8 +163,9 @@ def test_a_decline_passes_the_file_on_and_a_refusal_is_final(toy: Any, toy_file:
     with pytest.raises(UnsupportedImage, match="recognised and unreadable"):
         open_with(ReaderRegistry([picky, strict, toy.ToyReader, VipsImageSource]), toy_file)
     assert opened == ["picky", "picky", "strict"]  # neither toy nor libvips was asked
-    with pytest.raises(UnsupportedImage, match="no reader opens this file"):
+    with pytest.raises(UnsupportedFormat, match=r"that no reader takes \(picky: ") as declined:
         open_with(ReaderRegistry([picky]), toy_file)
+    assert declined.value.status == 415
 
 
 def test_a_recognised_unreadable_file_keeps_its_refusal(toy: Any, tmp_path: Path) -> None:
@@ -173,6 +178,49 @@ def test_a_recognised_unreadable_file_keeps_its_refusal(toy: Any, tmp_path: Path
     hostile.write_bytes(toy.MAGIC + b"1000000 1000000\n")
     with pytest.raises(UnsupportedImage, match="more pixels than this server decodes"):
         open_with(registry, hostile)
+
+
+@pytest.mark.parametrize(
+    ("content", "detected"),
+    [
+        (b"", "an empty file"),
+        (b"just some notes\n" * 50, "the file is text"),
+        (b"%PDF-1.7\n" + bytes(600), "a PDF document"),
+        (b"PK\x03\x04" + bytes(600), "a zip archive"),
+        (b"<!DOCTYPE html><html><body>login</body></html>", "an HTML page"),
+        (bytes(128) + b"DICM" + bytes(600), "a DICOM file"),
+        (bytes(range(7, 256)) * 4, "unrecognised binary data (starting 07 08 09"),
+    ],
+)
+def test_content_no_reader_knows_is_a_415_naming_it(
+    tmp_path: Path, content: bytes, detected: str
+) -> None:
+    path = tmp_path / "upload.tiff"  # the name says TIFF; the content decides
+    path.write_bytes(content)
+    with pytest.raises(UnsupportedFormat) as refused:
+        open_with(build_registry(group=NO_GROUP), path)
+    assert refused.value.status == 415 and refused.value.code == "unsupported_format"
+    assert detected in refused.value.message
+    assert str(tmp_path) not in refused.value.message
+
+
+def test_a_recognised_file_that_does_not_decode_is_a_422_naming_the_reader(
+    images: dict[str, Path], tmp_path: Path
+) -> None:
+    png = tmp_path / "cut.png"
+    png.write_bytes(_png_bytes()[:60])  # the signature and IHDR, then nothing
+    with pytest.raises(UnsupportedImage) as refused:
+        open_with(build_registry(group=NO_GROUP), png)
+    assert type(refused.value) is UnsupportedImage and refused.value.status == 422
+    assert refused.value.message.startswith("libvips: this PNG file cannot be read")
+    assert str(tmp_path) not in refused.value.message
+
+
+def _png_bytes() -> bytes:
+    import pyvips
+
+    pixels = np.zeros((64, 64, 3), dtype=np.uint8)
+    return bytes(pyvips.Image.new_from_array(pixels).pngsave_buffer())
 
 
 def test_probe_shares_one_parse_and_its_failure(toy_file: Path) -> None:
@@ -233,14 +281,13 @@ def test_readers_load_from_the_entry_point_group(
         loaded = entry_point_readers()
         registry = build_registry()
     assert [reader.name for reader in loaded] == ["toy", "tiff"]
-    assert registry.names() == ["ome-tiff", "tiff", "jpeg2000", "toy", "libvips"]
+    assert registry.names() == ["ome-tiff", "tiff", "jpeg2000", "toy", "openslide", "libvips"]
     assert registry.readers[1] is TiffSource  # tilecast's own reader keeps its name
     assert "'missing' (toyreader_absent:Reader) does not load" in caplog.text
     assert "'not-a-reader' (toyreader:write_toy) names" in caplog.text
     assert "takes the name 'tiff'" in caplog.text
-    assert (
-        "image readers, in the order tried: ome-tiff, tiff, jpeg2000, toy, libvips" in caplog.text
-    )
+    order = "ome-tiff, tiff, jpeg2000, toy, openslide, libvips"
+    assert f"image readers, in the order tried: {order}" in caplog.text
 
 
 def test_the_documented_example_is_the_tested_reader() -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 from tilecast.common.errors import UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.sources.base import ImageSource
-from tilecast.workers.sources.files import ImageFile, LocalFile
+from tilecast.workers.sources.files import ImageFile, LocalDirectory, LocalFile, open_local
 from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined
 from tilecast.workers.sources.registry import default_registry
 
 __all__ = [
     "ImageFile",
     "ImageSource",
+    "LocalDirectory",
     "LocalFile",
     "Probe",
     "Reader",
@@ -27,12 +28,12 @@ __all__ = [
 
 
 def open_source(file: ImageFile | str, settings: Settings) -> ImageSource:
-    """Open ``file`` (or the local file at a path) with the reader that fits it;
+    """Open ``file`` (or the local file or directory at a path) with the reader that fits it;
     UnsupportedImage when none does. The source owns the file from here on: closing
     the source closes it, and so does a failure to open it."""
     if isinstance(file, str):
         try:
-            file = LocalFile(file)
+            file = open_local(file)
         except OSError as exc:
             raise UnsupportedImage(f"cannot open the file: {exc.strerror or 'I/O error'}") from None
     try:

@@ -28,6 +28,9 @@ class ImageFile(ABC):
     name: str  # for logs only: clients never see it
     size: int
     local_path: str | None = None
+    # A directory source (an OME-Zarr store, a DICOM series): no bytes of its own; its
+    # readers open the files under ``local_path``.
+    is_directory: bool = False
 
     def __init__(self) -> None:
         self._read_error: BaseException | None = None
@@ -123,6 +126,50 @@ class LocalFile(ImageFile):
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class LocalDirectory(ImageFile):
+    """A local directory registered as one image (an OME-Zarr store, a DICOM series).
+    Its own bytes are none; readers that take directories read the files below
+    ``local_path``. The open descriptor pins what was registered (its identity)."""
+
+    is_directory = True
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.name = path
+        self.local_path = path
+        self.size = 0
+        self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+
+    def read(self, offset: int, count: int) -> bytes:
+        return b""
+
+    def entries(self, limit: int) -> list[str]:
+        """Up to ``limit`` names directly below, sorted (a bounded look: a directory of
+        a million files costs no more than ``limit`` of them)."""
+        names: list[str] = []
+        with os.scandir(self.name) as listing:
+            for entry in listing:
+                names.append(entry.name)
+                if len(names) >= limit:
+                    break
+        return sorted(names)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def open_local(path: str) -> LocalFile | LocalDirectory:
+    """The local file or directory at ``path`` (OSError when neither can be opened)."""
+    if os.path.isdir(path):
+        return LocalDirectory(path)
+    return LocalFile(path)
 
 
 class _CustomSource:

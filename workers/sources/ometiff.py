@@ -26,6 +26,7 @@ OME_MARKER = b"OME"
 class OmeTiffSource(TiffSource):
     name = "ome-tiff"
     priority = PRIORITIES["ome-tiff"]
+    format_name = "OME-TIFF"
 
     @classmethod
     def can_read(cls, probe: Probe) -> bool:

@@ -58,12 +58,20 @@ T = TypeVar("T")
 # byte 128, a zip's central directory is not needed to tell a zip), one block of a
 # remote file's block cache at most.
 HEAD_BYTES = 4096
+# How many names of a directory source a probe lists: enough to see an OME-Zarr's
+# metadata files or a DICOM series' instances, bounded for a directory of millions.
+MAX_ENTRIES = 4096
 
 # Where tilecast's own readers sit, so that a plugin can place itself between them.
 PRIORITIES: dict[str, int] = {
     "ome-tiff": 100,  # OME-XML in the first page: large_image's ometiff source answers
     "tiff": 200,  # tilecast's own TIFF reader: native levels, JPEG pass-through
     "dicom": 300,  # DICOM WSI series (wsidicom): JPEG frames pass through
+    "ome-zarr": 310,  # OME-Zarr (NGFF 0.4 / 0.5) directories and .zip stores
+    "czi": 320,  # Zeiss CZI (pylibCZIrw)
+    "nd2": 330,  # Nikon ND2 (nd2)
+    "lif": 340,  # Leica LIF (liffile)
+    "composed": 350,  # a JSON/YAML description of an image composed from several files
     "jpeg2000": 400,  # plain .jp2 / .j2k files
     "openslide": 900,  # every vendor format OpenSlide reads: after every faster reader
     "libvips": 1000,  # anything libvips opens; the last resort
@@ -92,6 +100,19 @@ class Probe:
     @property
     def size(self) -> int:
         return self.file.size
+
+    @property
+    def is_directory(self) -> bool:
+        """A directory source: ``head`` is empty, :meth:`entries` names what is in it."""
+        return self.file.is_directory
+
+    def entries(self) -> list[str]:
+        """The names directly in a directory source (at most ``MAX_ENTRIES``, sorted),
+        listed once per probe; empty for a file."""
+        listing = getattr(self.file, "entries", None)
+        if listing is None:
+            return []
+        return self.shared("directory-entries", lambda _file: listing(MAX_ENTRIES))
 
     def startswith(self, *magics: bytes) -> bool:
         return self.head.startswith(magics)
@@ -122,6 +143,9 @@ class Reader(ImageSource):
 
     name: ClassVar[str]
     priority: ClassVar[int]
+    # What a client's error message calls the format ("TIFF", "DICOM WSI"); the name when
+    # unset.
+    format_name: ClassVar[str] = ""
 
     @classmethod
     @abstractmethod

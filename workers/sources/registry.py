@@ -20,12 +20,14 @@ import importlib.metadata
 import logging
 from collections.abc import Iterable
 
-from tilecast.common.errors import TilecastError, UnsupportedImage
+from tilecast.common.errors import TilecastError, UnsupportedFormat, UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.sources.files import ImageFile
 from tilecast.workers.sources.jpeg2000 import Jpeg2000Source
 from tilecast.workers.sources.ometiff import OmeTiffSource
+from tilecast.workers.sources.openslide import OpenSlideSource
 from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined
+from tilecast.workers.sources.sniff import describe_content
 from tilecast.workers.sources.tiff import TiffSource
 from tilecast.workers.sources.vipsimage import VipsImageSource
 
@@ -36,6 +38,7 @@ BUILTIN_READERS: tuple[type[Reader], ...] = (
     OmeTiffSource,
     TiffSource,
     Jpeg2000Source,
+    OpenSlideSource,
     VipsImageSource,
 )
 
@@ -57,9 +60,11 @@ class ReaderRegistry:
 
     def open(self, file: ImageFile, settings: Settings) -> Reader:
         """``file`` opened by the first reader that recognises it and does not decline
-        it; UnsupportedImage when none does. The file is left open on failure (its
-        opener closes it)."""
+        it. A reader that recognises the file and cannot read it is a 422 naming that
+        reader's format; content no reader recognises (or all declined) is a 415 naming
+        what it looks like. The file is left open on failure (its opener closes it)."""
         probe = Probe(file)
+        declined: list[str] = []
         for reader in self.readers:
             if not _recognises(reader, probe):
                 continue
@@ -67,7 +72,34 @@ class ReaderRegistry:
                 return reader.open(probe, settings)
             except ReaderDeclined as exc:
                 log.debug("%s: the %s reader passes it on: %s", file.name, reader.name, exc)
-        raise UnsupportedImage("no reader opens this file as an image")
+                declined.append(f"{reader.format_name or reader.name}: {exc}")
+            except UnsupportedFormat:
+                raise
+            except UnsupportedImage as exc:
+                raise _naming_format(exc, reader) from None
+        raise _unsupported_format(probe, declined, self.names())
+
+
+def _naming_format(error: UnsupportedImage, reader: type[Reader]) -> UnsupportedImage:
+    """``error`` with the reader's format in front of its message, once."""
+    label = reader.format_name or reader.name
+    if error.message.startswith(label):
+        return error
+    return type(error)(f"{label}: {error.message}", parameter=error.parameter)
+
+
+def _unsupported_format(probe: Probe, declined: list[str], names: list[str]) -> UnsupportedFormat:
+    if probe.is_directory:
+        what = f"a directory of {len(probe.entries())} entries"
+    else:
+        what = describe_content(probe.head, probe.size)
+    if declined:
+        why = "; ".join(declined)
+        return UnsupportedFormat(f"unsupported format: {what} that no reader takes ({why})")
+    return UnsupportedFormat(
+        f"unsupported format: the file is {what}, which no reader reads "
+        f"(readers: {', '.join(names)})"
+    )
 
 
 def _recognises(reader: type[Reader], probe: Probe) -> bool:

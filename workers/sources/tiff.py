@@ -35,7 +35,7 @@ from tilecast.common.grid import level_count
 from tilecast.common.settings import Settings
 from tilecast.workers import codecheaders
 from tilecast.workers.rawtile import RawTile
-from tilecast.workers.sources import codecs, tiffdir
+from tilecast.workers.sources import codecs, slidevendors, tiffdir
 from tilecast.workers.sources.files import ImageFile
 from tilecast.workers.sources.reader import PRIORITIES, Probe, Reader, ReaderDeclined
 from tilecast.workers.sources.tiffassociated import find_associated, read_associated
@@ -85,6 +85,7 @@ def parsed_tiff(probe: Probe) -> TiffFile:
 class TiffSource(Reader):
     name = "tiff"
     priority = PRIORITIES["tiff"]
+    format_name = "TIFF"
 
     @classmethod
     def can_read(cls, probe: Probe) -> bool:
@@ -119,6 +120,10 @@ class TiffSource(Reader):
     def _init_geometry(self, settings: Settings) -> None:
         directories = self._tiff.directories
         base = directories[0]
+        vendor = slidevendors.tiff_vendor(base)
+        if vendor in slidevendors.OPENSLIDE_ONLY_TIFF:
+            # Their levels, regions and associated images are not a plain pyramid.
+            raise ReaderDeclined(f"{slidevendors.FORMAT_NAMES[vendor]}: OpenSlide reads it")
         reason = _unsupported_reason(base)
         if reason:
             # libvips still reads many of these (palette, 1-bit, rotated, planar).

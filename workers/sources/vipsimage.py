@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 TILE_SIZE = 256
 # Loaders that can fetch a region without decoding everything before it.
 RANDOM_ACCESS_LOADERS = ("tiffload", "vipsload", "ppmload", "fitsload")
+TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # Decoded whole in each process up to this size (libvips' own threshold for decoding
 # to memory rather than to a temporary file); larger ones share one copy on disk.
 IN_MEMORY_BYTES = 100 * 1024 * 1024
@@ -37,16 +38,24 @@ IN_MEMORY_BYTES = 100 * 1024 * 1024
 class VipsImageSource(Reader):
     name = "libvips"
     priority = PRIORITIES["libvips"]
+    format_name = "libvips"
 
     @classmethod
     def can_read(cls, probe: Probe) -> bool:
-        """libvips sniffs the content itself, among all of its loaders: whatever no
-        earlier reader took is offered to it, and it says when it cannot."""
-        return True
+        """Whether one of libvips' loaders recognises the first bytes (its own sniffing,
+        the same it does when opening): what none does is a 415, not a failed decode."""
+        return sniffed_loader(probe) is not None
 
-    def __init__(self, file: ImageFile, settings: Settings) -> None:
+    @classmethod
+    def open(cls, probe: Probe, settings: Settings) -> VipsImageSource:
+        return cls(probe.file, settings, loader_hint=sniffed_loader(probe))
+
+    def __init__(
+        self, file: ImageFile, settings: Settings, *, loader_hint: str | None = None
+    ) -> None:
         """Reads ``file``, which the source closes when it is closed (and its opener
-        closes when this raises)."""
+        closes when this raises). ``loader_hint``: the loader the probe found, for
+        messages."""
         self.file = file
         self.path = file.name
         try:
@@ -56,7 +65,8 @@ class VipsImageSource(Reader):
             file.raise_read_error()
             # libvips messages name the file; clients must not see internal paths.
             log.info("libvips cannot open %s: %s", self.path, exc)
-            raise UnsupportedImage("no reader opens this file as an image") from None
+            what = f"this {_loader_format(loader_hint)} file" if loader_hint else "the file"
+            raise UnsupportedImage(f"{what} cannot be read: it is corrupt or truncated") from None
         if image.width * image.height > settings.max_decode_pixels:
             raise UnsupportedImage(
                 f"the image has {image.width * image.height} pixels, more than the "
@@ -146,6 +156,29 @@ class VipsImageSource(Reader):
     def close(self) -> None:
         self._image = None  # type: ignore[assignment]
         self.file.close()
+
+
+def sniffed_loader(probe: Probe) -> str | None:
+    """The libvips loader class that recognises the probe's first bytes
+    ("VipsForeignLoadPngBuffer"), or None."""
+    return probe.shared("libvips-loader", lambda _file: _find_loader(probe.head))
+
+
+def _find_loader(head: bytes) -> str | None:
+    if head.startswith(TIFF_MAGICS):
+        # libvips' TIFF sniffing parses the first directory, which may lie past the head.
+        return "VipsForeignLoadTiffBuffer"
+    # pyvips wraps this sniffing only inside new_from_buffer; the C call is public API.
+    pointer = pyvips.vips_lib.vips_foreign_find_load_buffer(head, len(head))
+    if pointer == pyvips.ffi.NULL:
+        pyvips.vips_lib.vips_error_clear()  # "not a known format" is no error here
+        return None
+    return str(pyvips.ffi.string(pointer).decode())
+
+
+def _loader_format(loader: str) -> str:
+    """``VipsForeignLoadPngBuffer`` -> ``PNG``."""
+    return loader.removeprefix("VipsForeignLoad").removesuffix("Buffer").upper() or loader
 
 
 def _largest_strip(file: ImageFile) -> int:

@@ -234,8 +234,9 @@ def test_unknown_items_and_items_without_an_image(
     text.write_text("not an image")
     item = _upload(alice, alice.private, text)
     response = deployment.tile(item, headers={"Girder-Token": alice.token})
-    assert response.status_code == 422, response.text
-    assert response.json()["error"] == "unsupported_image"
+    assert response.status_code == 415, response.text
+    assert response.json()["error"] == "unsupported_format"
+    assert "the file is text" in response.json()["message"]
 
 
 def test_an_expired_token_is_refused(
