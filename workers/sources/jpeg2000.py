@@ -52,6 +52,7 @@ MAX_ASSOCIATED_PIXELS = 64 * 1024 * 1024
 
 class Jpeg2000Source(Reader):
     name = "jpeg2000"
+    format_name = "JPEG 2000"  # what its 422s start with
     priority = PRIORITIES["jpeg2000"]
 
     @classmethod
