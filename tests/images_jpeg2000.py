@@ -56,10 +56,12 @@ def _reduced(picture: np.ndarray, factor: int) -> np.ndarray:
     return np.ndarray((height, width, 3), np.uint8, small.write_to_memory())
 
 
-def write_jp2k_svs(path: Path, compression: int) -> Path:
+def write_jp2k_svs(
+    path: Path, compression: int, width: int = SVS_WIDTH, height: int = SVS_HEIGHT
+) -> Path:
     """The SVS-like slide at ``path``, tiles compressed as ``compression`` (33003 or 33005)."""
-    picture = pixels(SVS_WIDTH, SVS_HEIGHT)
-    size = f"{SVS_WIDTH}x{SVS_HEIGHT}"
+    picture = pixels(width, height)
+    size = f"{width}x{height}"
     kind = "J2K/YUV16" if compression == COMPRESSION_YCBCR else "J2K/KDU"
     common = f"|AppMag = {SVS_MAG}|StripeWidth = 2040|ScanScope ID = SS1234|Filename = 1234"
     common += f"|Date = 01/02/26|Time = 10:11:12|MPP = {SVS_MPP}|Left = 25.5|Top = 18.2"
