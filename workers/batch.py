@@ -3,9 +3,10 @@
 One task per tile costs a broker round trip, an EXISTS, a SET, a PUBLISH and a counter
 update each; for a block of neighbours those become one pipelined round trip per flush,
 and the worker keeps what it decoded (the open source, synthesized parents in the raw
-cache) between the tiles. Tiles already cached are announced and skipped, never
-rendered twice. A tile that fails is announced with its error; the rest of the block
-still renders.
+cache) between the tiles. The source is told which of its tiles the block reads
+(``Renderer.bulk_read``), so that a reader may decode several at once. Tiles already
+cached are announced and skipped, never rendered twice. A tile that fails is announced
+with its error; the rest of the block still renders.
 
 Rendered tiles are written and announced in flushes, every ``FLUSH_TILES`` tiles or
 ``FLUSH_SECONDS``, whichever comes first, so a viewer waiting on one tile of a large
@@ -70,20 +71,22 @@ def render_batch(
     present = _existing(renderer, keys)
     pending = _Pending(completions=[Completion(key) for key in keys if key in present])
     result.skipped = len(pending.completions)
-    for request, key in zip(requests, keys, strict=True):
-        if key in present:
-            continue
-        try:
-            with renderer.latency.timed(KIND_TILE):
-                pending.tiles[key] = renderer.render_tile(request, generation)
-            pending.completions.append(Completion(key))
-            result.rendered += 1
-        except Exception as exc:  # one bad tile must not lose the rest of the block
-            pending.completions.append(failure(key, exc))
-            result.failed += 1
-        if pending.due():
-            _flush(renderer, pending, on_flush)
-            pending = _Pending()
+    wanted = [request for request, key in zip(requests, keys, strict=True) if key not in present]
+    with renderer.bulk_read(wanted, generation):
+        for request, key in zip(requests, keys, strict=True):
+            if key in present:
+                continue
+            try:
+                with renderer.latency.timed(KIND_TILE):
+                    pending.tiles[key] = renderer.render_tile(request, generation)
+                pending.completions.append(Completion(key))
+                result.rendered += 1
+            except Exception as exc:  # one bad tile must not lose the rest of the block
+                pending.completions.append(failure(key, exc))
+                result.failed += 1
+            if pending.due():
+                _flush(renderer, pending, on_flush)
+                pending = _Pending()
     _flush(renderer, pending, on_flush)
     renderer.flush_counters(
         **{counters.TILES_RENDERED: result.rendered, counters.RENDER_ERRORS: result.failed}

@@ -7,8 +7,9 @@ One Renderer lives in each worker process, so its source cache outlives tasks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pyvips
@@ -112,6 +113,27 @@ class Renderer:
 
     def raw_tiles(self, source: ImageSource, source_id: str, generation: int) -> RawTiles:
         return RawTiles(self.cache, source, source_id, generation, self.counters)
+
+    @contextlib.contextmanager
+    def bulk_read(self, requests: Sequence[TileRequest], generation: int) -> Iterator[None]:
+        """Around the rendering of a block of tiles: tells each source which tiles of a
+        native level are about to be read (``ImageSource.bulk_read``), so that a reader
+        may decode several at once. Never raises for the hint itself: a source that does
+        not open is each tile's error to report."""
+        groups: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
+        for request in requests:
+            groups.setdefault((request.source, request.z, request.frame), []).append(
+                (request.x, request.y)
+            )
+        with contextlib.ExitStack() as hints:
+            for (source_id, z, frame), coords in groups.items():
+                try:
+                    source = self.open(source_id, generation)
+                    if source.is_native_level(z, frame):
+                        hints.enter_context(source.bulk_read(z, coords, frame))
+                except Exception as exc:
+                    log.debug("no bulk read of source %s: %s", source_id, exc)
+            yield
 
     # -- rendering --------------------------------------------------------------------------
     def render_tile(self, request: TileRequest, generation: int) -> bytes:

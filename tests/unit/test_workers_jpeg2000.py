@@ -165,6 +165,41 @@ def test_a_raw_codestream_is_recognised_by_content(
         assert isinstance(source, Jpeg2000Source)
 
 
+def test_a_bulk_read_decodes_areas_once_and_hands_out_the_same_pixels(
+    jp2_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pre-rendering batch announces its tiles (``bulk_read``): each window's announced
+    tiles are decoded in one area, and every tile is the one a read of it alone gives.
+    Tiles nobody announced are still decoded alone; nothing is held after the block."""
+    decodes: list[openjpeg.Area] = []
+    original = openjpeg.decode_area
+
+    def counting(file: Any, codec: int, area: openjpeg.Area, max_pixels: int) -> np.ndarray:
+        decodes.append(area)
+        return original(file, codec, area, max_pixels)
+
+    monkeypatch.setattr(openjpeg, "decode_area", counting)
+    for name in ("tiled", "codestream", "few-resolutions"):
+        with (
+            open_source(str(jp2_files[name]), Settings()) as bulk,
+            open_source(str(jp2_files[name]), Settings()) as alone,
+        ):
+            assert isinstance(bulk, Jpeg2000Source)
+            z = bulk.levels - 1
+            across, down = bulk.grid.tiles_at(z)
+            coords = [(x, y) for y in range(down) for x in range(across)]
+            decodes.clear()
+            with bulk.bulk_read(z, coords):
+                tiles = [bulk.read_tile(z, x, y).array() for x, y in coords]
+            assert len(decodes) < len(coords), name  # areas, not one decode per tile
+            assert bulk._bulk.nbytes == 0
+            for (x, y), tile in zip(coords, tiles, strict=True):
+                assert np.array_equal(tile, alone.read_tile(z, x, y).array()), (name, x, y)
+            decodes.clear()
+            bulk.read_tile(z, 0, 0)
+            assert len(decodes) == 1 and decodes[0].right - decodes[0].left <= bulk.tile_width
+
+
 def test_the_decode_of_a_tile_is_bounded() -> None:
     """The area is checked against the bound before OpenJPEG allocates it."""
     area = openjpeg.Area(0, 0, 4096, 4096)

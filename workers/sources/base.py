@@ -12,6 +12,8 @@ own padding for natively read JPEG tiles and zeros for everything else.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -138,6 +140,18 @@ class ImageSource(ABC):
     def read_tile(self, z: int, x: int, y: int, frame: int = 0) -> RawTile:
         """Read tile (z, x, y) of a native level. Raises UnsupportedImage when the
         file's data for that tile is corrupt."""
+
+    @contextmanager
+    def bulk_read(
+        self, z: int, coords: Sequence[tuple[int, int]], frame: int = 0
+    ) -> Iterator[None]:
+        """A hint, around a block of reads: tiles ``coords`` of native level ``z`` are
+        about to be read one after another (a pre-rendering batch). A reader that
+        decodes an area of several tiles for about the price of one (JPEG 2000) may
+        decode them together at the first read and hand each its part
+        (workers/sources/bulkareas.py); the pixels are those ``read_tile`` returns
+        alone. By default nothing changes."""
+        yield
 
     # -- associated images (label, macro, thumbnail): none unless a reader has them --------
     def associated_names(self) -> list[str]:
