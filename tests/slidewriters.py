@@ -60,12 +60,59 @@ def _pad_to_tiles(pixels: np.ndarray, fill: int = 255) -> np.ndarray:
     return padded
 
 
+def _write_abbreviated_jpeg(
+    tiff: tifffile.TiffWriter, pixels: np.ndarray, *, rgb: bool, **options: object
+) -> None:
+    """``pixels`` as tiled JPEG whose tiles hold no tables, the tables in JPEGTables."""
+    import imagecodecs
+
+    space = {"outcolorspace": "rgb"} if rgb else {"outcolorspace": "ycbcr", "subsampling": (2, 2)}
+    tiles, tables = [], b""
+    for top in range(0, pixels.shape[0], TILE):
+        for left in range(0, pixels.shape[1], TILE):
+            tile = np.ascontiguousarray(pixels[top : top + TILE, left : left + TILE])
+            whole = bytes(imagecodecs.jpeg8_encode(tile, level=90, colorspace="rgb", **space))
+            tables, frame = _split_tables(whole)
+            tiles.append(frame)
+    tiff.write(
+        iter(tiles),
+        shape=pixels.shape,
+        dtype=np.uint8,
+        compression=7,
+        compressionargs={"outcolorspace": "rgb" if rgb else "ycbcr"},  # the photometric tag
+        photometric="rgb",
+        extratags=[(347, 7, len(tables), tables, True)],
+        **options,
+    )
+
+
+def _split_tables(jpeg: bytes) -> tuple[bytes, bytes]:
+    """A JPEG's DQT and DHT segments as a tables-only stream, and the JPEG without them."""
+    tables, frame = [b"\xff\xd8"], [b"\xff\xd8"]
+    position = 2
+    while jpeg[position + 1] != 0xDA:
+        length = int.from_bytes(jpeg[position + 2 : position + 4], "big")
+        segment = jpeg[position : position + 2 + length]
+        (tables if jpeg[position + 1] in (0xDB, 0xC4) else frame).append(segment)
+        position += 2 + length
+    return b"".join(tables) + b"\xff\xd9", b"".join(frame) + jpeg[position:]
+
+
 # -- Philips TIFF --------------------------------------------------------------------------
-def write_philips(path: Path, width: int = 1024, height: int = 768) -> np.ndarray:
+def write_philips(
+    path: Path,
+    width: int = 1024,
+    height: int = 768,
+    *,
+    shared_tables: bool = False,
+    rgb: bool = False,
+) -> np.ndarray:
     """A Philips TIFF: three tiled JPEG levels padded to whole tiles (as Philips pads
     them), the XML ImageDescription with one pixel spacing per level, a macro page and
     a label in the XML. ``width`` and ``height`` should be multiples of 256. Returns
-    the full-resolution pixels."""
+    the full-resolution pixels. ``shared_tables``: the tiles' quantization and Huffman
+    tables in the levels' JPEGTables tag (what libtiff writes) instead of in each
+    tile; ``rgb``: the JPEG data in RGB (photometric RGB, an Adobe marker), not YCbCr."""
     full = slide_pixels(width, height)
     levels = [full, halve(full), halve(halve(full))]
     label = slide_pixels(120, 90, seed=3)
@@ -102,16 +149,22 @@ def write_philips(path: Path, width: int = 1024, height: int = 768) -> np.ndarra
     )
     with tifffile.TiffWriter(path, bigtiff=False) as tiff:
         for number, level in enumerate(levels):
+            common = {
+                "tile": (TILE, TILE),
+                "subfiletype": 1 if number else 0,
+                "description": xml if number == 0 else None,
+                "software": "Philips DP v1.0",
+                "metadata": None,
+            }
+            if shared_tables:
+                _write_abbreviated_jpeg(tiff, _pad_to_tiles(level), rgb=rgb, **common)
+                continue
             tiff.write(
                 _pad_to_tiles(level),
-                tile=(TILE, TILE),
                 compression="jpeg",
-                compressionargs={"level": 90},
+                compressionargs={"level": 90, **({"outcolorspace": "rgb"} if rgb else {})},
                 photometric="rgb",
-                subfiletype=1 if number else 0,
-                description=xml if number == 0 else None,
-                software="Philips DP v1.0",
-                metadata=None,
+                **common,
             )
         tiff.write(
             slide_pixels(200, 80, seed=5),
