@@ -17,7 +17,9 @@ Keys (state Redis, never evicted; a running job's keys carry no TTL):
 - ``tc:job:{id}:errors`` list: a few error samples (newest first).
 - ``tc:jobs`` sorted set: every job id by creation time (listing);
   ``tc:jobs:active`` set: the running jobs (what the driver looks at);
-  ``tc:jobspec:{hash}`` -> the id of the running job with that spec (deduplication).
+  ``tc:jobspec:{hash}`` -> the id of the running job with that spec (deduplication);
+  ``tc:jobs:wake`` list: one token when there is news for the driver (a job submitted,
+  a batch settled); the driver waits on it between its steps.
 
 The plan is a pure function of the spec (which holds the few metadata fields it
 needs), so nobody stores it: batch ``i`` is computed on demand in O(levels).
@@ -41,6 +43,7 @@ from tilecast.common.jobspec import JobSpec
 from tilecast.common.keys import ACTIVE_JOBS_KEY as ACTIVE_KEY
 from tilecast.common.keys import (
     DRIVER_LOCK_KEY,
+    DRIVER_WAKE_KEY,
     JOB_PREFIX,
     JOBS_KEY,
 )
@@ -89,10 +92,13 @@ redis.call('HSET', KEYS[2], unpack(ARGV, 3))
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('LPUSH', KEYS[5], 1)
+redis.call('LTRIM', KEYS[5], 0, 0)
 return {{1, ARGV[1]}}
 """
 
-# A batch is settled once: its counters are added only by the first settle.
+# A batch is settled once: its counters are added only by the first settle, which also
+# wakes the driver (the next batch, a phase boundary or the job's end is for it to see).
 _SETTLE = """
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -102,6 +108,8 @@ redis.call('HINCRBY', KEYS[1], 'failed', ARGV[4])
 if redis.call('HEXISTS', KEYS[1], 'started') == 0 then
   redis.call('HSET', KEYS[1], 'started', ARGV[5])
 end
+redis.call('LPUSH', KEYS[4], 1)
+redis.call('LTRIM', KEYS[4], 0, 0)
 return 1
 """
 
@@ -231,7 +239,7 @@ class JobStore:
         argv: list[Any] = [job_id, repr(now)]
         for name, value in fields.items():
             argv.extend((name, value))
-        keys = [spec_key(spec.hash), record_key(job_id), JOBS_KEY, ACTIVE_KEY]
+        keys = [spec_key(spec.hash), record_key(job_id), JOBS_KEY, ACTIVE_KEY, DRIVER_WAKE_KEY]
         created, found = self._create(keys=keys, args=argv)
         return self.get(found.decode()), bool(created)
 
@@ -329,6 +337,11 @@ class JobStore:
     def release_driver_lock(self, owner: str) -> None:
         lease.release(self.state, DRIVER_LOCK_KEY, owner)
 
+    def wait_for_news(self, timeout: float) -> bool:
+        """Wait until a job is submitted or a batch settled (the token they leave), at
+        most ``timeout`` seconds; whether there was news."""
+        return self.state.blpop([DRIVER_WAKE_KEY], timeout=timeout) is not None
+
     # -- what a batch task does -------------------------------------------------------------
     def begin_batch(self, job_id: str, batch: int, lease_until: float) -> bool:
         """True when the batch should run: its job runs and it is not settled. Renews
@@ -363,7 +376,7 @@ class JobStore:
     def settle(self, job_id: str, batch: int, *, done: int, skipped: int, failed: int) -> bool:
         """Record a finished batch once (its counters with it); False when it was
         settled already (a duplicate delivery)."""
-        keys = [record_key(job_id), settled_key(job_id), leases_key(job_id)]
+        keys = [record_key(job_id), settled_key(job_id), leases_key(job_id), DRIVER_WAKE_KEY]
         args = [batch, done, skipped, failed, repr(time.time())]
         return bool(self._settle(keys=keys, args=args))
 

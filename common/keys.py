@@ -108,6 +108,9 @@ JOBS_KEY = f"{PREFIX}jobs"
 ACTIVE_JOBS_KEY = f"{PREFIX}jobs:active"
 # The lease of the one job driver.
 DRIVER_LOCK_KEY = f"{PREFIX}jobs:driver"
+# A list the job driver waits on between its steps (BLPOP): a submitted job or a settled
+# batch pushes a token (the list keeps one), so the driver acts at once, not a period later.
+DRIVER_WAKE_KEY = f"{PREFIX}jobs:wake"
 # A Lua script builds a job's record key from this prefix.
 JOB_PREFIX = f"{PREFIX}job:"
 

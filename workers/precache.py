@@ -440,13 +440,21 @@ class DriverThread:
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
+            acting = False
             try:
-                self.driver.step()
+                acting = self.driver.step()
+                if acting:
+                    # The next step at once when a job comes or a batch settles (a
+                    # phase boundary, a free slot, the job's end), else a period later.
+                    self.driver.store.wait_for_news(DRIVER_PERIOD)
             except (redis.RedisError, TilecastError, OSError) as exc:
                 log.warning("job driver: %s", exc)
+                acting = False
             except Exception:
                 log.exception("job driver step failed")
-            self.stopping.wait(DRIVER_PERIOD)
+                acting = False
+            if not acting:
+                self.stopping.wait(DRIVER_PERIOD)
 
 
 _driver: DriverThread | None = None

@@ -229,6 +229,23 @@ def test_cancel_is_a_no_op_on_ended_jobs(jobs_redis: redis.Redis) -> None:
         store.cancel("nope", retention=60)
 
 
+def test_a_new_job_and_a_settled_batch_wake_the_driver(jobs_redis: redis.Redis) -> None:
+    """Each leaves one token on ``tc:jobs:wake`` (never more than one), which the
+    driver's wait between its steps takes; a duplicate settle is no news."""
+    store = JobStore(jobs_redis)
+    jobs_redis.delete("tc:jobs:wake")
+    assert not store.wait_for_news(0.01)
+    job, _ = store.submit(spec_of({"levels": "0-2"}))
+    store.submit(spec_of({"levels": "1-2"}))
+    assert jobs_redis.llen("tc:jobs:wake") == 1
+    assert store.wait_for_news(0.01)
+    assert not store.wait_for_news(0.01)
+    store.settle(job.id, 0, done=1, skipped=0, failed=0)
+    assert store.wait_for_news(0.01)
+    store.settle(job.id, 0, done=1, skipped=0, failed=0)
+    assert not store.wait_for_news(0.01)
+
+
 def test_settle_counts_a_batch_once(jobs_redis: redis.Redis) -> None:
     store = JobStore(jobs_redis)
     job, _ = store.submit(spec_of({"levels": "0-2"}))
