@@ -44,7 +44,24 @@ def test_smooth_pixels_are_compressed_and_noise_is_not() -> None:
     assert len(RawTile.from_pixels(smooth).to_bytes()) < smooth.nbytes // 10
     noise = np.random.default_rng(4).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     data = RawTile.from_pixels(noise).to_bytes()
-    assert noise.tobytes() in data  # stored raw: zlib would not have saved an eighth
+    assert noise.tobytes() in data  # stored raw: compression would not have saved an eighth
+
+
+def test_tiles_cached_with_zlib_by_an_earlier_version_still_read() -> None:
+    import struct
+
+    pixels = np.tile(np.arange(64, dtype=np.uint8), (32, 1))[:, :, None].repeat(3, axis=2)
+    header = struct.pack("<8sIIIB", b"|u1".ljust(8), 32, 64, 3, 1)  # codec 1: zlib
+    data = b"TCRT\x01P" + header + zlib.compress(pixels.tobytes(), 1)
+    assert np.array_equal(RawTile.from_bytes(data).array(), pixels)
+
+
+def test_a_compressed_tile_never_decodes_past_its_declared_size() -> None:
+    pixels = np.zeros((256, 256, 3), np.uint8)
+    data = bytearray(RawTile.from_pixels(pixels).to_bytes())
+    data[14:18] = (128).to_bytes(4, "little")  # the header now says 128 rows
+    with pytest.raises(RawTileError):
+        RawTile.from_bytes(bytes(data))
 
 
 def test_two_dimensional_pixels_gain_a_band_axis() -> None:
