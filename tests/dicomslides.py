@@ -106,8 +106,8 @@ def orthanc(source: Path, folder: Path, *, jpeg2000: bool = False) -> Path:
         width, height = image.width, image.height
     # Orthanc sizes pixels as imaged width / rows and height / columns: these make
     # them square, 0.25 um.
-    argv = [ORTHANC_DICOMIZER, "--dataset", str(dataset), "--folder", str(folder),
-            "--imaged-width", str(height * 0.00025), "--imaged-height", str(width * 0.00025)]  # fmt: skip
+    size = ["--imaged-width", str(height * 0.00025), "--imaged-height", str(width * 0.00025)]
+    argv = [ORTHANC_DICOMIZER, "--dataset", str(dataset), "--folder", str(folder), *size]
     if jpeg2000:
         argv += ["--compression", "jpeg2000", "--reencode", "1", "--max-size", "1"]
     subprocess.run([*argv, str(source)], capture_output=True, check=True, timeout=300)
@@ -142,9 +142,9 @@ def multiplane(template: Path, folder: Path) -> Path:
     base.TotalPixelMatrixFocalPlanes = FOCAL_PLANES
     base.NumberOfFocalPlanes = FOCAL_PLANES
     base.DistanceBetweenFocalPlanes = FOCAL_SPACING_MM
-    base.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SpacingBetweenSlices = (
-        FOCAL_SPACING_MM
-    )
+    base.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[
+        0
+    ].SpacingBetweenSlices = FOCAL_SPACING_MM
     path_item = base.OpticalPathSequence[0]
     items = []
     for identifier in OPTICAL_PATHS:
@@ -164,5 +164,36 @@ def _shifted_jpeg(frame: bytes, shift: int) -> bytes:
     with Image.open(io.BytesIO(frame)) as image:
         pixels = np.asarray(image.convert("RGB")).astype(int) + shift
     out = io.BytesIO()
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=90, subsampling=1)
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+        out, "JPEG", quality=90, subsampling=1
+    )
     return out.getvalue()
+
+
+def sparse_gap(template: Path, folder: Path) -> tuple[Path, tuple[int, int]]:
+    """``template`` (an Orthanc JPEG series: TILED_SPARSE) with the largest level's
+    frame at tile (1, 1) left out, as a scanner leaves out empty background; the folder
+    and that tile's (x, y)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = instances(template)
+    datasets = [pydicom.dcmread(path) for path in files]
+    base = max(datasets, key=lambda ds: int(ds.TotalPixelMatrixColumns))
+    for path, ds in zip(files, datasets, strict=True):
+        if ds is not base:
+            shutil.copy(path, folder / path.name)
+    gap = (1, 1)
+    frames = list(generate_frames(base.PixelData, number_of_frames=int(base.NumberOfFrames)))
+    kept_frames, kept_items = [], []
+    for frame, item in zip(frames, base.PerFrameFunctionalGroupsSequence, strict=True):
+        position = item.PlanePositionSlideSequence[0]
+        column = (int(position.ColumnPositionInTotalImagePixelMatrix) - 1) // int(base.Columns)
+        row = (int(position.RowPositionInTotalImagePixelMatrix) - 1) // int(base.Rows)
+        if (column, row) != gap:
+            kept_frames.append(frame)
+            kept_items.append(item)
+    assert len(kept_frames) == len(frames) - 1
+    base.PixelData = encapsulate(kept_frames, has_bot=True)
+    base.NumberOfFrames = len(kept_frames)
+    base.PerFrameFunctionalGroupsSequence = pydicom.Sequence(kept_items)
+    base.save_as(folder / "sparse.dcm", enforce_file_format=True)
+    return folder, gap

@@ -205,7 +205,7 @@ class DicomSeries(DicomReader):
     def _init_frames(self, base: Instances) -> None:
         """Frames: every optical path (``IndexC``) times every focal plane (``IndexZ``) of
         the base level, focal planes innermost, as DICOM orders a tiled-full instance."""
-        first = list(base.default_instance.optical_paths)
+        first = declared_paths(base.default_instance)
         self._paths = first + sorted(set(base.optical_paths) - set(first))
         self._focal_planes = sorted(base.focal_planes)
         self.frame_count = len(self._paths) * len(self._focal_planes)
@@ -664,6 +664,7 @@ def _check_tile_index(instance: Any) -> None:
             raise UnsupportedImage("a sparse instance's tile index is too large to hold")
         data.tiles.planes  # noqa: B018  (built now: cached, then read by many threads)
         return
+    _keep_declared_path_order(instance)
     planes = len(data.focal_planes) * len(data.optical_paths)
     frames = sum(int(dataset.frame_count) for dataset in instance.datasets)
     if tiled.width * tiled.height * planes > frames:
@@ -671,6 +672,32 @@ def _check_tile_index(instance: Any) -> None:
             f"an instance holds {frames} frames where its size needs "
             f"{tiled.width * tiled.height * planes}: it is corrupt"
         )
+
+
+def declared_paths(instance: Any) -> list[str]:
+    """An instance's optical path identifiers in the order its OpticalPathSequence lists
+    them: the order of a tiled-full instance's frames."""
+    order: list[str] = []
+    for dataset in instance.datasets:
+        for item in dataset.get("OpticalPathSequence") or []:
+            identifier = str(item.get("OpticalPathIdentifier", "0"))
+            if identifier not in order:
+                order.append(identifier)
+    known = list(instance.optical_paths)
+    if set(order) != set(known):
+        return sorted(known)
+    return order
+
+
+def _keep_declared_path_order(instance: Any) -> None:
+    """wsidicom 0.31 lists a tiled-full instance's optical paths from a set, whose order
+    changes with each process's string hashing, and locates a path's frames by its place
+    in that list: two workers would serve one path's tiles from another's frames. The
+    list is put back in the instance's declared order before any frame is read."""
+    tiles = instance.image_data.tiles
+    order = declared_paths(instance)
+    if hasattr(tiles, "_optical_paths") and list(tiles.optical_paths) != order:
+        tiles._optical_paths = order
 
 
 def _is_sparse(instance: Any) -> bool:
