@@ -355,3 +355,12 @@ def test_the_reader_holds_its_files_until_closed(slides: dict[str, Path]) -> Non
     assert isinstance(source, DicomSeries) and source.estimated_bytes > 0
     source.close()
     source.close()  # idempotent
+
+
+def test_a_dicom_file_whose_header_does_not_parse_is_a_422(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.dcm"
+    garbage.write_bytes(bytes(128) + b"DICM" + bytes(600))
+    with pytest.raises(UnsupportedImage) as caught:
+        opened(garbage)
+    assert caught.value.status == 422
+    assert caught.value.message.startswith("DICOM WSI: the file's header cannot be read")
