@@ -24,6 +24,7 @@ from pydicom.encaps import generate_frames
 from tests import dicomslides
 from tests.conftest import ApiServer
 from tests.integration.test_bad_input import assert_error
+from tilecast.common.grid import Grid
 
 pytestmark = pytest.mark.integration
 
@@ -65,12 +66,8 @@ def psnr(ours: np.ndarray, theirs: np.ndarray) -> float:
 
 
 def content(meta: dict[str, Any], z: int, x: int, y: int) -> tuple[int, int]:
-    scale = 2 ** (meta["levels"] - 1 - z)
-    width, height = -(-meta["sizeX"] // scale), -(-meta["sizeY"] // scale)
-    return (
-        min(meta["tileWidth"], width - x * meta["tileWidth"]),
-        min(meta["tileHeight"], height - y * meta["tileHeight"]),
-    )
+    """The size of tile (z, x, y)'s content (past it, large_image pads with black)."""
+    return Grid.from_metadata(meta).tile_size(z, x, y)
 
 
 @pytest.mark.parametrize("name", ["boxes", "wsidicomizer", "orthanc-j2k"])
@@ -89,10 +86,9 @@ def test_a_series_is_served_as_large_image_serves_it(
     # The first and last tile of every level: stored levels within 1 of large_image,
     # synthesized ones by PSNR, inside the image.
     stored = {level.level for level in theirs._dicom.pyramids[0]}
+    grid = Grid.from_metadata(body)
     for z in range(body["levels"]):
-        scale = 2 ** (body["levels"] - 1 - z)
-        across = -(-(-(-body["sizeX"] // scale)) // body["tileWidth"])
-        down = -(-(-(-body["sizeY"] // scale)) // body["tileHeight"])
+        across, down = grid.tiles_at(z)
         for x, y in sorted({(0, 0), (across - 1, down - 1)}):
             tile = api.get(f"/item/{source}/tiles/zxy/{z}/{x}/{y}?encoding=PNG")
             assert tile.status_code == 200, tile.text
