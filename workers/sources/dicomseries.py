@@ -693,7 +693,8 @@ def _keep_declared_path_order(instance: Any) -> None:
     """wsidicom 0.31 lists a tiled-full instance's optical paths from a set, whose order
     changes with each process's string hashing, and locates a path's frames by its place
     in that list: two workers would serve one path's tiles from another's frames. The
-    list is put back in the instance's declared order before any frame is read."""
+    list is put back in the instance's declared order before any frame is read (later
+    wsidicom keeps that order: nothing to do there)."""
     tiles = instance.image_data.tiles
     order = declared_paths(instance)
     if hasattr(tiles, "_optical_paths") and list(tiles.optical_paths) != order:
