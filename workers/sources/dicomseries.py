@@ -556,8 +556,8 @@ def series_files(file: ImageFile, settings: Settings) -> list[ImageFile]:
     own = os.path.realpath(file.local_path)
     siblings = [
         path
-        for path, sibling in _folder_instances(os.path.dirname(own), settings)
-        if sibling.series == header.series and path != own
+        for path, sibling in _folder_instances(os.path.dirname(own), settings, skip=own)
+        if sibling.series == header.series
     ]
     return [file, *_open_files(siblings, file)]
 
@@ -565,6 +565,11 @@ def series_files(file: ImageFile, settings: Settings) -> list[ImageFile]:
 def _directory_series(directory: ImageFile, settings: Settings) -> list[str]:
     """The paths of the instances of the one series a directory source holds."""
     assert directory.local_path is not None
+    if folder_files(directory.local_path) is None:
+        raise UnsupportedImage(
+            f"the directory holds more than {MAX_FOLDER_ENTRIES} entries: too many to look "
+            "through for a series"
+        )
     found = list(_folder_instances(directory.local_path, settings))
     if not found:
         raise UnsupportedFormat(
@@ -595,9 +600,12 @@ def _open_files(paths: list[str], near: ImageFile) -> list[ImageFile]:
     return opened
 
 
-def _folder_instances(folder: str, settings: Settings) -> Iterator[tuple[str, Header]]:
+def _folder_instances(
+    folder: str, settings: Settings, skip: str | None = None
+) -> Iterator[tuple[str, Header]]:
     """(real path, header) of each whole-slide instance among the folder's first
-    ``MAX_FOLDER_ENTRIES`` entries that lies below the source roots, by name."""
+    ``MAX_FOLDER_ENTRIES`` entries that lies below the source roots (but ``skip``), by
+    name."""
     names = folder_files(folder)
     if names is None:
         log.warning(
@@ -608,7 +616,9 @@ def _folder_instances(folder: str, settings: Settings) -> Iterator[tuple[str, He
         return
     for name in names:
         real = os.path.realpath(name)
-        if settings.source_roots and not within_roots(real, settings.source_roots):
+        if real == skip or (
+            settings.source_roots and not within_roots(real, settings.source_roots)
+        ):
             continue
         header = _instance_header(real)
         if header is not None and header.sop_class == WSI_SOP_CLASS:
