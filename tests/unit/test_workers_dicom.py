@@ -364,3 +364,16 @@ def test_a_dicom_file_whose_header_does_not_parse_is_a_422(tmp_path: Path) -> No
         opened(garbage)
     assert caught.value.status == 422
     assert caught.value.message.startswith("DICOM WSI: the file's header cannot be read")
+
+
+def test_a_sparse_index_too_large_to_hold_is_a_422_before_it_is_built(
+    slides: dict[str, Path], tmp_path: Path
+) -> None:
+    """Within the pixel bound, but 2^24 tile positions of 64 x 64 frames: refused from
+    the headers, before wsidicom allocates an index for them."""
+    folder = copy_series(slides["orthanc-jpeg"], tmp_path / "sparse-huge")
+    for path in dicomslides.instances(folder):
+        _rewrite(path, TotalPixelMatrixColumns=4096 * 64, TotalPixelMatrixRows=4096 * 64,
+                 Rows=64, Columns=64)  # fmt: skip
+    with pytest.raises(UnsupportedImage, match="sparse tile index of the series is too large"):
+        opened(folder)

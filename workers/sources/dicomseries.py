@@ -150,6 +150,7 @@ class DicomSeries(DicomReader):
         self._closed = False
         self._wsi: WsiDicom | None = None
         self._files: list[ImageFile] = []  # the files read (``file`` unless a directory)
+        self._sparse_index = 0  # entries of the sparse tile indices held
         try:
             self._files = series_files(file, settings)
             self._wsi, self._source = _open_series(self._files)
@@ -166,6 +167,9 @@ class DicomSeries(DicomReader):
             pyramid = self._wsi.pyramids[0]
             base = pyramid.base_level
             layout = Layout.of(base.default_instance.image_data)
+            # Before anything asks an instance for its planes, which builds a sparse
+            # instance's tile index: one integer per tile position and plane.
+            self._sparse_index = sum(_sparse_entries(i) for i in _reachable_instances(self._wsi))
         except Exception as exc:
             raise _unreadable("the series has no usable pyramid", exc) from None
         self.size_x, self.size_y = int(base.size.width), int(base.size.height)
@@ -181,6 +185,8 @@ class DicomSeries(DicomReader):
             )
         if self.size_x * self.size_y > settings.max_decode_pixels:
             raise UnsupportedImage("the image has more pixels than this server decodes")
+        if self._sparse_index > MAX_SPARSE_INDEX:
+            raise UnsupportedImage("the sparse tile index of the series is too large to hold")
         if layout.bands not in (1, 3):
             raise UnsupportedImage(f"{layout.bands} samples per pixel are not read")
         self.levels = level_count(self.size_x, self.size_y, self.tile_width, self.tile_height)
@@ -439,8 +445,7 @@ class DicomSeries(DicomReader):
     def estimated_bytes(self) -> int:
         # Each instance's parsed header (pydicom), plus the sparse tile indices.
         instances = len(self._files)
-        sparse = sum(_sparse_entries(i) for g in self._groups() for i in g.instances.values())
-        return 256 * 1024 * instances + 8 * sparse
+        return 256 * 1024 * instances + 8 * self._sparse_index
 
     def close(self) -> None:
         if self._closed:
@@ -666,12 +671,10 @@ def _token(index: int) -> str:
 
 def _check_tile_index(instance: Any) -> None:
     """A tiled-full instance holds every frame its size, focal planes and optical paths
-    need; a sparse one's index (built here, before any thread reads) is bounded."""
+    need; a sparse one's index (bounded before) is built here, before any thread reads."""
     data = instance.image_data
     tiled = data.tiled_size
     if _is_sparse(instance):
-        if _sparse_entries(instance) > MAX_SPARSE_INDEX:
-            raise UnsupportedImage("a sparse instance's tile index is too large to hold")
         data.tiles.planes  # noqa: B018  (built now: cached, then read by many threads)
         return
     _keep_declared_path_order(instance)
@@ -711,26 +714,39 @@ def _keep_declared_path_order(instance: Any) -> None:
         tiles._optical_paths = order
 
 
+def _reachable_instances(wsi: WsiDicom) -> Iterator[Any]:
+    """The instances this reader may read: the first pyramid's levels and thumbnails,
+    the labels and overviews."""
+    pyramid = wsi.pyramids[0]
+    groups = list(pyramid.levels)
+    for series in (pyramid.thumbnails, wsi.labels, wsi.overviews):
+        if series is not None:
+            groups += series.groups
+    for group in groups:
+        yield from group.instances.values()
+
+
 def _is_sparse(instance: Any) -> bool:
     return instance.datasets[0].tile_type != TileType.FULL
 
 
 def _sparse_entries(instance: Any) -> int:
-    """How many positions a sparse instance's tile index holds: tiles of one plane times
-    its distinct focal planes and optical paths (at most one per frame)."""
+    """How many positions a sparse instance's tile index will hold -- tiles of one plane
+    times its distinct (focal plane, optical path) pairs, counted from its frames'
+    positions as wsidicom reads them -- without building it (0 for a tiled-full one)."""
     if not _is_sparse(instance):
         return 0
     tiled = instance.image_data.tiled_size
-    frames = sum(int(dataset.frame_count) for dataset in instance.datasets)
-    planes = max(1, min(frames, _declared_planes(instance)))
-    return int(tiled.width) * int(tiled.height) * planes
-
-
-def _declared_planes(instance: Any) -> int:
-    dataset = instance.datasets[0]
-    focal = int(dataset.get("TotalPixelMatrixFocalPlanes", 1) or 1)
-    paths = int(dataset.get("NumberOfOpticalPaths", 1) or 1)
-    return focal * paths
+    area = max(1, int(tiled.width) * int(tiled.height))
+    planes: set[tuple[Any, str]] = set()
+    for dataset in instance.datasets:
+        for frame in dataset.frame_sequence:
+            position = frame.get("PlanePositionSlideSequence")
+            z = position[0].get("ZOffsetInSlideCoordinateSystem") if position else None
+            planes.add((z, dataset.read_optical_path_identifier(frame)))
+            if area * len(planes) > MAX_SPARSE_INDEX:
+                return area * len(planes)  # enough to refuse it
+    return area * max(1, len(planes))
 
 
 class FileStream(io.RawIOBase):
