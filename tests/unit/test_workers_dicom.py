@@ -377,3 +377,11 @@ def test_a_sparse_index_too_large_to_hold_is_a_422_before_it_is_built(
                  Rows=64, Columns=64)  # fmt: skip
     with pytest.raises(UnsupportedImage, match="sparse tile index of the series is too large"):
         opened(folder)
+
+
+def test_a_series_without_a_pyramid_level_is_a_422(slides: dict[str, Path], tmp_path: Path) -> None:
+    folder = tmp_path / "thumbnail-only"
+    folder.mkdir()
+    shutil.copy(slides["boxes"].parent / "boxes_1.dcm", folder / "boxes_1.dcm")
+    with pytest.raises(UnsupportedImage, match="has no pyramid level"):
+        opened(folder / "boxes_1.dcm")

@@ -50,6 +50,7 @@ import numpy as np
 import pydicom
 from pydicom.uid import UID
 from wsidicom import WsiDicom
+from wsidicom.errors import WsiDicomNotFoundError
 from wsidicom.file.io.wsidicom_io import WsiDicomIO
 from wsidicom.file.wsidicom_file_source import WsiDicomFileSource
 from wsidicom.geometry import Point
@@ -658,6 +659,10 @@ def _open_series(files: list[ImageFile]) -> tuple[WsiDicom, WsiDicomFileSource]:
         wsi = WsiDicom(source, source_owned=True)
     except TilecastError:
         raise
+    except WsiDicomNotFoundError:
+        raise UnsupportedImage(
+            "the series has no pyramid level (VOLUME instance) this server reads"
+        ) from None
     except Exception as exc:
         raise _unreadable("the series cannot be read", exc) from None
     wsi.resize_cache(0)  # tilecast caches tiles itself: no frame is held twice
