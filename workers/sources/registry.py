@@ -24,6 +24,7 @@ from tilecast.common.errors import TilecastError, UnsupportedFormat, Unsupported
 from tilecast.common.settings import Settings
 from tilecast.workers.sources.dicom import DicomReader
 from tilecast.workers.sources.files import ImageFile
+from tilecast.workers.sources.jpeg2000 import Jpeg2000Source
 from tilecast.workers.sources.ometiff import OmeTiffSource
 from tilecast.workers.sources.openslide import OpenSlideSource
 from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined, naming_format
@@ -38,6 +39,7 @@ BUILTIN_READERS: tuple[type[Reader], ...] = (
     OmeTiffSource,
     TiffSource,
     DicomReader,
+    Jpeg2000Source,
     OpenSlideSource,
     VipsImageSource,
 )
