@@ -60,8 +60,10 @@ PIXEL_TYPES: dict[str, tuple[np.dtype, int]] = {
 }
 # A pyramid layer whose minification is within this of a power of two is that level.
 POWER_OF_TWO_TOLERANCE = 0.02
-# Bounds on what the subblock directory may make the reader do at open.
+# Bounds on what the subblock directory may make the reader do: entries looked at when
+# opening, and the decoded size of one subblock (libCZI decodes a subblock whole).
 MAX_SUBBLOCKS = 2_000_000
+MAX_SUBBLOCK_BYTES = 1024**3
 
 
 class CziSource(Reader):
@@ -126,14 +128,18 @@ class CziSource(Reader):
         self._init_metadata(xml)
 
     def _pyramid_levels(self) -> set[int]:
-        """The levels below full resolution that pyramid subblocks store."""
+        """The levels below full resolution that pyramid subblocks store (and a 422 for a
+        subblock too large to decode)."""
         factors: set[int] = set()
         count = 0
+        largest = 0
+        pixel_bytes = self.dtype.itemsize * self.band_count
 
         def look(_index: int, info: Any) -> bool:
-            nonlocal count
+            nonlocal count, largest
             count += 1
             logical, stored = info.logicalRect, info.physicalSize
+            largest = max(largest, stored.w * stored.h * pixel_bytes)
             if stored.w > 0 and logical.w > stored.w:
                 ratio = math.log2(logical.w / stored.w)
                 if abs(ratio - round(ratio)) <= POWER_OF_TWO_TOLERANCE:
@@ -144,6 +150,11 @@ class CziSource(Reader):
             self._czi.enumerate_subblocks(look)
         except RuntimeError as exc:
             raise UnsupportedImage(f"the subblock directory is corrupt: {_reason(exc)}") from None
+        if largest > MAX_SUBBLOCK_BYTES:
+            raise UnsupportedImage(
+                f"a subblock decodes to {largest} bytes, more than the {MAX_SUBBLOCK_BYTES} "
+                "this server decodes at once"
+            )
         top = self.levels - 1
         return {top - step for step in factors if 0 < step <= top}
 
