@@ -118,7 +118,7 @@ def _widen(data: bytearray, entry: int, width: int, height: int) -> None:
     ENTRY_HEAD.pack_into(data, entry, *head)
     for index in range(head[-1]):
         at = entry + ENTRY_HEAD.size + index * DIMENSION.size
-        name, start, size, coordinate, stored = DIMENSION.unpack_from(data, at)
+        name, start, _size, coordinate, stored = DIMENSION.unpack_from(data, at)
         if name.rstrip(b"\0") == b"X":
             DIMENSION.pack_into(data, at, name, start, width, coordinate, stored)
         elif name.rstrip(b"\0") == b"Y":
