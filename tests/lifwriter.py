@@ -52,8 +52,11 @@ def _image_xml(image: LifImage, block_id: str) -> tuple[str, bytes]:
     resolution = item * 8
     if image.rgb:
         t_count, z_count, height, width, _ = pixels.shape
-        channels = [_channel(tag, resolution, data_type, index * item, lut)
-                    for index, (tag, lut) in enumerate([(3, "Blue"), (2, "Green"), (1, "Red")])]  # fmt: skip
+        stored = [(3, "Blue"), (2, "Green"), (1, "Red")]
+        channels = [
+            _channel(tag, resolution, data_type, index * item, lut)
+            for index, (tag, lut) in enumerate(stored)
+        ]
         x_inc, plane = 3 * item, width * height * 3 * item
         data = pixels[..., ::-1]  # stored B, G, R
         c_count = 1
@@ -83,7 +86,8 @@ def _image_xml(image: LifImage, block_id: str) -> tuple[str, bytes]:
            f"<Channels>{''.join(channels)}</Channels>"
            f"<Dimensions>{''.join(dims)}</Dimensions>"
            f"</ImageDescription>{settings}</Image></Data>"
-           f"<Memory Size=\"{len(raw)}\" MemoryBlockID=\"{block_id}\"/><Children/></Element>")  # fmt: skip
+           f"<Memory Size=\"{len(raw)}\" MemoryBlockID=\"{block_id}\"/>"
+           f"<Children/></Element>")  # fmt: skip
     return xml, raw
 
 
