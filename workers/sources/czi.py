@@ -40,7 +40,13 @@ from tilecast.common.grid import level_count
 from tilecast.common.settings import Settings
 from tilecast.workers.rawtile import RawTile
 from tilecast.workers.sources.files import ImageFile
-from tilecast.workers.sources.planes import Axis, check_pixels, crop_or_pad, frame_indices
+from tilecast.workers.sources.planes import (
+    Axis,
+    check_pixels,
+    crop_or_pad,
+    error_text,
+    frame_indices,
+)
 from tilecast.workers.sources.reader import PRIORITIES, Probe, Reader
 
 log = logging.getLogger(__name__)
@@ -102,7 +108,9 @@ class CziSource(Reader):
             scenes = _scenes(czi)
             xml = czi.raw_metadata
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise UnsupportedImage(f"the file's directory cannot be read: {_reason(exc)}") from None
+            raise UnsupportedImage(
+                f"the file's directory cannot be read: {error_text(exc)}"
+            ) from None
         kinds = set(pixel_types.values())
         if len(kinds) != 1 or next(iter(kinds)) not in PIXEL_TYPES:
             raise UnsupportedImage(f"pixel types {sorted(kinds)} are not read here")
@@ -149,7 +157,9 @@ class CziSource(Reader):
         try:
             self._czi.enumerate_subblocks(look)
         except RuntimeError as exc:
-            raise UnsupportedImage(f"the subblock directory is corrupt: {_reason(exc)}") from None
+            raise UnsupportedImage(
+                f"the subblock directory is corrupt: {error_text(exc)}"
+            ) from None
         if largest > MAX_SUBBLOCK_BYTES:
             raise UnsupportedImage(
                 f"a subblock decodes to {largest} bytes, more than the {MAX_SUBBLOCK_BYTES} "
@@ -218,7 +228,7 @@ class CziSource(Reader):
                     roi=roi, plane=plane, scene=scene, zoom=zoom, pixel_type=self._pixel_type
                 )
         except RuntimeError as exc:
-            raise UnsupportedImage(f"{where} cannot be read: {_reason(exc)}") from None
+            raise UnsupportedImage(f"{where} cannot be read: {error_text(exc)}") from None
         pixels = np.asarray(pixels)
         if pixels.ndim == 2:
             pixels = pixels[:, :, np.newaxis]
@@ -245,7 +255,7 @@ def _open(path: str) -> pyczi.CziReader:
             path, cache_options=pyczi.CacheOptions(max_memory_usage=SUBBLOCK_CACHE_BYTES)
         )
     except (RuntimeError, ValueError, OSError) as exc:
-        raise UnsupportedImage(f"libCZI cannot open it: {_reason(exc, path)}") from None
+        raise UnsupportedImage(f"libCZI cannot open it: {error_text(exc, path)}") from None
 
 
 def _scenes(czi: pyczi.CziReader) -> dict[int, pyczi.Rectangle]:
@@ -258,14 +268,6 @@ def _scenes(czi: pyczi.CziReader) -> dict[int, pyczi.Rectangle]:
     if whole.w <= 0 or whole.h <= 0:
         raise UnsupportedImage("the file holds no image subblocks")
     return {0: whole}
-
-
-def _reason(exc: BaseException, path: str | None = None) -> str:
-    """An exception's message for a client: one line, no path."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if path:
-        text = text.replace(path, "the file")
-    return text[:200]
 
 
 def _find(root: ElementTree.Element, path: str) -> list[ElementTree.Element]:

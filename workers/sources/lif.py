@@ -38,7 +38,13 @@ from tilecast.common.grid import level_count
 from tilecast.common.settings import Settings
 from tilecast.workers.rawtile import RawTile
 from tilecast.workers.sources.files import ImageFile
-from tilecast.workers.sources.planes import Axis, FileStream, check_pixels, frame_indices
+from tilecast.workers.sources.planes import (
+    Axis,
+    FileStream,
+    check_pixels,
+    error_text,
+    frame_indices,
+)
 from tilecast.workers.sources.reader import PRIORITIES, Probe, Reader
 
 log = logging.getLogger(__name__)
@@ -119,7 +125,9 @@ class LifSource(Reader):
                 layouts = [_layout(image) for image in lif.images]
         except (liffile.LifFileError, ValueError, KeyError, IndexError, OSError) as exc:
             file.raise_read_error()
-            raise UnsupportedImage(f"the file's structure cannot be read: {_reason(exc)}") from None
+            raise UnsupportedImage(
+                f"the file's structure cannot be read: {error_text(exc)}"
+            ) from None
         except ElementTree.ParseError:
             raise UnsupportedImage("the file's XML does not parse") from None
         layouts = [layout for layout in layouts if layout is not None]
@@ -319,8 +327,3 @@ def _check_block(layout: Layout, file_size: int) -> None:
         )
     if layout.offset + layout.size > file_size:
         raise UnsupportedImage(f"image {layout.name!r} is cut short: the file ends before it")
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]

@@ -181,6 +181,16 @@ class FileStream(io.RawIOBase):
         return data
 
 
+def error_text(exc: BaseException, path: str | None = None) -> str:
+    """A library's exception as a client may read it: its first line, without the
+    file's path, at most 200 characters."""
+    text = str(exc).strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
+    if path:
+        text = text.replace(path, "the file")
+    return text[:200]
+
+
 def crop_or_pad(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     """``pixels`` (height, width, bands) cut or zero-padded to exactly height x width."""
     pixels = pixels[:height, :width]

@@ -25,6 +25,7 @@ from tilecast.common.settings import Settings
 from tilecast.workers.sources.czi import CziSource
 from tilecast.workers.sources.files import ImageFile
 from tilecast.workers.sources.lif import LifSource
+from tilecast.workers.sources.nd2 import Nd2Source
 from tilecast.workers.sources.ometiff import OmeTiffSource
 from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined
 from tilecast.workers.sources.sniff import describe_content
@@ -38,6 +39,7 @@ BUILTIN_READERS: tuple[type[Reader], ...] = (
     OmeTiffSource,
     TiffSource,
     CziSource,
+    Nd2Source,
     LifSource,
     VipsImageSource,
 )
