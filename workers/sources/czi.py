@@ -228,7 +228,7 @@ class CziSource(Reader):
                     roi=roi, plane=plane, scene=scene, zoom=zoom, pixel_type=self._pixel_type
                 )
         except RuntimeError as exc:
-            raise UnsupportedImage(f"{where} cannot be read: {error_text(exc)}") from None
+            raise UnsupportedImage(f"CZI: {where} cannot be read: {error_text(exc)}") from None
         pixels = np.asarray(pixels)
         if pixels.ndim == 2:
             pixels = pixels[:, :, np.newaxis]

@@ -203,7 +203,7 @@ class LifSource(Reader):
         else:
             rows = [self.file.read(first + row * layout.y_inc, row_bytes) for row in range(height)]
         if any(len(row) != row_bytes for row in rows):
-            raise UnsupportedImage(f"{where} is cut short: the file ends before it")
+            raise UnsupportedImage(f"LIF: {where} is cut short: the file ends before it")
         block = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(height, row_bytes)
         out = np.empty((height, width, len(samples)), dtype=layout.dtype)
         for band, at in enumerate(samples):

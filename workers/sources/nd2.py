@@ -199,12 +199,12 @@ class Nd2Source(Reader):
                 data = self._nd2.read_frame(sequence)
         except (ValueError, OSError, KeyError, IndexError) as exc:
             self.file.raise_read_error()
-            raise UnsupportedImage(f"{where} cannot be read: {error_text(exc)}") from None
+            raise UnsupportedImage(f"ND2: {where} cannot be read: {error_text(exc)}") from None
         except Exception as exc:  # zlib.error and the like: a damaged frame
-            raise UnsupportedImage(f"{where} cannot be decoded: {error_text(exc)}") from None
+            raise UnsupportedImage(f"ND2: {where} cannot be decoded: {error_text(exc)}") from None
         shape = (self._channels, self.size_y, self.size_x, self.band_count)
         if data.size != np.prod(shape):
-            raise UnsupportedImage(f"{where} holds {data.size} values, not {np.prod(shape)}")
+            raise UnsupportedImage(f"ND2: {where} holds {data.size} values, not {np.prod(shape)}")
         return data.reshape(shape)
 
     @property
