@@ -288,7 +288,10 @@ def test_readers_load_from_the_entry_point_group(
     assert "'missing' (toyreader_absent:Reader) does not load" in caplog.text
     assert "'not-a-reader' (toyreader:write_toy) names" in caplog.text
     assert "takes the name 'tiff'" in caplog.text
-    assert "image readers, in the order tried: ome-tiff, tiff, czi, nd2, lif, toy, libvips" in caplog.text
+    assert (
+        "image readers, in the order tried: ome-tiff, tiff, czi, nd2, lif, toy, libvips"
+        in caplog.text
+    )
 
 
 def test_the_documented_example_is_the_tested_reader() -> None:
