@@ -2,7 +2,8 @@
 workers. A CZI written by pylibCZIrw (two scenes of different sizes, channels, z,
 zstd-compressed subblocks): metadata with frames, native tiles of several frames equal
 to libCZI's own read, a synthesized level, a style that picks frames; a truncated CZI is
-a 422 naming the format."""
+a 422 naming the format. An ND2 and a LIF made by the tests' writers: frames, a native
+tile, a synthesized one, a 422."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from pylibCZIrw import czi as pyczi
 from tests.conftest import ApiServer
 from tests.cziwriter import Scene, write_czi
 from tests.integration.test_bad_input import assert_error
+from tests.lifwriter import LifImage, write_lif
+from tests.nd2writer import write_nd2
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +121,34 @@ def test_a_truncated_czi_is_a_422(api: ApiServer, czi_file: Path) -> None:
     body = assert_error(response, 422, "unsupported_image")
     assert body["message"].startswith("CZI:")
     assert str(cut.parent) not in body["message"]
+
+
+def test_an_nd2_and_a_lif_end_to_end(api: ApiServer, source_root: Path) -> None:
+    """The ND2 and LIF readers through the api too (files made by the tests' writers:
+    neither format has a writer of its own)."""
+    folder = source_root / "micro"
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(7)
+    stack = rng.integers(0, 255, (2 * 3, 2, 300, 400), dtype=np.uint8)  # (t, z) x c
+    nd2_path = write_nd2(folder / "movie.nd2", stack, [("T", 2), ("Z", 3)], compressed=True)
+    lif_path = write_lif(
+        folder / "stack.lif", [LifImage("stack", stack.reshape(2, 3, 2, 300, 400))]
+    )
+    for path, strides in [(nd2_path, {"IndexC": 1, "IndexZ": 2, "IndexT": 6}),
+                          (lif_path, {"IndexC": 1, "IndexZ": 2, "IndexT": 6})]:  # fmt: skip
+        source = api.register(path)
+        body = api.get(f"/item/{source}/tiles").json()
+        assert (body["sizeX"], body["sizeY"], body["levels"]) == (400, 300, 2), path.name
+        assert body["IndexStride"] == strides and len(body["frames"]) == 12
+        # Frame 9: c=1, z=1, t=1 -> the writer's sequence frame t*3 + z = 4, channel 1.
+        tile = api.get(f"/item/{source}/tiles/zxy/1/1/1", params={"frame": "9", "encoding": "PNG"})
+        assert tile.status_code == 200, tile.text
+        got = png(tile.content)[:, :, 0]
+        assert np.array_equal(got[:44, :144], stack[4, 1, 256:, 256:]), path.name
+        low = api.get(f"/item/{source}/tiles/zxy/0/0/0", params={"frame": "9"})
+        assert low.status_code == 200, low.text
+
+    cut = folder / "cut.lif"
+    cut.write_bytes(lif_path.read_bytes()[:-5000])
+    response = api.http.post(api.url("/sources"), json={"path": str(cut)}, timeout=60)
+    assert assert_error(response, 422, "unsupported_image")["message"].startswith("LIF:")
