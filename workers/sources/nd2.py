@@ -118,6 +118,8 @@ class Nd2Source(Reader):
         self.frame_count = len(self.frame_info)
         self._sequence_count = int(attributes.sequenceCount)
         self._plane_bytes = self.size_y * int(attributes.widthBytes or 0)
+        if attributes.compressionType == "lossy":  # nd2 would hand out the coded bytes
+            raise UnsupportedImage("lossy-compressed frames are not read here")
         compressed = attributes.compressionType is not None
         mapped = getattr(getattr(f, "_rdr", None), "_mmap", None) is not None
         # An uncompressed frame of a memory-mapped file is a view: tiles read by area.
