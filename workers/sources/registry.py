@@ -24,10 +24,12 @@ from tilecast.common.errors import TilecastError, UnsupportedFormat, Unsupported
 from tilecast.common.settings import Settings
 from tilecast.workers.sources.czi import CziSource
 from tilecast.workers.sources.files import ImageFile
+from tilecast.workers.sources.jpeg2000 import Jpeg2000Source
 from tilecast.workers.sources.lif import LifSource
 from tilecast.workers.sources.nd2 import Nd2Source
 from tilecast.workers.sources.ometiff import OmeTiffSource
-from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined
+from tilecast.workers.sources.openslide import OpenSlideSource
+from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined, naming_format
 from tilecast.workers.sources.sniff import describe_content
 from tilecast.workers.sources.tiff import TiffSource
 from tilecast.workers.sources.vipsimage import VipsImageSource
@@ -41,6 +43,8 @@ BUILTIN_READERS: tuple[type[Reader], ...] = (
     CziSource,
     Nd2Source,
     LifSource,
+    Jpeg2000Source,
+    OpenSlideSource,
     VipsImageSource,
 )
 
@@ -78,16 +82,8 @@ class ReaderRegistry:
             except UnsupportedFormat:
                 raise
             except UnsupportedImage as exc:
-                raise _naming_format(exc, reader) from None
+                raise naming_format(exc, reader) from None
         raise _unsupported_format(probe, declined, self.names())
-
-
-def _naming_format(error: UnsupportedImage, reader: type[Reader]) -> UnsupportedImage:
-    """``error`` with the reader's format in front of its message, once."""
-    label = reader.format_name or reader.name
-    if error.message.startswith(label):
-        return error
-    return type(error)(f"{label}: {error.message}", parameter=error.parameter)
 
 
 def _unsupported_format(probe: Probe, declined: list[str], names: list[str]) -> UnsupportedFormat:
