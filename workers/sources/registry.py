@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 from tilecast.common.errors import TilecastError, UnsupportedFormat, UnsupportedImage
 from tilecast.common.settings import Settings
+from tilecast.workers.sources.composed import ComposedSource
 from tilecast.workers.sources.files import ImageFile
 from tilecast.workers.sources.ometiff import OmeTiffSource
 from tilecast.workers.sources.openslide import OpenSlideSource
@@ -36,6 +37,7 @@ ENTRY_POINT_GROUP = "tilecast.readers"
 BUILTIN_READERS: tuple[type[Reader], ...] = (
     OmeTiffSource,
     TiffSource,
+    ComposedSource,
     OpenSlideSource,
     VipsImageSource,
 )
