@@ -31,7 +31,7 @@ from tests.images_composed import (
     write_description,
 )
 from tests.unit.conftest import register_source
-from tilecast.common.errors import UnsupportedFormat, UnsupportedImage
+from tilecast.common.errors import NotFound, UnsupportedFormat, UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.engine import Renderer
 from tilecast.workers.sources.base import ImageSource
@@ -415,34 +415,49 @@ def test_levels_the_parts_lack_are_synthesized_like_large_images(
 
 
 # -- real files as parts -------------------------------------------------------------------------
-def test_real_slides_are_parts_with_their_associated_images(tmp_path: Path) -> None:
-    # tilecast's TIFF reader serves the stored pixels: compare with large_image's, not
-    # with its ICC-corrected ones.
+def test_real_slides_are_parts(tmp_path: Path) -> None:
+    """boxes.tiff (rounded levels) twice, overlapping: tiles as large_image's (its TIFF
+    source reads it too; tilecast's TIFF reader serves the stored pixels, so large_image's
+    ICC correction is off for the comparison)."""
     large_image = pytest.importorskip("large_image")
+    boxes = real_slide("boxes.tiff")
+    # An offset every level's scale divides: large_image places parts at lower levels by
+    # floor divisions that shift a part by a pixel otherwise (see docs/READERS.md).
+    document = {
+        "sources": [{"path": str(boxes)}, {"path": str(boxes), "z": 0, "position": {"x": 40}}]
+    }
+    path = describe(tmp_path, "real", document)
     before = large_image.config.getConfig("icc_correction", True)
     large_image.config.setConfig("icc_correction", False)
     try:
-        _compare_real_slides(tmp_path)
+        with open_image(path) as source:
+            assert source.size_x == 40 + 300
+            assert_tiles_match_large_image(source, theirs(path), [0])
     finally:
         large_image.config.setConfig("icc_correction", before)
 
 
-def _compare_real_slides(tmp_path: Path) -> None:
-    try:
-        svs, boxes = realslides.path("small.svs"), realslides.path("boxes.tiff")
-    except realslides.Unavailable as exc:
-        pytest.fail(f"the real sample slides cannot be fetched: {exc}")
-    document = {
-        "sources": [{"path": str(boxes)}, {"path": str(svs), "z": 0, "position": {"x": 10}}]
-    }
-    path = describe(tmp_path, "real", document)
+def test_associated_images_are_the_parts(tmp_path: Path) -> None:
+    """small.svs's associated images, under its names (large_image reads the slide with
+    OpenSlide, in RGBA)."""
+    svs = real_slide("small.svs")
+    document = {"sources": [{"path": str(svs)}, {"path": str(svs), "z": 0, "position": {"x": 64}}]}
+    path = describe(tmp_path, "slides", document)
     reference = theirs(path)
     with open_image(path) as source:
-        assert source.associated_names() == reference.getAssociatedImagesList()
+        assert source.associated_names() == reference.getAssociatedImagesList() != []
         for name in source.associated_names():
-            want, _ = reference.getAssociatedImage(name, format="numpy")  # made RGBA
+            want, _ = reference.getAssociatedImage(name, format="numpy")
             assert np.array_equal(source.associated_image(name), want[:, :, :3])
-        assert_tiles_match_large_image(source, reference, [0])
+        with pytest.raises(NotFound):
+            source.associated_image("overview")
+
+
+def real_slide(name: str) -> Path:
+    try:
+        return realslides.path(name)
+    except realslides.Unavailable as exc:
+        pytest.fail(f"the real sample slides cannot be fetched: {exc}")
 
 
 # -- bounds and refusals ---------------------------------------------------------------------
