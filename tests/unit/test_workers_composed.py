@@ -325,6 +325,21 @@ def test_a_rotated_part_matches_large_image_inside_its_edges(folder: Path) -> No
         assert np.array_equal(ours[outside], want[outside])
 
 
+def test_the_tile_size_does_not_change_the_pixels(folder: Path) -> None:
+    """Tiles of 1024 (drawn in strips of rows) hold what tiles of 256 hold, within the 1
+    that libvips' quantised sample positions make of a block read at another corner."""
+    position = {"x": 300, "y": 10, "s11": 0.866, "s12": 0.5, "s21": -0.5, "s22": 0.866}
+    small = {"sources": [{"path": "left.tiff", "position": position}]}
+    large = {"tileWidth": 1024, "tileHeight": 1024, **small}
+    with (
+        open_image(describe(folder, "tiles-256", small)) as ours,
+        open_image(describe(folder, "tiles-1024", large)) as big,
+    ):
+        assert (big.tile_width, big.levels) == (1024, 1)
+        diff = np.abs(full_resolution(ours).astype(int) - full_resolution(big).astype(int))
+        assert diff.max() <= 1 and np.count_nonzero(diff) < 20
+
+
 def rotated_interior(width: int, height: int, margin: float) -> np.ndarray:
     """Pixels whose centres lie ``margin`` inside the rotated left field's edges."""
     ys, xs = np.mgrid[0:height, 0:width] + 0.5

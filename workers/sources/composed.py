@@ -62,6 +62,7 @@ MAX_PART_FILES = 256  # distinct files open for one description, nested ones inc
 MAX_NESTING = 4  # a description whose part is a description whose part is ...
 MAX_REGION_SIDE = 4096  # pixels of a part read across for one composed tile
 MIN_TILE, MAX_TILE = 64, 4096  # large_image's bounds on a multi source's tile size
+STRIP_ROWS = 256  # rows of a tile drawn at once
 INTERPOLATION_MARGIN = 2  # pixels a bicubic kernel reaches beyond its sample point
 # A description is text whose top level names ``sources``: a JSON object with that key,
 # a YAML mapping with it at the start of a line. Decided on the first 4096 bytes; the
@@ -303,12 +304,15 @@ class ComposedSource(Reader):
             if not _overlaps(placed.bbox, area) or width == 0 or height == 0:
                 continue
             first = not painted and self._background is None
-            drawn = self._draw(placed, part_frame, scale, left, top, width, height, first)
-            if drawn is None:
-                continue
-            pixels, covered = drawn
-            self._merge(canvas, self._conform(pixels), covered)
-            painted = True
+            # In strips of rows: a resampled part costs a few float64 arrays of the size
+            # drawn, and a description may ask for tiles of 4096 x 4096.
+            for row in range(0, height, STRIP_ROWS):
+                rows = min(STRIP_ROWS, height - row)
+                drawn = self._draw(placed, part_frame, scale, left, top + row, width, rows, first)
+                if drawn is not None:
+                    pixels, covered = drawn
+                    self._merge(canvas[row : row + rows], self._conform(pixels), covered)
+                    painted = True
         return RawTile.from_pixels(self.pad_tile(canvas))
 
     def _draw(
@@ -346,8 +350,8 @@ class ComposedSource(Reader):
             cols = np.clip(cols - x0, 0, block.shape[1] - 1)
             rows = np.clip(rows - y0, 0, block.shape[0] - 1)
             return block[rows][:, cols], np.outer(cover_y, cover_x)
-        grid_x, grid_y = np.meshgrid(xs, ys)
-        us, vs = a * grid_x + b * grid_y + c, d * grid_x + e * grid_y + f
+        us = a * xs[np.newaxis, :] + (b * ys + c)[:, np.newaxis]
+        vs = d * xs[np.newaxis, :] + (e * ys + f)[:, np.newaxis]
         covered = (us >= cl) & (us < cr) & (vs >= ct) & (vs < cb)
         if not covered.any():
             return None
