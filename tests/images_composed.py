@@ -8,7 +8,8 @@ expected composed pixels are computed with numpy from the same arrays.
   multiplexed experiment stores one file per channel;
 - ``left.tiff``, ``right.tiff``: RGB uint8 (600 x 400, pyramid), two fields of a mosaic;
 - ``flat.tiff``: RGB uint8 (600 x 400), full resolution only;
-- ``grey.tiff``: one uint8 band (700 x 500, pyramid).
+- ``grey.tiff``: one uint8 band (700 x 500, pyramid);
+- ``pages.tiff``: two pages (frames), ``channel_plane(0)`` and ``channel_plane(1)``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyvips
 import yaml
 
 from tilecast.workers.vipsutil import from_numpy
@@ -70,7 +72,16 @@ def make_parts(folder: Path) -> dict[str, Path]:
         parts[name] = write_part(folder / f"{name}.tiff", field_pixels(name))
     parts["flat"] = write_part(folder / "flat.tiff", field_pixels("flat"), pyramid=False)
     parts["grey"] = write_part(folder / "grey.tiff", grey_pixels())
+    parts["pages"] = write_pages(folder / "pages.tiff", [channel_plane(0), channel_plane(1)])
     return parts
+
+
+def write_pages(path: Path, planes: list[np.ndarray]) -> Path:
+    """A multi-page TIFF, one full-resolution page per plane: one frame each."""
+    stack = from_numpy(np.vstack(planes)).copy()
+    stack.set_type(pyvips.GValue.gint_type, "page-height", planes[0].shape[0])
+    stack.tiffsave(str(path), tile=True, tile_width=256, tile_height=256, compression="deflate")
+    return path
 
 
 def write_description(path: Path, document: Any, *, as_yaml: bool = False) -> Path:

@@ -183,6 +183,28 @@ def test_channels_z_and_t_placements_are_large_images(folder: Path) -> None:
         assert_tiles_match_large_image(source, reference, [0, frame, source.frame_count - 1])
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"path": "pages.tiff"},  # plain frames: the composed frames are numbers
+        {"path": "pages.tiff", "framesAsAxes": {"t": 1}},
+        {"path": "pages.tiff", "frames": [1], "c": 2},
+        {"path": "pages.tiff", "tValues": [3, 5]},
+    ],
+    ids=["plain", "as-axes", "chosen", "values"],
+)
+def test_the_frames_of_a_multi_frame_part_are_placed_as_large_image_places_them(
+    folder: Path, entry: dict[str, Any]
+) -> None:
+    document = {"sources": [{"path": "ch2.tiff"}, entry]}
+    path = describe(folder, "pages", document)
+    reference = theirs(path)
+    with open_image(path) as source:
+        assert json_roundtrip(source.metadata) == json_roundtrip(reference.getMetadata())
+        last = source.frame_count - 1
+        assert_tiles_match_large_image(source, reference, [0, last])
+
+
 def test_a_description_may_be_a_part_of_another(folder: Path) -> None:
     describe(folder, "inner", channels_description())
     path = describe(folder, "outer", {"sources": [{"path": "inner.json"}]})

@@ -54,7 +54,7 @@ from tilecast.workers.sources.composedspec import (
     is_description,
     load,
 )
-from tilecast.workers.sources.files import ImageFile, open_local
+from tilecast.workers.sources.files import ImageFile
 from tilecast.workers.sources.reader import PRIORITIES, Probe, Reader, ReaderDeclined, level_count
 from tilecast.workers.vipsutil import from_numpy, halve, to_numpy
 
@@ -497,23 +497,13 @@ def _resolve(entry: Entry, base: str, settings: Settings) -> str:
 
 
 def _open_part(entry: Entry, real: str, settings: Settings) -> ImageSource:
-    # The registry lists this reader: it is imported when a part is opened, not before.
-    from tilecast.workers.sources.registry import default_registry
+    # The package imports this module (its registry lists this reader): imported here.
+    from tilecast.workers.sources import open_source
 
     try:
-        file = open_local(real)
-    except OSError as exc:
-        raise UnsupportedImage(
-            f"{entry.label}: cannot open the file: {exc.strerror or 'I/O error'}"
-        ) from None
-    try:
-        return default_registry().open(file, settings)
+        return open_source(real, settings)
     except UnsupportedImage as exc:  # a 415 of the part is a 422 of the description
-        file.close()
         raise UnsupportedImage(f"{entry.label}: {exc.message}") from None
-    except BaseException:
-        file.close()
-        raise
 
 
 def _place(entry: Entry, part: ImageSource) -> _Placed:
