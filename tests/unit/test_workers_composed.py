@@ -650,6 +650,15 @@ def test_parts_outside_the_source_roots_are_refused(folder: Path, tmp_path: Path
         assert (source.size_x, source.size_y) == FIELD_SIZE
 
 
+def test_a_part_that_is_no_regular_file_is_refused_without_opening_it(tmp_path: Path) -> None:
+    """A FIFO would block the worker in open(2) until a writer came."""
+    os.mkfifo(tmp_path / "pipe.tiff")
+    path = describe(tmp_path, "pipe", {"sources": [{"path": "pipe.tiff"}]})
+    for settings in (Settings(), Settings(source_roots=(str(tmp_path),))):
+        with pytest.raises(UnsupportedImage, match=r"sources\[0\]\.path is neither a file nor"):
+            open_image(path, settings)
+
+
 def test_a_description_read_without_a_local_path_is_refused(folder: Path) -> None:
     from tilecast.workers.sources.files import ImageFile
 

@@ -30,6 +30,7 @@ from tilecast.common.errors import UnsupportedImage
 from tilecast.workers.sources.composedspec import Entry
 
 MAX_FRAMES = 1 << 16  # composed frames, empty ones included
+MAX_POSITION = 1 << 20  # on one axis (the frames they make are bounded apart)
 
 
 @dataclass(frozen=True)
@@ -163,10 +164,10 @@ def _position(entry: Entry, settings: Mapping[str, Any], value: int, axis: str) 
     else:
         stride = values[-1] - values[-2]
         position = values[-1] + stride * (value - len(values) + 1) + offset
-    if position != int(position) or position < 0 or position > MAX_FRAMES * 16:
+    if position != int(position) or not 0 <= position <= MAX_POSITION:
         raise UnsupportedImage(
             f"{entry.label}: {axis}Values place its frame {value} at {axis} = {position}; "
-            "positions must be whole numbers from 0"
+            f"positions are whole numbers from 0 to {MAX_POSITION}"
         )
     return int(position)
 
