@@ -20,9 +20,20 @@ PY
 }
 
 # Debian's python3 has no ensurepip until python3-venv is installed.
+# The jpeg2000 reader (workers/sources/openjpeg.py) decodes areas of plain JPEG 2000 files
+# with the system's OpenJPEG, Debian's libopenjp2-7 (glymur, which the tests' large_image
+# openjpeg source uses, needs the same library).
+ensure_openjpeg() {
+    if ! { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -q 'libopenjp2\.so'; then
+        as_root apt-get update -q >/dev/null
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libopenjp2-7 >/dev/null
+    fi
+}
+
 ensure_venv() {
     local extras=$1
     check_python
+    ensure_openjpeg
     if [ ! -x .venv/bin/python ]; then
         if ! "$PYTHON" -m venv .venv 2>/dev/null; then
             rm -rf .venv

@@ -33,10 +33,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tilecast.common.cache import TileCache
+from tilecast.common.errors import UnsupportedImage
 from tilecast.common.tiles import raw_tile_key
 from tilecast.workers.guard import checkpoint
 from tilecast.workers.rawtile import RawTile, RawTileError
 from tilecast.workers.sources.base import ImageSource
+from tilecast.workers.sources.reader import Reader, naming_format
 from tilecast.workers.vipsutil import halve
 
 log = logging.getLogger(__name__)
@@ -113,12 +115,20 @@ class RawTiles:
 
     def _read(self, z: int, x: int, y: int, frame: int) -> RawTile:
         checkpoint()  # between reads: stop when nobody waits any more (workers/guard.py)
-        return self.source.read_tile(z, x, y, frame)
+        return self._read_native(z, x, y, frame)
+
+    def _read_native(self, z: int, x: int, y: int, frame: int) -> RawTile:
+        try:
+            return self.source.read_tile(z, x, y, frame)
+        except UnsupportedImage as exc:
+            if isinstance(self.source, Reader):
+                raise naming_format(exc, self.source) from None
+            raise
 
     def _produce(self, z: int, x: int, y: int, frame: int) -> RawTile:
         checkpoint()
         if self.source.is_native_level(z, frame):
-            tile = self.source.read_tile(z, x, y, frame)
+            tile = self._read_native(z, x, y, frame)
             self.counters.add(read=1)
             return tile
         tile = self._synthesize(z, x, y, frame)

@@ -8,12 +8,16 @@ through as tilecast passes them (project notes, large_image-facts.md).
 
     python -m tests.bench.largeimage_side < spec.json > result.json
 
-spec: ``{"path": ..., "mode": "open_source" | "cold_source", "tiles": [[z, x, y], ...],
-"warmup": [z, x, y]}``; result: ``{"seconds": [...], "bytes": [...], "source": name}``.
+spec: ``{"path": ..., "mode": "open_source" | "cold_source" | "bulk", "tiles": [[z, x, y],
+...], "warmup": [z, x, y], "source": "openslide"}`` (``source``: optional, the
+``large_image_source_*`` module to open with instead of large_image's own choice);
+result: ``{"seconds": [...], "bytes": [...], "source": name}``. ``bulk`` times all the
+tiles in one span (``seconds`` holds that one number): a pre-rendering pass's share.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -30,20 +34,27 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     mode = spec["mode"]
     clear = large_image.cache_util.cachesClear
 
+    opener = large_image.open
+    if spec.get("source"):
+        opener = importlib.import_module(f"large_image_source_{spec['source']}").open
     clear()
-    source = large_image.open(path)
+    source = opener(path)
     name = getattr(source, "name", type(source).__name__)
     warm = spec.get("warmup")
     if warm:
         source.getTile(warm[1], warm[2], warm[0])
     seconds: list[float] = []
     sizes: list[int] = []
+    if mode == "bulk":
+        start = time.perf_counter()
+        sizes = [len(source.getTile(x, y, z)) for z, x, y in spec["tiles"]]
+        return {"seconds": [time.perf_counter() - start], "bytes": sizes, "source": name}
     for z, x, y in spec["tiles"]:
         clear()
         if mode == "cold_source":
             source = None
             start = time.perf_counter()
-            fresh = large_image.open(path)
+            fresh = opener(path)
             data = fresh.getTile(x, y, z)
             seconds.append(time.perf_counter() - start)
             del fresh

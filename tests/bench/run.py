@@ -26,6 +26,7 @@ from types import FrameType
 
 from tests.bench import (
     bench_affinity,
+    bench_formats,
     bench_hits,
     bench_latency,
     bench_precache,
@@ -38,7 +39,9 @@ from tests.bench import (
 from tests.bench.report import Section, document, machine, replace_sections
 from tests.bench.wrk import ensure_wrk, wrk_version
 
-BENCHMARKS = ("hits", "latency", "render", "style", "load", "affinity", "precache", "remote")
+BENCHMARKS = (
+    "hits", "latency", "render", "style", "load", "affinity", "precache", "remote", "formats",
+)  # fmt: skip
 WIDTH, HEIGHT = 16384, 12288
 DEFAULT_OUTPUT = harness.REPO / "docs" / "BENCHMARKS.md"
 
@@ -197,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         if "remote" in args.only:
             print("benchmark 8: first tile of a 1 GB Girder file by range reads", flush=True)
             sections.append(bench_remote.run(ctx, rounds=1 if args.quick else 5))
+        if "formats" in args.only:
+            print("benchmark 9: slide formats beside large_image", flush=True)
+            sections.append(bench_formats.run(ctx, samples=5 if args.quick else 20))
         ok = True
     finally:
         if not ok:

@@ -19,6 +19,7 @@ from tilecast.common.settings import Settings
 from tilecast.workers.sources import LocalFile, Probe, Reader, ReaderDeclined
 from tilecast.workers.sources import registry as registry_module
 from tilecast.workers.sources.composed import ComposedSource
+from tilecast.workers.sources.jpeg2000 import Jpeg2000Source
 from tilecast.workers.sources.ometiff import OmeTiffSource
 from tilecast.workers.sources.openslide import OpenSlideSource
 from tilecast.workers.sources.reader import PRIORITIES
@@ -74,12 +75,14 @@ def variant(base: type[Reader], name: str, priority: int, **methods: Any) -> typ
 def test_builtin_readers_in_the_order_tried() -> None:
     registry = build_registry(group=NO_GROUP)
     assert registry.readers == (
-        OmeTiffSource, TiffSource, ComposedSource, OpenSlideSource, VipsImageSource,
+        OmeTiffSource, TiffSource, ComposedSource, Jpeg2000Source, OpenSlideSource,
+        VipsImageSource,
     )  # fmt: skip
-    assert registry.names() == ["ome-tiff", "tiff", "composed", "openslide", "libvips"]
-    assert [reader.priority for reader in registry.readers] == [
-        PRIORITIES[reader.name] for reader in registry.readers
-    ]
+    assert registry.names() == [
+        "ome-tiff", "tiff", "composed", "jpeg2000", "openslide", "libvips",
+    ]  # fmt: skip
+    priorities = [reader.priority for reader in registry.readers]
+    assert priorities == [PRIORITIES[name] for name in registry.names()] == sorted(priorities)
 
 
 def test_content_decides_not_the_name(
@@ -282,12 +285,14 @@ def test_readers_load_from_the_entry_point_group(
         loaded = entry_point_readers()
         registry = build_registry()
     assert [reader.name for reader in loaded] == ["toy", "tiff"]
-    assert registry.names() == ["ome-tiff", "tiff", "composed", "toy", "openslide", "libvips"]
+    assert registry.names() == [
+        "ome-tiff", "tiff", "composed", "jpeg2000", "toy", "openslide", "libvips",
+    ]  # fmt: skip
     assert registry.readers[1] is TiffSource  # tilecast's own reader keeps its name
     assert "'missing' (toyreader_absent:Reader) does not load" in caplog.text
     assert "'not-a-reader' (toyreader:write_toy) names" in caplog.text
     assert "takes the name 'tiff'" in caplog.text
-    order = "ome-tiff, tiff, composed, toy, openslide, libvips"
+    order = "ome-tiff, tiff, composed, jpeg2000, toy, openslide, libvips"
     assert f"image readers, in the order tried: {order}" in caplog.text
 
 

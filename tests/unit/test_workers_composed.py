@@ -659,6 +659,24 @@ def test_a_part_that_is_no_regular_file_is_refused_without_opening_it(tmp_path: 
             open_image(path, settings)
 
 
+def test_a_damaged_part_is_named_when_its_tile_is_read(folder: Path, tmp_path: Path) -> None:
+    """A part's tile that does not decode: a 422 naming the entry and the part's format."""
+    from tests.images import damaged_copy
+    from tilecast.sample import sample_image, write_tiff
+
+    # JPEG tiles of noise fail to decode (libvips' deflate decoder passes noise on).
+    jpeg = write_tiff(sample_image(*FIELD_SIZE), tmp_path / "jpeg.tiff", pyramid=False)
+    damaged_copy(jpeg, tmp_path / "right.tiff")
+    (tmp_path / "left.tiff").write_bytes((folder / "left.tiff").read_bytes())
+    with open_image(describe(tmp_path, "damaged", mosaic_description())) as source:
+        z = source.levels - 1
+        source.read_tile(z, 0, 0)  # the left part is whole
+        with pytest.raises(UnsupportedImage) as caught:
+            source.read_tile(z, 3, 0)
+    assert caught.value.message.startswith("sources[1]: TIFF: ")
+    assert str(tmp_path) not in caught.value.message
+
+
 def test_a_description_read_without_a_local_path_is_refused(folder: Path) -> None:
     from tilecast.workers.sources.files import ImageFile
 

@@ -170,6 +170,7 @@ def test_a_corrupt_file_fails_its_tile_and_the_worker_goes_on(
     [completion] = completions(done, bad.key(1))
     assert completion["error"]["error"] == "unsupported_image"
     assert str(damaged) not in completion["error"]["message"]
+    assert completion["error"]["message"].startswith("TIFF: ")  # the format it was read as
     good = TileRequest(bad.source, 4, 1, 0, encoding=EncodingOptions("PNG"))
     run(tasks.render_tile, render_tile_payload(good, 1))
     assert completions(done, good.key(1))[0]["error"] is None
@@ -227,7 +228,7 @@ def test_describe_source_reports_unreadable_files(
     source_id = uuid.uuid4().hex[:24]
     key = describe_key(source_id)
     run(tasks.describe_source, describe_source_payload(source_id, str(wk_images["not_image"]), key))
-    assert completions(done, key)[0]["error"]["error"] == "unsupported_image"
+    assert completions(done, key)[0]["error"]["error"] == "unsupported_format"
     assert not installed.registry.exists(source_id)
 
 

@@ -1,5 +1,6 @@
 """Decoders for tile data that the bundled libvips cannot read: ZSTD TIFF tiles, and
-JPEG 2000 (libvips here is built without OpenJPEG) with imagecodecs.
+JPEG 2000 (libvips here is built without OpenJPEG) with imagecodecs, including the
+colours of Aperio's YCbCr JPEG 2000 tiles (TIFF compression 33003).
 
 The libtiff inside pyvips-binary is built without ZSTD: it hands back black pixels for
 ZSTD-compressed TIFFs without an error. ZSTD tiles and strips are therefore decoded
@@ -20,6 +21,17 @@ import numpy as np
 from tilecast.common.errors import UnsupportedImage
 from tilecast.workers.codecheaders import JPEG2000, check_tile
 from tilecast.workers.sources import tiffdir
+
+# The TIFF compressions decode_block reads.
+BLOCK_COMPRESSIONS = frozenset(
+    {
+        tiffdir.COMPRESSION_NONE,
+        tiffdir.COMPRESSION_LZW,
+        tiffdir.COMPRESSION_ADOBE_DEFLATE,
+        tiffdir.COMPRESSION_DEFLATE,
+        tiffdir.COMPRESSION_ZSTD,
+    }
+)
 
 
 class CodecError(ValueError):
@@ -88,6 +100,11 @@ def decode_block(
             raw = zlib.decompress(data)
         except zlib.error as exc:
             raise CodecError(f"deflate data does not decode: {exc}") from None
+    elif compression == tiffdir.COMPRESSION_LZW:
+        try:
+            raw = imagecodecs.lzw_decode(data)
+        except imagecodecs.LzwError as exc:
+            raise CodecError(f"LZW data does not decode: {exc}") from None
     elif compression == tiffdir.COMPRESSION_NONE:
         raw = data
     else:
@@ -122,3 +139,61 @@ def decode_jpeg2000(data: bytes, width: int, height: int, where: str) -> np.ndar
     if pixels.shape[:2] != (height, width):
         raise UnsupportedImage(f"{where}: its JPEG 2000 data decodes to another size")
     return pixels
+
+
+# Aperio's JPEG 2000 compression whose codestream components are Y, Cb and Cr (OpenSlide
+# converts them to RGB; 33005 and the generic codes hold RGB, or undo their own colour
+# transform in the decoder).
+COMPRESSION_APERIO_YCBCR = 33003
+_SOC_SIZ = b"\xff\x4f\xff\x51"
+
+
+def decode_tiff_jpeg2000(
+    data: bytes, compression: int, width: int, height: int, where: str
+) -> np.ndarray:
+    """A JPEG 2000 TIFF tile as (height, width, bands) pixels, RGB for Aperio's YCbCr code
+    as OpenSlide shows it. imagecodecs (OpenJPEG) already converts a three-component
+    stream whose chroma is subsampled (what Aperio's scanners write); one at full
+    chroma resolution comes back as Y, Cb, Cr and is converted here."""
+    pixels = decode_jpeg2000(data, width, height, where)
+    if (
+        compression == COMPRESSION_APERIO_YCBCR
+        and pixels.shape[2] == 3
+        and pixels.dtype == np.uint8
+        and not _chroma_subsampled(data)
+    ):
+        pixels = ycbcr_to_rgb(pixels)
+    return pixels
+
+
+def _chroma_subsampled(data: bytes) -> bool:
+    """Whether the codestream's SIZ gives a component other than the first a coarser
+    grid (XRsiz or YRsiz above 1)."""
+    start = data.find(_SOC_SIZ)
+    if start < 0 or len(data) < start + 42:
+        return False
+    count = int.from_bytes(data[start + 40 : start + 42], "big")
+    factors = data[start + 42 : start + 42 + 3 * count]
+    return any(factors[i + 1] > 1 or factors[i + 2] > 1 for i in range(3, len(factors) - 2, 3))
+
+
+# libjpeg's fixed-point YCbCr -> RGB (jdcolor.c), which OpenSlide's tables reproduce:
+# 16 fraction bits, the chroma terms rounded once.
+_SCALE_BITS = 16
+_HALF = 1 << (_SCALE_BITS - 1)
+
+
+def _fixed(value: float) -> int:
+    return int(value * (1 << _SCALE_BITS) + 0.5)
+
+
+def ycbcr_to_rgb(pixels: np.ndarray) -> np.ndarray:
+    """Full-range (JFIF) 8-bit YCbCr to RGB, rounded as libjpeg and OpenSlide round."""
+    y = pixels[:, :, 0].astype(np.int32)
+    cb = pixels[:, :, 1].astype(np.int32) - 128
+    cr = pixels[:, :, 2].astype(np.int32) - 128
+    red = y + ((_fixed(1.402) * cr + _HALF) >> _SCALE_BITS)
+    green = y + ((-_fixed(0.34414) * cb - _fixed(0.71414) * cr + _HALF) >> _SCALE_BITS)
+    blue = y + ((_fixed(1.772) * cb + _HALF) >> _SCALE_BITS)
+    rgb = np.stack([red, green, blue], axis=-1)
+    return np.clip(rgb, 0, 255).astype(np.uint8)

@@ -55,7 +55,14 @@ from tilecast.workers.sources.composedspec import (
     load,
 )
 from tilecast.workers.sources.files import ImageFile
-from tilecast.workers.sources.reader import PRIORITIES, Probe, Reader, ReaderDeclined, level_count
+from tilecast.workers.sources.reader import (
+    PRIORITIES,
+    Probe,
+    Reader,
+    ReaderDeclined,
+    level_count,
+    naming_format,
+)
 from tilecast.workers.vipsutil import from_numpy, halve, to_numpy
 
 MAX_PART_FILES = 256  # distinct files open for one description, nested ones included
@@ -390,10 +397,14 @@ class ComposedSource(Reader):
         x1, y1 = min(max(int(x1), x0 + 1), width), min(max(int(y1), y0 + 1), height)
         step = 2**halvings
         finer_w, finer_h = part.level_size(level + halvings, part_frame)
-        pixels = _read_native(
-            part, part_frame, level + halvings,
-            x0 * step, y0 * step, min(x1 * step, finer_w), min(y1 * step, finer_h),
-        )  # fmt: skip
+        try:
+            pixels = _read_native(
+                part, part_frame, level + halvings,
+                x0 * step, y0 * step, min(x1 * step, finer_w), min(y1 * step, finer_h),
+            )  # fmt: skip
+        except UnsupportedImage as exc:  # a damaged part: say which, and its format
+            named = naming_format(exc, part) if isinstance(part, Reader) else exc
+            raise UnsupportedImage(f"{placed.entry.label}: {named.message}") from None
         for _ in range(halvings):
             pixels = halve(pixels)
         return pixels, x0, y0

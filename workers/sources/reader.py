@@ -159,3 +159,12 @@ class Reader(ImageSource):
         (its ``close`` closes it). ReaderDeclined to pass the file on, UnsupportedImage
         when it is this format and unreadable."""
         return cls(probe.file, settings)  # type: ignore[call-arg]
+
+
+def naming_format(error: UnsupportedImage, reader: Reader | type[Reader]) -> UnsupportedImage:
+    """``error`` with the reader's format in front of its message, once: every 422 a
+    reader raises, at open or for a tile, says which format it was read as."""
+    label = reader.format_name or reader.name
+    if error.message.startswith(label):
+        return error
+    return type(error)(f"{label}: {error.message}", parameter=error.parameter)

@@ -24,9 +24,10 @@ from tilecast.common.errors import TilecastError, UnsupportedFormat, Unsupported
 from tilecast.common.settings import Settings
 from tilecast.workers.sources.composed import ComposedSource
 from tilecast.workers.sources.files import ImageFile
+from tilecast.workers.sources.jpeg2000 import Jpeg2000Source
 from tilecast.workers.sources.ometiff import OmeTiffSource
 from tilecast.workers.sources.openslide import OpenSlideSource
-from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined
+from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined, naming_format
 from tilecast.workers.sources.sniff import describe_content
 from tilecast.workers.sources.tiff import TiffSource
 from tilecast.workers.sources.vipsimage import VipsImageSource
@@ -38,6 +39,7 @@ BUILTIN_READERS: tuple[type[Reader], ...] = (
     OmeTiffSource,
     TiffSource,
     ComposedSource,
+    Jpeg2000Source,
     OpenSlideSource,
     VipsImageSource,
 )
@@ -76,16 +78,8 @@ class ReaderRegistry:
             except UnsupportedFormat:
                 raise
             except UnsupportedImage as exc:
-                raise _naming_format(exc, reader) from None
+                raise naming_format(exc, reader) from None
         raise _unsupported_format(probe, declined, self.names())
-
-
-def _naming_format(error: UnsupportedImage, reader: type[Reader]) -> UnsupportedImage:
-    """``error`` with the reader's format in front of its message, once."""
-    label = reader.format_name or reader.name
-    if error.message.startswith(label):
-        return error
-    return type(error)(f"{label}: {error.message}", parameter=error.parameter)
 
 
 def _unsupported_format(probe: Probe, declined: list[str], names: list[str]) -> UnsupportedFormat:

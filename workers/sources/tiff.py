@@ -12,9 +12,10 @@ OME-TIFF files are the same reader with the OME-XML's frames and channels
 (workers/sources/ometiff.py), tried first.
 
 Reads: JPEG tiles come back as the file's own bytes spliced with JPEGTables into a
-standalone JPEG (what large_image passes through); ZSTD tiles are decoded by
-workers/sources/codecs.py (the bundled libvips cannot); every other compression is
-decoded by libvips from a per-directory image kept open in this object.
+standalone JPEG (what large_image passes through); ZSTD and JPEG 2000 tiles (Aperio's
+33003 YCbCr and 33005 RGB, 33004, 34712) are decoded by workers/sources/codecs.py (the
+bundled libvips cannot); every other compression is decoded by libvips from a
+per-directory image kept open in this object.
 """
 
 from __future__ import annotations
@@ -334,7 +335,7 @@ class TiffSource(Reader):
             return RawTile.from_pixels(self.empty_tile())
         try:
             if directory.is_tiled:
-                return self._read_tiled(directory, x, y)
+                return self._read_tiled(directory, x, y, whole=self._rounded_down(directory, z))
             return RawTile.from_pixels(self.pad_tile(self._read_region(directory, x, y)))
         except (TiffFormatError, codecs.CodecError, pyvips.Error) as exc:
             self.file.raise_read_error()
@@ -343,7 +344,16 @@ class TiffSource(Reader):
                 f"tile z={z} x={x} y={y} cannot be read: the file is corrupt"
             ) from None
 
-    def _read_tiled(self, directory: TiffDirectory, x: int, y: int) -> RawTile:
+    def _rounded_down(self, directory: TiffDirectory, z: int) -> bool:
+        """Whether level ``z`` is stored smaller than the grid's halving rounded up (a
+        scanner's 37 x 31 where the grid counts 38 x 32): the grid's sliver past the
+        stored content is the file's tile padding, which large_image serves as stored."""
+        width, height = self.grid.level_size(z)
+        return directory.width < width or directory.height < height
+
+    def _read_tiled(self, directory: TiffDirectory, x: int, y: int, *, whole: bool) -> RawTile:
+        """Tile (x, y) of ``directory``; ``whole``: with the padding the file stores past
+        the level's content (as decoded) where this server decodes the tile itself."""
         across = (directory.width + self.tile_width - 1) // self.tile_width
         index = x + y * across
         offsets, counts = directory.tile_offsets, directory.tile_byte_counts
@@ -378,12 +388,16 @@ class TiffSource(Reader):
             codecheaders.check_tile(
                 codec, data, self.tile_width, self.tile_height, f"tile x={x} y={y}"
             )
-            if not _vips_decodes(codec, compression):
+            if codec == codecheaders.JPEG2000:
+                return RawTile.from_pixels(self._jpeg2000_tile(directory, data, x, y, whole))
+            if not _vips_decodes(codec):
                 raise UnsupportedImage(
                     f"tiles compressed as {codec} (TIFF compression {compression}) are not "
                     "decoded by this server"
                 )
-        if compression == tiffdir.COMPRESSION_ZSTD:
+        if compression == tiffdir.COMPRESSION_ZSTD or (
+            whole and compression in codecs.BLOCK_COMPRESSIONS
+        ):
             data = self._tiff.read(offset, count)
             pixels = codecs.decode_block(
                 data,
@@ -394,8 +408,26 @@ class TiffSource(Reader):
                 bands=self.band_count,
                 dtype=self._file_dtype(),
             )
-            return RawTile.from_pixels(self._zero_outside(pixels, directory, x, y))
+            return RawTile.from_pixels(
+                pixels if whole else self._zero_outside(pixels, directory, x, y)
+            )
         return RawTile.from_pixels(self.pad_tile(self._read_region(directory, x, y)))
+
+    def _jpeg2000_tile(
+        self, directory: TiffDirectory, data: bytes, x: int, y: int, whole: bool
+    ) -> np.ndarray:
+        """A JPEG 2000 tile (Aperio's 33003 / 33005, or 33004 / 34712), decoded here: the
+        bundled libvips has no OpenJPEG and its libtiff answers them black."""
+        where = f"tile x={x} y={y}"
+        pixels = codecs.decode_tiff_jpeg2000(
+            data, directory.compression, self.tile_width, self.tile_height, where
+        )
+        if pixels.shape[2] != self.band_count or pixels.dtype != self.dtype:
+            raise UnsupportedImage(
+                f"{where}: its JPEG 2000 data holds {pixels.shape[2]} bands of "
+                f"{pixels.dtype}, the TIFF {self.band_count} of {self.dtype}"
+            )
+        return pixels if whole else self._zero_outside(pixels, directory, x, y)
 
     def _read_region(self, directory: TiffDirectory, x: int, y: int) -> np.ndarray:
         """Tile (x, y) of ``directory`` cropped to its content, decoded by libvips (or,
@@ -506,24 +538,11 @@ class TiffSource(Reader):
         self.file.close()
 
 
-@functools.cache
-def _vips_decodes(codec: str, compression: int) -> bool:
+def _vips_decodes(codec: str) -> bool:
     """Whether libvips decodes these tiles. Its libtiff hands back black pixels, without
-    an error, for PNG tiles and generic JPEG 2000 ones (34712, 33004); Aperio's JPEG 2000
-    codes (33003, 33005) libvips decodes itself when it is built with OpenJPEG."""
-    if codec == codecheaders.PNG:
-        return False
-    if codec == codecheaders.JPEG2000:
-        return compression in (33003, 33005) and _has_operation("jp2kload")
-    return True
-
-
-def _has_operation(name: str) -> bool:
-    try:
-        pyvips.Operation.new_from_name(name)
-    except pyvips.Error:
-        return False
-    return True
+    an error, for PNG tiles (JPEG 2000 tiles, likewise answered black, are decoded by
+    ``TiffSource._jpeg2000_tile`` instead)."""
+    return codec != codecheaders.PNG
 
 
 def _unsupported_reason(directory: TiffDirectory) -> str | None:
