@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from tilecast.common.errors import TilecastError, UnsupportedFormat, UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.sources.files import ImageFile
+from tilecast.workers.sources.omezarr import OmeZarrSource
 from tilecast.workers.sources.ometiff import OmeTiffSource
 from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined
 from tilecast.workers.sources.sniff import describe_content
@@ -32,7 +33,12 @@ from tilecast.workers.sources.vipsimage import VipsImageSource
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "tilecast.readers"
-BUILTIN_READERS: tuple[type[Reader], ...] = (OmeTiffSource, TiffSource, VipsImageSource)
+BUILTIN_READERS: tuple[type[Reader], ...] = (
+    OmeTiffSource,
+    TiffSource,
+    OmeZarrSource,
+    VipsImageSource,
+)
 
 
 class ReaderRegistry:
