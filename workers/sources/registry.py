@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from tilecast.common.errors import TilecastError, UnsupportedFormat, UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.sources.files import ImageFile
-from tilecast.workers.sources.omezarr import OmeZarrSource
 from tilecast.workers.sources.ometiff import OmeTiffSource
+from tilecast.workers.sources.omezarr import OmeZarrSource
 from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined
 from tilecast.workers.sources.sniff import describe_content
 from tilecast.workers.sources.tiff import TiffSource

@@ -112,7 +112,7 @@ class ChunkLimits:
         name = key.rsplit("/", 1)[-1]
         if name in METADATA_NAMES:
             return MAX_METADATA_BYTES
-        path, codec = self._array_of(key)
+        _, codec = self._array_of(key)
         if codec.shard is not None and byte_range is not None:
             inner = codec.decoded_bytes * MAX_EXPANSION + MAX_OVERHEAD
             return max(inner, codec.shard.index_bytes)
@@ -279,7 +279,7 @@ def _v3_codec(codecs: tuple[object, ...], decoded: int, itemsize: int) -> ChunkC
         elif kind is Crc32cCodec and shard is None:
             checksum = True
         else:
-            name = getattr(codec, "to_dict", lambda: {"name": kind.__name__})()["name"]
+            name = getattr(codec, "codec_name", None) or kind.__name__
             raise UnsupportedImage(f"the zarr codec {name!r} is not read here")
     return ChunkCodec(decoded, compressor, checksum, shard)
 
