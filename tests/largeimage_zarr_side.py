@@ -2,7 +2,8 @@
 
     python tests/largeimage_zarr_side.py REQUEST.json
 
-REQUEST: ``{"path": <a store directory or file>, "tiles": [[z, x, y, frame], ...], "out": ".../tiles.npz"}``.
+REQUEST: ``{"path": <a store directory or file>, "tiles": [[z, x, y, frame], ...],
+"out": ".../tiles.npz"}``.
 Prints ``{"source": <its class name>, "metadata": getMetadata()}`` as JSON and writes each
 tile, as the raw numpy array ``getTile`` returns (its own data type, (height, width,
 bands)), into ``out`` under ``"z_x_y_frame"``. Imports nothing of tilecast.
