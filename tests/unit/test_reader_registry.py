@@ -19,6 +19,7 @@ from tilecast.common.settings import Settings
 from tilecast.workers.sources import LocalFile, Probe, Reader, ReaderDeclined
 from tilecast.workers.sources import registry as registry_module
 from tilecast.workers.sources.ometiff import OmeTiffSource
+from tilecast.workers.sources.omezarr import OmeZarrSource
 from tilecast.workers.sources.reader import PRIORITIES
 from tilecast.workers.sources.registry import (
     BUILTIN_READERS,
@@ -71,8 +72,8 @@ def variant(base: type[Reader], name: str, priority: int, **methods: Any) -> typ
 
 def test_builtin_readers_in_the_order_tried() -> None:
     registry = build_registry(group=NO_GROUP)
-    assert registry.readers == (OmeTiffSource, TiffSource, VipsImageSource)
-    assert registry.names() == ["ome-tiff", "tiff", "libvips"]
+    assert registry.readers == (OmeTiffSource, TiffSource, OmeZarrSource, VipsImageSource)
+    assert registry.names() == ["ome-tiff", "tiff", "ome-zarr", "libvips"]
     assert [reader.priority for reader in registry.readers] == [
         PRIORITIES[reader.name] for reader in registry.readers
     ]
@@ -278,12 +279,14 @@ def test_readers_load_from_the_entry_point_group(
         loaded = entry_point_readers()
         registry = build_registry()
     assert [reader.name for reader in loaded] == ["toy", "tiff"]
-    assert registry.names() == ["ome-tiff", "tiff", "toy", "libvips"]
+    assert registry.names() == ["ome-tiff", "tiff", "ome-zarr", "toy", "libvips"]
     assert registry.readers[1] is TiffSource  # tilecast's own reader keeps its name
     assert "'missing' (toyreader_absent:Reader) does not load" in caplog.text
     assert "'not-a-reader' (toyreader:write_toy) names" in caplog.text
     assert "takes the name 'tiff'" in caplog.text
-    assert "image readers, in the order tried: ome-tiff, tiff, toy, libvips" in caplog.text
+    assert (
+        "image readers, in the order tried: ome-tiff, tiff, ome-zarr, toy, libvips" in caplog.text
+    )
 
 
 def test_the_documented_example_is_the_tested_reader() -> None:
