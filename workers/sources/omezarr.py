@@ -83,6 +83,7 @@ class _Level:
     """One dataset's array, serving a native level of a field."""
 
     key: tuple[int, int]  # (field, dataset): the chunk cache's name for the array
+    name: str  # "dataset s0", "field A/1/0, dataset s0": what messages call it
     array: Any  # zarr.Array
     shape: tuple[int, ...]
     chunks: tuple[int, ...]  # the chunks read and cached (a sharded array's inner ones)
@@ -311,7 +312,10 @@ class OmeZarrSource(Reader):
                 continue
             z = self.levels - 1 - reduction
             if z >= 0 and levels[z] is None:
-                levels[z] = _Level((number, index), array, shape, chunks)
+                name = f"dataset {dataset.path}"
+                if len(self._field_paths) > 1:
+                    name = f"{what}, {name}"
+                levels[z] = _Level((number, index), name, array, shape, chunks)
         if levels[-1] is None:
             raise UnsupportedImage(f"{what}: the first dataset is not the full resolution")
         return _Field(tuple(levels))
@@ -395,8 +399,11 @@ class OmeZarrSource(Reader):
             known = self._fields.get(number)
         if known is not None:
             return known
-        image, arrays = self._read_field(number)
-        opened = self._levels_of(number, image, arrays)
+        try:
+            image, arrays = self._read_field(number)
+            opened = self._levels_of(number, image, arrays)
+        except UnsupportedImage as exc:
+            raise _named(exc) from None
         with self._lock:
             return self._fields.setdefault(number, opened)
 
@@ -497,21 +504,18 @@ class OmeZarrSource(Reader):
             slice(number * size, min(extent, (number + 1) * size))
             for number, size, extent in zip(coords, level.chunks, level.shape, strict=True)
         )
+        chunk = f"chunk {'.'.join(map(str, coords))} of {level.name}"
         try:
             pixels = np.asarray(level.array[selection])
+        except UnsupportedImage as exc:  # refused by the store's bounds
+            raise _named(exc, chunk) from None
         except TilecastError:
             raise
         except Exception as exc:
-            raise UnsupportedImage(
-                f"chunk {'.'.join(map(str, coords))} of dataset {level.key[1]} cannot be "
-                f"decoded ({self._why(exc)})"
-            ) from None
+            raise _named(UnsupportedImage(f"cannot be decoded ({self._why(exc)})"), chunk) from None
         expected = tuple(s.stop - s.start for s in selection)
         if pixels.shape != expected:
-            raise UnsupportedImage(
-                f"chunk {'.'.join(map(str, coords))} of dataset {level.key[1]} decodes to "
-                f"{pixels.shape}, not {expected}"
-            )
+            raise _named(UnsupportedImage(f"decodes to {pixels.shape}, not {expected}"), chunk)
         return pixels.astype(self.dtype, copy=False)
 
     def _why(self, exc: BaseException) -> str:
@@ -526,6 +530,14 @@ class OmeZarrSource(Reader):
         self._chunks.clear()
         self._store.close()
         self.file.close()
+
+
+def _named(error: UnsupportedImage, where: str = "") -> UnsupportedImage:
+    """``error`` as a client sees it from a tile: the format first (the registry adds it
+    to errors raised while opening), then what was read."""
+    message = f"{where}: {error.message}" if where else error.message
+    label = f"{OmeZarrSource.format_name}: "
+    return type(error)(message if message.startswith(label) else label + message)
 
 
 def _zip_layout(probe: Probe) -> ZipLayout | None:

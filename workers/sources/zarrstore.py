@@ -64,6 +64,7 @@ ZIP_SCAN_BYTES = 1024 * 1024
 MAX_ZIP_ENTRIES = 1 << 20
 ZIP_ENTRY_BYTES = 400
 EMPTY_SHARD_SLOT = (1 << 64) - 1
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 @dataclass(frozen=True)
@@ -188,13 +189,15 @@ def _declared_size(compressor: str, stream: bytes, expected: int) -> int | None:
         # numcodecs' LZ4 prefixes the block with its decoded size (int32 LE).
         return struct.unpack_from("<i", stream, 0)[0] if len(stream) >= 4 else None
     if compressor == "zstd":
+        if stream[:4] != ZSTD_MAGIC:
+            return None
         declared = _zstd_content_size(stream)
         if declared is not None:
             return declared
         try:
             return len(imagecodecs.zstd_decode(stream, out=bytearray(expected)))
-        except imagecodecs.ZstdError:
-            return expected + 1  # longer than its chunk, or not zstd at all
+        except imagecodecs.ZstdError as exc:
+            return expected + 1 if "too small" in str(exc) else None
     decoder: zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor
     if compressor in ("gzip", "zlib"):
         decoder = zlib.decompressobj(47)  # zlib or gzip header, found by zlib
@@ -210,7 +213,7 @@ def _declared_size(compressor: str, stream: bytes, expected: int) -> int | None:
 
 def _zstd_content_size(stream: bytes) -> int | None:
     """The decoded size a zstd frame's header states, when it states one."""
-    if len(stream) < 6 or stream[:4] != b"\x28\xb5\x2f\xfd":
+    if len(stream) < 6 or stream[:4] != ZSTD_MAGIC:
         return None
     descriptor = stream[4]
     size_flag, single_segment, dictionary_flag = (
