@@ -249,3 +249,44 @@ def test_tiles_do_not_alter_cached_chunks(stores: dict[str, Path]) -> None:
         first[:] = 0  # a caller may scribble on its tile
         again = source.read_tile(z, 0, 0, 0).pixels
         assert again is not None and again.any()
+
+
+def test_a_bioformats2raw_layout_serves_its_first_series(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
+    """bioformats2raw writes each series of a file as an image group 0, 1, ... below a
+    root that says so; the first series is the image."""
+    import shutil
+
+    root = tmp_path / "converted.zarr"
+    group = zarr.open_group(str(root), mode="w", zarr_format=2)
+    group.attrs.update({"bioformats2raw.layout": 3})
+    shutil.copytree(stores["ngff04_czyx"], root / "0")
+    with opened(root) as source, opened(stores["ngff04_czyx"]) as original:
+        assert source.metadata == original.metadata
+        assert np.array_equal(
+            source.read_tile(2, 1, 1, 3).pixels, original.read_tile(2, 1, 1, 3).pixels
+        )
+
+
+@pytest.mark.parametrize(
+    ("unit", "mm"), [("micrometer", 0.0005), ("millimeter", 0.5), ("meter", 500.0), ("inch", None)]
+)
+def test_pixel_size_from_the_first_datasets_scale(unit: str, mm: float | None) -> None:
+    """large_image's zarr source knows three units; others leave mm_x unknown."""
+    from tilecast.workers.sources import ngff
+
+    axes = [
+        {"name": "c", "type": "channel"},
+        {"name": "y", "unit": unit},
+        {"name": "x", "unit": unit},
+    ]
+    datasets = [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 0.5, 0.5]}]}
+    ]
+    for attributes in (
+        {"multiscales": [{"version": "0.4", "axes": axes, "datasets": datasets}]},
+        {"ome": {"version": "0.5", "multiscales": [{"axes": axes, "datasets": datasets}]}},
+    ):
+        image = ngff.parse_image(attributes)
+        assert ngff.pixel_size_mm(image, "x") == (pytest.approx(mm) if mm else None)

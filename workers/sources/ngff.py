@@ -45,13 +45,6 @@ class Dataset:
 
 
 @dataclass(frozen=True)
-class Channel:
-    label: str | None
-    color: str | None  # six hex digits, as omero writes them
-    window: dict[str, float] | None  # start, end, min, max
-
-
-@dataclass(frozen=True)
 class Multiscale:
     version: str
     axes: tuple[Axis, ...]
@@ -66,12 +59,12 @@ class Multiscale:
 
 @dataclass(frozen=True)
 class Image:
-    """An NGFF image group: its (first) multiscale and its omero channels."""
+    """An NGFF image group: its (first) multiscale and its omero channels' labels (None
+    where a channel has none). Their colours and windows are not read: large_image's
+    metadata has no place for them, and a style names its own."""
 
     multiscale: Multiscale
-    channels: tuple[Channel, ...]
-    # The omero block as stored (names, colours, windows), or None.
-    omero: dict[str, Any] | None
+    labels: tuple[str | None, ...]
 
 
 def ome_attributes(attributes: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
@@ -135,7 +128,7 @@ def parse_image(attributes: dict[str, Any]) -> Image:
     axes = _parse_axes(first.get("axes"))
     datasets = _parse_datasets(first.get("datasets"), len(axes))
     omero = ome.get("omero") if isinstance(ome.get("omero"), dict) else None
-    return Image(Multiscale(version, axes, datasets), _parse_channels(omero), omero)
+    return Image(Multiscale(version, axes, datasets), _parse_labels(omero))
 
 
 def _str_or_none(value: object) -> str | None:
@@ -192,33 +185,20 @@ def _scale(transformations: object, dimensions: int) -> tuple[float, ...] | None
     return None
 
 
-def _parse_channels(omero: dict[str, Any] | None) -> tuple[Channel, ...]:
+def _parse_labels(omero: dict[str, Any] | None) -> tuple[str | None, ...]:
     if omero is None or not isinstance(omero.get("channels"), list):
         return ()
-    channels = []
+    labels: list[str | None] = []
     for entry in omero["channels"][:MAX_CHANNELS]:
-        entry = entry if isinstance(entry, dict) else {}
-        label = entry.get("label")
-        color = entry.get("color")
-        window = entry.get("window")
-        channels.append(
-            Channel(
-                label=str(label) if isinstance(label, str | int | float) else None,
-                color=color if isinstance(color, str) else None,
-                window=(
-                    {k: float(v) for k, v in window.items() if isinstance(v, int | float)}
-                    if isinstance(window, dict)
-                    else None
-                ),
-            )
-        )
-    return tuple(channels)
+        label = entry.get("label") if isinstance(entry, dict) else None
+        labels.append(str(label) if isinstance(label, str | int | float) else None)
+    return tuple(labels)
 
 
 def channel_names(image: Image) -> list[str] | None:
     """The channel names large_image's zarr source reports: the omero labels, unless
     every one of them is a default ``Channel ...`` name (or one is missing)."""
-    labels = [channel.label for channel in image.channels]
+    labels = image.labels
     if not labels or any(label is None for label in labels):
         return None
     names = [str(label) for label in labels]
