@@ -290,3 +290,66 @@ def test_pixel_size_from_the_first_datasets_scale(unit: str, mm: float | None) -
     ):
         image = ngff.parse_image(attributes)
         assert ngff.pixel_size_mm(image, "x") == (pytest.approx(mm) if mm else None)
+
+
+def codec_options(name: str) -> dict[str, Any]:
+    """create_array's codec arguments for a layout of LAYOUTS."""
+    import numcodecs
+    from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, TransposeCodec, ZstdCodec
+
+    return {
+        "v2-blosc": {"compressors": numcodecs.Blosc()},
+        "v2-zlib": {"compressors": numcodecs.Zlib()},
+        "v2-lz4": {"compressors": numcodecs.LZ4()},
+        "raw": {"compressors": None},
+        "blosc": {"compressors": BloscCodec()},
+        "gzip": {"compressors": GzipCodec()},
+        "crc32c": {"compressors": (ZstdCodec(), Crc32cCodec())},
+        "transpose": {"filters": TransposeCodec(order=(0, 2, 1)), "compressors": ZstdCodec()},
+    }[name]
+
+
+LAYOUTS = [
+    (2, ">u2", "F", "v2-blosc"),
+    (2, "<i2", "C", "raw"),
+    (2, ">f4", "C", "v2-zlib"),
+    (2, "|u1", "F", "v2-lz4"),
+    *[(3, "uint16", "C", name) for name in ("blosc", "gzip", "raw", "crc32c", "transpose")],
+]
+
+
+@pytest.mark.parametrize(("zarr_format", "dtype", "order", "layout"), LAYOUTS)
+def test_byte_orders_memory_orders_codecs_and_missing_chunks(
+    tmp_path: Path, zarr_format: int, dtype: str, order: str, layout: str
+) -> None:
+    """Chunks tilecast decodes itself (one compressor or none, C or F order, either byte
+    order) and those it leaves to zarr (checksums, transposes) read the same pixels; a
+    chunk the store lacks reads as the array's fill value."""
+    options = codec_options(layout)
+    shape = (2, 70, 90)
+    data = (np.arange(np.prod(shape)) % 251).reshape(shape).astype(dtype)
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="w", zarr_format=zarr_format)
+    extra: dict[str, Any] = {"order": order} if zarr_format == 2 else {}
+    if zarr_format == 2:
+        extra["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+    array = group.create_array(
+        "0", shape=shape, dtype=dtype, chunks=(1, 32, 40), fill_value=7, **options, **extra
+    )
+    array[...] = data
+    array[1, 32:64, 40:80] = 7  # an all-fill chunk: zarr does not store it
+    data[1, 32:64, 40:80] = 7
+    axes = [{"name": "c", "type": "channel"}, {"name": "y"}, {"name": "x"}]
+    multiscale: dict[str, Any] = {"axes": axes, "datasets": [{"path": "0"}]}
+    omero = {"channels": [{"label": "one"}, {"label": "two"}]}
+    if zarr_format == 2:
+        group.attrs.update({"multiscales": [{**multiscale, "version": "0.4"}], "omero": omero})
+    else:
+        group.attrs.update({"ome": {"version": "0.5", "multiscales": [multiscale], "omero": omero}})
+    with opened(tmp_path / "s.zarr") as source:
+        assert source.dtype == np.dtype(dtype).newbyteorder("=")
+        level = source._fields[0].levels[-1]
+        assert level is not None
+        assert (level.plain is None) == (layout in ("crc32c", "transpose"))  # read by zarr
+        for frame in (0, 1):
+            got = level_pixels(source, source.levels - 1, frame)
+            np.testing.assert_array_equal(got[:, :, 0], data[frame])

@@ -51,9 +51,11 @@ from tilecast.workers.sources.zarrstore import (
     ZIP_MAGIC,
     ChunkLimits,
     DirectoryStore,
+    PlainChunks,
     ZipFileStore,
     ZipLayout,
     chunk_codec,
+    plain_chunks,
     zip_zarr_root,
 )
 
@@ -84,7 +86,9 @@ class _Level:
 
     key: tuple[int, int]  # (field, dataset): the chunk cache's name for the array
     name: str  # "dataset s0", "field A/1/0, dataset s0": what messages call it
+    path: str  # the array's path in the store
     array: Any  # zarr.Array
+    plain: PlainChunks | None  # its chunks read without zarr, when they are that simple
     shape: tuple[int, ...]
     chunks: tuple[int, ...]  # the chunks read and cached (a sharded array's inner ones)
 
@@ -126,7 +130,7 @@ class OmeZarrSource(Reader):
                 raise UnsupportedImage(f"the zip holds more than {MAX_ZIP_ENTRIES} entries")
             store = ZipFileStore(file, limits)
             try:
-                store._sync_open()
+                store.read_directory()
             except (OSError, ValueError) as exc:  # zipfile.BadZipFile is a ValueError
                 raise UnsupportedImage(
                     f"the zip cannot be read ({_short(exc, file.name)})"
@@ -266,6 +270,7 @@ class OmeZarrSource(Reader):
     def _geometry(self, image: ngff.Image, base: Any, settings: Settings) -> None:
         axes = image.multiscale.axes
         self._position = {axis.name: index for index, axis in enumerate(axes)}
+        self._axis_names = tuple(axis.name for axis in axes)
         shape = tuple(int(n) for n in base.shape)
         chunks = tuple(int(n) for n in base.chunks)
         self.size_x, self.size_y = shape[self._position["x"]], shape[self._position["y"]]
@@ -315,7 +320,9 @@ class OmeZarrSource(Reader):
                 name = f"dataset {dataset.path}"
                 if len(self._field_paths) > 1:
                     name = f"{what}, {name}"
-                levels[z] = _Level((number, index), name, array, shape, chunks)
+                path = _join(self._field_paths[number], dataset.path)
+                plain = plain_chunks(array.metadata)
+                levels[z] = _Level((number, index), name, path, array, plain, shape, chunks)
         if levels[-1] is None:
             raise UnsupportedImage(f"{what}: the first dataset is not the full resolution")
         return _Field(tuple(levels))
@@ -494,10 +501,6 @@ class OmeZarrSource(Reader):
     def _axis_at(self, dimension: int) -> str:
         return self._axis_names[dimension]
 
-    @property
-    def _axis_names(self) -> tuple[str, ...]:
-        return tuple(axis.name for axis in self._image.multiscale.axes)
-
     def _read_chunk(self, level: _Level, coords: tuple[int, ...]) -> np.ndarray:
         """One chunk, decoded (cut at the array's edge), in native byte order."""
         selection = tuple(
@@ -506,7 +509,10 @@ class OmeZarrSource(Reader):
         )
         chunk = f"chunk {'.'.join(map(str, coords))} of {level.name}"
         try:
-            pixels = np.asarray(level.array[selection])
+            if level.plain is not None:
+                pixels = self._read_plain(level, level.plain, coords, selection)
+            else:
+                pixels = np.asarray(level.array[selection])
         except UnsupportedImage as exc:  # refused by the store's bounds
             raise _named(exc, chunk) from None
         except TilecastError:
@@ -517,6 +523,18 @@ class OmeZarrSource(Reader):
         if pixels.shape != expected:
             raise _named(UnsupportedImage(f"decodes to {pixels.shape}, not {expected}"), chunk)
         return pixels.astype(self.dtype, copy=False)
+
+    def _read_plain(
+        self,
+        level: _Level,
+        plain: PlainChunks,
+        coords: tuple[int, ...],
+        selection: tuple[slice, ...],
+    ) -> np.ndarray:
+        """A chunk read and decoded here (PlainChunks), cut at the array's edge."""
+        data = self._store.read(plain.key(level.path, coords), None)
+        full = plain.fill(level.chunks) if data is None else plain.pixels(data, level.chunks)
+        return full[tuple(slice(0, s.stop - s.start) for s in selection)]
 
     def _why(self, exc: BaseException) -> str:
         return _short(exc, self.path, os.path.realpath(self.path))
