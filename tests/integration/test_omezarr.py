@@ -20,18 +20,18 @@ tiles must equal those of the 0.4 store.
 
 from __future__ import annotations
 
-import io
 import json
-import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+import zarr
 
 from tests.conftest import ApiServer
-from tests.images_omezarr import OMEZARR_IMAGES, PLATE, make_omezarr_images
+from tests.images_omezarr import PLATE, make_omezarr_images
+from tests.integration.test_parity_frames import content, decode, psnr, tiles_to_check
 from tests.zarrvenv import large_image_answers
 from tilecast.common.settings import Settings
 from tilecast.workers.sources import open_source
@@ -59,46 +59,14 @@ def sources(api: ApiServer, stores: dict[str, Path]) -> dict[str, str]:
     return {name: api.register(path) for name, path in stores.items()}
 
 
-def tiles_to_check(meta: dict[str, Any]) -> list[tuple[int, int, int]]:
-    """The first and last tile of every level."""
-    out = []
-    for z in range(meta["levels"]):
-        scale = 2 ** (meta["levels"] - 1 - z)
-        across = math.ceil(meta["sizeX"] / (meta["tileWidth"] * scale))
-        down = math.ceil(meta["sizeY"] / (meta["tileHeight"] * scale))
-        out += sorted({(z, 0, 0), (z, across - 1, down - 1)})
-    return out
-
-
 def frames_to_check(meta: dict[str, Any]) -> list[int]:
     count = len(meta.get("frames", [])) or 1
     return sorted({0, count // 2, count - 1})
 
 
-def content(meta: dict[str, Any], z: int, x: int, y: int) -> tuple[int, int]:
-    scale = 2 ** (meta["levels"] - 1 - z)
-    width = math.ceil(meta["sizeX"] / scale)
-    height = math.ceil(meta["sizeY"] / scale)
-    return (
-        min(meta["tileWidth"], width - x * meta["tileWidth"]),
-        min(meta["tileHeight"], height - y * meta["tileHeight"]),
-    )
-
-
-def decode(data: bytes) -> np.ndarray:
-    array = np.asarray(Image.open(io.BytesIO(data)))
-    return array[:, :, np.newaxis] if array.ndim == 2 else array
-
-
 def max_diff(ours: np.ndarray, theirs: np.ndarray) -> float:
     assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
     return float(np.abs(ours.astype(np.float64) - theirs.astype(np.float64)).max())
-
-
-def psnr(ours: np.ndarray, theirs: np.ndarray) -> float:
-    assert ours.shape == theirs.shape
-    mse = float(np.mean((ours.astype(float) - theirs.astype(float)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 def get_ok(api: ApiServer, path: str, params: dict[str, Any] | None = None) -> Any:
@@ -335,8 +303,6 @@ def test_band_information_equals_large_image(
 
 
 def test_a_zarr_directory_without_ngff_is_a_415(api: ApiServer, source_root: Path) -> None:
-    import zarr
-
     group = zarr.open_group(str(source_root / "plain.zarr"), mode="w", zarr_format=2)
     group.create_array("data", shape=(10, 10), dtype="uint8")
     response = api.http.post(api.url("/sources"), json={"path": str(source_root / "plain.zarr")})
@@ -345,11 +311,8 @@ def test_a_zarr_directory_without_ngff_is_a_415(api: ApiServer, source_root: Pat
 
 
 def test_a_broken_store_is_a_422_naming_the_format(api: ApiServer, stores: dict[str, Path]) -> None:
+    """yx04_uint16's arrays under a multiscale claiming three axes."""
     broken = stores["yx04_uint16"].parent / "broken.zarr"
-    make = OMEZARR_IMAGES["yx04_uint16"]
-    assert make.axes == "yx"
-    import shutil
-
     shutil.copytree(stores["yx04_uint16"], broken)
     attributes = json.loads((broken / ".zattrs").read_text())
     attributes["multiscales"][0]["axes"] = [{"name": "c"}, {"name": "y"}, {"name": "x"}]
