@@ -24,8 +24,8 @@ from tilecast.workers.sources.dicom import DicomReader
 from tilecast.workers.sources.jpeg2000 import Jpeg2000Source
 from tilecast.workers.sources.lif import LifSource
 from tilecast.workers.sources.nd2 import Nd2Source
-from tilecast.workers.sources.omezarr import OmeZarrSource
 from tilecast.workers.sources.ometiff import OmeTiffSource
+from tilecast.workers.sources.omezarr import OmeZarrSource
 from tilecast.workers.sources.openslide import OpenSlideSource
 from tilecast.workers.sources.reader import PRIORITIES
 from tilecast.workers.sources.registry import (
@@ -298,7 +298,10 @@ def test_readers_load_from_the_entry_point_group(
     assert "'missing' (toyreader_absent:Reader) does not load" in caplog.text
     assert "'not-a-reader' (toyreader:write_toy) names" in caplog.text
     assert "takes the name 'tiff'" in caplog.text
-    order = "ome-tiff, tiff, dicom, ome-zarr, czi, nd2, lif, composed, jpeg2000, toy, openslide, libvips"
+    order = (
+        "ome-tiff, tiff, dicom, ome-zarr, czi, nd2, lif, composed, jpeg2000, toy, openslide, "
+        "libvips"
+    )
     assert f"image readers, in the order tried: {order}" in caplog.text
 
 

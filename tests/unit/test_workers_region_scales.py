@@ -22,6 +22,17 @@ if TYPE_CHECKING:
     from tilecast.workers.engine import Renderer
 
 large_image = pytest.importorskip("large_image")
+
+
+@pytest.fixture(autouse=True)
+def large_image_resamples_with_pil(monkeypatch: pytest.MonkeyPatch) -> None:
+    """large_image resamples non-8-bit tiles with scikit-image when it happens to be
+    installed (tiledict._resample) and with PIL's LANCZOS otherwise, as in its own
+    install; scikit-image arrives with the OME-Zarr test tools, so the reference is
+    pinned to what large_image does by itself."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "skimage.transform", None)
 large_image.config.setConfig("icc_correction", False)
 
 PNG = EncodingOptions("PNG")

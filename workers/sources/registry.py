@@ -29,8 +29,8 @@ from tilecast.workers.sources.files import ImageFile
 from tilecast.workers.sources.jpeg2000 import Jpeg2000Source
 from tilecast.workers.sources.lif import LifSource
 from tilecast.workers.sources.nd2 import Nd2Source
-from tilecast.workers.sources.omezarr import OmeZarrSource
 from tilecast.workers.sources.ometiff import OmeTiffSource
+from tilecast.workers.sources.omezarr import OmeZarrSource
 from tilecast.workers.sources.openslide import OpenSlideSource
 from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined, naming_format
 from tilecast.workers.sources.sniff import describe_content
