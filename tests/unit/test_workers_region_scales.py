@@ -33,6 +33,8 @@ def large_image_resamples_with_pil(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "skimage.transform", None)
+
+
 large_image.config.setConfig("icc_correction", False)
 
 PNG = EncodingOptions("PNG")
