@@ -12,6 +12,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from tests import largeimage_reference
 from tests.unit.conftest import generation_of, register_source
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.regionplan import OutputScale, RegionSpec
@@ -25,14 +26,8 @@ large_image = pytest.importorskip("large_image")
 
 
 @pytest.fixture(autouse=True)
-def large_image_resamples_with_pil(monkeypatch: pytest.MonkeyPatch) -> None:
-    """large_image resamples non-8-bit tiles with scikit-image when it happens to be
-    installed (tiledict._resample) and with PIL's LANCZOS otherwise, as in its own
-    install; scikit-image arrives with the OME-Zarr test tools, so the reference is
-    pinned to what large_image does by itself."""
-    import sys
-
-    monkeypatch.setitem(sys.modules, "skimage.transform", None)
+def large_image_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    largeimage_reference.pin(monkeypatch)
 
 
 large_image.config.setConfig("icc_correction", False)
