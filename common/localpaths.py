@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 
 from tilecast.common.errors import SourceRefused
+
+# How many entries of a directory are looked at for the files in it (a directory
+# source's identity, a DICOM series' instances beside a file): a bound on the work.
+MAX_FOLDER_ENTRIES = 4096
 
 
 def resolve_under_roots(path: str, roots: tuple[str, ...]) -> str:
@@ -18,7 +23,7 @@ def resolve_under_roots(path: str, roots: tuple[str, ...]) -> str:
     if not isinstance(path, str) or not path or "\x00" in path:
         raise SourceRefused("path must be a non-empty string", parameter="path")
     real = os.path.realpath(path)
-    if not any(_is_within(real, os.path.realpath(root)) for root in roots):
+    if not within_roots(real, roots):
         raise SourceRefused("path is outside the configured source roots", parameter="path")
     if not (os.path.isfile(real) or os.path.isdir(real)):
         # A directory may be one image (an OME-Zarr store, a DICOM series): its readers
@@ -29,8 +34,34 @@ def resolve_under_roots(path: str, roots: tuple[str, ...]) -> str:
     return real
 
 
+def within_roots(real_path: str, roots: tuple[str, ...]) -> bool:
+    """Whether the real path ``real_path`` lies below one of ``roots``."""
+    return any(_is_within(real_path, os.path.realpath(root)) for root in roots)
+
+
 def _is_within(path: str, root: str) -> bool:
     return os.path.commonpath([path, root]) == root
+
+
+def folder_files(folder: str) -> list[str] | None:
+    """The paths of the regular files (symlinks followed) among a directory's entries,
+    sorted by name; None when it holds more than ``MAX_FOLDER_ENTRIES`` entries or
+    cannot be listed: a partial listing would depend on the filesystem's order."""
+    try:
+        with os.scandir(folder) as entries:
+            listed = list(itertools.islice(entries, MAX_FOLDER_ENTRIES + 1))
+    except OSError:
+        return None
+    if len(listed) > MAX_FOLDER_ENTRIES:
+        return None
+    return sorted(entry.path for entry in listed if _is_file(entry))
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def source_id_for_path(real_path: str) -> str:

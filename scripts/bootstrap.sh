@@ -63,3 +63,14 @@ ensure_chromium() {
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
     fi
 }
+
+# The DICOM reader's tests (tests/dicomslides.py) convert slides with Orthanc's own
+# dicomizer, Debian's orthanc-wsi. Without its recommends: they would bring the Orthanc
+# server, whose package starts a service.
+ensure_orthanc_wsi() {
+    if [ ! -x /usr/bin/OrthancWSIDicomizer ]; then
+        as_root apt-get update -q >/dev/null
+        as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends orthanc-wsi >/dev/null
+    fi
+}

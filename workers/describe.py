@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tilecast.common.errors import SourceRefused, UnsupportedImage
-from tilecast.common.fileidentity import Identity, local_identity
+from tilecast.common.fileidentity import Identity, folder_identity, local_identity
 from tilecast.common.girder import girder_item_id
 from tilecast.common.localpaths import resolve_under_roots
 from tilecast.common.settings import Settings, get_settings
@@ -49,8 +49,10 @@ def open_path(path: str, settings: Settings, generation: int | None = None) -> O
             raise
         except OSError as exc:
             raise UnsupportedImage(f"cannot open the file: {exc.strerror or 'I/O error'}") from None
-        # The identity of the bytes the reader reads: taken from the open descriptor.
-        identity = local_identity(os.fstat(file.fileno()))
+        # The identity of the bytes the reader reads: taken from the open descriptor (a
+        # directory's covers the files in it too: common/fileidentity.py).
+        info = os.fstat(file.fileno())
+        identity = folder_identity(real, info) if file.is_directory else local_identity(info)
         return OpenedPath(open_source(file, settings), os.path.basename(path), identity, real)
     # Imported here: a tilecast without Girder sources needs no girder-client.
     from tilecast.workers.girder import open_girder_file

@@ -39,7 +39,7 @@ from tilecast.workers.guard import checkpoint
 from tilecast.workers.rawtile import RawTile, RawTileError
 from tilecast.workers.sources.base import ImageSource
 from tilecast.workers.sources.reader import Reader, naming_format
-from tilecast.workers.vipsutil import from_numpy, to_numpy
+from tilecast.workers.vipsutil import halve
 
 log = logging.getLogger(__name__)
 
@@ -177,17 +177,3 @@ def _extend(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     if w == 0 or h == 0:
         return np.zeros((height, width, pixels.shape[2]), dtype=pixels.dtype)
     return np.pad(pixels, ((0, height - h), (0, width - w), (0, 0)), mode="edge")
-
-
-def halve(content: np.ndarray) -> np.ndarray:
-    """Downsample (h, w, bands) by two, to (ceil(h/2), ceil(w/2), bands)."""
-    height, width, bands = content.shape
-    if content.dtype != np.uint8 or bands > 4:
-        return np.ascontiguousarray(content[::2, ::2])
-    image = from_numpy(content)
-    even_w, even_h = width + (width & 1), height + (height & 1)
-    if (even_w, even_h) != (width, height):
-        # An odd edge: repeat the last row / column so the filter sees image, not black.
-        image = image.embed(0, 0, even_w, even_h, extend="copy")
-    reduced = image.reduce(2, 2, kernel="lanczos3")
-    return to_numpy(reduced)

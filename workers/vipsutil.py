@@ -1,4 +1,5 @@
-"""Conversions between libvips images and numpy arrays (height, width, bands)."""
+"""Conversions between libvips images and numpy arrays (height, width, bands), and the
+one halving every synthesized level (and a composed image's parts) is reduced with."""
 
 from __future__ import annotations
 
@@ -41,3 +42,17 @@ def from_numpy(array: np.ndarray) -> pyvips.Image:
     if fmt is None:
         raise ValueError(f"unsupported dtype {array.dtype}")
     return pyvips.Image.new_from_memory(array.data, width, height, bands, fmt)
+
+
+def halve(content: np.ndarray) -> np.ndarray:
+    """Downsample (h, w, bands) by two, to (ceil(h/2), ceil(w/2), bands)."""
+    height, width, bands = content.shape
+    if content.dtype != np.uint8 or bands > 4:
+        return np.ascontiguousarray(content[::2, ::2])
+    image = from_numpy(content)
+    even_w, even_h = width + (width & 1), height + (height & 1)
+    if (even_w, even_h) != (width, height):
+        # An odd edge: repeat the last row / column so the filter sees image, not black.
+        image = image.embed(0, 0, even_w, even_h, extend="copy")
+    reduced = image.reduce(2, 2, kernel="lanczos3")
+    return to_numpy(reduced)

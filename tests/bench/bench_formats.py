@@ -12,6 +12,7 @@ worker of ``WORKERS`` processes; large_image: ``WORKERS`` processes each asking
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -55,11 +56,31 @@ def _philips(path: Path) -> None:
     write_philips(path, WIDTH, HEIGHT)
 
 
+def _dicom(path: Path, *, jpeg2000: bool) -> None:
+    """A series OrthancWSIDicomizer writes from a JPEG-tiled pyramidal TIFF: its JPEG
+    tiles copied, or re-encoded as JPEG 2000 in instances of at most 1 MB. The instances
+    are put beside ``path``, which is the first (full resolution), written last."""
+    from tests import dicomslides
+
+    work = path.parent / f"{path.stem}-work"
+    tiff = dicomslides.pyramid_tiff(work / "source.tiff", WIDTH, HEIGHT)
+    series = dicomslides.orthanc(tiff, work / "series", jpeg2000=jpeg2000)
+    first, *others = dicomslides.instances(series)
+    for index, instance in enumerate(others, start=1):
+        instance.replace(path.with_name(f"{path.stem}-{index}.dcm"))
+    first.replace(path)
+    shutil.rmtree(work)
+
+
 CASES = (
     FormatCase("Aperio SVS, JPEG 2000 tiles (33005)", "svs-jp2k.svs", _svs_jpeg2000,
                "openslide", 2.0),
     FormatCase("JPEG 2000 (.jp2, 1024-px codestream tiles)", "plain.jp2", _jp2, "openjpeg", 2.0),
     FormatCase("Philips TIFF (through OpenSlide)", "philips.tiff", _philips, "openslide", 2.0),
+    FormatCase("DICOM WSI, JPEG frames (OrthancWSIDicomizer)", "dicom-jpeg.dcm",
+               lambda path: _dicom(path, jpeg2000=False), "dicom", 5.0),
+    FormatCase("DICOM WSI, JPEG 2000 frames (OrthancWSIDicomizer)", "dicom-j2k.dcm",
+               lambda path: _dicom(path, jpeg2000=True), "dicom", 2.0),
 )  # fmt: skip
 
 
@@ -117,7 +138,7 @@ def run(ctx: harness.BenchContext, *, samples: int = 20) -> Section:
         title="9. Slide formats beside large_image's source for each format",
         measures=(
             f"Files of {WIDTH} x {HEIGHT} pixels written by the tests' own writers "
-            "(tests/images_jpeg2000.py, tests/slidewriters.py). *Cold miss*: "
+            "(tests/images_jpeg2000.py, tests/slidewriters.py, tests/dicomslides.py). *Cold miss*: "
             f"{samples} full-resolution tiles one after another, each in no cache, the file "
             "already open: tilecast end to end over HTTP (1 api process, 1 worker process: "
             "miss, task, read and decode, encode, Redis, answer); large_image's `getTile` in "

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests import largeimage_reference
 from tests.conftest import ApiServer
 from tests.images_frames import (
     FRAME_IMAGES,
@@ -32,6 +33,13 @@ from tests.images_frames import (
 
 pytestmark = pytest.mark.integration
 large_image = pytest.importorskip("large_image")
+
+
+@pytest.fixture(autouse=True)
+def large_image_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    largeimage_reference.pin(monkeypatch)
+
+
 large_image.config.setConfig("icc_correction", False)
 
 # A frame subset per multi-frame file: first, a middle one, last.

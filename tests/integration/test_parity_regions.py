@@ -35,12 +35,20 @@ import requests
 import tifffile
 from PIL import Image
 
+from tests import largeimage_reference
 from tests.conftest import ApiServer
 from tests.images_frames import distinct_values
 
 pytestmark = pytest.mark.integration
 
 large_image = pytest.importorskip("large_image")
+
+
+@pytest.fixture(autouse=True)
+def large_image_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    largeimage_reference.pin(monkeypatch)
+
+
 large_image.config.setConfig("icc_correction", False)
 
 PSNR_FLOOR = 40.0

@@ -18,8 +18,14 @@ from tilecast.common.errors import GirderUnavailable, UnsupportedFormat, Unsuppo
 from tilecast.common.settings import Settings
 from tilecast.workers.sources import LocalFile, Probe, Reader, ReaderDeclined
 from tilecast.workers.sources import registry as registry_module
+from tilecast.workers.sources.composed import ComposedSource
+from tilecast.workers.sources.czi import CziSource
+from tilecast.workers.sources.dicom import DicomReader
 from tilecast.workers.sources.jpeg2000 import Jpeg2000Source
+from tilecast.workers.sources.lif import LifSource
+from tilecast.workers.sources.nd2 import Nd2Source
 from tilecast.workers.sources.ometiff import OmeTiffSource
+from tilecast.workers.sources.omezarr import OmeZarrSource
 from tilecast.workers.sources.openslide import OpenSlideSource
 from tilecast.workers.sources.reader import PRIORITIES
 from tilecast.workers.sources.registry import (
@@ -74,9 +80,13 @@ def variant(base: type[Reader], name: str, priority: int, **methods: Any) -> typ
 def test_builtin_readers_in_the_order_tried() -> None:
     registry = build_registry(group=NO_GROUP)
     assert registry.readers == (
-        OmeTiffSource, TiffSource, Jpeg2000Source, OpenSlideSource, VipsImageSource
+        OmeTiffSource, TiffSource, DicomReader, OmeZarrSource, CziSource, Nd2Source,
+        LifSource, ComposedSource, Jpeg2000Source, OpenSlideSource, VipsImageSource,
     )  # fmt: skip
-    assert registry.names() == ["ome-tiff", "tiff", "jpeg2000", "openslide", "libvips"]
+    assert registry.names() == [
+        "ome-tiff", "tiff", "dicom", "ome-zarr", "czi", "nd2", "lif", "composed", "jpeg2000",
+        "openslide", "libvips",
+    ]  # fmt: skip
     priorities = [reader.priority for reader in registry.readers]
     assert priorities == [PRIORITIES[name] for name in registry.names()] == sorted(priorities)
 
@@ -188,7 +198,6 @@ def test_a_recognised_unreadable_file_keeps_its_refusal(toy: Any, tmp_path: Path
         (b"%PDF-1.7\n" + bytes(600), "a PDF document"),
         (b"PK\x03\x04" + bytes(600), "a zip archive"),
         (b"<!DOCTYPE html><html><body>login</body></html>", "an HTML page"),
-        (bytes(128) + b"DICM" + bytes(600), "a DICOM file"),
         (bytes(range(7, 256)) * 4, "unrecognised binary data (starting 07 08 09"),
     ],
 )
@@ -281,12 +290,18 @@ def test_readers_load_from_the_entry_point_group(
         loaded = entry_point_readers()
         registry = build_registry()
     assert [reader.name for reader in loaded] == ["toy", "tiff"]
-    assert registry.names() == ["ome-tiff", "tiff", "jpeg2000", "toy", "openslide", "libvips"]
+    assert registry.names() == [
+        "ome-tiff", "tiff", "dicom", "ome-zarr", "czi", "nd2", "lif", "composed", "jpeg2000", "toy",
+        "openslide", "libvips",
+    ]  # fmt: skip
     assert registry.readers[1] is TiffSource  # tilecast's own reader keeps its name
     assert "'missing' (toyreader_absent:Reader) does not load" in caplog.text
     assert "'not-a-reader' (toyreader:write_toy) names" in caplog.text
     assert "takes the name 'tiff'" in caplog.text
-    order = "ome-tiff, tiff, jpeg2000, toy, openslide, libvips"
+    order = (
+        "ome-tiff, tiff, dicom, ome-zarr, czi, nd2, lif, composed, jpeg2000, toy, openslide, "
+        "libvips"
+    )
     assert f"image readers, in the order tried: {order}" in caplog.text
 
 

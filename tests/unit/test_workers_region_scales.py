@@ -12,6 +12,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from tests import largeimage_reference
 from tests.unit.conftest import generation_of, register_source
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.regionplan import OutputScale, RegionSpec
@@ -22,6 +23,13 @@ if TYPE_CHECKING:
     from tilecast.workers.engine import Renderer
 
 large_image = pytest.importorskip("large_image")
+
+
+@pytest.fixture(autouse=True)
+def large_image_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    largeimage_reference.pin(monkeypatch)
+
+
 large_image.config.setConfig("icc_correction", False)
 
 PNG = EncodingOptions("PNG")

@@ -2,8 +2,8 @@
 
 ``open_source`` hands a file to the reader registry (workers/sources/registry.py):
 tilecast's own readers -- OME-TIFF, TIFF (native pyramid levels, JPEG pass-through),
-libvips for the rest -- and any a site installs under the ``tilecast.readers`` entry
-point group, tried in priority order (docs/READERS.md).
+OME-Zarr (directories and zipped stores), libvips for the rest -- and any a site installs
+under the ``tilecast.readers`` entry point group, tried in priority order (docs/READERS.md).
 """
 
 from __future__ import annotations

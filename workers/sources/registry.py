@@ -22,9 +22,15 @@ from collections.abc import Iterable
 
 from tilecast.common.errors import TilecastError, UnsupportedFormat, UnsupportedImage
 from tilecast.common.settings import Settings
+from tilecast.workers.sources.composed import ComposedSource
+from tilecast.workers.sources.czi import CziSource
+from tilecast.workers.sources.dicom import DicomReader
 from tilecast.workers.sources.files import ImageFile
 from tilecast.workers.sources.jpeg2000 import Jpeg2000Source
+from tilecast.workers.sources.lif import LifSource
+from tilecast.workers.sources.nd2 import Nd2Source
 from tilecast.workers.sources.ometiff import OmeTiffSource
+from tilecast.workers.sources.omezarr import OmeZarrSource
 from tilecast.workers.sources.openslide import OpenSlideSource
 from tilecast.workers.sources.reader import Probe, Reader, ReaderDeclined, naming_format
 from tilecast.workers.sources.sniff import describe_content
@@ -37,6 +43,12 @@ ENTRY_POINT_GROUP = "tilecast.readers"
 BUILTIN_READERS: tuple[type[Reader], ...] = (
     OmeTiffSource,
     TiffSource,
+    DicomReader,
+    OmeZarrSource,
+    CziSource,
+    Nd2Source,
+    LifSource,
+    ComposedSource,
     Jpeg2000Source,
     OpenSlideSource,
     VipsImageSource,

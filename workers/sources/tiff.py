@@ -36,6 +36,7 @@ from tilecast.common.settings import Settings
 from tilecast.workers import codecheaders
 from tilecast.workers.rawtile import RawTile
 from tilecast.workers.sources import codecs, slidevendors, tiffdir
+from tilecast.workers.sources.dicom import is_dicom
 from tilecast.workers.sources.files import ImageFile
 from tilecast.workers.sources.reader import PRIORITIES, Probe, Reader, ReaderDeclined
 from tilecast.workers.sources.tiffassociated import find_associated, read_associated
@@ -89,7 +90,9 @@ class TiffSource(Reader):
 
     @classmethod
     def can_read(cls, probe: Probe) -> bool:
-        return probe.startswith(*TIFF_MAGICS)
+        # A DICOM file may carry a TIFF header in its preamble ("dual personality"): it
+        # is the DICOM reader's, which reads its series.
+        return probe.startswith(*TIFF_MAGICS) and not is_dicom(probe.head)
 
     @classmethod
     def open(cls, probe: Probe, settings: Settings) -> TiffSource:
