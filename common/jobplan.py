@@ -1,8 +1,9 @@
 """How a job is cut into batches: a pure function of its spec (common/jobspec.py).
 
-Unstyled levels a file may lack first (coarse to fine), then the styled tiles of every
-level and frame in blocks of ``spec.block`` x ``spec.block``, then the thumbnail. Nobody
-stores the plan: batch ``i`` is computed on demand in O(levels).
+The base level's styled tiles with the unstyled level under them, then the unstyled
+levels a file may lack (fine to coarse), then the thumbnail and the styled tiles of
+every other level and frame, in blocks of ``spec.block`` x ``spec.block`` (see
+:func:`plan`). Nobody stores the plan: batch ``i`` is computed on demand in O(levels).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ RAW_BATCHES_PER_LEVEL = 8
 # --- the plan --------------------------------------------------------------------------
 
 TILES = "tiles"  # styled, encoded tiles: what the job is for
+# Styled base tiles that also make the unstyled tiles of the level under them from the
+# same reads: each base tile is decoded once for both (see plan()).
+BASE_TILES = "base_tiles"
 RAW = "raw"  # unstyled tiles of a level a file may lack, synthesized ahead (see plan())
 THUMBNAIL = "thumbnail"
 
@@ -43,7 +47,11 @@ class Batch:
     @property
     def size(self) -> int:
         """The tiles it adds to the job's total (raw tiles are a means, not counted)."""
-        return {TILES: len(self.tiles), THUMBNAIL: 1}.get(self.kind, 0)
+        return {TILES: len(self.tiles), BASE_TILES: len(self.tiles), THUMBNAIL: 1}.get(self.kind, 0)
+
+    @property
+    def styled(self) -> bool:
+        return self.kind in (TILES, BASE_TILES)
 
     def tile_requests(self, spec: JobSpec) -> list[TileRequest]:
         assert self.z is not None
@@ -89,7 +97,8 @@ class _Segment:
     def tiles(self) -> int:
         if self.kind == THUMBNAIL:
             return 1
-        return (self.x1 - self.x0) * (self.y1 - self.y0) if self.kind == TILES else 0
+        styled = self.kind in (TILES, BASE_TILES)
+        return (self.x1 - self.x0) * (self.y1 - self.y0) if styled else 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,6 +161,10 @@ def plan(spec: JobSpec) -> Plan:
        other workers redid the same tiles. Where the file has the level, the batch
        returns at once. Levels of fewer than ``MIN_RAW_TILES`` tiles are left to the
        next phase (a fraction of a second of work, not worth a phase boundary each).
+       When the job wants the base level's styled tiles, the level under the base is
+       not a batch of its own: the base's styled blocks (``base_tiles``) come first and
+       each also makes the unstyled tiles under it from the base tiles it just read, so
+       that a base tile that must be decoded (JPEG 2000, deflate...) is decoded once.
     2. the thumbnail, when asked.
     3. the styled tiles, coarse levels first (what viewers load first), each level's
        blocks row by row, all in parallel.
@@ -170,13 +183,22 @@ def plan(spec: JobSpec) -> Plan:
 
     base = spec.geometry.top_level
     coarsest = min(spec.levels) if spec.levels else base
+    raw_levels: list[int] = []
     for z in range(base - 1, coarsest - 1, -1):
-        x0, y0, x1, y1 = level_tile_range(spec, z)
-        count = (x1 - x0) * (y1 - y0)
-        if count < MIN_RAW_TILES:
+        if not _raw_count(spec, z):
             break  # coarser levels are small: synthesized on demand by their tiles
+        raw_levels.append(z)
+    with_base = bool(raw_levels) and raw_levels[0] == base - 1 and base in spec.levels
+    if with_base:
+        for frame in spec.frames:
+            add(_Segment(first, BASE_TILES, base, frame, *level_tile_range(spec, base),
+                         _even(spec.block)))  # fmt: skip
+        raw_levels = raw_levels[1:]
+    for z in raw_levels:
+        x0, y0, x1, y1 = level_tile_range(spec, z)
         # Blocks small enough that the level is shared by the pool (at least
         # RAW_BATCHES_PER_LEVEL of them), at most twice the styled blocks' side.
+        count = _raw_count(spec, z)
         side = max(1, min(2 * spec.block, math.isqrt(count // RAW_BATCHES_PER_LEVEL)))
         for index, frame in enumerate(spec.frames):
             barrier = bool(segments) and index == 0
@@ -188,9 +210,24 @@ def plan(spec: JobSpec) -> Plan:
         add(_Segment(first, THUMBNAIL, 0, spec.frames[0], 0, 0, 1, 1, 1, raw_phase))
     barrier = raw_phase and not spec.thumbnail
     for z in spec.levels:
+        if with_base and z == base:
+            continue
         x0, y0, x1, y1 = level_tile_range(spec, z)
         for frame in spec.frames:
             before = len(segments)
             add(_Segment(first, TILES, z, frame, x0, y0, x1, y1, spec.block, barrier))
             barrier = barrier and len(segments) == before
     return Plan(spec, tuple(segments), first, tiles)
+
+
+def _raw_count(spec: JobSpec, z: int) -> int:
+    """Tiles of unstyled level ``z`` worth synthesizing ahead (0 when too few)."""
+    x0, y0, x1, y1 = level_tile_range(spec, z)
+    count = (x1 - x0) * (y1 - y0)
+    return count if count >= MIN_RAW_TILES else 0
+
+
+def _even(block: int) -> int:
+    """A block side whose blocks hold whole 2 x 2 groups of tiles (from an even first
+    column), so that the tiles under a block's are made from its own reads."""
+    return block + block % 2

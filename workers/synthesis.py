@@ -44,6 +44,12 @@ from tilecast.workers.vipsutil import halve
 log = logging.getLogger(__name__)
 
 
+# Native tiles read during one pre-rendering batch, kept so that a tile read for its own
+# styled render is not read (and decoded) again to synthesize the level under it:
+# (source, generation, frame, z, x, y) -> tile. The batch owns it and drops it at its end.
+KeptTiles = dict[tuple[str, int, int, int, int, int], RawTile]
+
+
 @dataclass
 class WorkCounters:
     """Raw tiles read from files and synthesized, flushed to common.counters per task."""
@@ -75,12 +81,14 @@ class RawTiles:
         source_id: str,
         generation: int,
         counters: WorkCounters | None = None,
+        kept: KeptTiles | None = None,
     ) -> None:
         self.cache = cache
         self.source = source
         self.source_id = source_id
         self.generation = generation
         self.counters = counters if counters is not None else WorkCounters()
+        self.kept = kept
 
     def key(self, z: int, x: int, y: int, frame: int = 0) -> str:
         return raw_tile_key(self.source_id, self.generation, frame, z, x, y)
@@ -118,6 +126,15 @@ class RawTiles:
         return self._read_native(z, x, y, frame)
 
     def _read_native(self, z: int, x: int, y: int, frame: int) -> RawTile:
+        if self.kept is None:
+            return self._read_file(z, x, y, frame)
+        key = (self.source_id, self.generation, frame, z, x, y)
+        tile = self.kept.get(key)
+        if tile is None:
+            tile = self.kept[key] = self._read_file(z, x, y, frame)
+        return tile
+
+    def _read_file(self, z: int, x: int, y: int, frame: int) -> RawTile:
         try:
             return self.source.read_tile(z, x, y, frame)
         except UnsupportedImage as exc:

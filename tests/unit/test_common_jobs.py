@@ -17,7 +17,7 @@ import redis
 
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.errors import BadRequest, UnknownJob
-from tilecast.common.jobplan import RAW, THUMBNAIL, TILES, plan
+from tilecast.common.jobplan import BASE_TILES, RAW, THUMBNAIL, TILES, plan
 from tilecast.common.jobspec import JobSpec, auto_job_spec, parse_int_list, parse_job_request
 from tilecast.common.jobstore import CANCELLED, FINISHED, RUNNING, JobStore
 from tilecast.common.keys import job_leases_key as leases_key
@@ -138,8 +138,8 @@ def test_plan_covers_every_tile_once_coarse_first() -> None:
     assert not any(the_plan.waits_before(b.index) for b in batches)
 
 
-# 8192 x 8192: 32 x 32 base tiles, 6 levels; levels 4 (256 tiles) and 3 (64) are
-# synthesized ahead, levels 2-0 are too small for it.
+# 8192 x 8192: 32 x 32 base tiles, 6 levels; level 4 (256 tiles) is made by the base
+# level's batches, level 3 (64) synthesized ahead, levels 2-0 are too small for it.
 LARGE = {**METADATA, "sizeX": 8192, "sizeY": 8192, "levels": 6}
 
 
@@ -147,16 +147,22 @@ def test_plan_synthesizes_unstyled_levels_finest_first_in_parallel() -> None:
     the_plan = plan(spec_of({"thumbnail": "true"}, LARGE))
     batches = list(the_plan.batches())
     kinds = [b.kind for b in batches]
-    assert kinds == sorted(kinds, key=[RAW, THUMBNAIL, TILES].index)
+    assert kinds == sorted(kinds, key=[BASE_TILES, RAW, THUMBNAIL, TILES].index)
+    base = [b for b in batches if b.kind == BASE_TILES]
+    assert [b.z for b in base] == [5] * 16  # 8 x 8 blocks, each the parents of 4 x 4
+    assert sorted(t for b in base for t in b.tiles) == [
+        (x, y) for x in range(32) for y in range(32)
+    ]
+    assert all(x % 2 == 0 and y % 2 == 0 for b in base for x, y in b.tiles[:1])
     raw = [b for b in batches if b.kind == RAW]
-    assert [b.z for b in raw] == [4] * 16 + [3] * 16  # 5 x 5 and 2 x 2 blocks
-    for z, side in ((4, 16), (3, 8)):
-        covered = [(x, y) for b in raw if b.z == z for x, y in b.tiles]
-        assert sorted(covered) == sorted((x, y) for x in range(side) for y in range(side))
+    assert [b.z for b in raw] == [3] * 16  # 2 x 2 blocks
+    covered = [(x, y) for b in raw for x, y in b.tiles]
+    assert sorted(covered) == sorted((x, y) for x in range(8) for y in range(8))
     assert sum(b.size for b in raw) == 0  # a means, not part of the count
+    assert not any(b.kind == TILES and b.z == 5 for b in batches)  # done by the base batches
     assert the_plan.total_tiles == 1 + 1024 + 256 + 64 + 16 + 4 + 1
-    # Each raw level waits for the finer one; the thumbnail (and the tiles after it)
-    # for the whole unstyled phase.
+    # Each raw level waits for the finer one (level 3 for the base batches, which make
+    # level 4); the thumbnail (and the tiles after it) for the whole unstyled phase.
     waits = [b.index for b in batches if the_plan.waits_before(b.index)]
     assert waits == [16, 32]
     no_thumbnail = plan(spec_of({}, LARGE))
@@ -164,6 +170,22 @@ def test_plan_synthesizes_unstyled_levels_finest_first_in_parallel() -> None:
         16,
         32,
     ]
+
+
+def test_plan_without_the_base_level_synthesizes_the_level_under_it_ahead() -> None:
+    the_plan = plan(spec_of({"levels": "0-4"}, LARGE))
+    batches = list(the_plan.batches())
+    assert not any(b.kind == BASE_TILES for b in batches)
+    assert [b.z for b in batches if b.kind == RAW] == [4] * 16 + [3] * 16
+    assert the_plan.total_tiles == 256 + 64 + 16 + 4 + 1
+
+
+def test_base_blocks_hold_whole_groups_of_four_with_an_odd_block() -> None:
+    the_plan = plan(spec_of({"block": 5}, LARGE))
+    base = [b for b in the_plan.batches() if b.kind == BASE_TILES]
+    for batch in base:
+        xs = {x for x, _ in batch.tiles}
+        assert min(xs) % 2 == 0 and (max(xs) % 2 == 1 or max(xs) == 31)
 
 
 def test_plan_of_a_region_and_levels() -> None:
@@ -327,7 +349,7 @@ def test_driver_waits_at_phase_boundaries(jobs_redis: redis.Redis) -> None:
     from tilecast.workers.precache import JobDriver
 
     store = JobStore(jobs_redis)
-    job, _ = store.submit(spec_of({}, LARGE))  # raw level 4: batches 0-15, level 3: 16-31
+    job, _ = store.submit(spec_of({}, LARGE))  # base tiles: batches 0-15, raw level 3: 16-31
     send = Recorder()
     driver = JobDriver(store, SETTINGS, send, "c")
 
