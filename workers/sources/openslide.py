@@ -1,12 +1,14 @@
-"""Every vendor format OpenSlide 4 reads (openslide-python with the openslide-bin wheel),
-as large_image's ``openslide`` source serves it.
+"""The vendor formats OpenSlide 4 reads (openslide-python with the openslide-bin wheel)
+that no faster reader takes, as large_image's ``openslide`` source serves them.
 
-Chosen last among the format readers (``PRIORITIES["openslide"]``): tilecast's TIFF
-reader keeps generic TIFFs and Aperio SVS (JPEG tiles passed through) and declines the
-vendor TIFFs it would read wrongly (workers/sources/slidevendors.py), DICOM goes to the
-DICOM reader. What reaches this one: Hamamatsu NDPI and VMS/VMU, Leica SCN, MIRAX MRXS,
-Philips TIFF, Sakura SVSlide, Trestle, Ventana BIF, Zeiss CZI, and tiled TIFFs the TIFF
-reader declined.
+Chosen last among the format readers (``PRIORITIES["openslide"]``). tilecast's TIFF
+reader keeps generic TIFFs, Aperio SVS (JPEG tiles passed through), Huron and ARGOS, and
+declines the vendor TIFFs it would read wrongly (workers/sources/slidevendors.py). What
+reaches this one: Hamamatsu NDPI and VMS/VMU, Leica SCN, MIRAX MRXS, Philips TIFF, Sakura
+SVSlide, Trestle, Ventana BIF, and tiled TIFFs the TIFF reader declined. Not taken here:
+DICOM (declined when OpenSlide detects it: the DICOM reader's), Zeiss CZI (not
+recognised: the CZI reader's, workers/sources/czi.py), files OpenSlide does not detect,
+and a generic tiled TIFF without a local path (both go on to libvips).
 
 Geometry follows large_image's source: the slide's levels whose sizes are (within 2 %)
 a power of two of the largest are its native levels, each mapped to tilecast's halving
@@ -100,7 +102,8 @@ class OpenSlideSource(Reader):
     @classmethod
     def can_read(cls, probe: Probe) -> bool:
         """A tiled TIFF (OpenSlide's generic TIFF), a TIFF carrying a vendor's marker
-        (NDPI is striped), or a non-TIFF slide format recognised by its first bytes."""
+        (NDPI is striped), or a non-TIFF slide format recognised by its first bytes (a
+        Zeiss CZI is not: the CZI reader's)."""
         if probe.startswith(*TIFF_MAGICS):
             base = _first_directory(probe)
             if base is None:
