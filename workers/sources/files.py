@@ -266,15 +266,16 @@ class FileStream(io.RawIOBase):
         return target
 
     def read(self, size: int | None = -1) -> bytes:
-        remaining = max(0, self.file.size - self._position)
-        count = remaining if size is None or size < 0 else min(size, remaining)
-        if count == 0:
+        position = self._position
+        remaining = self.file.size - position
+        count = remaining if size is None or size < 0 or size > remaining else size
+        if count <= 0:
             return b""
-        if self._read_ahead and count <= SMALL_READ:
+        if count <= SMALL_READ and self._read_ahead:
             data = self._small_read(count)
         else:
-            data = self.file.read(self._position, count)
-        self._position += len(data)
+            data = self.file.read(position, count)
+        self._position = position + len(data)
         return data
 
     def _small_read(self, count: int) -> bytes:
