@@ -165,6 +165,8 @@ def test_file_stream_reads_like_a_file(read_ahead: int, images: dict[str, Path])
         assert stream.read(SMALL_READ + 1) == b""
         with pytest.raises(OSError):
             stream.seek(-1)
+        with pytest.raises(ValueError):
+            stream.seek(0, 3)
         stream.close()
         assert file.read(0, 4) == data[:4]  # the stream's close leaves the file open
 

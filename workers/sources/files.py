@@ -205,13 +205,9 @@ class _CustomSource:
         return len(data)
 
     def _seek(self, offset: int, whence: int) -> int:
-        if whence == os.SEEK_SET:
-            target = offset
-        elif whence == os.SEEK_CUR:
-            target = self.position + offset
-        elif whence == os.SEEK_END:
-            target = self.file.size + offset
-        else:
+        try:
+            target = _seek_target(self.position, self.file.size, offset, whence)
+        except ValueError:
             return -1
         if target < 0:
             return -1
@@ -252,14 +248,7 @@ class FileStream(io.RawIOBase):
         return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            target = offset
-        elif whence == io.SEEK_CUR:
-            target = self._position + offset
-        elif whence == io.SEEK_END:
-            target = self.file.size + offset
-        else:
-            raise ValueError(f"invalid whence {whence}")
+        target = _seek_target(self._position, self.file.size, offset, whence)
         if target < 0:
             raise OSError("seek before the start of the file")
         self._position = target
@@ -291,3 +280,14 @@ class FileStream(io.RawIOBase):
         data = self.read(len(view))
         view[: len(data)] = data
         return len(data)
+
+
+def _seek_target(position: int, size: int, offset: int, whence: int) -> int:
+    """Where a seek by ``offset`` from ``whence`` lands (perhaps before the start)."""
+    if whence == os.SEEK_SET:
+        return offset
+    if whence == os.SEEK_CUR:
+        return position + offset
+    if whence == os.SEEK_END:
+        return size + offset
+    raise ValueError(f"invalid whence {whence}")
