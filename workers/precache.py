@@ -219,14 +219,16 @@ class _BatchRunner:
         self._synthesize(self.batch.z, self.batch.tiles)
 
     def _base_tiles(self) -> None:
-        """The base level's styled tiles, then the unstyled tiles under them, made from
-        the same base tiles read once (kept for the batch; common/jobplan.py)."""
-        z = self.batch.z
-        assert z is not None
-        with self.renderer.keeping_native_tiles():
+        """The block's styled base tiles, then level by level the unstyled tiles under
+        them (and their styled tiles where the job wants the level), every tile read or
+        made once and kept for the batch (common/jobplan.py)."""
+        assert self.batch.z is not None
+        with self.renderer.keeping_tiles():
             self._tiles(self.batch.tile_requests(self.spec))
-            under = sorted({(x // 2, y // 2) for x, y in self.batch.tiles}, key=lambda t: t[::-1])
-            self._synthesize(z - 1, under)
+            for level in self.batch.under:
+                self._synthesize(level.z, level.tiles)
+                if level.styled:
+                    self._tiles(self.batch.level_requests(self.spec, level.z, level.tiles))
 
     def _synthesize(self, z: int, coords: Sequence[tuple[int, int]]) -> None:
         """Unstyled tiles ``coords`` of level ``z`` into the cache, row by row, where the
