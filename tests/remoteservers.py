@@ -68,7 +68,8 @@ class RangeServer:
         self.latency = 0.0  # seconds every answer waits
         self.throttle: tuple[int, int] | None = None  # (status, Retry-After) for every GET
         self.truncate = False  # send half of each body, then close
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.forbidden: set[str] = set()  # paths answered 403
+        self.server = _QuietServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -80,6 +81,11 @@ class RangeServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that hang up early (tests of cut answers) are expected
 
 
 def _etag(path: Path) -> str:
@@ -113,7 +119,12 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             path = server.root / unquote(urlsplit(self.path).path).lstrip("/")
             if body and server.throttle is not None:
                 status, wait = server.throttle
-                self._empty(status, {"Retry-After": str(wait)}, wanted)
+                # What S3 says when it throttles (object stores read the code).
+                slow = b"<Error><Code>SlowDown</Code><Message>Reduce your rate.</Message></Error>"
+                self._empty(status, {"Retry-After": str(wait)}, wanted, slow)
+                return
+            if urlsplit(self.path).path in server.forbidden:
+                self._empty(403, {}, wanted)
                 return
             if not path.is_file() or server.root not in path.resolve().parents:
                 self._empty(404, {}, wanted)
@@ -154,12 +165,16 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
                 sent = len(payload)
             server.log.add(Request(self.command, self.path, wanted, status, sent))
 
-        def _empty(self, status: int, headers: dict[str, str], wanted: str | None) -> None:
+        def _empty(
+            self, status: int, headers: dict[str, str], wanted: str | None, text: bytes = b""
+        ) -> None:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", "0")
+            self.send_header("Content-Length", str(len(text)))
             self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(text)
             server.log.add(Request(self.command, self.path, wanted, status, 0))
 
     return Handler

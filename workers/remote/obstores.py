@@ -109,7 +109,8 @@ class ObstoreClient(ObjectClient):
         """The tilecast error of what the store answered (obstore's exceptions carry
         the status in their text for what they do not classify)."""
         where = f"{self.place}/{key}"
-        text = str(exc)
+        # The retry configuration is echoed in the text ("retry_timeout: 30s"): not a cause.
+        text = re.sub(r"retry_timeout: \S+", "", str(exc))
         match = STATUS.search(text)
         status = int(match[1]) if match else None
         if isinstance(exc, PreconditionError) or status in (412, 416):
@@ -124,7 +125,7 @@ class ObstoreClient(ObjectClient):
         log.warning("reading %s failed: %s", where, text.splitlines()[0] if text else exc)
         if status is not None:
             return RemoteUnavailable(f"{self.place} answered {status}")
-        if "timed out" in text.lower() or "timeout" in text.lower():
+        if "error sending request" not in text and re.search(r"time(d)? ?out", text, re.I):
             return RemoteUnavailable(f"{self.place} timed out")
         if "end of file" in text.lower() or "incomplete" in text.lower():
             return RemoteTruncated(f"{self.place} ended an answer early")
