@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import time
+import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from ome_zarr.format import FormatV04
 from ome_zarr_models.v04.image import Image as NgffImage
 from PIL import Image
 from zarr.storage import FsspecStore
@@ -29,6 +34,8 @@ from zarr.storage import FsspecStore
 from tests import largeimage_reference
 from tests.conftest import ApiServer
 from tests.images_omezarr import make_omezarr_images
+from tests.integration.test_error_bodies import assert_clean_error
+from tilecast.common import signing
 
 pytestmark = pytest.mark.integration
 large_image = pytest.importorskip("large_image")
@@ -53,9 +60,13 @@ def omezarr_store(source_root: Path) -> Path:
     return make_omezarr_images(source_root / "zarr-export")["ngff04_czyx"]
 
 
-def open_view(api: ApiServer, source_id: str, root: str = "") -> zarr.Group:
-    """The view as a zarr reader opens it: an fsspec HTTP store at ``/zarr/{id}/``."""
-    store = FsspecStore.from_url(api.url(f"{root}/zarr/{source_id}/"), read_only=True)
+def open_view(
+    api: ApiServer, source_id: str, *, root: str = "", version: int | None = None
+) -> zarr.Group:
+    """The view as a zarr reader opens it: an fsspec HTTP store at ``/zarr/{id}/`` (under
+    ``root``: a signed path; ``version``: pinned to that generation)."""
+    pinned = "" if version is None else f"v{version}/"
+    store = FsspecStore.from_url(api.url(f"{root}/zarr/{source_id}/{pinned}"), read_only=True)
     return zarr.open_group(store, mode="r", zarr_format=2)
 
 
@@ -195,3 +206,138 @@ def test_omezarr_store(api: ApiServer, omezarr_store: Path) -> None:
     view = open_view(api, source_id)
     for dataset in range(3):
         np.testing.assert_array_equal(view[str(dataset)][...], written[f"s{dataset}"][...])
+
+
+def test_ome_zarr_py_reads_the_view(api: ApiServer, frame_images: dict[str, Path]) -> None:
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Multiscales, Reader
+
+    source_id = api.register(frame_images["ome"])
+    location = parse_url(api.url(f"/zarr/{source_id}/"), fmt=FormatV04())
+    assert location is not None
+    nodes = list(Reader(location)())
+    image = nodes[0]
+    assert image.load(Multiscales) is not None
+    view = open_view(api, source_id)
+    assert [level.shape for level in image.data] == [view[str(d)].shape for d in range(3)]
+    for dataset, level in enumerate(image.data):
+        np.testing.assert_array_equal(np.asarray(level), view[str(dataset)][...])
+    channels = image.metadata["channel_names"]
+    assert channels == ["DAPI", "GFP", "TRITC"]
+
+
+# --- HTTP: keys, errors, caching, versions, access ------------------------------------
+
+
+def test_keys_that_name_nothing_are_404_json(api: ApiServer, images: dict[str, Path]) -> None:
+    source_id = api.register(images["pyramid"])  # c, y, x; 5 datasets, 12 x 8 chunks at 0
+    missing = [
+        "zarr.json",  # zarr v3 readers look for it first
+        ".zarray",
+        "0/.zgroup",
+        "5/.zarray",
+        "5/0/0/0",
+        "0/1/0/0",  # c has one chunk (all three bands)
+        "0/0/8/0",
+        "0/0/0/12",
+        "0/0/0",
+        "0/0/0/0/0",
+        "0/0/x/0",
+        "0/0/-1/0",
+        "labels/.zgroup",
+    ]
+    for key in missing:
+        response = api.get(f"/zarr/{source_id}/{key}")
+        assert_clean_error(response, 404)
+    assert_clean_error(api.get("/zarr/nosuchitem/.zattrs"), 404)
+    # Every chunk inside the array is there (zarr readers take a 404 for fill_value).
+    for x in range(12):
+        for y in range(8):
+            assert api.get(f"/zarr/{source_id}/0/0/{y}/{x}").status_code == 200
+
+
+def test_chunks_are_cached_tiles_with_http_caching(api: ApiServer, images: dict[str, Path]) -> None:
+    source_id = api.register(images["deflate"])
+    url = f"/zarr/{source_id}/1/0/1/1"
+    first = api.get(url, headers={"Origin": "https://viewer.example"})
+    second = api.get(url)
+    assert first.status_code == second.status_code == 200
+    assert first.headers["Content-Type"] == "application/octet-stream"
+    assert (first.headers["X-Tilecast-Cache"], second.headers["X-Tilecast-Cache"]) == (
+        "miss",
+        "hit",
+    )
+    assert first.content == second.content and first.headers["ETag"] == second.headers["ETag"]
+    assert first.headers["Access-Control-Allow-Origin"] == "*"
+    assert api.get(url, headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+    array = zarr.open_group(
+        FsspecStore.from_url(api.url(f"/zarr/{source_id}/"), read_only=True), mode="r"
+    )["1"]
+    assert (array.chunks, array.dtype) == ((3, 256, 256), np.uint8)
+    chunk = np.frombuffer(zlib.decompress(first.content), np.uint8).reshape(3, 256, 256)
+    np.testing.assert_array_equal(chunk[:, :94, :244], array[:, 256:350, 256:500])
+    assert not chunk[:, 94:, :].any() and not chunk[:, :, 244:].any()  # padded with zeros
+    document = api.get(f"/zarr/{source_id}/.zattrs")
+    assert document.headers["Cache-Control"].endswith("no-cache")
+    assert (
+        api.get(
+            f"/zarr/{source_id}/.zattrs", headers={"If-None-Match": document.headers["ETag"]}
+        ).status_code
+        == 304
+    )
+
+
+def test_a_changed_file_is_a_new_version(api: ApiServer, source_root: Path) -> None:
+    path = source_root / "zarr-export-changing.tiff"
+    tifffile.imwrite(path, np.full((300, 400), 10, np.uint8), tile=(256, 256))
+    source_id = api.register(path)
+    first = api.get(f"/zarr/{source_id}/.zattrs")
+    generation = int(first.headers["X-Tilecast-Generation"])
+    pinned = open_view(api, source_id, version=generation)
+    assert pinned["0"].shape == (1, 300, 400) and int(pinned["0"][0, 0, 0]) == 10
+    chunk = api.get(f"/zarr/{source_id}/v{generation}/0/0/0/0")
+    assert chunk.headers["Cache-Control"].endswith("max-age=31536000, immutable")
+
+    staged = path.with_suffix(".new")
+    tifffile.imwrite(staged, np.full((200, 500), 200, np.uint8), tile=(256, 256))
+    os.replace(staged, path)
+    response = api.http.post(api.url("/sources"), json={"path": str(path)}, timeout=90)
+    assert response.status_code == 200 and response.json()["refreshed"] is True
+    newer = int(response.json()["generation"])
+    deadline = time.monotonic() + 10
+    while api.get(f"/zarr/{source_id}/.zattrs").headers["X-Tilecast-Generation"] != str(newer):
+        assert time.monotonic() < deadline, "the api never saw the new generation"
+        time.sleep(0.2)
+    view = open_view(api, source_id)
+    assert view["0"].shape == (1, 200, 500) and int(view["0"][0, 199, 499]) == 200
+    for key in (".zattrs", "0/.zarray", "0/0/0/0"):
+        body = assert_clean_error(api.get(f"/zarr/{source_id}/v{generation}/{key}"), 410)
+        assert body["error"] == "version_gone"
+    assert open_view(api, source_id, version=newer)["0"].shape == (1, 200, 500)
+
+
+def test_signed_grants_cover_the_view(
+    start_api: Callable[[Mapping[str, str]], ApiServer],
+    tilecast_env: dict[str, str],
+    api: ApiServer,
+    frame_images: dict[str, Path],
+) -> None:
+    source_id = api.register(frame_images["multipage"])
+    keys = "k:signing-secret-0123456789abcdef"
+    signed = start_api(
+        {**tilecast_env, "TILECAST_ACCESS_MODE": "signed", "TILECAST_SIGNING_KEYS": keys}
+    )
+    assert_clean_error(signed.get(f"/zarr/{source_id}/.zattrs"), 401)
+    expires = int(time.time()) + 600
+    for prefix in (f"/item/{source_id}/", f"/item/{source_id}/zarr/"):
+        grant = signing.sign(prefix, expires, signing.parse_keys(keys))
+        assert signed.get(f"/zarr/{source_id}/0/.zarray", params=grant).status_code == 200
+    tiles_only = signing.sign(f"/item/{source_id}/tiles/", expires, signing.parse_keys(keys))
+    assert_clean_error(signed.get(f"/zarr/{source_id}/.zattrs", params=tiles_only), 403)
+    # zarr readers drop queries: the grant rides in the path.
+    whole = signing.sign(f"/item/{source_id}/", expires, signing.parse_keys(keys))
+    root = f"/signed/{whole['keyid']}/{whole['expires']}/{whole['signature']}"
+    view = open_view(signed, source_id, root=root)
+    np.testing.assert_array_equal(view["2"][...], open_view(api, source_id)["2"][...])
+    chunk = signed.get(f"{root}/zarr/{source_id}/2/0/0/0/0")
+    assert chunk.status_code == 200 and chunk.headers["Cache-Control"].startswith("private")
