@@ -60,8 +60,11 @@ def layout(svc: Services, item_id: str) -> ZarrLayout:
 @bp.get("/<item_id>/<path:key>")
 @document(responses=ANSWERS, produces=(*JSON, CONTENT_TYPE))
 def view(item_id: str, key: str) -> Response:
-    """A document or chunk of the OME-Zarr (NGFF 0.4, zarr v2) view of the item, optionally
-    under ``v{generation}/``."""
+    """A key of the item's OME-Zarr view (NGFF 0.4, zarr v2): ``.zgroup``, ``.zattrs``
+    (multiscales, omero), ``.zmetadata`` (consolidated), ``{dataset}/.zarray``,
+    ``{dataset}/.zattrs`` or a chunk ``{dataset}/{t}/{c}/{z}/{y}/{x}`` (the frame axes the
+    image has; zlib-compressed raw pixels); each optionally under ``v{generation}/``,
+    which pins the source's generation (immutable while current, 410 once not)."""
     svc = services()
     parts = key.split("/")
     pinned = _pinned_generation(svc, item_id, parts[0])
