@@ -69,6 +69,14 @@ class Forbidden(TilecastError):
     code = "forbidden"
 
 
+class RemoteForbidden(TilecastError):
+    """A URL source's store refused tilecast's credentials for the object (403/401):
+    what tilecast may read is the store's access policy's to change, not a request's."""
+
+    status = 403
+    code = "remote_forbidden"
+
+
 class UriTooLong(TilecastError):
     """A path or query string beyond the configured bounds (api/middleware/limits.py)."""
 
@@ -105,6 +113,12 @@ class UnknownSource(NotFound):
     @classmethod
     def girder_item(cls, item_id: str) -> UnknownSource:
         return cls(f"unknown Girder item {item_id!r}")
+
+
+class RemoteNotFound(NotFound):
+    """A URL source's object (or bucket) that its store says does not exist."""
+
+    code = "remote_not_found"
 
 
 class GenerationGone(NotFound):
@@ -188,6 +202,28 @@ class GirderUnavailable(ServiceUnavailable):
     """Girder did not answer (refused, timed out, 5xx): nothing can be checked or read."""
 
     code = "girder_unavailable"
+
+
+class RemoteUnavailable(ServiceUnavailable):
+    """A URL source's store did not answer (refused, timed out, 5xx after retries), or
+    sent fewer bytes than it announced (``remote_truncated``)."""
+
+    code = "remote_unavailable"
+
+
+class RemoteThrottled(RemoteUnavailable):
+    """A URL source's store kept answering "slow down" (429, 503 SlowDown) through
+    every retry: asked again after ``retry_after`` seconds, it may answer."""
+
+    code = "remote_throttled"
+    retry_after = 10
+
+
+class RemoteTruncated(RemoteUnavailable):
+    """A URL source's store ended an answer before the bytes it announced (a cut
+    connection, a proxy's limit): nothing of the short answer is used."""
+
+    code = "remote_truncated"
 
 
 class Overloaded(ServiceUnavailable):

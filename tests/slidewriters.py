@@ -106,16 +106,19 @@ def write_philips(
     *,
     shared_tables: bool = False,
     rgb: bool = False,
+    label_jpeg: bytes | None = None,
 ) -> np.ndarray:
     """A Philips TIFF: three tiled JPEG levels padded to whole tiles (as Philips pads
     them), the XML ImageDescription with one pixel spacing per level, a macro page and
     a label in the XML. ``width`` and ``height`` should be multiples of 256. Returns
     the full-resolution pixels. ``shared_tables``: the tiles' quantization and Huffman
     tables in the levels' JPEGTables tag (what libtiff writes) instead of in each
-    tile; ``rgb``: the JPEG data in RGB (photometric RGB, an Adobe marker), not YCbCr."""
+    tile; ``rgb``: the JPEG data in RGB (photometric RGB, an Adobe marker), not YCbCr;
+    ``label_jpeg``: the label's JPEG bytes (default: a JPEG of 120 x 90 pixels)."""
     full = slide_pixels(width, height)
     levels = [full, halve(full), halve(halve(full))]
-    label = slide_pixels(120, 90, seed=3)
+    if label_jpeg is None:
+        label_jpeg = jpeg_bytes(slide_pixels(120, 90, seed=3))
     spacings = "".join(
         '<DataObject ObjectType="PixelDataRepresentation">'
         f'<Attribute Name="DICOM_PIXEL_SPACING" Group="0x0028" Element="0x0030" '
@@ -142,7 +145,7 @@ def write_philips(
         '<DataObject ObjectType="DPScannedImage">'
         '<Attribute Name="PIM_DP_IMAGE_TYPE" PMSVR="IString">LABELIMAGE</Attribute>'
         '<Attribute Name="PIM_DP_IMAGE_DATA" PMSVR="IString">'
-        f"{base64.b64encode(jpeg_bytes(label)).decode()}</Attribute>"
+        f"{base64.b64encode(label_jpeg).decode()}</Attribute>"
         "</DataObject>"
         "</Array></Attribute>"
         "</DataObject>"

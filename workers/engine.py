@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -39,7 +40,7 @@ from tilecast.workers.sourcecache import (
 )
 from tilecast.workers.sources import ImageSource
 from tilecast.workers.style import compile_style
-from tilecast.workers.synthesis import RawTiles, WorkCounters
+from tilecast.workers.synthesis import KeptTiles, RawTiles, WorkCounters
 from tilecast.workers.thumbnail import assemble_level, resize, thumbnail_level
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Renderer:
         # Whole-image band statistics for styles, shared by every worker via Redis.
         self.band_stats = BandStatsCache(self.cache)
         self.counters = WorkCounters()
+        self._batch_local = threading.local()  # the running batch's kept tiles, per thread
         # Render durations, written with the counters (common/latency.py).
         self.latency = latency.LatencyRecorder()
 
@@ -112,7 +114,20 @@ class Renderer:
         return OpenedSource(opened.source, lambda: still_current(opened))
 
     def raw_tiles(self, source: ImageSource, source_id: str, generation: int) -> RawTiles:
-        return RawTiles(self.cache, source, source_id, generation, self.counters)
+        kept: KeptTiles | None = getattr(self._batch_local, "kept", None)
+        return RawTiles(self.cache, source, source_id, generation, self.counters, kept)
+
+    @contextlib.contextmanager
+    def keeping_tiles(self) -> Iterator[None]:
+        """Within: raw tiles read from the file or synthesized are kept
+        (workers/synthesis.py ``KeptTiles``), for a pre-rendering batch that makes a
+        block's levels one from the other: each tile read, decoded or made once, no
+        cache round trip for the ones it made. Bounded by the batch's block."""
+        self._batch_local.kept = {}
+        try:
+            yield
+        finally:
+            self._batch_local.kept = None
 
     @contextlib.contextmanager
     def bulk_read(self, requests: Sequence[TileRequest], generation: int) -> Iterator[None]:

@@ -38,7 +38,7 @@ from celery.signals import worker_ready, worker_shutdown
 from tilecast.common import counters
 from tilecast.common.errors import RenderFailed, ServiceUnavailable, TilecastError, UnknownJob
 from tilecast.common.inflight import Completion, announce, claim_many, release_owned
-from tilecast.common.jobplan import RAW, THUMBNAIL, Batch, Plan, plan
+from tilecast.common.jobplan import BASE_TILES, RAW, THUMBNAIL, Batch, Plan, plan
 from tilecast.common.jobspec import JobSpec
 from tilecast.common.jobstore import RUNNING, JobStore, tile_owner
 from tilecast.common.keys import ACTIVE_JOBS_KEY as ACTIVE_KEY
@@ -205,22 +205,41 @@ class _BatchRunner:
             self._thumbnail()
         elif self.batch.kind == RAW:
             self._raw()
+        elif self.batch.kind == BASE_TILES:
+            self._base_tiles()
         else:
             self._tiles(self.batch.tile_requests(self.spec))
         return self.outcome
 
     # -- unstyled tiles of levels the file may lack -----------------------------------------
     def _raw(self) -> None:
-        """Synthesize (and cache) the batch's unstyled tiles, row by row; nothing to do
-        when the file has the level. Its tiles are not part of the job's count."""
-        z, frame = self.batch.z, self.batch.frame
-        assert z is not None
+        """Synthesize (and cache) the batch's unstyled tiles; nothing to do when the
+        file has the level. Its tiles are not part of the job's count."""
+        assert self.batch.z is not None
+        self._synthesize(self.batch.z, self.batch.tiles)
+
+    def _base_tiles(self) -> None:
+        """The block's styled base tiles, then level by level the unstyled tiles under
+        them (and their styled tiles where the job wants the level), every tile read or
+        made once and kept for the batch (common/jobplan.py)."""
+        assert self.batch.z is not None
+        with self.renderer.keeping_tiles():
+            self._tiles(self.batch.tile_requests(self.spec))
+            for level in self.batch.under:
+                self._synthesize(level.z, level.tiles)
+                if level.styled:
+                    self._tiles(self.batch.level_requests(self.spec, level.z, level.tiles))
+
+    def _synthesize(self, z: int, coords: Sequence[tuple[int, int]]) -> None:
+        """Unstyled tiles ``coords`` of level ``z`` into the cache, row by row, where the
+        file lacks the level."""
+        frame = self.batch.frame
         source = self.renderer.open(self.spec.source, self.spec.generation)
         if source.is_native_level(z, frame):
             return
         tiles = self.renderer.raw_tiles(source, self.spec.source, self.spec.generation)
         rows: dict[int, list[tuple[int, int]]] = {}
-        for x, y in self.batch.tiles:
+        for x, y in coords:
             rows.setdefault(y, []).append((x, y))
         for row in rows.values():
             tiles.get_many(z, row, frame)

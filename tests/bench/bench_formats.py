@@ -27,6 +27,7 @@ from tests.bench.report import Section, median, ms, percentile
 
 WORKERS = 2
 WIDTH, HEIGHT = 6144, 4608  # 24 x 18 full-resolution tiles, 7 levels
+BULK_RUNS = 3  # bulk timings per side; the median is reported (the machine is noisy)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,16 @@ def cold_misses(
     return seconds
 
 
+def _cold_job(stack: harness.Stack, source_id: str, path: Path) -> tuple[float, int]:
+    """Seconds and tiles of a pre-rendering job of the whole pyramid with nothing of it
+    cached (rendered and unstyled tiles deleted first), the file already open."""
+    harness.delete_keys(stack.redis.client(), f"tc:tile:{source_id}:*", f"tc:raw:{source_id}:*")
+    seconds, job = precache(stack, source_id)
+    if job["failed"]:
+        raise BenchError(f"{path.name}: {job['failed']} tiles failed to pre-render")
+    return seconds, int(job["total"])
+
+
 def run(ctx: harness.BenchContext, *, samples: int = 20) -> Section:
     section = Section(
         title="9. Slide formats beside large_image's source for each format",
@@ -146,7 +157,11 @@ def run(ctx: harness.BenchContext, *, samples: int = 20) -> Section:
             "source named. *Bulk*: every tile of every level once; tilecast through a "
             f"pre-rendering job on {WORKERS} worker processes (tiles into Redis, JPEG Q 95); "
             f"large_image in {WORKERS} processes each asking `getTile` for half of the same "
-            "tiles (its default encoding), wall time until both end. Same machine, same run."
+            "tiles (its default encoding), wall time until both end. Both with the file "
+            "already open (tilecast: after a first job that opened it in the pool, each timed "
+            "job with the image's rendered and unstyled tiles deleted; large_image: opened "
+            f"before its span); the median of {BULK_RUNS} timings per side. Same machine, "
+            "same run."
         ),
         headers=[
             "format",
@@ -196,17 +211,19 @@ def _measure(
     li = harness.run_side("tests.bench.largeimage_side", spec, timeout=600)["seconds"]
     tiles = all_tiles(meta)
     bulk_id = harness.add_source(bulk_stack, path)
-    seconds, job = precache(bulk_stack, bulk_id)
-    if job["failed"]:
-        raise BenchError(f"{path.name}: {job['failed']} tiles failed to pre-render")
-    li_seconds = large_image_bulk(path, case.large_image_source, tiles)
-    rate, li_rate = job["total"] / seconds, len(tiles) / li_seconds
+    precache(bulk_stack, bulk_id)  # opens the file in the pool, as large_image's is open
+    timed = [_cold_job(bulk_stack, bulk_id, path) for _ in range(BULK_RUNS)]
+    seconds, total = median([s for s, _ in timed]), timed[0][1]
+    li_seconds = median(
+        [large_image_bulk(path, case.large_image_source, tiles) for _ in range(BULK_RUNS)]
+    )
+    rate, li_rate = total / seconds, len(tiles) / li_seconds
     return [
         case.label,
         case.large_image_source,
         f"{ms(median(miss))} / {ms(percentile(miss, 95))}",
         f"{ms(median(li))} / {ms(percentile(li, 95))}",
-        f"{job['total']}",
+        f"{total}",
         f"{rate:.0f}",
         f"{li_rate:.0f}",
         f"**{rate / li_rate:.2f}** ({case.goal:g})",

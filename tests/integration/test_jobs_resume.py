@@ -31,7 +31,7 @@ from tests.integration.jobsupport import (
     wait_until_ended,
 )
 from tilecast import procs
-from tilecast.common.jobplan import plan
+from tilecast.common.jobplan import BASE_TILES, plan
 from tilecast.common.jobstore import FINISHED, RUNNING, JobStore
 from tilecast.common.keys import job_leases_key as leases_key
 from tilecast.common.keys import job_settled_key as settled_key
@@ -124,8 +124,10 @@ def test_a_job_resumes_after_every_process_is_killed(
         assert response.status_code == 201, response.text
         job_id = response.json()["id"]
         the_plan = plan(store.get(job_id).spec)
-        # 9 batches synthesizing level 4 (the file has only its base), then 52 of tiles.
-        assert the_plan.total_tiles == 770 and the_plan.total_batches == 9 + 52
+        # 36 batches of base tiles, each also making the level-4 tiles under its 4 x 4
+        # block (the file has only its base), then 7 of the other levels' tiles.
+        assert the_plan.total_tiles == 770 and the_plan.total_batches == 36 + 7
+        assert {the_plan.batch(i).kind for i in range(36)} == {BASE_TILES}
 
         wait_for(
             "a few batches to settle while others run",

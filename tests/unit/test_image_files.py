@@ -1,6 +1,7 @@
 """workers/sources/files.py: readers over ImageFile -- a local file (libvips by path) and
 any other file (libvips through a custom source) give the same tiles, metadata and
-associated images; a read failure inside libvips surfaces as itself."""
+associated images; a read failure inside libvips surfaces as itself; FileStream reads like
+a file, with or without read-ahead."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import tifffile
 from tilecast.common.errors import GirderUnavailable, UnsupportedFormat, UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.sources import open_source
-from tilecast.workers.sources.files import ImageFile, LocalFile
+from tilecast.workers.sources.files import SMALL_READ, FileStream, ImageFile, LocalFile
 from tilecast.workers.sources.tiff import TiffSource
 from tilecast.workers.sources.tiffdir import TiffFile
 from tilecast.workers.sources.vipsimage import VipsImageSource
@@ -142,3 +143,46 @@ def test_libvips_source_seeks_and_reads_to_the_end(images: dict[str, Path]) -> N
     image = pyvips.Image.new_from_source(source, "", access="sequential")
     local = pyvips.Image.new_from_file(str(images["png"]), access="sequential")
     assert image.avg() == local.avg()
+
+
+@pytest.mark.parametrize("read_ahead", [0, 64 * 1024])
+def test_file_stream_reads_like_a_file(read_ahead: int, images: dict[str, Path]) -> None:
+    data = images["lzw"].read_bytes()
+    with LocalFile(str(images["lzw"])) as file:
+        stream = FileStream(file, read_ahead=read_ahead)
+        assert stream.name == ""  # no path for a library to reopen
+        assert stream.read(5) == data[:5] and stream.tell() == 5
+        assert stream.seek(-10, 2) == len(data) - 10
+        assert stream.read() == data[-10:] and stream.read(3) == b""
+        stream.seek(7)
+        buffer = bytearray(4)
+        assert stream.readinto(buffer) == 4 and bytes(buffer) == data[7:11]
+        stream.seek(3, 1)
+        words = np.zeros(3, dtype=np.uint32)  # a buffer of other items than bytes
+        assert stream.readinto(words) == 12 and words.tobytes() == data[14:26]
+        stream.seek(len(data) - 6)
+        assert stream.readinto(bytearray(10)) == 6  # stops at the end of the file
+        assert stream.read(SMALL_READ + 1) == b""
+        with pytest.raises(OSError):
+            stream.seek(-1)
+        with pytest.raises(ValueError):
+            stream.seek(0, 3)
+        stream.close()
+        assert file.read(0, 4) == data[:4]  # the stream's close leaves the file open
+
+
+def test_file_stream_read_ahead_serves_small_reads_from_one_block() -> None:
+    data = bytes(range(256)) * 1024  # 256 KiB
+    plain, ahead = MemoryFile(data), MemoryFile(data)
+    streams = FileStream(plain), FileStream(ahead, read_ahead=64 * 1024)
+    for stream in streams:
+        pieces = [stream.read(16) for _ in range(1000)]  # a header parsed bit by bit
+        assert b"".join(pieces) == data[:16000]
+        stream.seek(100_000)
+        assert stream.read(SMALL_READ + 1) == data[100_000 : 100_000 + SMALL_READ + 1]
+        stream.seek(10)  # back inside the block
+        assert stream.read(8) == data[10:18]
+        stream.seek(70_000)  # past it: a new block
+        assert stream.read(8) == data[70_000:70_008]
+    assert plain.reads == 1003
+    assert ahead.reads == 3  # a block, the large read straight through, a block

@@ -18,7 +18,9 @@ from tilecast.common.settings import Settings
 from tilecast.workers.sources import open_source
 from tilecast.workers.sources.czi import CziSource
 from tilecast.workers.sources.files import LocalFile
+from tilecast.workers.sources.openslide import OpenSlideSource
 from tilecast.workers.sources.reader import Probe
+from tilecast.workers.sources.registry import default_registry
 
 CHANNELS, ZS, TS = 2, 3, 2
 ZSTD = "zstd1:ExplicitLevel=2;PreProcess=HiLoByteUnpack"
@@ -192,6 +194,16 @@ def test_recognised_by_content(czis: dict[str, Path], tmp_path: Path) -> None:
     other.write_bytes(b"ZISRAWFIL" + bytes(600))
     with LocalFile(str(other)) as file:
         assert not CziSource.can_read(Probe(file))
+
+
+def test_no_other_reader_claims_a_czi(czis: dict[str, Path]) -> None:
+    """OpenSlide reads CZI too, but every CZI it reads libCZI reads, and the CZI reader
+    passes none on: the OpenSlide reader does not recognise one."""
+    for path in czis.values():
+        with LocalFile(str(path)) as file:
+            probe = Probe(file)
+            assert [reader.name for reader in default_registry().candidates(probe)] == ["czi"]
+            assert not OpenSlideSource.can_read(probe)
 
 
 def test_a_truncated_czi_is_a_422_naming_czi(

@@ -9,11 +9,13 @@ frame's native tiles identical.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import pyvips
 import tifffile
 
 from tests.images_frames import ome_xml
@@ -24,6 +26,7 @@ from tilecast.workers.describe import describe_path
 from tilecast.workers.sources import open_source
 from tilecast.workers.sources.frameinfo import frame_metadata
 from tilecast.workers.sources.ome import OmeUnsupported, parse_ome
+from tilecast.workers.sources.tiff import TiffSource
 from tilecast.workers.sources.tiffassociated import reorient
 
 large_image = pytest.importorskip("large_image")
@@ -302,3 +305,31 @@ def test_associated_images_by_subfile_type_and_description(tmp_path: Path) -> No
             assert np.array_equal(source.associated_image(name), expected), name
         with pytest.raises(NotFound):
             source.associated_image("thumbnail")
+
+
+@pytest.fixture
+def vips_operation_cache() -> Iterator[None]:
+    """libvips' operation cache on (its default), as in every process but a worker's
+    (the Renderer turns it off): the CLI, the describe command, these tests."""
+    saved = pyvips.cache_get_max()
+    pyvips.cache_set_max(100)
+    yield
+    pyvips.cache_set_max(saved)
+
+
+@pytest.mark.usefixtures("vips_operation_cache")
+def test_an_associated_image_reads_again(frame_images: dict[str, Path]) -> None:
+    """The SVS-like file's label (stripped LZW), macro (stripped JPEG) and thumbnail read
+    twice from one source and again from a second one: the same pixels each time. (A
+    page read with sequential access can be read once; the operation cache handed the
+    consumed image to the next read: libvips' "out of order read".)"""
+    path = frame_images["svs"]
+    with open_source(str(path), Settings()) as first:
+        assert isinstance(first, TiffSource)
+        assert first.associated_names() == ["label", "macro", "thumbnail"]
+        images = {name: first.associated_image(name) for name in first.associated_names()}
+        for name, pixels in images.items():
+            assert np.array_equal(first.associated_image(name), pixels), name
+    with open_source(str(path), Settings()) as second:
+        for name, pixels in images.items():
+            assert np.array_equal(second.associated_image(name), pixels), name

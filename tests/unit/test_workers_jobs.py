@@ -11,12 +11,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tilecast.common.inflight import claim, inflight_key
-from tilecast.common.jobplan import RAW, TILES, Batch, plan
+from tilecast.common.jobplan import BASE_TILES, RAW, TILES, Batch, LevelTiles, plan
 from tilecast.common.jobspec import JobSpec, parse_job_request
 from tilecast.common.jobstore import JobStore, tile_owner
 from tilecast.common.registry import SourceRecord
@@ -108,3 +108,40 @@ def test_unstyled_levels_are_synthesized_ahead(
         assert (outcome.rendered, outcome.skipped, outcome.failed) == (0, 0, 0)
         keys = [raw_tile_key(spec.source, spec.generation, 0, 3, x, 0) for x in (0, 1)]
         assert [bool(r.cache_client.exists(key)) for key in keys] == [synthesized] * 2, name
+
+
+def test_base_batches_read_each_base_tile_once_for_all_levels(
+    jobs_renderer: Renderer, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base-tiles batch renders the base level's styled tiles, then makes the level
+    under them (cached unstyled where the file lacks it) and its styled tiles, reading
+    every base tile from the file once; where the file has the level under, it reads
+    that level's tiles instead of synthesizing them."""
+    from tilecast.workers.precache import _BatchRunner
+    from tilecast.workers.synthesis import RawTiles
+
+    reads: list[tuple[int, int, int, int]] = []
+    read_file = RawTiles._read_file
+
+    def counted(self: RawTiles, z: int, x: int, y: int, frame: int) -> Any:
+        reads.append((frame, z, x, y))
+        return read_file(self, z, x, y, frame)
+
+    monkeypatch.setattr(RawTiles, "_read_file", counted)
+    r = jobs_renderer
+    for name, synthesized in (("single", True), ("pyramid", False)):
+        reads.clear()
+        store, job_id, spec = submit(r, images[name], {"levels": "3-4"})
+        tiles = ((0, 0), (1, 0), (2, 0), (3, 0), (0, 1), (1, 1), (2, 1), (3, 1))
+        under = ((0, 0), (1, 0))
+        batch = Batch(0, BASE_TILES, 4, 0, tiles, (LevelTiles(3, under, True),))
+        store.dispatched(job_id, 0, lease_until=1e12)
+        outcome = _BatchRunner(r, store, r.settings, job_id, batch, spec).run()
+        assert (outcome.rendered, outcome.skipped, outcome.failed) == (10, 0, 0), name
+        expected = [(0, 4, x, y) for x, y in tiles]
+        expected += [] if synthesized else [(0, 3, x, y) for x, y in under]
+        assert sorted(reads) == sorted(expected), name
+        styled = [t.key(spec.generation) for t in batch.all_tile_requests(spec)]
+        assert len(styled) == 10 and all(r.cache.exists(key) for key in styled), name
+        raw = [raw_tile_key(spec.source, spec.generation, 0, 3, x, y) for x, y in under]
+        assert [bool(r.cache_client.exists(key)) for key in raw] == [synthesized] * 2, name

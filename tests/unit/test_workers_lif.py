@@ -19,7 +19,6 @@ from tilecast.common.settings import Settings
 from tilecast.workers.sources import open_source
 from tilecast.workers.sources.files import LocalFile
 from tilecast.workers.sources.lif import LifSource
-from tilecast.workers.sources.planes import FileStream
 from tilecast.workers.sources.reader import Probe
 
 
@@ -149,15 +148,3 @@ def test_a_layout_past_its_block_is_a_422(lifs: dict[str, Path], tmp_path: Path)
 def test_past_the_decode_bound(lifs: dict[str, Path]) -> None:
     with pytest.raises(UnsupportedImage, match="LIF: the image has 6000000 pixels"):
         open_source(str(lifs["large"]), Settings(max_decode_pixels=10**6))
-
-
-def test_file_stream_reads_like_a_file(lifs: dict[str, Path]) -> None:
-    data = lifs["rgb"].read_bytes()
-    with LocalFile(str(lifs["rgb"])) as file:
-        stream = FileStream(file)
-        assert stream.read(5) == data[:5] and stream.tell() == 5
-        stream.seek(-10, 2)
-        assert stream.read() == data[-10:] and stream.read(3) == b""
-        buffer = bytearray(4)
-        stream.seek(7)
-        assert stream.readinto(buffer) == 4 and bytes(buffer) == data[7:11]

@@ -220,6 +220,26 @@ def test_an_unreadable_tile_is_a_422_naming_the_format(real: dict[str, Path]) ->
                 ours.read_tile(0, 0, 0)
 
 
+def test_an_unreadable_associated_image_is_a_422_and_the_handle_is_replaced(
+    tmp_path: Path,
+) -> None:
+    """A Philips label whose JPEG ends early: OpenSlide fails on it and leaves its handle
+    unusable (its next read fails too); the reader answers a 422 and reads on with a
+    new handle."""
+    label = slidewriters.jpeg_bytes(slidewriters.slide_pixels(120, 90, seed=3))
+    path = tmp_path / "short-label.tiff"
+    slidewriters.write_philips(path, label_jpeg=label[: len(label) // 2])
+    with open_reader(path) as ours:
+        assert ours.associated_names() == ["label", "macro"]
+        for _ in range(2):
+            with pytest.raises(
+                UnsupportedImage,
+                match=r"^Philips TIFF: the associated image 'label' cannot be read: Premature",
+            ):
+                ours.associated_image("label")
+            assert ours.associated_image("macro").shape == (80, 200, 4)
+
+
 def test_an_unopenable_file_is_a_422_naming_the_format(real: dict[str, Path]) -> None:
     with pytest.raises(UnsupportedImage, match=r"^tiled TIFF: OpenSlide cannot open it: .*52479"):
         open_reader(real["unopenable.tiff"])

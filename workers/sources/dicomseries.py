@@ -38,7 +38,6 @@ tiles), and wsidicom's own decoders run under this reader's lock.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import threading
@@ -66,7 +65,7 @@ from tilecast.workers.codecheaders import JPEG, check_tile
 from tilecast.workers.rawtile import RawTile
 from tilecast.workers.sources import codecs
 from tilecast.workers.sources.dicom import DICOM_MAGIC, DICOM_MAGIC_OFFSET, DicomReader
-from tilecast.workers.sources.files import ImageFile, LocalFile
+from tilecast.workers.sources.files import FileStream, ImageFile, LocalFile
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +101,9 @@ MAX_FRAME_EXPANSION, MAX_FRAME_OVERHEAD = 2, 1024 * 1024
 MAX_SPARSE_INDEX = 1 << 23
 MAX_ASSOCIATED_SIZE = 8192  # large_image's _maxAssociatedImageSize
 HEADER_TAGS = ("SOPClassUID", "SeriesInstanceUID")
-# A stream's reads of at most this many bytes are served from one read-ahead block:
-# pydicom parses a header in reads of a few bytes each.
-SMALL_READ, READ_AHEAD = 4096, 64 * 1024
+# pydicom parses a header in reads of a few bytes each: a stream's small reads are
+# served from blocks of this many bytes (workers/sources/files.py FileStream).
+READ_AHEAD = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -534,7 +533,9 @@ def read_header(file: ImageFile) -> Header:
     when the header does not parse."""
     try:
         dataset = pydicom.dcmread(
-            FileStream(file), stop_before_pixels=True, specific_tags=list(HEADER_TAGS)
+            FileStream(file, read_ahead=READ_AHEAD),
+            stop_before_pixels=True,
+            specific_tags=list(HEADER_TAGS),
         )
         sop_class = dataset.file_meta.get("MediaStorageSOPClassUID") or dataset.SOPClassUID
         series = str(dataset.SeriesInstanceUID)
@@ -653,7 +654,8 @@ def _open_series(files: list[ImageFile]) -> tuple[WsiDicom, WsiDicomFileSource]:
     frame caches off."""
     try:
         streams = [
-            WsiDicomIO(FileStream(file), filepath=_token(index)) for index, file in enumerate(files)
+            WsiDicomIO(FileStream(file, read_ahead=READ_AHEAD), filepath=_token(index))
+            for index, file in enumerate(files)
         ]
         source = WsiDicomFileSource(streams)
         wsi = WsiDicom(source, source_owned=True)
@@ -752,72 +754,6 @@ def _sparse_entries(instance: Any) -> int:
             if area * len(planes) > MAX_SPARSE_INDEX:
                 return area * len(planes)  # enough to refuse it
     return area * max(1, len(planes))
-
-
-class FileStream(io.RawIOBase):
-    """A binary stream over an ImageFile, with its own position: what pydicom and
-    wsidicom read. Reads stop at the end of the file (a length claimed by a header
-    never sizes a buffer beyond it), and small reads come from a read-ahead block.
-    Not thread-safe: wsidicom reads each stream under a lock of its own."""
-
-    def __init__(self, file: ImageFile) -> None:
-        super().__init__()
-        self.file = file
-        self._position = 0
-        self._block_start = 0
-        self._block = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            target = offset
-        elif whence == io.SEEK_CUR:
-            target = self._position + offset
-        elif whence == io.SEEK_END:
-            target = self.file.size + offset
-        else:
-            raise ValueError(f"invalid whence {whence}")
-        if target < 0:
-            raise OSError("seek before the start of the file")
-        self._position = target
-        return target
-
-    def read(self, size: int | None = -1) -> bytes:
-        remaining = max(0, self.file.size - self._position)
-        count = remaining if size is None or size < 0 else min(size, remaining)
-        if count == 0:
-            return b""
-        if count <= SMALL_READ:
-            data = self._small_read(count)
-        else:
-            data = self.file.read(self._position, count)
-        self._position += len(data)
-        return data
-
-    def _small_read(self, count: int) -> bytes:
-        start = self._position - self._block_start
-        if start < 0 or start + count > len(self._block):
-            self._block_start = self._position
-            self._block = self.file.read(self._position, max(count, READ_AHEAD))
-            start = 0
-        return self._block[start : start + count]
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        # The ImageFile belongs to the reader, which closes it.
-        super().close()
 
 
 def _sop_class_name(uid: UID) -> str:

@@ -9,10 +9,14 @@ file read by HTTP ranges, workers/girder/) is given to libvips as a
 libvips cannot carry a Python exception through a read callback, so a failed read
 (Girder went away) is remembered and the reader re-raises it with
 :meth:`ImageFile.raise_read_error` instead of reporting a corrupt file.
+
+Libraries that read a file object (pydicom and wsidicom, nd2, liffile) get a
+:class:`FileStream` over the ImageFile.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import threading
@@ -20,6 +24,9 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import pyvips
+
+# With read-ahead, a stream serves reads of at most this many bytes from its block.
+SMALL_READ = 4096
 
 
 class ImageFile(ABC):
@@ -48,6 +55,13 @@ class ImageFile(ABC):
         reader of it reads first) and are about to be read in small pieces: a remote
         file fetches them in one request instead of one per piece it lacks, and may
         share them with other processes."""
+
+    def local_copy(self) -> str | None:
+        """A local path holding this file's bytes, for libraries that open files by path
+        only (OpenSlide, libCZI): ``local_path`` for a local file; a remote object may
+        download itself into a bounded cache (workers/remote/opening.py); None when
+        neither is possible."""
+        return self.local_path
 
     # -- libvips ---------------------------------------------------------------------
     def vips_source(self) -> pyvips.Source:
@@ -198,15 +212,89 @@ class _CustomSource:
         return len(data)
 
     def _seek(self, offset: int, whence: int) -> int:
-        if whence == os.SEEK_SET:
-            target = offset
-        elif whence == os.SEEK_CUR:
-            target = self.position + offset
-        elif whence == os.SEEK_END:
-            target = self.file.size + offset
-        else:
+        try:
+            target = _seek_target(self.position, self.file.size, offset, whence)
+        except ValueError:
             return -1
         if target < 0:
             return -1
         self.position = target
         return target
+
+
+class FileStream(io.RawIOBase):
+    """A read-only, seekable binary file over an ImageFile's positioned reads, for
+    libraries that take a file object. Its position is its own and it is not
+    thread-safe: give each library handle its own stream (wsidicom reads each under a
+    lock of its own). Reads stop at the end of the file, so a length a header claims
+    never sizes a buffer beyond it. It has an empty ``name``: no library may reopen it
+    by path. Closing it leaves the ImageFile open (the reader owns and closes that).
+
+    ``read_ahead``: a read of at most ``SMALL_READ`` bytes is served from a block of
+    ``read_ahead`` bytes fetched at once, for parsers that read a header a few bytes at
+    a time (pydicom): one positioned read (one HTTP range of a remote file) instead of
+    hundreds. 0 sends every read straight to the file.
+    """
+
+    def __init__(self, file: ImageFile, *, read_ahead: int = 0) -> None:
+        super().__init__()
+        self.file = file
+        self.name = ""
+        self._read_ahead = read_ahead
+        self._position = 0
+        self._block_start = 0
+        self._block = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = _seek_target(self._position, self.file.size, offset, whence)
+        if target < 0:
+            raise OSError("seek before the start of the file")
+        self._position = target
+        return target
+
+    def read(self, size: int | None = -1) -> bytes:
+        position = self._position
+        remaining = self.file.size - position
+        count = remaining if size is None or size < 0 or size > remaining else size
+        if count <= 0:
+            return b""
+        if count <= SMALL_READ and self._read_ahead:
+            data = self._small_read(count)
+        else:
+            data = self.file.read(position, count)
+        self._position = position + len(data)
+        return data
+
+    def _small_read(self, count: int) -> bytes:
+        start = self._position - self._block_start
+        if start < 0 or start + count > len(self._block):
+            self._block_start = self._position
+            self._block = self.file.read(self._position, max(count, self._read_ahead))
+            start = 0
+        return self._block[start : start + count]
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+def _seek_target(position: int, size: int, offset: int, whence: int) -> int:
+    """Where a seek by ``offset`` from ``whence`` lands (perhaps before the start)."""
+    if whence == os.SEEK_SET:
+        return offset
+    if whence == os.SEEK_CUR:
+        return position + offset
+    if whence == os.SEEK_END:
+        return size + offset
+    raise ValueError(f"invalid whence {whence}")

@@ -33,10 +33,9 @@ from tilecast.common.errors import UnsupportedImage
 from tilecast.common.grid import level_count
 from tilecast.common.settings import Settings
 from tilecast.workers.rawtile import RawTile
-from tilecast.workers.sources.files import ImageFile
+from tilecast.workers.sources.files import FileStream, ImageFile
 from tilecast.workers.sources.planes import (
     Axis,
-    FileStream,
     PlaneCache,
     check_pixels,
     check_plane_bytes,

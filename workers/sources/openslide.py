@@ -1,12 +1,14 @@
-"""Every vendor format OpenSlide 4 reads (openslide-python with the openslide-bin wheel),
-as large_image's ``openslide`` source serves it.
+"""The vendor formats OpenSlide 4 reads (openslide-python with the openslide-bin wheel)
+that no faster reader takes, as large_image's ``openslide`` source serves them.
 
-Chosen last among the format readers (``PRIORITIES["openslide"]``): tilecast's TIFF
-reader keeps generic TIFFs and Aperio SVS (JPEG tiles passed through) and declines the
-vendor TIFFs it would read wrongly (workers/sources/slidevendors.py), DICOM goes to the
-DICOM reader. What reaches this one: Hamamatsu NDPI and VMS/VMU, Leica SCN, MIRAX MRXS,
-Philips TIFF, Sakura SVSlide, Trestle, Ventana BIF, Zeiss CZI, and tiled TIFFs the TIFF
-reader declined.
+Chosen last among the format readers (``PRIORITIES["openslide"]``). tilecast's TIFF
+reader keeps generic TIFFs, Aperio SVS (JPEG tiles passed through), Huron and ARGOS, and
+declines the vendor TIFFs it would read wrongly (workers/sources/slidevendors.py). What
+reaches this one: Hamamatsu NDPI and VMS/VMU, Leica SCN, MIRAX MRXS, Philips TIFF, Sakura
+SVSlide, Trestle, Ventana BIF, and tiled TIFFs the TIFF reader declined. Not taken here:
+DICOM (declined when OpenSlide detects it: the DICOM reader's), Zeiss CZI (not
+recognised: the CZI reader's, workers/sources/czi.py), files OpenSlide does not detect,
+and a generic tiled TIFF without a local path (both go on to libvips).
 
 Geometry follows large_image's source: the slide's levels whose sizes are (within 2 %)
 a power of two of the largest are its native levels, each mapped to tilecast's halving
@@ -100,7 +102,8 @@ class OpenSlideSource(Reader):
     @classmethod
     def can_read(cls, probe: Probe) -> bool:
         """A tiled TIFF (OpenSlide's generic TIFF), a TIFF carrying a vendor's marker
-        (NDPI is striped), or a non-TIFF slide format recognised by its first bytes."""
+        (NDPI is striped), or a non-TIFF slide format recognised by its first bytes (a
+        Zeiss CZI is not: the CZI reader's)."""
         if probe.startswith(*TIFF_MAGICS):
             base = _first_directory(probe)
             if base is None:
@@ -111,7 +114,8 @@ class OpenSlideSource(Reader):
     @classmethod
     def open(cls, probe: Probe, settings: Settings) -> OpenSlideSource:
         kind = _probed_kind(probe)
-        path = probe.file.local_path
+        # A URL source's object is downloaded into the bounded download cache here.
+        path = probe.file.local_copy()
         if path is None:
             if kind == "generic-tiff":
                 raise ReaderDeclined("OpenSlide reads local files only")
@@ -144,9 +148,10 @@ class OpenSlideSource(Reader):
         directories when they were parsed already."""
         self.file = file
         self.path = file.name
-        if file.local_path is None:
+        local = file.local_copy()
+        if local is None:
             raise ReaderDeclined("OpenSlide reads local files only")
-        self._local_path = file.local_path
+        self._local_path = local
         self.vendor = vendor or openslide.OpenSlide.detect_format(self._local_path) or ""
         self.slide_format = slidevendors.FORMAT_NAMES.get(self.vendor, "slide")
         self._lock = threading.Lock()
@@ -249,15 +254,25 @@ class OpenSlideSource(Reader):
 
     # -- the slide handle ---------------------------------------------------------------------
     @contextmanager
-    def _slide(self) -> Iterator[tuple[_Handle, openslide.OpenSlide]]:
+    def _reading(self, what: str) -> Iterator[openslide.OpenSlide]:
+        """The slide, to read ``what`` (a tile, an associated image) from; its handle is
+        held (not closed) until the read is done. An OpenSlide error is a 422 naming
+        ``what`` and the format, raised once the handle is let go: OpenSlide leaves a
+        handle unusable after any error, so later reads go to a new one."""
         with self._lock:
             handle = self._handle
             if self._closed or not handle.acquire():
                 raise ValueError(f"{self.path} is closed")
         try:
-            yield handle, handle.slide
+            yield handle.slide
+            return
+        except openslide.OpenSlideError as exc:
+            reason = self._reason(exc)
         finally:
             handle.release()
+        self._replace_broken(handle)
+        log.warning("%s: %s: %s", self.path, what, reason)
+        raise UnsupportedImage(f"{self.slide_format}: {what} cannot be read: {reason}") from None
 
     def _replace_broken(self, broken: _Handle) -> None:
         """OpenSlide leaves a handle unusable after a read error: later reads go to a
@@ -328,21 +343,9 @@ class OpenSlideSource(Reader):
                 self.file.close()
 
     def _read_region(self, z: int, x: int, y: int, level: _SlideLevel) -> np.ndarray:
-        with self._slide() as (handle, slide):
-            try:
-                size = (self.tile_width, self.tile_height)
-                image = slide.read_region(self._location(z, x, y, level), level.number, size)
-            except openslide.OpenSlideError as exc:
-                reason = self._reason(exc)
-                error: openslide.OpenSlideError | None = exc
-            else:
-                error = None
-        if error is not None:
-            self._replace_broken(handle)
-            log.warning("%s: tile z=%d x=%d y=%d: %s", self.path, z, x, y, reason)
-            raise UnsupportedImage(
-                f"{self.slide_format}: tile z={z} x={x} y={y} cannot be read: {reason}"
-            )
+        with self._reading(f"tile z={z} x={x} y={y}") as slide:
+            size = (self.tile_width, self.tile_height)
+            image = slide.read_region(self._location(z, x, y, level), level.number, size)
         pixels = np.asarray(image)
         if self._background is not None:
             pixels = pixels.copy()
@@ -372,7 +375,7 @@ class OpenSlideSource(Reader):
             return self._associated_page(name, page)
         if name not in self._openslide_associated:
             return super().associated_image(name)
-        with self._slide() as (handle, slide):
+        with self._reading(f"the associated image {name!r}") as slide:
             # OpenSlide 4 states each associated image's size among the properties.
             prefix = f"openslide.associated.{name}"
             try:
@@ -381,18 +384,7 @@ class OpenSlideSource(Reader):
             except (KeyError, ValueError):
                 width = height = 0
             self._check_associated_size(name, width, height)
-            try:
-                image = slide.associated_images[name]
-            except openslide.OpenSlideError as exc:
-                reason = self._reason(exc)
-                error: openslide.OpenSlideError | None = exc
-            else:
-                error = None
-        if error is not None:
-            self._replace_broken(handle)
-            raise UnsupportedImage(
-                f"{self.slide_format}: the associated image {name!r} cannot be read: {reason}"
-            )
+            image = slide.associated_images[name]
         return np.asarray(image)
 
     def _associated_page(self, name: str, page: TiffDirectory) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""What the microscopy readers (CZI, ND2, LIF) share: frames numbered over axes, a
-bounded cache of planes decoded whole, and a file object over an ImageFile for
-libraries that read streams.
+"""What the microscopy readers (CZI, ND2, LIF) share: frames numbered over axes and a
+bounded cache of planes decoded whole. (The file object they hand to libraries that
+read streams is workers/sources/files.py's FileStream.)
 
 Frames: a multi-dimensional image (channels, z-planes, time points, scenes or stage
 positions) is a list of 2-D frames, numbered with the first axis fastest, each frame
@@ -15,7 +15,6 @@ open, with a 422, a plane that could not fit it.
 
 from __future__ import annotations
 
-import io
 import itertools
 import threading
 from collections import OrderedDict
@@ -26,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from tilecast.common.errors import UnsupportedImage
-from tilecast.workers.sources.files import ImageFile
 
 # Decoded planes one reader keeps; a plane larger than this cannot be read whole.
 PLANE_CACHE_BYTES = 256 * 1024 * 1024
@@ -127,58 +125,6 @@ class PlaneCache:
             while used > self.capacity and len(self._planes) > 1:
                 _, dropped = self._planes.popitem(last=False)
                 used -= dropped.nbytes
-
-
-class FileStream(io.RawIOBase):
-    """A read-only, seekable binary file over an ImageFile's positioned reads, for
-    libraries that take a file object (nd2, liffile). Its position is its own: give
-    each library handle its own stream."""
-
-    def __init__(self, file: ImageFile) -> None:
-        super().__init__()
-        self._file = file
-        self._position = 0
-        self.name = ""  # no path: the libraries must not reopen it by name
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            target = offset
-        elif whence == io.SEEK_CUR:
-            target = self._position + offset
-        elif whence == io.SEEK_END:
-            target = self._file.size + offset
-        else:
-            raise ValueError(f"invalid whence {whence}")
-        if target < 0:
-            raise ValueError("negative seek position")
-        self._position = target
-        return target
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        wanted = min(len(view), max(0, self._file.size - self._position))
-        if wanted == 0:
-            return 0
-        data = self._file.read(self._position, wanted)
-        view[: len(data)] = data
-        self._position += len(data)
-        return len(data)
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = max(0, self._file.size - self._position)
-        data = self._file.read(self._position, size) if size else b""
-        self._position += len(data)
-        return data
 
 
 def error_text(exc: BaseException, path: str | None = None) -> str:

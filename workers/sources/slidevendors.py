@@ -30,7 +30,6 @@ LEICA_NAMESPACES = (
 )
 VMS_GROUPS = (b"[Virtual Microscope Specimen]", b"[Uncompressed Virtual Microscope Specimen]")
 SQLITE_MAGIC = b"SQLite format 3\x00"  # Sakura SVSlide is an SQLite database
-CZI_MAGIC = b"ZISRAWFILE"
 MIRAX_SUFFIX = ".mrxs"
 MIRAX_INDEX = "Slidedat.ini"
 
@@ -88,9 +87,9 @@ def tiff_vendor(directory: TiffDirectory) -> str | None:
 def head_vendor(head: bytes, local_path: str | None) -> str | None:
     """The vendor of a file that is not a TIFF, from its first bytes -- or, for MIRAX,
     whose ``.mrxs`` file holds no marker at all, from what OpenSlide itself requires: the
-    ``.mrxs`` name and a folder of the same name beside it holding ``Slidedat.ini``."""
-    if head.startswith(CZI_MAGIC):
-        return "zeiss"
+    ``.mrxs`` name and a folder of the same name beside it holding ``Slidedat.ini``.
+    Not Zeiss CZI, which OpenSlide reads too: that is the CZI reader's
+    (workers/sources/czi.py), whose libCZI decodes every CZI OpenSlide's driver does."""
     if head.startswith(SQLITE_MAGIC):
         return "sakura"
     if any(group in head for group in VMS_GROUPS):

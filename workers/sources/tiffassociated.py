@@ -99,7 +99,11 @@ def _name(directory: TiffDirectory, *, tiled: bool, first: bool) -> str:
 
 def read_associated(file: ImageFile, directory: TiffDirectory) -> np.ndarray:
     """The page's pixels as (height, width, bands), turned upright per its Orientation."""
-    image = file.load_tiff(page=directory.index, access="sequential")
+    # The page is decoded top to bottom once (libvips reads the strips of a page after
+    # a tiled first page in order, whatever access is asked). Such an image can be read
+    # once: revalidate keeps libvips' operation cache from handing a consumed one to
+    # the next read of the same page ("out of order read").
+    image = file.load_tiff(page=directory.index, access="sequential", revalidate=True)
     pixels = to_numpy(image)
     return reorient(pixels, directory.orientation)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import bz2
-import io
 import lzma
 import math
 import os
@@ -49,7 +48,7 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.storage import LocalStore, ZipStore
 
 from tilecast.common.errors import UnsupportedImage
-from tilecast.workers.sources.files import ImageFile
+from tilecast.workers.sources.files import FileStream, ImageFile
 
 METADATA_NAMES = frozenset({".zattrs", ".zarray", ".zgroup", ".zmetadata", "zarr.json"})
 # A plate of 1536 wells lists them in well under a megabyte.
@@ -481,37 +480,6 @@ def _pread_all(fd: int, start: int, count: int) -> bytes:
     return b"".join(parts)
 
 
-class _FileReader(io.RawIOBase):
-    """A seekable, read-only file object over an ImageFile (for zipfile)."""
-
-    def __init__(self, file: ImageFile) -> None:
-        self.file = file
-        self.position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.position, os.SEEK_END: self.file.size}[whence]
-        self.position = max(0, base + offset)
-        return self.position
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        wanted = min(len(buffer), self.file.size - self.position)
-        if wanted <= 0:
-            return 0
-        data = self.file.read(self.position, wanted)
-        buffer[: len(data)] = data
-        self.position += len(data)
-        return len(data)
-
-
 class ZipFileStore(ZipStore):
     """zarr's ZipStore, read-only, over an ImageFile, bounded by ``limits``: an entry is
     read only when its declared size is within them (zipfile never inflates past it)."""
@@ -530,7 +498,7 @@ class ZipFileStore(ZipStore):
         if self._is_open:
             raise ValueError("store is already open")
         self._lock = threading.RLock()
-        self._zf = zipfile.ZipFile(_FileReader(self.file), mode="r")  # type: ignore[arg-type]
+        self._zf = zipfile.ZipFile(FileStream(self.file), mode="r")  # type: ignore[arg-type]
         self._is_open = True
 
     def with_read_only(self, read_only: bool = False) -> ZipFileStore:
