@@ -152,13 +152,6 @@ class ZarrLayout:
         frame_index = tuple(found[: len(self.frame_axes)])
         return ChunkPlace(self.frames[frame_index], z, found[-1], found[-2])
 
-    def chunk_index(self, frame: int) -> tuple[int, ...]:
-        """The frame-axis indices of ``frame`` (the inverse of ``frames``)."""
-        for index, number in self.frames.items():
-            if number == frame:
-                return index
-        raise KeyError(frame)
-
 
 def frame_layout(
     frames: Sequence[Mapping[str, Any]], index_range: Mapping[str, int]
