@@ -179,7 +179,12 @@ def _grid_of(
     """The layout placing each frame by the index keys ``axes`` (key, axis name) when
     the frames fill that grid exactly once each, else None. Axes of one value are left
     out, but for ``c``, which is always there (every ``axes`` names it)."""
-    indices = [tuple(int(frame.get(key) or 0) for key, _ in axes) for frame in frames]
+    try:
+        indices = [tuple(int(frame.get(key) or 0) for key, _ in axes) for frame in frames]
+    except (TypeError, ValueError):  # a reader's index that is no number places nothing
+        return None
+    if any(value < 0 for index in indices for value in index):
+        return None
     sizes = [max(index[i] for index in indices) + 1 for i in range(len(axes))]
     if len(set(indices)) != len(frames) or math.prod(sizes) != len(frames):
         return None

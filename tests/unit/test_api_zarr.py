@@ -107,6 +107,9 @@ def test_other_axes_go_along_t_in_index_order() -> None:
     ragged = [{"IndexC": 0}, {"IndexC": 1}, {"IndexC": 0, "IndexXY": 1}]
     axes, frames = frame_layout(ragged, {"IndexC": 2, "IndexXY": 2})
     assert axes == (("t", 3), ("c", 1)) and frames[(2, 0)] == 2
+    # Indices that are no grid's (negative, not numbers): one frame per t as well.
+    for odd in ([{"IndexC": -1}, {"IndexC": 0}, {"IndexC": 1}], [{"IndexC": "a"}, {}]):
+        assert frame_layout(odd, {"IndexC": 2})[0] == (("t", len(odd)), ("c", 1))
 
 
 @pytest.mark.parametrize(
