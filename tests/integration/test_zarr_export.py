@@ -66,7 +66,12 @@ def open_view(
     """The view as a zarr reader opens it: an fsspec HTTP store at ``/zarr/{id}/`` (under
     ``root``: a signed path; ``version``: pinned to that generation)."""
     pinned = "" if version is None else f"v{version}/"
-    store = FsspecStore.from_url(api.url(f"{root}/zarr/{source_id}/{pinned}"), read_only=True)
+    # No keep-alive: fsspec keeps its sessions for the process, and an idle connection
+    # would hold an api started for one test past its stop.
+    options = {"client_kwargs": {"headers": {"Connection": "close"}}}
+    store = FsspecStore.from_url(
+        api.url(f"{root}/zarr/{source_id}/{pinned}"), read_only=True, storage_options=options
+    )
     return zarr.open_group(store, mode="r", zarr_format=2)
 
 
