@@ -269,7 +269,12 @@ class SeriesClient(WsiDicomWebClient):
         return iter(())  # tilecast reads no annotations: no search for them
 
     def get_instance(self, study_uid: UID, series_uid: UID, instance_uid: UID) -> Dataset:
-        return Dataset.from_json(self._description.metadata[str(instance_uid)])
+        # A BulkDataURI (an ICC profile, say) is not fetched: the tiles do not use it,
+        # and the URI could name any host.
+        return Dataset.from_json(
+            self._description.metadata[str(instance_uid)],
+            bulk_data_uri_handler=_no_bulk_data,
+        )
 
     def is_transfer_syntax_supported(
         self, study_uid: UID, series_uid: UID, instance_uid: UID, transfer_syntax: UID
@@ -277,6 +282,10 @@ class SeriesClient(WsiDicomWebClient):
         # Only the stored syntax is asked for: a server's transcoding would re-encode
         # frames (lossy JPEG of a lossless image), and some answer 500 rather than 406.
         return False
+
+
+def _no_bulk_data(tag: str, vr: str, uri: str) -> None:
+    return None
 
 
 def _value(item: dict[str, Any], tag: str) -> str | None:
