@@ -25,6 +25,7 @@ from tests import dicomslides
 from tests.orthancserver import DICOMWEB_ROOT, PASSWORD, USER, CountingProxy, OrthancServer
 from tests.remoteservers import closed_port
 from tilecast.common.errors import (
+    ConfigurationError,
     RemoteForbidden,
     RemoteNotFound,
     RemoteThrottled,
@@ -319,3 +320,15 @@ def test_a_throttling_server_is_retried_then_a_503_with_retry_after(
         assert caught.value.status == 503 and caught.value.retry_after == 7
         # The server answers again: so does the source.
         assert source.read_tile(source.levels - 1, 1, 1).is_jpeg
+
+
+def test_credentials_are_one_kind_and_complete() -> None:
+    for env in (
+        {"TILECAST_DICOMWEB_TOKEN": "t", "TILECAST_DICOMWEB_USER": "u"},
+        {"TILECAST_DICOMWEB_USER": "u"},
+        {"TILECAST_DICOMWEB_PASSWORD": "p"},
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            Settings.from_env(env)
+        assert "TILECAST_DICOMWEB_" in str(caught.value)
+    assert Settings.from_env({"TILECAST_DICOMWEB_TOKEN": "t"}).dicomweb_token == "t"
