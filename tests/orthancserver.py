@@ -131,6 +131,7 @@ class CountingProxy:
         self.log = RequestLog()
         self.throttle: tuple[int, int] | None = None  # (status, Retry-After) for every GET
         self.token: str | None = None  # a bearer token demanded, swapped for basic auth
+        self.truncate = False  # send half of each answer's body, then close
         self.server = _QuietServer(("127.0.0.1", 0), _proxy_handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -187,6 +188,9 @@ def _proxy_handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if proxy.truncate:
+                body = body[: len(body) // 2]
+                self.close_connection = True
             self.wfile.write(body)
             proxy.log.add(Request(self.command, self.path, None, status, len(body)))
 

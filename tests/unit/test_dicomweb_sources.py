@@ -29,6 +29,7 @@ from tilecast.common.errors import (
     RemoteForbidden,
     RemoteNotFound,
     RemoteThrottled,
+    RemoteTruncated,
     RemoteUnavailable,
     SourceRefused,
     UnsupportedImage,
@@ -320,6 +321,25 @@ def test_a_throttling_server_is_retried_then_a_503_with_retry_after(
         assert caught.value.status == 503 and caught.value.retry_after == 7
         # The server answers again: so does the source.
         assert source.read_tile(source.levels - 1, 1, 1).is_jpeg
+
+
+def test_a_cut_answer_is_retried_then_a_503_and_never_used(
+    stored: dict[str, Series], proxy: CountingProxy, redis_url: str, fresh: None
+) -> None:
+    settings = settings_for(proxy, redis_url)
+    opened = open_path(locator(proxy.url, stored["orthanc-jpeg"]), settings)
+    with opened.source as source:
+        whole = source.read_tile(source.levels - 1, 2, 2).jpeg
+        proxy.truncate = True
+        mark = proxy.log.mark()
+        try:
+            with pytest.raises(RemoteTruncated) as caught:
+                source.read_tile(source.levels - 1, 2, 2)
+        finally:
+            proxy.truncate = False
+        assert len(proxy.log.since(mark)) == settings.remote_retries + 1
+        assert caught.value.status == 503
+        assert source.read_tile(source.levels - 1, 2, 2).jpeg == whole
 
 
 def test_credentials_are_one_kind_and_complete() -> None:
