@@ -183,15 +183,17 @@ def _proxy_handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:
             self._answer(status, kept, body)
 
         def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+            sent = len(body) // 2 if proxy.truncate else len(body)
+            # Recorded before the client can have its answer: a test counting requests
+            # right after a read sees every one.
+            proxy.log.add(Request(self.command, self.path, None, status, sent))
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if proxy.truncate:
-                body = body[: len(body) // 2]
                 self.close_connection = True
-            self.wfile.write(body)
-            proxy.log.add(Request(self.command, self.path, None, status, len(body)))
+            self.wfile.write(body[:sent])
 
     return Handler

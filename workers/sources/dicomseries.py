@@ -2,6 +2,9 @@
 
 workers/sources/dicom.py recognises a DICOM file (cheaply, without importing wsidicom or
 pydicom, which take most of a second to load) and opens it with :class:`DicomSeries`.
+What follows about levels, frames, tiles and associated images is :class:`DicomImage`'s,
+which a series on a DICOMweb server shares (workers/sources/dicomweb.py); finding and
+checking the files is the local series' own.
 
 A DICOM slide is a *series*: one instance (file) per pyramid level, focal-plane set or
 optical path, plus label, overview and thumbnail instances, a large level sometimes split
