@@ -159,6 +159,6 @@ class HitPath:
 def install(app: Flask, settings: Settings) -> None:
     """Put the hit path in front of everything (after publicurl.install, which must see
     the environ before Flask), in the modes it answers exactly as Flask would."""
-    if settings.access_mode != "open" or settings.rate_limit > 0:
+    if not settings.hit_path or settings.access_mode != "open" or settings.rate_limit > 0:
         return
     app.wsgi_app = HitPath(app, app.wsgi_app, settings)  # type: ignore[method-assign]

@@ -267,6 +267,9 @@ def test_modes_the_hit_path_does_not_answer(
         path = f"/item/{source}/tiles/zxy/1/0/0"
         for app in (signed, limited):
             assert not isinstance(app.wsgi_app, HitPath)
+        off = create_app(replace(settings, hit_path=0))
+        assert not isinstance(off.wsgi_app, HitPath)  # TILECAST_HIT_PATH=0
+        services(off).listener.stop()
         refused = Client(signed).get(path)
         assert refused.status_code == 401
         grant = signing.sign(f"/item/{source}/", 2**31, signing.parse_keys(keys))
