@@ -187,6 +187,22 @@ def hit_scenarios(fixture: Fixture, apps: Mapping[str, WsgiApp]) -> list[Scenari
     return out
 
 
+def in_process(redis_url: str, tile_bytes: int, requests: int, rounds: int) -> dict[str, float]:
+    """Median CPU µs/request of every scenario of :func:`hit_scenarios` for tilecast (hit
+    path in front), tilecast's Flask path alone and the bare app, on ``redis_url``."""
+    fixture = prepare(redis_url, tile_bytes)
+    tilecast = tilecast_app(fixture)
+    apps = {
+        "tilecast": tilecast,
+        "tilecast flask path": flask_path(tilecast),
+        "bare": bare_app(fixture),
+    }
+    try:
+        return measure(hit_scenarios(fixture, apps), requests, rounds)
+    finally:
+        tilecast.extensions["tilecast"].listener.stop()  # type: ignore[attr-defined]
+
+
 def main() -> None:
     from tilecast.redis_server import RedisServer
 
@@ -199,14 +215,7 @@ def main() -> None:
         server = RedisServer(Path(scratch))
         server.start()
         try:
-            fixture = prepare(server.url, args.tile_bytes)
-            tilecast = tilecast_app(fixture)
-            apps = {
-                "tilecast": tilecast,
-                "tilecast flask path": flask_path(tilecast),
-                "bare": bare_app(fixture),
-            }
-            results = measure(hit_scenarios(fixture, apps), args.requests, args.rounds)
+            results = in_process(server.url, args.tile_bytes, args.requests, args.rounds)
         finally:
             server.stop()
     bare = results["bare hit"]
