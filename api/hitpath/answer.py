@@ -6,8 +6,11 @@ What the Flask path does on a hit, and where it is done here:
   shapes (api/hitpath/shapes.py) match no empty, dot or backslash segment;
 - the Host check (api/middleware/publicurl.py): a Host that is not a host name goes to
   Flask (its 400); valid ones are remembered;
-- access: ``open`` mode only, with no rate limit (``signed``, ``girder`` and rate limits
-  stay on the Flask path: :func:`install` does not put the hit path in front then);
+- access (api/middleware/access.py): ``open`` mode, or ``signed`` with the grant in the
+  query (one HMAC, api/middleware/signed.py ``verify_path``; max-age cut to the grant's
+  time left); a missing or refused grant goes to Flask (its 401/403), as does the grant
+  in the path. ``girder`` mode and rate limits stay on the Flask path: :func:`install`
+  does not put the hit path in front then;
 - the request id and the HTTP counters (api/middleware/observe.py): the client's sane
   ``X-Request-Id`` or a new one, counted in memory by route template and status class;
 - the generation (api/miss/generations.py memo) and ``gen`` (api/middleware/versioned.py):
@@ -33,21 +36,25 @@ from tilecast.api.hitpath.shapes import Route, match, routes_of
 from tilecast.api.http import CACHE_HEADER, etag_for
 from tilecast.api.middleware.cors import read_headers
 from tilecast.api.middleware.publicurl import HOST
+from tilecast.api.middleware.signed import cut_max_age, raw_path, verify_path
 from tilecast.api.middleware.versioned import GENERATION_HEADER, gone, immutable
 from tilecast.api.miss.answers import HIT, cached, not_modified
 from tilecast.api.parsing import parse_encoding
 from tilecast.api.services import EXTENSION, Services
-from tilecast.common import counters
+from tilecast.common import counters, signing
 from tilecast.common.counters import http_request_field
 from tilecast.common.errors import TilecastError
 from tilecast.common.keys import cache_key
 from tilecast.common.logs import REQUEST_ID_HEADER, accept_request_id
+from tilecast.common.query import GENERATION
 from tilecast.common.settings import Settings
 from tilecast.common.style import style_hash
 from tilecast.common.tiles import KIND_TILE
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Headers = list[tuple[str, str]]
+OPEN, SIGNED = "open", "signed"
+MODES = (OPEN, SIGNED)  # the access modes the hit path decides by itself
 # Valid Host headers seen (one or a few per deployment); past this the set starts afresh.
 MAX_HOSTS = 64
 
@@ -66,6 +73,10 @@ class HitPath:
         self.cache_control = self.svc.cache_control
         self.immutable = immutable(self.svc.cache_control)
         self.cors = read_headers(settings.cors_origins)
+        # signed mode: the keys grants are verified with, and the grant's parameters.
+        signed = settings.access_mode == SIGNED
+        self.keys = signing.parse_keys(settings.signing_keys) if signed else None
+        self.names = frozenset({GENERATION.name, *(signing.PARAMETERS if signed else ())})
         self.hosts: set[str] = set()
         self.hits = counters.api_hits(counters.KIND_TILE)
         self.counted = {
@@ -89,11 +100,18 @@ class HitPath:
         path = environ.get("PATH_INFO", "")
         if len(path) > self.max_path:
             return None
-        target = match(self.routes, path, environ.get("QUERY_STRING", ""))
+        target = match(self.routes, path, environ.get("QUERY_STRING", ""), self.names)
         if target is None or not self.host_ok(environ.get("HTTP_HOST")):
             return None
         svc = self.svc
         source = target.item_id
+        expires = None
+        if self.keys is not None:
+            try:
+                grant = verify_path(path, raw_path(environ), source, False, target.args, self.keys)
+            except TilecastError:
+                return None  # Flask's 400, 401 or 403
+            expires = grant.expires
         try:
             current = svc.generations.get(source)
         except (TilecastError, redis.RedisError):
@@ -107,6 +125,8 @@ class HitPath:
         )
         etag = etag_for(key)
         control = self.immutable if target.gen == generation else self.cache_control
+        if expires is not None:
+            control = cut_max_age(control, expires)
         head = [("ETag", f'"{etag}"'), ("Cache-Control", control)]
         tail = [
             (GENERATION_HEADER, generation),
@@ -159,6 +179,6 @@ class HitPath:
 def install(app: Flask, settings: Settings) -> None:
     """Put the hit path in front of everything (after publicurl.install, which must see
     the environ before Flask), in the modes it answers exactly as Flask would."""
-    if not settings.hit_path or settings.access_mode != "open" or settings.rate_limit > 0:
+    if not settings.hit_path or settings.access_mode not in MODES or settings.rate_limit > 0:
         return
     app.wsgi_app = HitPath(app, app.wsgi_app, settings)  # type: ignore[method-assign]

@@ -11,6 +11,7 @@ is not matched: Flask answers it as before.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 from flask import Flask
 
@@ -32,7 +33,6 @@ SHAPES: dict[tuple[str, str], tuple[str, str]] = {
         "/api/v1/item/<item_id>/tiles/fzxy/<frame>/<z>/<x>/<y>",
     ),
 }
-GEN_QUERY = GENERATION.name + "="
 # versioned.py reads at most this many digits of ``gen``.
 MAX_GEN_DIGITS = 18
 
@@ -54,7 +54,8 @@ class Target:
     z: int
     x: int
     y: int
-    gen: str | None  # the ``gen`` query value, when the query is exactly ``gen=<digits>``
+    gen: str | None  # the ``gen`` query value (digits), when there is one
+    args: dict[str, str]  # the query's parameters
 
 
 def routes_of(app: Flask) -> dict[tuple[str, str], Route]:
@@ -72,18 +73,17 @@ def routes_of(app: Flask) -> dict[tuple[str, str], Route]:
     return routes
 
 
-def match(routes: dict[tuple[str, str], Route], path: str, query: str) -> Target | None:
-    """The tile a GET of ``path?query`` names, when it has one of the shapes."""
-    gen = None
-    if query:
-        gen = query[len(GEN_QUERY) :]
-        if not (
-            query.startswith(GEN_QUERY)
-            and gen.isascii()
-            and gen.isdigit()
-            and len(gen) <= MAX_GEN_DIGITS
-        ):
-            return None
+def match(
+    routes: dict[tuple[str, str], Route], path: str, query: str, names: frozenset[str]
+) -> Target | None:
+    """The tile a GET of ``path?query`` names, when it has one of the shapes and its
+    query only parameters of ``names`` (``gen`` and what the access mode reads)."""
+    args = query_args(query, names)
+    if args is None:
+        return None
+    gen = args.get(GENERATION.name)
+    if gen is not None and not (gen.isascii() and gen.isdigit() and len(gen) <= MAX_GEN_DIGITS):
+        return None
     parts = path.split("/")
     prefix = ROOT
     if len(parts) > 3 and parts[1] == "api" and parts[2] == "v1":
@@ -110,9 +110,24 @@ def match(routes: dict[tuple[str, str], Route], path: str, query: str) -> Target
             path_coordinate(x, "x"),
             path_coordinate(y, "y"),
             gen,
+            args,
         )
     except TilecastError:
         return None  # Flask answers the 400 or 404
+
+
+def query_args(query: str, names: frozenset[str]) -> dict[str, str] | None:
+    """``name=value`` pairs of ``names``, each at most once, decoded as Flask decodes
+    them; None for anything else (Flask reads it)."""
+    args: dict[str, str] = {}
+    if not query:
+        return args
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")
+        if not equals or name not in names or name in args:
+            return None
+        args[name] = unquote_plus(value) if "%" in value or "+" in value else value
+    return args
 
 
 def plain(segment: str) -> bool:

@@ -6,9 +6,11 @@ Redis."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from urllib.parse import urlencode
 
 import pytest
 import redis
@@ -257,28 +259,71 @@ def test_counters_and_activity_are_recorded_alike(
 def test_modes_the_hit_path_does_not_answer(
     settings: Settings, state: redis.Redis, source: str
 ) -> None:
-    """Signed URLs and rate limits stay on the Flask path: a cached tile is never served
-    without the check of the mode in force."""
-    keys = "k1:" + "s" * 32
-    signed = make_app(settings, state, access_mode="signed", signing_keys=keys)
+    """Girder tokens and rate limits stay on the Flask path (and TILECAST_HIT_PATH=0 puts
+    every request there)."""
+    girder = create_app(
+        replace(settings, access_mode="girder", girder_url="http://girder:1/api/v1")
+    )
     limited = make_app(settings, state, rate_limit=1000.0)
+    off = create_app(replace(settings, hit_path=0))
+    try:
+        for app in (girder, limited, off):
+            assert not isinstance(app.wsgi_app, HitPath)
+        cache_tile(state, source)
+        assert Client(limited).get(f"/item/{source}/tiles/zxy/1/0/0").status_code == 200
+    finally:
+        for app in (girder, limited, off):
+            services(app).listener.stop()
+
+
+KEYS = "k1:" + "s" * 32
+
+
+def test_signed_urls(settings: Settings, state: redis.Redis, source: str) -> None:
+    """A grant in the query is checked by the hit path itself (one HMAC); whatever it
+    refuses, or a grant in the path, Flask answers: never a cached tile without a grant."""
+    app = make_app(settings, state, access_mode="signed", signing_keys=KEYS)
     try:
         cache_tile(state, source)
+        generation = SourceRegistry(state).generation(source) or 0
         path = f"/item/{source}/tiles/zxy/1/0/0"
-        for app in (signed, limited):
-            assert not isinstance(app.wsgi_app, HitPath)
-        off = create_app(replace(settings, hit_path=0))
-        assert not isinstance(off.wsgi_app, HitPath)  # TILECAST_HIT_PATH=0
-        services(off).listener.stop()
-        refused = Client(signed).get(path)
-        assert refused.status_code == 401
-        grant = signing.sign(f"/item/{source}/", 2**31, signing.parse_keys(keys))
-        allowed = Client(signed).get(path, query_string=grant)
-        assert allowed.status_code == 200 and allowed.headers["X-Tilecast-Cache"] == "hit"
-        assert Client(limited).get(path).status_code == 200
+        keys = signing.parse_keys(KEYS)
+
+        def signed(prefix: str, expires: int, extra: str = "") -> str:
+            return path + "?" + urlencode(signing.sign(prefix, expires, keys)) + extra
+
+        lasting = signed(f"/item/{source}/", 2**33)
+        for url in (
+            lasting,
+            lasting + f"&gen={generation}",
+            signed(f"/item/{source}/tiles/", 2**33),
+        ):
+            fast, flask = both(app, url)
+            assert fast == flask and fast[0] == 200, url  # type: ignore[index]
+            assert dict(fast[1])["Cache-Control"].startswith("private, max-age=")  # type: ignore[index]
+            assert answered_by_hit_path(app, url)
+        refused = {
+            path: 401,
+            signed("/item/other/", 2**33): 403,
+            lasting.replace("signature=", "signature=x"): 403,
+            signed(f"/item/{source}/", int(time.time()) - 5): 403,
+            lasting + "&token=abc": 200,  # another parameter: Flask's answer
+        }
+        for url, status in refused.items():
+            assert not answered_by_hit_path(app, url), url
+            fast, flask = both(app, url)
+            assert fast == flask and fast[0] == status, url  # type: ignore[index]
+        # The grant's time left bounds max-age, as on the Flask path.
+        soon = signed(f"/item/{source}/", int(time.time()) + 100)
+        control = Client(app).get(soon).headers["Cache-Control"]
+        assert control.startswith("private, max-age=") and 95 <= int(control.split("=")[1]) <= 100
+        # The grant in the path (IIIF clients' form) goes to Flask.
+        grant = signing.sign(f"/item/{source}/", 2**33, keys)
+        in_path = "/signed/{keyid}/{expires}/{signature}".format(**grant) + path
+        assert not answered_by_hit_path(app, in_path)
+        assert Client(app).get(in_path).headers["X-Tilecast-Cache"] == "hit"
     finally:
-        for app in (signed, limited):
-            services(app).listener.stop()
+        services(app).listener.stop()
 
 
 def test_a_changed_tile_route_stops_the_app(app: Flask) -> None:
