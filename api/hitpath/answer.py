@@ -19,7 +19,7 @@ What the Flask path does on a hit, and where it is done here:
   viewing now and then (api/miss/answers.py ``cached``), the hit counter;
 - the CORS headers of read routes (api/middleware/cors.py ``read_headers``).
 
-A miss, an unknown item or a Redis error goes to Flask, which answers it as before
+A miss, an unknown item or any error (Redis down) goes to Flask, which answers it as before
 (a miss costs the hit path's GET once more; a render costs far more).
 """
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import redis
 from flask import Flask
 from werkzeug.http import parse_etags
 
@@ -89,7 +88,12 @@ class HitPath:
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") == "GET":
-            answer = self.answer(environ)
+            try:
+                answer = self.answer(environ)
+            except Exception:
+                # Redis down or any failure: Flask answers (its error mapping, its log),
+                # never a bare server error from here. Nothing was counted yet.
+                answer = None
             if answer is not None:
                 status, headers, body = answer
                 start_response(status, headers)
@@ -114,8 +118,8 @@ class HitPath:
             expires = grant.expires
         try:
             current = svc.generations.get(source)
-        except (TilecastError, redis.RedisError):
-            return None  # unknown item, Redis down: Flask's answer
+        except TilecastError:
+            return None  # an unknown item: Flask's 404
         if target.gen is not None and gone(target.gen, current):
             return None  # generation_gone: Flask's 404
         generation = str(current)
@@ -137,10 +141,7 @@ class HitPath:
             not_modified(svc, source)
             self.count(target.route, 304)
             return "304 NOT MODIFIED", head + tail, []
-        try:
-            data = cached(svc, key, source)
-        except redis.RedisError:
-            return None
+        data = cached(svc, key, source)
         if data is None:
             return None  # a miss: Flask dispatches the render
         svc.counters.add(self.hits)

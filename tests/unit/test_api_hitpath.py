@@ -26,6 +26,7 @@ from tilecast.common import activity, counters, signing
 from tilecast.common.registry import SourceRecord, SourceRegistry
 from tilecast.common.settings import Settings
 from tilecast.common.tiles import TileRequest
+from tilecast.redis_server import free_port
 
 TILE = b"\xff\xd8cached tile"
 RID = {"X-Request-Id": "test-request-1"}  # a fixed id: the two answers compare whole
@@ -355,3 +356,15 @@ def test_the_hooks_a_hit_passes_are_the_ones_mirrored(app: Flask) -> None:
     }
     assert names(app.teardown_request_funcs) == {None: ["unbind_id"]}  # type: ignore[arg-type]
     assert not app.url_value_preprocessors
+
+
+def test_redis_down_is_answered_by_flask(settings: Settings) -> None:
+    """A failure on the hit path is Flask's to answer (its 503), never a bare error."""
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    app = create_app(replace(settings, cache_url=closed, state_url=closed, broker_url=closed))
+    try:
+        path = "/item/abc/tiles/zxy/1/0/0"
+        fast, flask = both(app, path)
+        assert fast == flask and fast[0] == 503  # type: ignore[index]
+    finally:
+        services(app).listener.stop()
