@@ -7,6 +7,7 @@ from flask import Flask
 from tilecast.api import jsonbody
 from tilecast.api.errors import register_error_handlers
 from tilecast.api.handlers.girder import ensure_registered
+from tilecast.api.hitpath import answer as hitpath
 from tilecast.api.middleware import access, cors, limits, observe, publicurl, ratelimit, versioned
 from tilecast.api.protocols import dzi_routes, iiif_routes, tilejson_routes, zarr_routes
 from tilecast.api.routes import (
@@ -54,5 +55,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     cors.install(app, settings.cors_origins, settings.cors_manage_origins)  # after the routes
     versioned.install(app)  # gen=<generation> URLs: immutable (api/middleware/versioned.py)
     register_error_handlers(app)
-    publicurl.install(app, settings)  # last: absolute URLs from the public base URL
+    publicurl.install(app, settings)  # absolute URLs from the public base URL
+    hitpath.install(app, settings)  # last: tile hits answered before Flask (api/hitpath/)
     return app

@@ -138,6 +138,7 @@ CHECKS: dict[str, Check] = {
     "keeper_high_water": fraction,
     "keeper_low_water": fraction,
     "prefetch": switch,
+    "hit_path": switch,
     "max_queue_depth": at_least(0),
     "affinity_queue_depth": at_least(0),
     "worker_ttl": above(0),

@@ -128,6 +128,9 @@ class Settings:
     decode_cache_dir: str = ""
     # HTTP caching of tiles.
     http_max_age: int = 24 * 3600
+    # Tile hits answered by raw WSGI in front of Flask (api/hitpath/; 1 = on, 0 = every
+    # request through Flask: the same answers at several times the CPU per hit).
+    hit_path: int = 1
     # Default JPEG quality when a request gives none (large_image's default).
     jpeg_quality: int = 95
     # Pre-rendering jobs (common/jobstore.py, workers/precache.py): tiles per block side of a

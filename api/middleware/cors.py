@@ -102,6 +102,30 @@ def policy_of(origins: frozenset[str]) -> Policy:
     return listed_origins(origins) if origins else no_cors
 
 
+def read_headers(origins_text: str) -> Callable[[str | None], list[tuple[str, str]]]:
+    """What the read policy adds to a GET's answer, as a header list for a request with
+    this ``Origin`` (or none): the same headers as :func:`policy_of`'s policy, built once,
+    for the raw WSGI hit path (api/hitpath/), which answers without a Response."""
+    origins = parse_origins(origins_text)
+    exposed = ("Access-Control-Expose-Headers", EXPOSED_HEADERS)
+    if "*" in origins:
+        every = [("Access-Control-Allow-Origin", "*"), exposed]
+        return lambda _origin: every
+    if not origins:
+        return lambda _origin: []
+    vary = [("Vary", "Origin")]
+    allowed = {
+        origin: [
+            *vary,
+            ("Access-Control-Allow-Credentials", "true"),
+            ("Access-Control-Allow-Origin", origin),
+            exposed,
+        ]
+        for origin in origins
+    }
+    return lambda origin: allowed.get(origin, vary) if origin is not None else vary
+
+
 def same_origin(origin: str) -> bool:
     """Whether a page's origin is this server as the request reached it."""
     return urlsplit(origin).netloc == request.host
