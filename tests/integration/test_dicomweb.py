@@ -124,3 +124,50 @@ def test_series_and_instances_searches(api: ApiServer, sources: dict[str, str]) 
     assert api.get(f"/dicomweb/studies/{study}/series/2.25.1/instances").status_code == 404
     assert api.get("/dicomweb/studies/2.25.1/series").status_code == 404
     assert api.get("/dicomweb/studies/not-a-uid/series").status_code == 404
+
+
+# --- WADO-RS through wsidicom -----------------------------------------------------------
+
+
+def test_wsidicom_reads_jpeg_tiles_byte_for_byte(
+    api: ApiServer, sources: dict[str, str], images: dict[str, Path]
+) -> None:
+    source = sources["pyramid"]
+    slide = open_slide(api, study_of(api, source))
+    assert [level.size.width for level in slide.levels] == [3000, 1500, 750, 375, 188]
+    with tifffile.TiffFile(images["pyramid"]) as tif:
+        stored = {4 - i: (page.dataoffsets, page.databytecounts) for i, page in enumerate(tif.pages)}
+        data = images["pyramid"].read_bytes()
+    for index, level in enumerate(slide.levels):
+        z = 4 - index
+        across, down = level.tiled_size.width, level.tiled_size.height
+        for x, y in sample_tiles(across, down):
+            # Uncropped: wsidicom re-encodes a tile it crops at the image's edge.
+            frame = slide.read_encoded_tile(index, (x, y), crop_to_image_boundary=False)
+            assert frame == zxy(api, source, z, x, y)
+            # The file's own tile bytes, from its start-of-frame on (the tables come
+            # from the file's shared JPEGTables).
+            offsets, counts = stored[z]
+            tile = data[offsets[y * across + x] : offsets[y * across + x] + counts[y * across + x]]
+            assert tile[tile.find(b"\xff\xc0") : -2] in frame
+            # Decoded, edge tiles cropped to the image: the same pixels.
+            pixels = np.asarray(slide.read_tile(index, (x, y)).convert("RGB")).astype(float)
+            height, width = pixels.shape[:2]
+            assert psnr(pixels, decoded(frame)[:height, :width]) == 99.0
+
+
+def test_wsidicom_reads_other_tiles_as_jpeg(api: ApiServer, sources: dict[str, str]) -> None:
+    source = sources["lzw"]  # 1000 x 700, LZW: every frame is encoded by the tile path
+    slide = open_slide(api, study_of(api, source))
+    assert [level.size.width for level in slide.levels] == [1000, 500, 250]
+    for index, level in enumerate(slide.levels):
+        z = 2 - index
+        for x, y in sample_tiles(level.tiled_size.width, level.tiled_size.height):
+            frame = slide.read_encoded_tile(index, (x, y), crop_to_image_boundary=False)
+            assert frame == zxy(api, source, z, x, y)  # the cached JPEG tile
+            tile = decoded(frame)
+            reference = decoded(zxy(api, source, z, x, y, encoding="PNG"))
+            assert tile.shape == reference.shape == (256, 256, 3)
+            assert psnr(tile, reference) >= 40
+    region = slide.read_region((100, 100), 0, (300, 200))
+    assert region.size == (300, 200)
