@@ -104,7 +104,7 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
     "XOffsetInSlideCoordinateSystem": ("0040072A", "DS"),
     "YOffsetInSlideCoordinateSystem": ("0040073A", "DS"),
     "ZOffsetInSlideCoordinateSystem": ("0040074A", "DS"),
-    "WholeSlideMicroscopyImageFrameTypeSequence": ("00409110", "SQ"),
+    "WholeSlideMicroscopyImageFrameTypeSequence": ("00400710", "SQ"),
     "ImagedVolumeWidth": ("00480001", "FL"),
     "ImagedVolumeHeight": ("00480002", "FL"),
     "ImagedVolumeDepth": ("00480003", "FL"),

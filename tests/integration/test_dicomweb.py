@@ -18,6 +18,11 @@ import pytest
 import requests
 import tifffile
 from dicomweb_client.api import DICOMwebClient
+from highdicom._standard_utils import (
+    get_iod_module_map,
+    get_module_attribute_map,
+    get_sop_class_iod_map,
+)
 from PIL import Image
 from wsidicom import WsiDicom
 from wsidicom.web import WsiDicomWebClient
@@ -171,3 +176,97 @@ def test_wsidicom_reads_other_tiles_as_jpeg(api: ApiServer, sources: dict[str, s
             assert psnr(tile, reference) >= 40
     region = slide.read_region((100, 100), 0, (300, 200))
     assert region.size == (300, 200)
+
+
+# --- WADO-RS metadata -------------------------------------------------------------------
+
+# Bulk data is not part of metadata (PS3.18 10.4.1.2).
+BULK = frozenset({"PixelData", "FloatPixelData", "DoubleFloatPixelData"})
+# Functional group macros the WSI IOD makes optional (U) or requires only when the
+# dimension organization is not TILED_FULL (C): PS3.3 Table A.32.8-2. highdicom's
+# module table lists every macro of the functional groups module flat.
+OPTIONAL_FUNCTIONAL_GROUPS = frozenset(
+    {
+        "ReferencedImageSequence",
+        "DerivationImageSequence",
+        "RealWorldValueMappingSequence",
+        "SpecimenReferenceSequence",
+        "FrameContentSequence",
+        "PlanePositionSlideSequence",
+    }
+)
+
+
+def items_at(dataset: pydicom.Dataset, path: list[str]) -> list[pydicom.Dataset]:
+    items = [dataset]
+    for keyword in path:
+        items = [child for item in items if keyword in item for child in item[keyword].value]
+    return items
+
+
+def iod_problems(dataset: pydicom.Dataset) -> list[str]:
+    """Type 1 and type 2 attributes of the IOD's mandatory modules that are absent (or
+    empty, for type 1), by highdicom's tables of the standard."""
+    iod = get_sop_class_iod_map()[dataset.SOPClassUID]
+    attributes = get_module_attribute_map()
+    problems = []
+    for module in get_iod_module_map()[iod]:
+        if module["usage"] != "M":
+            continue
+        for attribute in attributes[module["key"]]:
+            keyword, kind, path = attribute["keyword"], attribute["type"], attribute["path"]
+            if kind not in ("1", "2") or keyword in BULK:
+                continue
+            if path[:1] == ["SharedFunctionalGroupsSequence"] and (
+                set(path[1:2]) | {keyword}
+            ) & OPTIONAL_FUNCTIONAL_GROUPS:
+                continue
+            for item in items_at(dataset, path):
+                name = "/".join([*path, keyword])
+                if keyword not in item:
+                    problems.append(f"{module['key']}: {name} (type {kind}) is absent")
+                elif kind == "1" and item[keyword].is_empty:
+                    problems.append(f"{module['key']}: {name} (type 1) is empty")
+    return problems
+
+
+def test_metadata_is_a_valid_wsi_iod_per_level(api: ApiServer, sources: dict[str, str]) -> None:
+    for name, photometric in (("pyramid", "RGB"), ("lzw", "YBR_FULL")):
+        source = sources[name]
+        study = study_of(api, source)
+        (series,) = series_of(api, study)
+        response = api.get(f"/dicomweb/studies/{study}/series/{series}/metadata")
+        assert response.status_code == 200 and response.headers["Content-Type"] == DICOM_JSON
+        datasets = [pydicom.Dataset.from_json(d) for d in response.json()]
+        grid = api.get(f"/item/{source}/tiles").json()
+        assert len(datasets) == grid["levels"]
+        for index, dataset in enumerate(datasets):
+            assert iod_problems(dataset) == [], (name, index)
+            scale = 2**index
+            assert dataset.SOPClassUID == WSI_SOP_CLASS
+            assert dataset.DimensionOrganizationType == "TILED_FULL"
+            assert dataset.ImageType[0] == ("ORIGINAL" if index == 0 else "DERIVED")
+            assert dataset.ImageType[2] == "VOLUME"
+            assert dataset.TotalPixelMatrixColumns == math.ceil(grid["sizeX"] / scale)
+            assert dataset.TotalPixelMatrixRows == math.ceil(grid["sizeY"] / scale)
+            across = math.ceil(dataset.TotalPixelMatrixColumns / 256)
+            down = math.ceil(dataset.TotalPixelMatrixRows / 256)
+            assert (dataset.Rows, dataset.Columns, dataset.NumberOfFrames) == (256, 256, across * down)
+            assert dataset.PhotometricInterpretation == photometric
+            assert dataset.SamplesPerPixel == 3
+            assert len(dataset.OpticalPathSequence[0].ICCProfile) > 128
+            assert dataset.AvailableTransferSyntaxUID == JPEG_BASELINE
+            assert dataset.StudyInstanceUID == study and dataset.SeriesInstanceUID == series
+            measures = dataset.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+            if grid.get("mm_x"):
+                expected = [grid["mm_y"] * scale, grid["mm_x"] * scale]
+                assert [float(v) for v in measures.PixelSpacing] == pytest.approx(expected)
+            else:
+                assert [float(v) for v in measures.PixelSpacing] == [0.001 * scale] * 2
+                assert "nominal" in dataset.ImageComments
+        one = api.get(
+            f"/dicomweb/studies/{study}/series/{series}/instances/"
+            f"{datasets[1].SOPInstanceUID}/metadata"
+        )
+        assert pydicom.Dataset.from_json(one.json()[0]) == datasets[1]
+        assert len(api.get(f"/dicomweb/studies/{study}/metadata").json()) == len(datasets)
