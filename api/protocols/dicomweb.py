@@ -5,8 +5,9 @@ tile path.
 Studies are found by UID among the registered sources (common/dicomwsi.py maps a
 source to a study, its frames to series, its levels to instances; UIDs are derived,
 common/dicomuids.py). Each api process keeps the sources' slides by study UID; a UID
-it does not know reloads them from the registry (one HGETALL of the records, at most
-every :data:`RELOAD_INTERVAL` seconds, so made-up UIDs cost little), and a slide whose
+it does not know reloads them from the registry (one HVALS of the records; reloads
+are spaced :data:`RELOAD_INTERVAL` seconds apart and shared by concurrent askers, so
+made-up UIDs cost little), and a slide whose
 source has moved to a newer generation is dropped the same way: its old UIDs then
 answer 404.
 
@@ -42,7 +43,7 @@ from tilecast.common.jpegheader import NotJpeg, read_header
 from tilecast.common.registry import SourceRecord
 from tilecast.common.tiles import TileRequest
 
-RELOAD_INTERVAL = 0.5
+RELOAD_INTERVAL = 0.25
 INDEX = "tilecast.dicomweb_index"
 FORMATS = "tilecast.dicomweb_formats"
 # Far more than one api process serves at once; past it the memo starts afresh.
@@ -74,6 +75,7 @@ class SlideIndex:
         self._by_study: dict[str, Slide] = {}
         self._loaded = -math.inf
         self._lock = threading.Lock()
+        self._reloading = threading.Lock()
 
     def all(self, svc: Services) -> list[Slide]:
         """Every readable registered source, oldest first, read fresh."""
@@ -94,9 +96,15 @@ class SlideIndex:
 
     def find(self, svc: Services, study: str) -> Slide:
         """The slide whose study UID is ``study``: 404 when no current source has it."""
+        asked = time.monotonic()
         slide = self._current(svc, self._by_study.get(study))
-        if slide is None and time.monotonic() - self._loaded >= RELOAD_INTERVAL:
-            self.all(svc)
+        if slide is None:
+            with self._reloading:
+                # Concurrent misses share one reload; reloads are spaced at least
+                # RELOAD_INTERVAL apart, so made-up UIDs cannot hammer the registry.
+                if self._loaded < asked:
+                    time.sleep(max(0.0, self._loaded + RELOAD_INTERVAL - time.monotonic()))
+                    self.all(svc)
             slide = self._current(svc, self._by_study.get(study))
         if slide is None:
             raise UnknownStudy(f"unknown study {study!r}")

@@ -270,3 +270,110 @@ def test_metadata_is_a_valid_wsi_iod_per_level(api: ApiServer, sources: dict[str
         )
         assert pydicom.Dataset.from_json(one.json()[0]) == datasets[1]
         assert len(api.get(f"/dicomweb/studies/{study}/metadata").json()) == len(datasets)
+
+
+# --- frames, caching, generations, access ------------------------------------------------
+
+
+def instance_path(api: ApiServer, source: str, level_index: int = 0) -> str:
+    study = study_of(api, source)
+    (series,) = series_of(api, study)
+    instances = qido(api, f"/studies/{study}/series/{series}/instances")
+    uid = value(instances[level_index], "00080018")
+    return f"/dicomweb/studies/{study}/series/{series}/instances/{uid}"
+
+
+def test_frames_media_types_and_caching(api: ApiServer, sources: dict[str, str]) -> None:
+    source = sources["pyramid"]
+    path = instance_path(api, source) + "/frames"
+    # Frame 14 of the full-resolution level (12 x 8 tiles): tile (1, 1).
+    response = api.get(path + "/14", headers={"Accept": JPEG_ACCEPT})
+    assert response.status_code == 200, response.text
+    content_type = response.headers["Content-Type"]
+    assert content_type.startswith('multipart/related; type="image/jpeg"; boundary=')
+    boundary = content_type.rsplit("boundary=", 1)[1].encode()
+    head, rest = response.content.split(b"\r\n\r\n", 1)
+    assert head == b"--" + boundary + b"\r\nContent-Type: image/jpeg; transfer-syntax=" + (
+        JPEG_BASELINE.encode()
+    )
+    assert rest == zxy(api, source, 4, 1, 1) + b"\r\n--" + boundary + b"--\r\n"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    etag = response.headers["ETag"]
+    again = api.get(path + "/14", headers={"Accept": JPEG_ACCEPT, "If-None-Match": etag})
+    assert again.status_code == 304
+    # Several frames in one answer, in the order asked.
+    both = api.get(path + "/2,1", headers={"Accept": "multipart/related; type=image/jpeg"})
+    parts = both.content.split(b"\r\n\r\n")[1:]
+    assert parts[0].startswith(zxy(api, source, 4, 1, 0)) and parts[1].startswith(
+        zxy(api, source, 4, 0, 0)
+    )
+    single = api.get(path + "/1", headers={"Accept": "image/jpeg"})
+    assert single.content == zxy(api, source, 4, 0, 0)
+    assert single.headers["Content-Type"] == f"image/jpeg; transfer-syntax={JPEG_BASELINE}"
+    octets = 'multipart/related; type="application/octet-stream"'
+    assert api.get(path + "/1", headers={"Accept": octets}).status_code == 406
+    assert api.get(path + "/97").status_code == 404  # 96 frames
+    assert api.get(path + "/0").status_code == 400
+    assert api.get(path + "/1,x").status_code == 400
+
+
+def test_a_changed_file_gets_new_uids(
+    api: ApiServer, images: dict[str, Path], source_root: Path
+) -> None:
+    path = source_root / "dicomweb-changing.tiff"
+    shutil.copyfile(images["lzw"], path)
+    source = api.register(path)
+    old = instance_path(api, source)
+    old_study = study_of(api, source)
+    assert api.get(old + "/frames/1").status_code == 200
+    shutil.copyfile(images["deflate"], path)
+    assert api.register(path) == source  # the same path: described again, new generation
+    new_study = study_of(api, source)
+    assert new_study != old_study
+    assert qido(api, "/studies", StudyInstanceUID=new_study)
+    deadline = time.monotonic() + 15  # every api process sees the new generation
+    while api.get(old + "/metadata").status_code != 404:
+        assert time.monotonic() < deadline, "the old study is still served"
+        time.sleep(0.2)
+    assert api.get(instance_path(api, source) + "/frames/1").status_code == 200
+
+
+def test_signed_mode_covers_dicomweb(
+    start_api: Any, tilecast_env: dict[str, str], sources: dict[str, str]
+) -> None:
+    keys = "k:dicomweb-secret-0123456789"
+    api = start_api(
+        {**tilecast_env, "TILECAST_ACCESS_MODE": "signed", "TILECAST_SIGNING_KEYS": keys}
+    )
+    signing_keys = signing.parse_keys(keys)
+    expires = int(time.time()) + 600
+    source = sources["pyramid"]
+    item_grant = signing.sign(f"/item/{source}/", expires, signing_keys)
+    metadata = api.get(f"/item/{source}/tiles", params=item_grant)
+    generation = int(metadata.headers["X-Tilecast-Generation"])
+    study = dicomuids.study_uid(source, generation)
+    series = f"/dicomweb/studies/{study}/series"
+    assert api.get(series).status_code == 401
+    assert api.get(series, params=item_grant).status_code == 200
+    # A grant of the item's DICOMweb only; another item's grant is refused.
+    dicomweb_grant = signing.sign(f"/item/{source}/dicomweb/", expires, signing_keys)
+    assert api.get(series, params=dicomweb_grant).status_code == 200
+    other = signing.sign(f"/item/{sources['lzw']}/", expires, signing_keys)
+    assert api.get(series, params=other).status_code == 403
+    # The grant in the path, as a DICOMweb client keeps a base URL.
+    grant_path = f"/signed/k/{expires}/{item_grant['signature']}"
+    assert api.get(grant_path + series).status_code == 200
+    # Searching every study lists the server's sources: a management grant.
+    assert api.get("/dicomweb/studies", params=item_grant).status_code == 403
+    manage = signing.sign("/manage/", expires, signing_keys)
+    listed = api.get("/dicomweb/studies", params=manage)
+    assert listed.status_code == 200 and study in {value(s, "0020000D") for s in listed.json()}
+
+
+def test_openapi_documents_dicomweb(api: ApiServer) -> None:
+    paths = api.get("/openapi.json").json()["paths"]
+    assert {
+        "/dicomweb/studies",
+        "/dicomweb/studies/{study}/series/{series}/metadata",
+        "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+    } <= set(paths)
