@@ -245,9 +245,10 @@ def frames_media(accept: str | None, count: int) -> str:
     """How to answer a frames request: :data:`MULTIPART` (multipart/related of JPEG
     parts), or :data:`SINGLE` (one bare JPEG, for a client that accepts only
     ``image/jpeg`` and asked one frame); 406 when the client accepts neither."""
-    ranges = [r for r in media_ranges(accept) if r.quality > 0]
-    if not ranges:
-        return MULTIPART
+    every = media_ranges(accept)
+    if not every:
+        return MULTIPART  # no preference: the standard's default for frames
+    ranges = [r for r in every if r.quality > 0]
     for media in ranges:
         if media.type in ("*/*", "multipart/*"):
             return MULTIPART

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-import requests
 import tifffile
 from dicomweb_client.api import DICOMwebClient
 from highdicom._standard_utils import (
@@ -141,7 +140,9 @@ def test_wsidicom_reads_jpeg_tiles_byte_for_byte(
     slide = open_slide(api, study_of(api, source))
     assert [level.size.width for level in slide.levels] == [3000, 1500, 750, 375, 188]
     with tifffile.TiffFile(images["pyramid"]) as tif:
-        stored = {4 - i: (page.dataoffsets, page.databytecounts) for i, page in enumerate(tif.pages)}
+        stored = {
+            4 - i: (page.dataoffsets, page.databytecounts) for i, page in enumerate(tif.pages)
+        }
         data = images["pyramid"].read_bytes()
     for index, level in enumerate(slide.levels):
         z = 4 - index
@@ -217,9 +218,10 @@ def iod_problems(dataset: pydicom.Dataset) -> list[str]:
             keyword, kind, path = attribute["keyword"], attribute["type"], attribute["path"]
             if kind not in ("1", "2") or keyword in BULK:
                 continue
-            if path[:1] == ["SharedFunctionalGroupsSequence"] and (
-                set(path[1:2]) | {keyword}
-            ) & OPTIONAL_FUNCTIONAL_GROUPS:
+            if (
+                path[:1] == ["SharedFunctionalGroupsSequence"]
+                and (set(path[1:2]) | {keyword}) & OPTIONAL_FUNCTIONAL_GROUPS
+            ):
                 continue
             for item in items_at(dataset, path):
                 name = "/".join([*path, keyword])
@@ -251,7 +253,11 @@ def test_metadata_is_a_valid_wsi_iod_per_level(api: ApiServer, sources: dict[str
             assert dataset.TotalPixelMatrixRows == math.ceil(grid["sizeY"] / scale)
             across = math.ceil(dataset.TotalPixelMatrixColumns / 256)
             down = math.ceil(dataset.TotalPixelMatrixRows / 256)
-            assert (dataset.Rows, dataset.Columns, dataset.NumberOfFrames) == (256, 256, across * down)
+            assert (dataset.Rows, dataset.Columns, dataset.NumberOfFrames) == (
+                256,
+                256,
+                across * down,
+            )
             assert dataset.PhotometricInterpretation == photometric
             assert dataset.SamplesPerPixel == 3
             assert len(dataset.OpticalPathSequence[0].ICCProfile) > 128
