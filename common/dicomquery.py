@@ -22,10 +22,13 @@ from tilecast.common.errors import BadRequest
 from tilecast.common.params import INTEGER, Param
 
 MAX_LIMIT = 1000
-LIMIT = Param("limit", "at most this many results", INTEGER, default=MAX_LIMIT, low=0,
-              high=MAX_LIMIT)  # fmt: skip
+MAX_PAGING = 2**31 - 1
+# A larger limit is no error: a server may answer fewer results than asked (PS3.18
+# 8.3.4.4); each answer holds at most MAX_LIMIT.
+LIMIT = Param("limit", f"at most this many results (an answer holds at most {MAX_LIMIT})",
+              INTEGER, default=MAX_LIMIT, low=0, high=MAX_PAGING)  # fmt: skip
 OFFSET = Param("offset", "skip this many results first", INTEGER, default=0, low=0,
-               high=2**31 - 1)  # fmt: skip
+               high=MAX_PAGING)  # fmt: skip
 INCLUDE_FIELD = Param("includefield", "accepted: every answer carries all its attributes")
 FUZZY = Param("fuzzymatching", "accepted; names match exactly or by * and ? wildcards")
 # A few documented match keys; every attribute of common/dicomjson.py is one.
@@ -74,20 +77,6 @@ class Query:
         return f'299 tilecast "The fields {", ".join(self.ignored)} are not supported"'
 
 
-def _integer(param: Param, args: Mapping[str, str]) -> int:
-    text = args.get(param.name)
-    if text is None or text == "":
-        return int(param.default)
-    if not (text.isascii() and text.isdigit()) or len(text) > 10:
-        raise BadRequest(f"{param.name} must be a whole number", parameter=param.name)
-    value = int(text)
-    if param.high is not None and value > param.high:
-        if param is LIMIT:
-            return MAX_LIMIT  # a server may answer fewer than asked (PS3.18 8.3.4.4)
-        raise BadRequest(f"{param.name} is at most {int(param.high)}", parameter=param.name)
-    return value
-
-
 def parse_query(
     items: Iterable[tuple[str, str]], args: Mapping[str, str], skip: frozenset[str] = frozenset()
 ) -> Query:
@@ -110,9 +99,9 @@ def parse_query(
         matches[keyword] = (*matches.get(keyword, ()), *values)
         if len(matches) > MAX_KEYS or len(matches[keyword]) > MAX_VALUES:
             raise BadRequest(f"too many values of {name}", parameter=name)
-    return Query(
-        matches, limit=_integer(LIMIT, args), offset=_integer(OFFSET, args), ignored=tuple(ignored)
-    )
+    limit = min(MAX_LIMIT, LIMIT.integer(args) or 0)
+    offset = OFFSET.integer(args) or 0
+    return Query(matches, limit=limit, offset=offset, ignored=tuple(ignored))
 
 
 def _values(keyword: str, value: str) -> tuple[str, ...]:

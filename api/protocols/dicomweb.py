@@ -238,51 +238,75 @@ def _jpeg_syntax_ok(params: dict[str, str]) -> bool:
     return params.get("transfer-syntax", "*") in ("*", JPEG_BASELINE)
 
 
-MULTIPART, SINGLE = "multipart", "single"
+OCTETS = "application/octet-stream"
 
 
-def frames_media(accept: str | None, count: int) -> str:
-    """How to answer a frames request: :data:`MULTIPART` (multipart/related of JPEG
-    parts), or :data:`SINGLE` (one bare JPEG, for a client that accepts only
-    ``image/jpeg`` and asked one frame); 406 when the client accepts neither."""
+@dataclass(frozen=True)
+class FramesMedia:
+    """How a frames request is answered: a multipart/related message whose parts are
+    ``part_type``, or (``multipart`` False) one bare JPEG."""
+
+    multipart: bool
+    part_type: str = JPEG_MEDIA_TYPE
+
+    @property
+    def part_content_type(self) -> str:
+        """The parts' Content-Type, naming the transfer syntax they are in."""
+        return f"{self.part_type}; transfer-syntax={JPEG_BASELINE}"
+
+    @property
+    def content_type(self) -> str:
+        """The answer's Content-Type, less the multipart boundary."""
+        if not self.multipart:
+            return self.part_content_type
+        return f'multipart/related; type="{self.part_type}"'
+
+
+def frames_media(accept: str | None, count: int) -> FramesMedia:
+    """How to answer a frames request: multipart/related of JPEG parts; or of
+    ``application/octet-stream`` parts when the client asks for those with any
+    transfer syntax (``transfer-syntax=*``: the server picks, and the part's
+    Content-Type names the one it picked, PS3.18 8.7.3.5; dicom-microscopy-viewer asks
+    so); or one bare JPEG, for a client that accepts only ``image/jpeg`` and asked one
+    frame; 406 when the client accepts none of them (octet-stream without ``*`` means
+    uncompressed pixels, which the api does not decode)."""
     every = media_ranges(accept)
     if not every:
-        return MULTIPART  # no preference: the standard's default for frames
+        return FramesMedia(multipart=True)  # no preference: the standard's default
     ranges = [r for r in every if r.quality > 0]
     for media in ranges:
         if media.type in ("*/*", "multipart/*"):
-            return MULTIPART
+            return FramesMedia(multipart=True)
         if media.type == "multipart/related":
             part_type = media.params.get("type", JPEG_MEDIA_TYPE).lower()
             if part_type in (JPEG_MEDIA_TYPE, "image/*", "*/*") and _jpeg_syntax_ok(media.params):
-                return MULTIPART
+                return FramesMedia(multipart=True)
+            if part_type == OCTETS and media.params.get("transfer-syntax") == "*":
+                return FramesMedia(multipart=True, part_type=OCTETS)
     for media in ranges:
         single = media.type in (JPEG_MEDIA_TYPE, "image/*") and _jpeg_syntax_ok(media.params)
         if single and count == 1:
-            return SINGLE
+            return FramesMedia(multipart=False)
     raise NotAcceptable(
-        'frames are offered as multipart/related; type="image/jpeg"; '
-        f"transfer-syntax={JPEG_BASELINE} (JPEG baseline) only"
+        'frames are offered as multipart/related; type="image/jpeg" (or type='
+        f'"application/octet-stream"; transfer-syntax=*) in {JPEG_BASELINE} (JPEG baseline)'
     )
 
 
-def part_content_type() -> str:
-    return f"{JPEG_MEDIA_TYPE}; transfer-syntax={JPEG_BASELINE}"
-
-
-def multipart(parts: Iterable[bytes], seed: str) -> tuple[bytes, str]:
-    """``(body, boundary)`` of a multipart/related message of JPEG parts. The boundary
+def multipart(parts: Iterable[bytes], seed: str, part_type: str) -> tuple[bytes, str]:
+    """``(body, boundary)`` of a multipart/related message of parts of Content-Type
+    ``part_type``. The boundary
     is derived from ``seed`` (the frames' keys), so one request always gets the same
     bytes; a part that happens to contain it gets a longer one."""
     payloads = list(parts)
     boundary = "tilecast-" + hashlib.sha256(seed.encode()).hexdigest()[:32]
     while any(boundary.encode() in payload for payload in payloads):
         boundary += "-" + hashlib.sha256(boundary.encode()).hexdigest()[:8]
-    return b"".join(_parts(payloads, boundary)), boundary
+    return b"".join(_parts(payloads, boundary, part_type)), boundary
 
 
-def _parts(payloads: list[bytes], boundary: str) -> Iterator[bytes]:
-    header = f"Content-Type: {part_content_type()}\r\n\r\n".encode()
+def _parts(payloads: list[bytes], boundary: str, part_type: str) -> Iterator[bytes]:
+    header = f"Content-Type: {part_type}\r\n\r\n".encode()
     for payload in payloads:
         yield b"--" + boundary.encode() + b"\r\n" + header + payload + b"\r\n"
     yield b"--" + boundary.encode() + b"--\r\n"

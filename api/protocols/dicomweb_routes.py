@@ -36,6 +36,7 @@ from tilecast.common.query import GIRDER_CREDENTIALS, SIGNED_GRANT
 bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
 DICOM_JSON = "application/dicom+json"
 MULTIPART_JPEG = f'multipart/related; type="{dicomwsi.JPEG_MEDIA_TYPE}"'
+MULTIPART_OCTETS = f'multipart/related; type="{dicomweb.OCTETS}"'
 # Query keys that carry credentials, not DICOM matching.
 CREDENTIAL_KEYS = frozenset(p.name for p in (*GIRDER_CREDENTIALS, *SIGNED_GRANT))
 SLIDE = "dicomweb_slide"
@@ -197,12 +198,14 @@ def instance_metadata(study: str, series: str, instance: str, item_id: str) -> R
 @bp.get("/studies/<study>/series/<series>/instances/<instance>/frames/<frames>")
 @document(
     responses={**STUDY_ANSWERS, 400: "malformed frame numbers", 406: "no JPEG accepted"},
-    produces=(MULTIPART_JPEG, dicomwsi.JPEG_MEDIA_TYPE),
+    produces=(MULTIPART_JPEG, MULTIPART_OCTETS, dicomwsi.JPEG_MEDIA_TYPE),
 )
 def frames(study: str, series: str, instance: str, frames: str, item_id: str) -> Response:
     """Frames (1-based, comma-separated) of an instance, as multipart/related JPEG
-    (transfer syntax 1.2.840.10008.1.2.4.50): frame n is the level's ``zxy`` tile in
-    TILED_FULL order, the same cache entry; a JPEG tile of the file passes through."""
+    (transfer syntax 1.2.840.10008.1.2.4.50; ``type="application/octet-stream";
+    transfer-syntax=*`` gets the same bytes in octet-stream parts): frame n is the
+    level's ``zxy`` tile in TILED_FULL order, the same cache entry; a JPEG tile of the
+    file passes through."""
     svc = services()
     slide = _slide()
     frame = dicomweb.frame_of(slide, series)
@@ -210,7 +213,7 @@ def frames(study: str, series: str, instance: str, frames: str, item_id: str) ->
     numbers = dicomweb.parse_frame_numbers(frames)
     media = dicomweb.frames_media(request.headers.get("Accept"), len(numbers))
     images = [dicomweb.frame_image(svc, slide, frame, level, n) for n in numbers]
-    etag = etag_for("\n".join(image.key for image in images) + "\n" + media)
+    etag = etag_for("\n".join(image.key for image in images) + "\n" + media.content_type)
     headers = {"ETag": f'"{etag}"', "Cache-Control": svc.cache_control}
     if request.if_none_match.contains(etag):
         for image in images:
@@ -220,8 +223,8 @@ def frames(study: str, series: str, instance: str, frames: str, item_id: str) ->
     payloads = [image.load() for image in images]
     hit = all(image.outcome.get(CACHE) == HIT for image in images)
     headers[CACHE_HEADER] = HIT if hit else MISS
-    if media == dicomweb.SINGLE:
-        return Response(payloads[0], content_type=dicomweb.part_content_type(), headers=headers)
-    body, boundary = dicomweb.multipart(payloads, etag)
-    content_type = f"{MULTIPART_JPEG}; boundary={boundary}"
+    if not media.multipart:
+        return Response(payloads[0], content_type=media.content_type, headers=headers)
+    body, boundary = dicomweb.multipart(payloads, etag, media.part_content_type)
+    content_type = f"{media.content_type}; boundary={boundary}"
     return Response(body, content_type=content_type, headers=headers)

@@ -318,6 +318,13 @@ def test_frames_media_types_and_caching(api: ApiServer, sources: dict[str, str])
     assert single.headers["Content-Type"] == f"image/jpeg; transfer-syntax={JPEG_BASELINE}"
     octets = 'multipart/related; type="application/octet-stream"'
     assert api.get(path + "/1", headers={"Accept": octets}).status_code == 406
+    anything = api.get(path + "/1", headers={"Accept": octets + "; transfer-syntax=*"})
+    assert anything.headers["Content-Type"].startswith(octets + "; boundary=")
+    assert (
+        b"Content-Type: application/octet-stream; transfer-syntax=" + (JPEG_BASELINE.encode())
+        in anything.content
+        and zxy(api, source, 4, 0, 0) in anything.content
+    )
     assert api.get(path + "/97").status_code == 404  # 96 frames
     assert api.get(path + "/0").status_code == 400
     assert api.get(path + "/1,x").status_code == 400

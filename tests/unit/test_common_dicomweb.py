@@ -146,10 +146,18 @@ def test_the_srgb_profile_is_littlecms_srgb() -> None:
 def test_frames_media_negotiation() -> None:
     jpeg_parts = f'multipart/related; type="image/jpeg"; transfer-syntax={JPEG_BASELINE}'
     for accept in (None, "*/*", jpeg_parts, "multipart/related; type=image/jpeg", "multipart/*"):
-        assert dicomweb.frames_media(accept, 3) == dicomweb.MULTIPART
-    assert dicomweb.frames_media("image/jpeg", 1) == dicomweb.SINGLE
+        media = dicomweb.frames_media(accept, 3)
+        assert media.multipart and media.content_type == 'multipart/related; type="image/jpeg"'
+        assert media.part_content_type == f"image/jpeg; transfer-syntax={JPEG_BASELINE}"
+    # dicom-microscopy-viewer's ask: any transfer syntax, as octet-stream parts.
+    octets = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+    media = dicomweb.frames_media(octets, 2)
+    assert media.multipart and media.part_type == "application/octet-stream"
+    assert media.part_content_type == f"application/octet-stream; transfer-syntax={JPEG_BASELINE}"
+    single = dicomweb.frames_media("image/jpeg", 1)
+    assert not single.multipart and single.content_type == single.part_content_type
     refused = (
-        'multipart/related; type="application/octet-stream"',
+        'multipart/related; type="application/octet-stream"',  # uncompressed
         'multipart/related; type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.90',
         f"{jpeg_parts}; q=0",
     )
@@ -165,11 +173,11 @@ def test_frame_numbers_and_multipart_bodies() -> None:
     for bad in ("", "0", "1,,2", "x", "1" * 11, ",".join(["1"] * 257)):
         with pytest.raises(BadRequest):
             dicomweb.parse_frame_numbers(bad)
-    body, boundary = dicomweb.multipart([b"\xff\xd8a", b"\xff\xd8b"], "seed")
-    assert body == dicomweb.multipart([b"\xff\xd8a", b"\xff\xd8b"], "seed")[0]
+    body, boundary = dicomweb.multipart([b"\xff\xd8a", b"\xff\xd8b"], "seed", "image/jpeg")
+    assert body == dicomweb.multipart([b"\xff\xd8a", b"\xff\xd8b"], "seed", "image/jpeg")[0]
     parts = body.split(b"--" + boundary.encode())
     assert parts[0] == b"" and parts[-1] == b"--\r\n" and len(parts) == 4
-    _, other = dicomweb.multipart([boundary.encode()], "seed")
+    _, other = dicomweb.multipart([boundary.encode()], "seed", "image/jpeg")
     assert other != boundary and other.startswith(boundary)
 
 
