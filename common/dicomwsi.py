@@ -318,9 +318,10 @@ def instance_metadata(
         "TotalPixelMatrixOriginSequence": [
             {"XOffsetInSlideCoordinateSystem": 0.0, "YOffsetInSlideCoordinateSystem": 0.0}
         ],
-        # Rows of the matrix run along the slide's x axis, columns along y (the
-        # orientation converters write for a slide scanned label-left).
-        "ImageOrientationSlide": [0.0, -1.0, 0.0, -1.0, 0.0, 0.0],
+        # Along a row of the matrix is the slide's +Y, down a column its +X: the
+        # orientation dicom-microscopy-viewer (and Slim) show upright, as tilecast's
+        # own viewer shows the image (tests/integration/test_dicomweb_browser.py).
+        "ImageOrientationSlide": [0.0, 1.0, 0.0, 1.0, 0.0, 0.0],
         "ImagedVolumeWidth": grid.size_x * mm_x,
         "ImagedVolumeHeight": grid.size_y * mm_y,
         "ImagedVolumeDepth": NOMINAL_DEPTH_UM,
