@@ -390,3 +390,28 @@ def test_openapi_documents_dicomweb(api: ApiServer) -> None:
         "/dicomweb/studies/{study}/series/{series}/metadata",
         "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
     } <= set(paths)
+
+
+def test_each_frame_is_a_series(api: ApiServer, frame_images: dict[str, Path]) -> None:
+    source = api.register(frame_images["ome"])  # uint16 channels, z and t planes
+    meta = api.get(f"/item/{source}/tiles").json()
+    study = study_of(api, source)
+    series = qido(api, f"/studies/{study}/series")
+    assert len(series) == len(meta["frames"]) > 1
+    assert [value(s, "00200011") for s in series] == list(range(1, len(series) + 1))
+    channel = meta["frames"][1].get("Channel")
+    label = value(series[1], "0008103E")
+    assert label.startswith("frame 1") and (channel is None or channel in label)
+    uid = value(series[1], "0020000E")
+    (top, *_) = [
+        pydicom.Dataset.from_json(d)
+        for d in api.get(f"/dicomweb/studies/{study}/series/{uid}/metadata").json()
+    ]
+    assert (top.PhotometricInterpretation, top.SamplesPerPixel) == ("MONOCHROME2", 1)
+    assert "ICCProfile" not in top.OpticalPathSequence[0]
+    assert iod_problems(top) == []
+    client = WsiDicomWebClient(DICOMwebClient(api.url("/dicomweb")))
+    slide = WsiDicom.open_web(client, study, [uid])
+    z = meta["levels"] - 1
+    frame = slide.read_encoded_tile(0, (0, 0), crop_to_image_boundary=False)
+    assert frame == zxy(api, source, z, 0, 0, frame=1)
