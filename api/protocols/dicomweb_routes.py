@@ -27,7 +27,7 @@ from tilecast.api.miss.answers import CACHE, HIT, MISS
 from tilecast.api.openapi import IMAGE_ANSWERS, document
 from tilecast.api.protocols import dicomweb
 from tilecast.api.services import services
-from tilecast.common import dicomwsi
+from tilecast.common import dicomuids, dicomwsi
 from tilecast.common.dicomjson import to_json
 from tilecast.common.dicomquery import QIDO_PARAMS, Query, parse_query
 from tilecast.common.dicomwsi import Slide
@@ -49,6 +49,8 @@ def resolve_study(endpoint: str | None, values: dict[str, Any] | None) -> None:
     """A study UID names a source: found before the access check, which reads
     ``item_id`` (an unknown study is a 404 before anything else)."""
     if values and "study" in values:
+        if not dicomuids.is_uid(values["study"]):
+            raise dicomweb.UnknownStudy(f"not a study UID: {values['study'][:80]!r}")
         slide = dicomweb.index().find(services(), values["study"])
         values["item_id"] = slide.source
         setattr(g, SLIDE, slide)
@@ -69,20 +71,25 @@ def _software() -> str:
         return "tilecast"
 
 
-def _json_answer(datasets: Iterable[dict[str, Any]], query: Query | None = None) -> Response:
+def _json_answer(
+    datasets: Iterable[dict[str, Any]], query: Query | None = None, *, listing: bool = False
+) -> Response:
+    """DICOM JSON with a strong ETag. What a study holds never changes (its UIDs name a
+    generation): cached like tiles. A listing of every study changes as sources come
+    and go: revalidated each time (``no-cache``; a 304 when unchanged)."""
     body = json.dumps([to_json(d) for d in datasets], separators=(",", ":"))
     response = Response(body, content_type=DICOM_JSON)
     if query is not None and query.warning:
         response.headers["Warning"] = query.warning
-    response.headers["Cache-Control"] = services().cache_control
+    response.headers["Cache-Control"] = "no-cache" if listing else services().cache_control
     response.set_etag(hashlib.sha256(body.encode()).hexdigest()[:32])
     return response.make_conditional(request)
 
 
-def _search(records: Iterator[dict[str, Any]], query: Query) -> Response:
+def _search(records: Iterator[dict[str, Any]], query: Query, listing: bool = False) -> Response:
     matching = (record for record in records if query.accepts(record))
     page = itertools.islice(matching, query.offset, query.offset + query.limit)
-    return _json_answer(list(page), query)
+    return _json_answer(list(page), query, listing=listing)
 
 
 def _series_records(slides: Iterable[Slide]) -> Iterator[dict[str, Any]]:
@@ -108,21 +115,21 @@ def _instance_records(
 def search_studies() -> Response:
     """Search studies: one per registered source (DICOM JSON)."""
     slides = dicomweb.index().all(services())
-    return _search((dicomwsi.study_record(s) for s in slides), _query())
+    return _search((dicomwsi.study_record(s) for s in slides), _query(), listing=True)
 
 
 @bp.get("/series")
 @document(query=QIDO_PARAMS, responses=SEARCH_ANSWERS, produces=(DICOM_JSON,))
 def search_series() -> Response:
     """Search series of every study: one per frame of each source."""
-    return _search(_series_records(dicomweb.index().all(services())), _query())
+    return _search(_series_records(dicomweb.index().all(services())), _query(), listing=True)
 
 
 @bp.get("/instances")
 @document(query=QIDO_PARAMS, responses=SEARCH_ANSWERS, produces=(DICOM_JSON,))
 def search_instances() -> Response:
     """Search instances of every study: one per level of each frame."""
-    return _search(_instance_records(dicomweb.index().all(services())), _query())
+    return _search(_instance_records(dicomweb.index().all(services())), _query(), listing=True)
 
 
 @bp.get("/studies/<study>/series")

@@ -101,6 +101,8 @@ def test_every_source_is_a_study(api: ApiServer, sources: dict[str, str]) -> Non
     assert qido(api, "/studies", Modality="CT") == []
     bad = api.get("/dicomweb/studies", params={"limit": "x"})
     assert bad.status_code == 400 and bad.json()["parameter"] == "limit"
+    # The list changes as sources come and go: revalidated each time.
+    assert api.get("/dicomweb/studies").headers["Cache-Control"] == "no-cache"
     unknown = api.get("/dicomweb/studies", params={"NoSuchKey": "1"})
     assert unknown.status_code == 200 and "NoSuchKey" in unknown.headers["Warning"]
 
