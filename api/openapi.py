@@ -125,8 +125,15 @@ def doc_of(view: Callable[..., Any]) -> Doc:
 IMAGE_ANSWERS = {304: "not modified (If-None-Match matched the strong ETag)"}
 SOURCE_BODY: dict[str, Any] = {
     "type": "object",
-    "required": ["path"],
-    "properties": {"path": {"type": "string", "description": "under TILECAST_SOURCE_ROOTS"}},
+    "description": "a local path, or a URL with its options (docs/REMOTE.md)",
+    "properties": {
+        "path": {"type": "string", "description": "under TILECAST_SOURCE_ROOTS"},
+        "url": {"type": "string", "description": "under TILECAST_REMOTE_ALLOW"},
+        "endpoint_url": {"type": "string", "description": "in TILECAST_REMOTE_ENDPOINTS"},
+        "anonymous": {"type": "boolean"},
+        "requester_pays": {"type": "boolean"},
+        "region": {"type": "string"},
+    },
 }
 PRECACHE_BODY: dict[str, Any] = {
     "type": "object",

@@ -69,6 +69,14 @@ class Forbidden(TilecastError):
     code = "forbidden"
 
 
+class RemoteForbidden(TilecastError):
+    """A URL source's store refused tilecast's credentials for the object (403/401):
+    what tilecast may read is the store's access policy's to change, not a request's."""
+
+    status = 403
+    code = "remote_forbidden"
+
+
 class UriTooLong(TilecastError):
     """A path or query string beyond the configured bounds (api/middleware/limits.py)."""
 
@@ -107,6 +115,12 @@ class UnknownSource(NotFound):
         return cls(f"unknown Girder item {item_id!r}")
 
 
+class RemoteNotFound(NotFound):
+    """A URL source's object (or bucket) that its store says does not exist."""
+
+    code = "remote_not_found"
+
+
 class GenerationGone(NotFound):
     """A ``gen=`` URL naming an older generation of a source than the current one: its
     file changed, and tilecast keeps no old file (api/middleware/versioned.py)."""
@@ -135,6 +149,15 @@ class SourceGone(TilecastError):
 
     status = 410
     code = "source_gone"
+
+
+class VersionGone(TilecastError):
+    """A path of the OME-Zarr view pinned to an older generation of a source
+    (``/zarr/{id}/v{generation}/``): its file changed and tilecast keeps no old file.
+    A 410, never a 404, which zarr readers would take for a chunk never written."""
+
+    status = 410
+    code = "version_gone"
 
 
 class UnsupportedImage(TilecastError):
@@ -179,6 +202,28 @@ class GirderUnavailable(ServiceUnavailable):
     """Girder did not answer (refused, timed out, 5xx): nothing can be checked or read."""
 
     code = "girder_unavailable"
+
+
+class RemoteUnavailable(ServiceUnavailable):
+    """A URL source's store did not answer (refused, timed out, 5xx after retries), or
+    sent fewer bytes than it announced (``remote_truncated``)."""
+
+    code = "remote_unavailable"
+
+
+class RemoteThrottled(RemoteUnavailable):
+    """A URL source's store kept answering "slow down" (429, 503 SlowDown) through
+    every retry: asked again after ``retry_after`` seconds, it may answer."""
+
+    code = "remote_throttled"
+    retry_after = 10
+
+
+class RemoteTruncated(RemoteUnavailable):
+    """A URL source's store ended an answer before the bytes it announced (a cut
+    connection, a proxy's limit): nothing of the short answer is used."""
+
+    code = "remote_truncated"
 
 
 class Overloaded(ServiceUnavailable):

@@ -26,38 +26,61 @@ RAW_BATCHES_PER_LEVEL = 8
 # --- the plan --------------------------------------------------------------------------
 
 TILES = "tiles"  # styled, encoded tiles: what the job is for
-# Styled base tiles that also make the unstyled tiles of the level under them from the
-# same reads: each base tile is decoded once for both (see plan()).
+# A block of base tiles with the levels under it, made from the same reads: the base's
+# styled tiles, then level by level the unstyled tiles under them (and their styled tiles
+# where the job wants the level), each base tile read and decoded once (see plan()).
 BASE_TILES = "base_tiles"
 RAW = "raw"  # unstyled tiles of a level a file may lack, synthesized ahead (see plan())
 THUMBNAIL = "thumbnail"
 
 
+Tiles = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class LevelTiles:
+    """Tiles of one level under a ``base_tiles`` batch's block: unstyled always, styled
+    too when the job wants the level."""
+
+    z: int
+    tiles: Tiles
+    styled: bool
+
+
 @dataclass(frozen=True)
 class Batch:
     """One task's worth of a job: a block of tiles of one level and frame (styled, or
-    unstyled for ``raw``), or the thumbnail."""
+    unstyled for ``raw``; with the levels under it for ``base_tiles``), or the
+    thumbnail."""
 
     index: int
     kind: str
     z: int | None
     frame: int
-    tiles: tuple[tuple[int, int], ...] = ()
+    tiles: Tiles = ()
+    under: tuple[LevelTiles, ...] = ()  # base_tiles: the levels under the block, finest first
 
     @property
     def size(self) -> int:
         """The tiles it adds to the job's total (raw tiles are a means, not counted)."""
-        return {TILES: len(self.tiles), BASE_TILES: len(self.tiles), THUMBNAIL: 1}.get(self.kind, 0)
-
-    @property
-    def styled(self) -> bool:
-        return self.kind in (TILES, BASE_TILES)
+        if self.kind == BASE_TILES:
+            return len(self.tiles) + sum(len(level.tiles) for level in self.under if level.styled)
+        return {TILES: len(self.tiles), THUMBNAIL: 1}.get(self.kind, 0)
 
     def tile_requests(self, spec: JobSpec) -> list[TileRequest]:
+        """Its styled tiles of the block's own level."""
         assert self.z is not None
+        return self.level_requests(spec, self.z, self.tiles)
+
+    def all_tile_requests(self, spec: JobSpec) -> list[TileRequest]:
+        """Every styled tile it renders, the levels under a block included."""
+        under = [self.level_requests(spec, lv.z, lv.tiles) for lv in self.under if lv.styled]
+        return self.tile_requests(spec) + [request for level in under for request in level]
+
+    def level_requests(self, spec: JobSpec, z: int, tiles: Tiles) -> list[TileRequest]:
         return [
-            TileRequest(spec.source, self.z, x, y, self.frame, spec.style, spec.encoding)
-            for x, y in self.tiles
+            TileRequest(spec.source, z, x, y, self.frame, spec.style, spec.encoding)
+            for x, y in tiles
         ]
 
     def thumbnail_request(self, spec: JobSpec) -> ThumbnailRequest:
@@ -82,6 +105,9 @@ class _Segment:
     y1: int
     block: int
     barrier: bool = False
+    # base_tiles: the levels under the block, (z, tile range x0, y0, x1, y1, styled),
+    # finest first; ``block`` and the start are multiples of 2 ** len(under).
+    under: tuple[tuple[int, int, int, int, int, bool], ...] = ()
 
     @property
     def across(self) -> int:
@@ -97,8 +123,22 @@ class _Segment:
     def tiles(self) -> int:
         if self.kind == THUMBNAIL:
             return 1
-        styled = self.kind in (TILES, BASE_TILES)
-        return (self.x1 - self.x0) * (self.y1 - self.y0) if styled else 0
+        if self.kind == RAW:
+            return 0
+        own = (self.x1 - self.x0) * (self.y1 - self.y0)
+        return own + sum(
+            len(self.parents(depth, self.x0, self.y0, self.x1, self.y1))
+            for depth, (*_, styled) in enumerate(self.under, start=1)
+            if styled
+        )
+
+    def parents(self, depth: int, x0: int, y0: int, x1: int, y1: int) -> Tiles:
+        """The tiles of level ``under[depth - 1]`` under base tiles [x0, x1) x [y0, y1),
+        row by row, within that level's range."""
+        _z, lx0, ly0, lx1, ly1, _styled = self.under[depth - 1]
+        xs = range(max(x0 >> depth, lx0), min(((x1 - 1) >> depth) + 1, lx1))
+        ys = range(max(y0 >> depth, ly0), min(((y1 - 1) >> depth) + 1, ly1))
+        return tuple((x, y) for y in ys for x in xs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,12 +167,14 @@ class Plan:
         bx, by = local % segment.across, local // segment.across
         x0 = segment.x0 + bx * segment.block
         y0 = segment.y0 + by * segment.block
-        tiles = tuple(
-            (x, y)
-            for y in range(y0, min(y0 + segment.block, segment.y1))
-            for x in range(x0, min(x0 + segment.block, segment.x1))
+        x1 = min(x0 + segment.block, segment.x1)
+        y1 = min(y0 + segment.block, segment.y1)
+        tiles = tuple((x, y) for y in range(y0, y1) for x in range(x0, x1))
+        under = tuple(
+            LevelTiles(z, segment.parents(depth, x0, y0, x1, y1), styled)
+            for depth, (z, *_, styled) in enumerate(segment.under, start=1)
         )
-        return Batch(index, segment.kind, segment.z, segment.frame, tiles)
+        return Batch(index, segment.kind, segment.z, segment.frame, tiles, under)
 
     def waits_before(self, index: int) -> bool:
         """True when batch ``index`` may start only after every earlier batch settled."""
@@ -161,10 +203,12 @@ def plan(spec: JobSpec) -> Plan:
        other workers redid the same tiles. Where the file has the level, the batch
        returns at once. Levels of fewer than ``MIN_RAW_TILES`` tiles are left to the
        next phase (a fraction of a second of work, not worth a phase boundary each).
-       When the job wants the base level's styled tiles, the level under the base is
-       not a batch of its own: the base's styled blocks (``base_tiles``) come first and
-       each also makes the unstyled tiles under it from the base tiles it just read, so
-       that a base tile that must be decoded (JPEG 2000, deflate...) is decoded once.
+       When the job wants the base level's styled tiles, the finest of those levels are
+       not batches of their own: the base's blocks (``base_tiles``, 2 ** d tiles wide)
+       come first and each makes, from the base tiles it just read and kept, the d
+       levels under it (unstyled, and styled where the job wants the level): a base
+       tile that must be decoded (JPEG 2000, deflate...) is decoded once, and the
+       unstyled tiles under it are made without a round trip to the cache.
     2. the thumbnail, when asked.
     3. the styled tiles, coarse levels first (what viewers load first), each level's
        blocks row by row, all in parallel.
@@ -188,12 +232,16 @@ def plan(spec: JobSpec) -> Plan:
         if not _raw_count(spec, z):
             break  # coarser levels are small: synthesized on demand by their tiles
         raw_levels.append(z)
-    with_base = bool(raw_levels) and raw_levels[0] == base - 1 and base in spec.levels
-    if with_base:
+    made_by_base: set[int] = set()
+    x0, y0, x1, y1 = level_tile_range(spec, base)
+    depth = min(_alignment(spec.block, x0, y0), len(raw_levels))
+    if depth and raw_levels[0] == base - 1 and base in spec.levels:
+        under = tuple((z, *level_tile_range(spec, z), z in spec.levels) for z in raw_levels[:depth])
+        side = max(2**depth, spec.block >> depth << depth)
         for frame in spec.frames:
-            add(_Segment(first, BASE_TILES, base, frame, *level_tile_range(spec, base),
-                         _even(spec.block)))  # fmt: skip
-        raw_levels = raw_levels[1:]
+            add(_Segment(first, BASE_TILES, base, frame, x0, y0, x1, y1, side, under=under))
+        made_by_base = {base, *raw_levels[:depth]}
+        raw_levels = raw_levels[depth:]
     for z in raw_levels:
         x0, y0, x1, y1 = level_tile_range(spec, z)
         # Blocks small enough that the level is shared by the pool (at least
@@ -210,7 +258,7 @@ def plan(spec: JobSpec) -> Plan:
         add(_Segment(first, THUMBNAIL, 0, spec.frames[0], 0, 0, 1, 1, 1, raw_phase))
     barrier = raw_phase and not spec.thumbnail
     for z in spec.levels:
-        if with_base and z == base:
+        if z in made_by_base:
             continue
         x0, y0, x1, y1 = level_tile_range(spec, z)
         for frame in spec.frames:
@@ -227,7 +275,11 @@ def _raw_count(spec: JobSpec, z: int) -> int:
     return count if count >= MIN_RAW_TILES else 0
 
 
-def _even(block: int) -> int:
-    """A block side whose blocks hold whole 2 x 2 groups of tiles (from an even first
-    column), so that the tiles under a block's are made from its own reads."""
-    return block + block % 2
+def _alignment(block: int, x0: int, y0: int) -> int:
+    """How many levels under the base a block of about ``block`` tiles starting at
+    (x0, y0) can make from its own tiles: blocks hold whole groups of 2 ** depth tiles,
+    from a start divisible by 2 ** depth."""
+    depth = max(1, max(block, 2).bit_length() - 1)
+    while depth and (x0 % 2**depth or y0 % 2**depth):
+        depth -= 1
+    return depth

@@ -159,5 +159,11 @@ def girder_block_key(file_key: str, block_size: int, index: int) -> str:
     return f"{PREFIX}girder:block:{file_key}:{block_size}:{index}"
 
 
+def remote_block_key(content_key: str, block_size: int, index: int) -> str:
+    """A block of a URL source's object (workers/remote/): ``content_key`` names its
+    URL and version (ETag, version id), so a replaced object's blocks never mix."""
+    return f"{PREFIX}remote:block:{content_key}:{block_size}:{index}"
+
+
 def girder_file_key(item_id: str, generation: int) -> str:
     return f"{PREFIX}girder:file:{item_id}:{generation}"

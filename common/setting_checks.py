@@ -197,6 +197,20 @@ CHECKS: dict[str, Check] = {
     "redis_connect_timeout": above(0),
     "readyz_timeout": above(0),
     "public_url": http_url,
+    # Parsed in Settings.resolved (common/remoteurls.py), which names the bad entry.
+    "remote_allow": anything,
+    "dicomweb_token": anything,
+    "dicomweb_user": anything,
+    "dicomweb_password": anything,
+    "remote_endpoints": anything,
+    "remote_timeout": above(0),
+    "remote_retries": between(0, 10),
+    "remote_backoff": at_least(0),
+    "remote_block_size": at_least(1024),
+    "remote_block_cache_bytes": at_least(0),
+    "remote_block_ttl": at_least(0),
+    "remote_download_dir": absolute_path,
+    "remote_download_cache_bytes": at_least(1),
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from tilecast.common.errors import ConfigurationError
 from tilecast.common.redisconn import is_cluster_url, parse_cluster_url
+from tilecast.common.remoteurls import RemoteUrl, parse_allow_list, parse_endpoints
 from tilecast.common.setting_checks import problem
 from tilecast.common.signing import parse_keys
 
@@ -187,6 +188,35 @@ class Settings:
     girder_file_ttl: int = 300
     girder_download_dir: str = ""
     girder_download_cache_bytes: int = 20 * 1024**3
+    # URL sources (common/remoteurls.py, workers/remote/): comma-separated URL prefixes
+    # that may be registered (s3://bucket/, https://host/path/; empty: none); the
+    # http(s) endpoints a source may name as its endpoint_url (S3-compatible stores);
+    # seconds a request to a store may take to connect and between bytes; retries of a
+    # throttled, failing or unreachable store (exponential backoff from
+    # remote_backoff seconds) before a 503; blocks of remote_block_size bytes, each
+    # process keeping remote_block_cache_bytes of them, the blocks holding a file's
+    # directories shared in the cache Redis for remote_block_ttl seconds (0 = not
+    # shared); formats whose library reads only local files (OpenSlide, CZI) are
+    # downloaded whole into remote_download_dir (default: a "tilecast-remote" folder in
+    # the system temporary directory), bounded by remote_download_cache_bytes, least
+    # recently used files deleted first; a larger object is refused (422).
+    remote_allow: str = ""
+    remote_endpoints: str = ""
+    remote_timeout: float = 10.0
+    remote_retries: int = 3
+    remote_backoff: float = 0.2
+    remote_block_size: int = 256 * 1024
+    remote_block_cache_bytes: int = 256 * 1024**2
+    remote_block_ttl: int = 24 * 3600
+    remote_download_dir: str = ""
+    remote_download_cache_bytes: int = 20 * 1024**3
+    # DICOMweb sources (dicomweb+https://..., workers/remote/dicomweb.py): the credentials
+    # sent to every DICOMweb server the allow-list names with a dicomweb+ scheme, and to
+    # no other URL: a bearer token ("Authorization: Bearer ..."), else HTTP basic with a
+    # user and password; all empty: no credentials. Never echoed in answers or logs.
+    dicomweb_token: str = ""
+    dicomweb_user: str = ""
+    dicomweb_password: str = ""
     # Redis sockets (common/redisconn.py), both roles and the Redis broker: seconds to
     # connect, and to wait for any one reply; a timed-out command is not retried, so a
     # frozen Redis costs a request one timeout, then a 503 with Retry-After. /readyz
@@ -198,6 +228,15 @@ class Settings:
     redis_connect_timeout: float = 2.0
     redis_timeout: float = 5.0
     readyz_timeout: float = 3.0
+
+    @property
+    def remote_allowed(self) -> tuple[RemoteUrl, ...]:
+        """``remote_allow`` parsed (checked when the settings were read)."""
+        return parse_allow_list(self.remote_allow)
+
+    @property
+    def remote_endpoint_urls(self) -> tuple[RemoteUrl, ...]:
+        return parse_endpoints(self.remote_endpoints)
 
     @property
     def redis_timeouts(self) -> dict[str, float]:
@@ -252,6 +291,17 @@ class Settings:
             raise ConfigurationError(f"{PREFIX}ACCESS_MODE=signed needs {PREFIX}SIGNING_KEYS")
         if self.signing_keys:
             parse_keys(self.signing_keys)
+        parse_allow_list(self.remote_allow)
+        parse_endpoints(self.remote_endpoints)
+        if self.dicomweb_token and (self.dicomweb_user or self.dicomweb_password):
+            raise ConfigurationError(
+                f"{PREFIX}DICOMWEB_TOKEN and {PREFIX}DICOMWEB_USER/PASSWORD are both set: "
+                "DICOMweb servers get one kind of credentials, a bearer token or HTTP basic"
+            )
+        if bool(self.dicomweb_user) != bool(self.dicomweb_password):
+            raise ConfigurationError(
+                f"{PREFIX}DICOMWEB_USER and {PREFIX}DICOMWEB_PASSWORD go together (HTTP basic)"
+            )
         _check_cluster_urls(self.cache_url, self.state_url, broker)
         for name in ("redis_connect_timeout", "redis_timeout", "readyz_timeout"):
             if not getattr(self, name) > 0:  # 0 would make Redis sockets non-blocking

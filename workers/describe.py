@@ -1,9 +1,10 @@
 """Opening a registered source's file, and ``describe_path``: the large_image-shaped
 metadata of an image file.
 
-A record's path is a local file or ``girder://item/{id}`` (read through
-workers/girder/); either way the file is an ImageFile, and the reader registry
-(workers/sources/registry.py) picks its reader by content. Used in-process by
+A record's path is a local file, ``girder://item/{id}`` (read through
+workers/girder/) or a URL source (workers/remote/, common/remoteurls.py); either way
+the file is an ImageFile, and the reader registry (workers/sources/registry.py) picks
+its reader by content. Used in-process by
 ``tilecast add``, by the ``tilecast.describe_source`` task and by the Renderer.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ from tilecast.common.errors import SourceRefused, UnsupportedImage
 from tilecast.common.fileidentity import Identity, folder_identity, local_identity
 from tilecast.common.girder import girder_item_id
 from tilecast.common.localpaths import resolve_under_roots
+from tilecast.common.remoteurls import DICOMWEB_SCHEMES, parse_locator
 from tilecast.common.settings import Settings, get_settings
 from tilecast.workers.sources import ImageSource, open_source
 from tilecast.workers.sources.files import open_local
@@ -34,12 +37,28 @@ class OpenedPath:
     name: str
     identity: Identity
     local_path: str | None
+    # For a remote object: whether a read found it replaced since it was opened.
+    replaced: Callable[[], bool] | None = None
 
 
 def open_path(path: str, settings: Settings, generation: int | None = None) -> OpenedPath:
     """The source at a record's ``path``. ``generation``: the registration a render
     reads (None to describe the file as it is now). FileNotFoundError when a local
     file is no longer there (a deleted source, not a bad request)."""
+    remote = parse_locator(path)
+    if remote is not None and remote.url.scheme in DICOMWEB_SCHEMES:
+        # Imported here: a tilecast without DICOMweb sources needs no dicomweb-client.
+        from tilecast.workers.sources.dicomweb import DicomWebSeries
+
+        series = DicomWebSeries.opened(remote, settings)
+        return OpenedPath(series, series.series.series, series.identity, None)
+    if remote is not None:
+        # Imported here: a tilecast without URL sources needs no object-store client.
+        from tilecast.workers.remote.opening import open_remote
+
+        found = open_remote(remote, settings)
+        source = open_source(found.file, settings)
+        return OpenedPath(source, found.name, found.identity, None, found.replaced)
     item_id = girder_item_id(path)
     if item_id is None:
         real = confined(path, settings)
@@ -61,6 +80,23 @@ def open_path(path: str, settings: Settings, generation: int | None = None) -> O
     info = opened.info
     identity = {"file_id": info.file_id, "version": info.version, "size": info.size}
     return OpenedPath(open_source(opened.file, settings), opened.item_name, identity, None)
+
+
+def remote_identity(path: str, settings: Settings) -> Identity | None:
+    """The identity of the object a URL source's ``path`` names now (None for another
+    kind of path): one HEAD, no reader."""
+    remote = parse_locator(path)
+    if remote is None:
+        return None
+    if remote.url.scheme in DICOMWEB_SCHEMES:
+        from tilecast.workers.sources.dicomweb import series_identity
+
+        return series_identity(remote, settings)
+    from tilecast.workers.remote.opening import open_remote
+
+    found = open_remote(remote, settings)
+    found.file.close()
+    return found.identity
 
 
 def confined(path: str, settings: Settings) -> str:

@@ -118,10 +118,11 @@ class Renderer:
         return RawTiles(self.cache, source, source_id, generation, self.counters, kept)
 
     @contextlib.contextmanager
-    def keeping_native_tiles(self) -> Iterator[None]:
-        """Within: native tiles read once are kept (workers/synthesis.py ``KeptTiles``),
-        for a pre-rendering batch that reads each twice: for its styled tiles and for
-        the level under them. Bounded by the batch, which holds a block of tiles."""
+    def keeping_tiles(self) -> Iterator[None]:
+        """Within: raw tiles read from the file or synthesized are kept
+        (workers/synthesis.py ``KeptTiles``), for a pre-rendering batch that makes a
+        block's levels one from the other: each tile read, decoded or made once, no
+        cache round trip for the ones it made. Bounded by the batch's block."""
         self._batch_local.kept = {}
         try:
             yield

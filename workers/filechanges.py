@@ -22,12 +22,20 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from tilecast.common.errors import SourceChanged, SourceGone, UnsupportedImage
+from tilecast.common.errors import SourceChanged, SourceGone, TilecastError, UnsupportedImage
 from tilecast.common.fileidentity import Identity, same_file, stat_identity
 from tilecast.common.girder import girder_item_id
 from tilecast.common.registry import SourceRecord, SourceRegistry
+from tilecast.common.remoteurls import is_remote_path
 from tilecast.common.settings import Settings
-from tilecast.workers.describe import OpenedPath, confined, describe_file, open_path, registered
+from tilecast.workers.describe import (
+    OpenedPath,
+    confined,
+    describe_file,
+    open_path,
+    registered,
+    remote_identity,
+)
 from tilecast.workers.sources import ImageSource
 
 log = logging.getLogger(__name__)
@@ -47,9 +55,11 @@ def open_registered(
     except FileNotFoundError:
         raise _refreshed(registry, record, settings) from None
     except UnsupportedImage:
+        if _remote_replaced(record, settings):
+            raise _refreshed(registry, record, settings) from None
         if (
             record.identity is None
-            or girder_item_id(record.path) is not None
+            or _is_remote(record.path)
             or escapes_roots(record.path, settings)
             or unchanged(record.path, record.identity)
         ):
@@ -78,6 +88,8 @@ def check_record(record: SourceRecord, generation: int) -> None:
 def still_current(opened: OpenedPath) -> bool:
     """Whether an open local file is still what its path names (one ``stat``); a remote
     file is checked when it is opened only (its registration names its version)."""
+    if opened.replaced is not None:
+        return not opened.replaced()
     if opened.local_path is None:
         return True
     return unchanged(opened.local_path, opened.identity)
@@ -102,7 +114,7 @@ def refresh_if_changed(
     would now end with."""
     if (
         (record.identity is None and record.unreadable is None)  # an older tilecast's
-        or girder_item_id(record.path) is not None
+        or _is_remote(record.path)
         or escapes_roots(record.path, settings)
         or unchanged(record.path, record.identity)
     ):
@@ -130,7 +142,7 @@ def _refreshed(
     expect = record.generation if record.generation is not None else registry.generation(record.id)
     if expect is None:
         raise SourceChanged(f"source {record.id} is being registered again; ask again")
-    local = girder_item_id(record.path) is None
+    local = not _is_remote(record.path)
     # Taken before describing: a file still being written when the describe fails
     # changes again after this, and the next check describes it again.
     before = _identity_or_none(record.path) if local else None
@@ -170,6 +182,24 @@ def _refreshed(
         f"source {record.id} changed: its file is registered again as generation "
         f"{generation}; ask again"
     )
+
+
+def _remote_replaced(record: SourceRecord, settings: Settings) -> bool:
+    """Whether a URL source's object is no longer the one registered (replaced by one
+    that no reader opens: truncated, or another file)."""
+    if record.identity is None or not is_remote_path(record.path):
+        return False
+    try:
+        now = remote_identity(record.path, settings)
+    except TilecastError:
+        return False  # the store's own answer (404, 503) is the render's error
+    return now is not None and not same_file(now, record.identity)
+
+
+def _is_remote(path: str) -> bool:
+    """A Girder item or a URL source: its version is checked when it is opened (its
+    identity), never by ``stat``."""
+    return girder_item_id(path) is not None or is_remote_path(path)
 
 
 def _identity_or_none(path: str) -> Identity | None:

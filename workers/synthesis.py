@@ -44,8 +44,9 @@ from tilecast.workers.vipsutil import halve
 log = logging.getLogger(__name__)
 
 
-# Native tiles read during one pre-rendering batch, kept so that a tile read for its own
-# styled render is not read (and decoded) again to synthesize the level under it:
+# Raw tiles read or synthesized during one pre-rendering batch, kept so that a tile read
+# for its own styled render is not read (and decoded) again to synthesize the level under
+# it, nor a synthesized one fetched back from the cache for its styled render:
 # (source, generation, frame, z, x, y) -> tile. The batch owns it and drops it at its end.
 KeptTiles = dict[tuple[str, int, int, int, int, int], RawTile]
 
@@ -89,6 +90,9 @@ class RawTiles:
         self.generation = generation
         self.counters = counters if counters is not None else WorkCounters()
         self.kept = kept
+        # Whether tiles this makes are put in the cache: a pre-rendering batch keeps the
+        # intermediates of its block in memory and caches only what others read.
+        self.store_made = True
 
     def key(self, z: int, x: int, y: int, frame: int = 0) -> str:
         return raw_tile_key(self.source_id, self.generation, frame, z, x, y)
@@ -100,26 +104,42 @@ class RawTiles:
         """Tiles (x, y) of level ``z``. A native level is read from the file: the open
         source and the OS page cache make that as cheap as a Redis round trip, and
         copying the file into Redis would only crowd out rendered tiles. A synthesized
-        level costs one cache round trip for all of them, then a synthesis (and a cache
-        put) for each one that was missing."""
+        level costs one cache round trip for all of them (none for tiles a batch kept),
+        then a synthesis for each one that was missing, and one round trip to cache
+        those."""
         if self.source.is_native_level(z, frame):
             self.counters.add(read=len(coords))
             return [self._read(z, x, y, frame) for x, y in coords]
-        keys = [self.key(z, x, y, frame) for x, y in coords]
-        cached = self.cache.get_many(keys)
-        tiles: list[RawTile] = []
-        for (x, y), key, data in zip(coords, keys, cached, strict=True):
-            tile = None
-            if data is not None:
-                try:
-                    tile = RawTile.from_bytes(data)
-                except RawTileError as exc:
-                    log.warning("discarding unreadable cached raw tile %s: %s", key, exc)
+        found = self._kept_tiles(z, coords, frame)
+        missing = [coord for coord in coords if coord not in found]
+        keys = [self.key(z, x, y, frame) for x, y in missing]
+        made: dict[str, bytes] = {}
+        for (x, y), key, data in zip(missing, keys, self.cache.get_many(keys), strict=True):
+            tile = _cached_tile(key, data)
             if tile is None:
                 tile = self._produce(z, x, y, frame)
-                self.cache.put(key, tile.to_bytes())
-            tiles.append(tile)
-        return tiles
+                if self.store_made:
+                    made[key] = tile.to_bytes()
+            found[(x, y)] = self._keep(z, x, y, frame, tile)
+        if made:
+            self.cache.put_many(made)
+        return [found[coord] for coord in coords]
+
+    def _kept_tiles(
+        self, z: int, coords: list[tuple[int, int]], frame: int
+    ) -> dict[tuple[int, int], RawTile]:
+        if not self.kept:
+            return {}
+        kept = ((coord, self.kept.get(self._kept_key(z, *coord, frame))) for coord in coords)
+        return {coord: tile for coord, tile in kept if tile is not None}
+
+    def _keep(self, z: int, x: int, y: int, frame: int, tile: RawTile) -> RawTile:
+        if self.kept is not None:
+            self.kept[self._kept_key(z, x, y, frame)] = tile
+        return tile
+
+    def _kept_key(self, z: int, x: int, y: int, frame: int) -> tuple[str, int, int, int, int, int]:
+        return (self.source_id, self.generation, frame, z, x, y)
 
     def _read(self, z: int, x: int, y: int, frame: int) -> RawTile:
         checkpoint()  # between reads: stop when nobody waits any more (workers/guard.py)
@@ -128,10 +148,9 @@ class RawTiles:
     def _read_native(self, z: int, x: int, y: int, frame: int) -> RawTile:
         if self.kept is None:
             return self._read_file(z, x, y, frame)
-        key = (self.source_id, self.generation, frame, z, x, y)
-        tile = self.kept.get(key)
+        tile = self.kept.get(self._kept_key(z, x, y, frame))
         if tile is None:
-            tile = self.kept[key] = self._read_file(z, x, y, frame)
+            tile = self._keep(z, x, y, frame, self._read_file(z, x, y, frame))
         return tile
 
     def _read_file(self, z: int, x: int, y: int, frame: int) -> RawTile:
@@ -194,3 +213,13 @@ def _extend(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     if w == 0 or h == 0:
         return np.zeros((height, width, pixels.shape[2]), dtype=pixels.dtype)
     return np.pad(pixels, ((0, height - h), (0, width - w), (0, 0)), mode="edge")
+
+
+def _cached_tile(key: str, data: bytes | None) -> RawTile | None:
+    if data is None:
+        return None
+    try:
+        return RawTile.from_bytes(data)
+    except RawTileError as exc:
+        log.warning("discarding unreadable cached raw tile %s: %s", key, exc)
+        return None

@@ -12,6 +12,7 @@ from tilecast.common.fileidentity import same_file, stat_identity
 from tilecast.common.keys import describe_key
 from tilecast.common.localpaths import resolve_under_roots, source_id_for_path
 from tilecast.common.registry import SourceRecord
+from tilecast.common.remoteurls import remote_source
 from tilecast.common.taskprotocol import TASK_DESCRIBE_SOURCE, describe_source_payload
 
 
@@ -29,6 +30,27 @@ def register(svc: Services, path: str) -> tuple[dict[str, Any], bool]:
     record = describe(svc, source_id, real)
     svc.generations.forget(source_id)  # a memo of a forgotten registration's generation
     # Pre-render its thumbnail and coarsest levels on the bulk pool (issue 5).
+    precache_new_source(svc, source_id)
+    return record.summary(), True
+
+
+def register_url(svc: Services, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """``({"id": ..., summary}, created)`` for a URL under an allowed prefix
+    (common/remoteurls.py: 400 otherwise, before anything is fetched). The object's
+    version (ETag) is the record's identity: a worker that opens a replaced object
+    describes it again under a new generation (workers/filechanges.py). Registered
+    again while it is unreadable (it was gone, or could not be read), it is described
+    afresh."""
+    settings = svc.settings
+    source = remote_source(body, settings.remote_allowed, settings.remote_endpoint_urls)
+    source_id = source.source_id
+    existing = record_or_none(svc, source_id)
+    if existing is not None:
+        if existing.unreadable is None:
+            return existing.summary(), False
+        return _refresh(svc, existing), False
+    record = describe(svc, source_id, source.locator())
+    svc.generations.forget(source_id)
     precache_new_source(svc, source_id)
     return record.summary(), True
 

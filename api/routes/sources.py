@@ -15,8 +15,13 @@ bp = Blueprint("sources", __name__)
 @bp.post("/sources")
 @document(body=SOURCE_BODY, responses={201: "registered", 200: "registered already"})
 def register() -> tuple[Response, int]:
-    """Register ``{"path": ...}``: 201 when new, 200 when it was registered already."""
-    path = parse_source_body(request.get_json(silent=True))
+    """Register ``{"path": ...}`` or ``{"url": ..., options}``: 201 when new, 200 when
+    it was registered already."""
+    given = request.get_json(silent=True)
+    if isinstance(given, dict) and "url" in given and "path" not in given:
+        body, created = sources.register_url(services(), given)
+        return jsonify(body), 201 if created else 200
+    path = parse_source_body(given)
     body, created = sources.register(services(), path)
     return jsonify(body), 201 if created else 200
 

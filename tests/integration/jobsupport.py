@@ -65,7 +65,7 @@ def scope_keys(state: redis.Redis, job_id: str) -> list[str]:
         if batch.kind == THUMBNAIL:
             keys.append(batch.thumbnail_request(spec).key(spec.generation))
         elif batch.kind == TILES:
-            keys.extend(r.key(spec.generation) for r in batch.tile_requests(spec))
+            keys.extend(r.key(spec.generation) for r in batch.all_tile_requests(spec))
     return keys
 
 

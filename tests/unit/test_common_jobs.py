@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -138,41 +139,55 @@ def test_plan_covers_every_tile_once_coarse_first() -> None:
     assert not any(the_plan.waits_before(b.index) for b in batches)
 
 
-# 8192 x 8192: 32 x 32 base tiles, 6 levels; level 4 (256 tiles) is made by the base
-# level's batches, level 3 (64) synthesized ahead, levels 2-0 are too small for it.
+# 8192 x 8192: 32 x 32 base tiles, 6 levels. Blocks of 8 x 8 base tiles make levels 4
+# (256 tiles) and 3 (64) under them; levels 2-0 are too small to synthesize ahead.
 LARGE = {**METADATA, "sizeX": 8192, "sizeY": 8192, "levels": 6}
 
 
-def test_plan_synthesizes_unstyled_levels_finest_first_in_parallel() -> None:
+def test_plan_makes_the_levels_under_base_blocks_from_the_blocks() -> None:
     the_plan = plan(spec_of({"thumbnail": "true"}, LARGE))
     batches = list(the_plan.batches())
     kinds = [b.kind for b in batches]
     assert kinds == sorted(kinds, key=[BASE_TILES, RAW, THUMBNAIL, TILES].index)
+    assert RAW not in kinds
     base = [b for b in batches if b.kind == BASE_TILES]
-    assert [b.z for b in base] == [5] * 16  # 8 x 8 blocks, each the parents of 4 x 4
-    assert sorted(t for b in base for t in b.tiles) == [
-        (x, y) for x in range(32) for y in range(32)
-    ]
-    assert all(x % 2 == 0 and y % 2 == 0 for b in base for x, y in b.tiles[:1])
+    assert [b.z for b in base] == [5] * 16
+    for z, side, depth in ((5, 32, 0), (4, 16, 1), (3, 8, 2)):
+        covered = [t for b in base for t in (b.under[depth - 1].tiles if depth else b.tiles)]
+        assert sorted(covered) == sorted((x, y) for x in range(side) for y in range(side)), z
+    for b in base:  # each block's levels are the tiles under its own
+        assert [lv.z for lv in b.under] == [4, 3] and all(lv.styled for lv in b.under)
+        assert {(x // 2, y // 2) for x, y in b.tiles} == set(b.under[0].tiles)
+        assert {(x // 4, y // 4) for x, y in b.tiles} == set(b.under[1].tiles)
+        assert b.size == 64 + 16 + 4
+    assert not any(b.kind == TILES and b.z in (5, 4, 3) for b in batches)
+    assert the_plan.total_tiles == 1 + 1024 + 256 + 64 + 16 + 4 + 1
+    assert sum(b.size for b in batches) == the_plan.total_tiles
+    # The thumbnail (and the tiles after it) wait for the whole unstyled phase.
+    waits = [b.index for b in batches if the_plan.waits_before(b.index)]
+    assert waits == [16]
+    no_thumbnail = plan(spec_of({}, LARGE))
+    assert [b.index for b in no_thumbnail.batches() if no_thumbnail.waits_before(b.index)] == [16]
+
+
+def test_plan_synthesizes_unstyled_levels_finest_first_in_parallel() -> None:
+    # Blocks of 2 make one level under the base; level 3 is synthesized ahead.
+    the_plan = plan(replace(spec_of({}, LARGE), block=2))
+    batches = list(the_plan.batches())
+    base = [b for b in batches if b.kind == BASE_TILES]
+    assert len(base) == 256 and all([lv.z for lv in b.under] == [4] for b in base)
     raw = [b for b in batches if b.kind == RAW]
     assert [b.z for b in raw] == [3] * 16  # 2 x 2 blocks
     covered = [(x, y) for b in raw for x, y in b.tiles]
     assert sorted(covered) == sorted((x, y) for x in range(8) for y in range(8))
     assert sum(b.size for b in raw) == 0  # a means, not part of the count
-    assert not any(b.kind == TILES and b.z == 5 for b in batches)  # done by the base batches
-    assert the_plan.total_tiles == 1 + 1024 + 256 + 64 + 16 + 4 + 1
-    # Each raw level waits for the finer one (level 3 for the base batches, which make
-    # level 4); the thumbnail (and the tiles after it) for the whole unstyled phase.
+    assert sum(b.size for b in batches) == the_plan.total_tiles
+    # Level 3 waits for the base blocks; the tiles after it for level 3.
     waits = [b.index for b in batches if the_plan.waits_before(b.index)]
-    assert waits == [16, 32]
-    no_thumbnail = plan(spec_of({}, LARGE))
-    assert [b.index for b in no_thumbnail.batches() if no_thumbnail.waits_before(b.index)] == [
-        16,
-        32,
-    ]
+    assert waits == [256, 272]
 
 
-def test_plan_without_the_base_level_synthesizes_the_level_under_it_ahead() -> None:
+def test_plan_without_the_base_level_synthesizes_the_levels_under_it_ahead() -> None:
     the_plan = plan(spec_of({"levels": "0-4"}, LARGE))
     batches = list(the_plan.batches())
     assert not any(b.kind == BASE_TILES for b in batches)
@@ -180,12 +195,36 @@ def test_plan_without_the_base_level_synthesizes_the_level_under_it_ahead() -> N
     assert the_plan.total_tiles == 256 + 64 + 16 + 4 + 1
 
 
-def test_base_blocks_hold_whole_groups_of_four_with_an_odd_block() -> None:
-    the_plan = plan(spec_of({"block": 5}, LARGE))
-    base = [b for b in the_plan.batches() if b.kind == BASE_TILES]
-    for batch in base:
-        xs = {x for x, _ in batch.tiles}
-        assert min(xs) % 2 == 0 and (max(xs) % 2 == 1 or max(xs) == 31)
+def test_levels_the_job_skips_are_made_unstyled_only() -> None:
+    the_plan = plan(spec_of({"levels": "0-3,5"}, LARGE))
+    batches = list(the_plan.batches())
+    base = [b for b in batches if b.kind == BASE_TILES]
+    assert [(lv.z, lv.styled) for lv in base[0].under] == [(4, False), (3, True)]
+    assert all(b.size == 64 + 4 for b in base)
+    assert the_plan.total_tiles == 1024 + 64 + 16 + 4 + 1
+    assert sum(b.size for b in batches) == the_plan.total_tiles
+
+
+@pytest.mark.parametrize(
+    ("region", "block", "depth"),
+    [("0,0,8192,8192", 5, 2), ("256,0,8192,8192", 8, 0), ("512,1024,8192,8192", 8, 1),
+     ("2048,1024,5000,7000", 8, 1), ("0,0,8192,8192", 3, 1)],
+)  # fmt: skip
+def test_base_blocks_are_aligned_to_the_levels_they_make(
+    region: str, block: int, depth: int
+) -> None:
+    the_plan = plan(replace(spec_of({"region": region}, LARGE), block=block))
+    batches = list(the_plan.batches())
+    base = [b for b in batches if b.kind == BASE_TILES]
+    assert {len(b.under) for b in base} == ({depth} if depth else set())
+    for b in base:
+        xs, ys = {x for x, _ in b.tiles}, {y for _, y in b.tiles}
+        assert min(xs) % 2**depth == 0 and min(ys) % 2**depth == 0
+    assert sum(b.size for b in batches) == the_plan.total_tiles
+    styled = [(b.z, x, y) for b in batches if b.kind == TILES for x, y in b.tiles]
+    styled += [(b.z, x, y) for b in base for x, y in b.tiles]
+    styled += [(lv.z, x, y) for b in base for lv in b.under for x, y in lv.tiles]
+    assert len(styled) == len(set(styled)) == the_plan.total_tiles - the_plan.spec.thumbnail
 
 
 def test_plan_of_a_region_and_levels() -> None:
@@ -349,7 +388,7 @@ def test_driver_waits_at_phase_boundaries(jobs_redis: redis.Redis) -> None:
     from tilecast.workers.precache import JobDriver
 
     store = JobStore(jobs_redis)
-    job, _ = store.submit(spec_of({}, LARGE))  # base tiles: batches 0-15, raw level 3: 16-31
+    job, _ = store.submit(spec_of({"levels": "0-4"}, LARGE))  # raw 4: batches 0-15, 3: 16-31
     send = Recorder()
     driver = JobDriver(store, SETTINGS, send, "c")
 

@@ -28,9 +28,9 @@ from tilecast.common.errors import GirderUnavailable, UnknownSource, Unsupported
 from tilecast.common.girder import girder_source_path
 from tilecast.common.settings import Settings
 from tilecast.workers.girder import forget_readers, open_girder_file
-from tilecast.workers.girder.blocks import BlockCache
 from tilecast.workers.girder.opening import GirderReader
 from tilecast.workers.girder.pathmap import map_path, parse_path_map
+from tilecast.workers.remote.blocks import BlockCache
 from tilecast.workers.sources import open_source
 from tilecast.workers.sources.tiffdir import DIRECTORY_READAHEAD, TiffFile
 

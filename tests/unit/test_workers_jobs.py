@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tilecast.common.inflight import claim, inflight_key
-from tilecast.common.jobplan import BASE_TILES, RAW, TILES, Batch, plan
+from tilecast.common.jobplan import BASE_TILES, RAW, TILES, Batch, LevelTiles, plan
 from tilecast.common.jobspec import JobSpec, parse_job_request
 from tilecast.common.jobstore import JobStore, tile_owner
 from tilecast.common.registry import SourceRecord
@@ -110,12 +110,13 @@ def test_unstyled_levels_are_synthesized_ahead(
         assert [bool(r.cache_client.exists(key)) for key in keys] == [synthesized] * 2, name
 
 
-def test_base_batches_read_each_base_tile_once_for_both_levels(
+def test_base_batches_read_each_base_tile_once_for_all_levels(
     jobs_renderer: Renderer, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A base-tiles batch renders the base level's styled tiles and caches the unstyled
-    tiles under them (on a file lacking that level), reading every base tile from the
-    file once; where the file has the level under, it synthesizes nothing."""
+    """A base-tiles batch renders the base level's styled tiles, then makes the level
+    under them (cached unstyled where the file lacks it) and its styled tiles, reading
+    every base tile from the file once; where the file has the level under, it reads
+    that level's tiles instead of synthesizing them."""
     from tilecast.workers.precache import _BatchRunner
     from tilecast.workers.synthesis import RawTiles
 
@@ -130,14 +131,17 @@ def test_base_batches_read_each_base_tile_once_for_both_levels(
     r = jobs_renderer
     for name, synthesized in (("single", True), ("pyramid", False)):
         reads.clear()
-        store, job_id, spec = submit(r, images[name], {"levels": "4"})
+        store, job_id, spec = submit(r, images[name], {"levels": "3-4"})
         tiles = ((0, 0), (1, 0), (2, 0), (3, 0), (0, 1), (1, 1), (2, 1), (3, 1))
-        batch = Batch(0, BASE_TILES, 4, 0, tiles)
+        under = ((0, 0), (1, 0))
+        batch = Batch(0, BASE_TILES, 4, 0, tiles, (LevelTiles(3, under, True),))
         store.dispatched(job_id, 0, lease_until=1e12)
         outcome = _BatchRunner(r, store, r.settings, job_id, batch, spec).run()
-        assert (outcome.rendered, outcome.skipped, outcome.failed) == (8, 0, 0), name
-        assert sorted(reads) == sorted((0, 4, x, y) for x, y in tiles), name
-        styled = [t.key(spec.generation) for t in batch.tile_requests(spec)]
-        assert all(r.cache.exists(key) for key in styled), name
-        under = [raw_tile_key(spec.source, spec.generation, 0, 3, x, 0) for x in (0, 1)]
-        assert [bool(r.cache_client.exists(key)) for key in under] == [synthesized] * 2, name
+        assert (outcome.rendered, outcome.skipped, outcome.failed) == (10, 0, 0), name
+        expected = [(0, 4, x, y) for x, y in tiles]
+        expected += [] if synthesized else [(0, 3, x, y) for x, y in under]
+        assert sorted(reads) == sorted(expected), name
+        styled = [t.key(spec.generation) for t in batch.all_tile_requests(spec)]
+        assert len(styled) == 10 and all(r.cache.exists(key) for key in styled), name
+        raw = [raw_tile_key(spec.source, spec.generation, 0, 3, x, y) for x, y in under]
+        assert [bool(r.cache_client.exists(key)) for key in raw] == [synthesized] * 2, name

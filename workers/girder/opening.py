@@ -23,13 +23,13 @@ import requests
 from tilecast.common.errors import GirderUnavailable, UnknownSource
 from tilecast.common.girder import is_object_id
 from tilecast.common.settings import Settings
-from tilecast.workers.girder.blocks import BlockCache
 from tilecast.workers.girder.client import GirderConnection, GirderHttpError
-from tilecast.workers.girder.downloads import DownloadCache
 from tilecast.workers.girder.items import GirderFileInfo, resolve_item
 from tilecast.workers.girder.pathmap import direct_file, log_once, parse_path_map
 from tilecast.workers.girder.remote import RangeNotSupported, RemoteFile
 from tilecast.workers.girder.shared import SharedTier
+from tilecast.workers.remote.blocks import BlockCache
+from tilecast.workers.remote.downloads import DownloadCache
 from tilecast.workers.sources.files import ImageFile, LocalFile
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,10 @@ class GirderReader:
         self._described: dict[str, GirderFileInfo] = {}
         self._described_lock = threading.Lock()
         self.downloads = DownloadCache(
-            settings.girder_download_dir, settings.girder_download_cache_bytes
+            settings.girder_download_dir,
+            settings.girder_download_cache_bytes,
+            place="Girder",
+            unavailable=GirderUnavailable,
         )
         self.prefixes = parse_path_map(settings.girder_path_map)
 

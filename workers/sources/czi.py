@@ -85,13 +85,14 @@ class CziSource(Reader):
     def __init__(self, file: ImageFile, settings: Settings) -> None:
         self.file = file
         self.path = file.name
-        if file.local_path is None:
+        local = file.local_copy()  # a URL source's object: from the download cache
+        if local is None:
             raise UnsupportedImage(
                 "this server reads CZI with libCZI, which needs the file on a local "
                 "filesystem, and this file is not"
             )
         self._lock = threading.Lock()
-        self._czi = _open(file.local_path)
+        self._czi = _open(local)
         try:
             self._init_layout(settings)
         except BaseException:

@@ -56,6 +56,13 @@ class ImageFile(ABC):
         file fetches them in one request instead of one per piece it lacks, and may
         share them with other processes."""
 
+    def local_copy(self) -> str | None:
+        """A local path holding this file's bytes, for libraries that open files by path
+        only (OpenSlide, libCZI): ``local_path`` for a local file; a remote object may
+        download itself into a bounded cache (workers/remote/opening.py); None when
+        neither is possible."""
+        return self.local_path
+
     # -- libvips ---------------------------------------------------------------------
     def vips_source(self) -> pyvips.Source:
         """A new libvips source over this file, with its own read position (libvips

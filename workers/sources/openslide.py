@@ -114,7 +114,8 @@ class OpenSlideSource(Reader):
     @classmethod
     def open(cls, probe: Probe, settings: Settings) -> OpenSlideSource:
         kind = _probed_kind(probe)
-        path = probe.file.local_path
+        # A URL source's object is downloaded into the bounded download cache here.
+        path = probe.file.local_copy()
         if path is None:
             if kind == "generic-tiff":
                 raise ReaderDeclined("OpenSlide reads local files only")
@@ -147,9 +148,10 @@ class OpenSlideSource(Reader):
         directories when they were parsed already."""
         self.file = file
         self.path = file.name
-        if file.local_path is None:
+        local = file.local_copy()
+        if local is None:
             raise ReaderDeclined("OpenSlide reads local files only")
-        self._local_path = file.local_path
+        self._local_path = local
         self.vendor = vendor or openslide.OpenSlide.detect_format(self._local_path) or ""
         self.slide_format = slidevendors.FORMAT_NAMES.get(self.vendor, "slide")
         self._lock = threading.Lock()

@@ -1,4 +1,6 @@
-"""A bounded local cache of whole Girder files, for servers that ignore Range.
+"""A bounded local cache of whole remote files: for servers that ignore Range (Girder
+behind some proxies) and for formats whose library reads only local files (OpenSlide,
+libCZI) when their file is a URL source.
 
 Files are named by their content version (file id and version), so a replaced file is
 downloaded anew. A download is written to a temporary name and renamed into place, so
@@ -21,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from tilecast.common.errors import GirderUnavailable, UnsupportedImage
+from tilecast.common.errors import ServiceUnavailable, UnsupportedImage
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +33,26 @@ EVICTION_LOCK = ".eviction.lock"
 STALE = 3600.0  # seconds after which an untouched partial download is abandoned
 
 
-def default_download_dir() -> str:
-    return os.path.join(tempfile.gettempdir(), "tilecast-downloads")
+def default_download_dir(name: str = "tilecast-downloads") -> str:
+    return os.path.join(tempfile.gettempdir(), name)
 
 
 class DownloadCache:
-    def __init__(self, directory: str, capacity_bytes: int) -> None:
+    """``place`` names where files come from in messages and logs ("Girder", "the
+    store"); ``unavailable`` is the error of an incomplete download."""
+
+    def __init__(
+        self,
+        directory: str,
+        capacity_bytes: int,
+        *,
+        place: str = "the remote server",
+        unavailable: type[ServiceUnavailable] = ServiceUnavailable,
+    ) -> None:
         self.directory = directory or default_download_dir()
         self.capacity_bytes = capacity_bytes
+        self.place = place
+        self.unavailable = unavailable
 
     def local_copy(self, name: str, size: int, download: Callable[[BinaryIO], None]) -> str:
         """The path of the cached copy of ``name`` (``size`` bytes), downloading it with
@@ -79,12 +93,13 @@ class DownloadCache:
             with open(partial, "wb") as output:
                 download(output)
             if os.path.getsize(partial) != size:
-                raise GirderUnavailable("the download from Girder was incomplete")
+                raise self.unavailable(f"the download from {self.place} was incomplete")
             os.replace(partial, target)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(partial)
-        log.info("downloaded %s (%d bytes) into the Girder download cache", target, size)
+        log.info("downloaded %s (%d bytes) from %s into the download cache", target, size,
+                 self.place)  # fmt: skip
 
     def _make_room(self, incoming: int, keep: str) -> None:
         with _locked(os.path.join(self.directory, EVICTION_LOCK)):
@@ -98,7 +113,7 @@ class DownloadCache:
                     continue
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)
-                    log.info("evicted %s from the Girder download cache", path)
+                    log.info("evicted %s from the download cache", path)
                 total -= size
 
     def _remove_stale_partials(self) -> None:
