@@ -26,6 +26,7 @@ from types import FrameType
 
 from tests.bench import (
     bench_affinity,
+    bench_exports,
     bench_formats,
     bench_hits,
     bench_latency,
@@ -41,6 +42,7 @@ from tests.bench.wrk import ensure_wrk, wrk_version
 
 BENCHMARKS = (
     "hits", "latency", "render", "style", "load", "affinity", "precache", "remote", "formats",
+    "exports",
 )  # fmt: skip
 WIDTH, HEIGHT = 16384, 12288
 DEFAULT_OUTPUT = harness.REPO / "docs" / "BENCHMARKS.md"
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != list(BENCHMARKS):
         command += " --only " + ",".join(args.only)
 
-    wrk = ensure_wrk() if "hits" in args.only else ""
+    wrk = ensure_wrk() if {"hits", "exports"} & set(args.only) else ""
     from tilecast.sample import make_demo_images
 
     print(f"images in {args.image_dir} (generated on first use)", flush=True)
@@ -203,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         if "formats" in args.only:
             print("benchmark 9: slide formats beside large_image", flush=True)
             sections.append(bench_formats.run(ctx, samples=5 if args.quick else 20))
+        if "exports" in args.only:
+            print("benchmark 12: OME-Zarr chunks and DICOMweb frames beside tiles", flush=True)
+            sections.append(bench_exports.run(ctx, seconds=3 if args.quick else 8))
         ok = True
     finally:
         if not ok:
