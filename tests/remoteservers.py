@@ -16,16 +16,21 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import os
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from tilecast.common.remoteurls import RemoteOptions, RemoteSource, parse_url
+from tilecast.common.settings import Settings
 
 RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
@@ -40,9 +45,27 @@ class Request:
 
 
 class RequestLog:
+    """Requests answered. A request is logged once its answer is sent, which may be just
+    after the client has it: reading the log first waits for answers in progress."""
+
+    SETTLE = 2.0  # seconds an answer in progress is waited for
+
     def __init__(self) -> None:
         self.requests: list[Request] = []
-        self._lock = threading.Lock()
+        self._serving = 0
+        self._lock = threading.Condition()
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """Around the answer of one request (its ``add`` inside)."""
+        with self._lock:
+            self._serving += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._serving -= 1
+                self._lock.notify_all()
 
     def add(self, request: Request) -> None:
         with self._lock:
@@ -50,10 +73,12 @@ class RequestLog:
 
     def mark(self) -> int:
         with self._lock:
+            self._lock.wait_for(lambda: self._serving == 0, self.SETTLE)
             return len(self.requests)
 
     def since(self, mark: int, method: str = "GET") -> list[Request]:
         with self._lock:
+            self._lock.wait_for(lambda: self._serving == 0, self.SETTLE)
             return [r for r in self.requests[mark:] if r.method == method]
 
     def bytes_since(self, mark: int) -> int:
@@ -107,10 +132,12 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_HEAD(self) -> None:
-            self._answer(body=False)
+            with server.log.serving():
+                self._answer(body=False)
 
         def do_GET(self) -> None:
-            self._answer(body=True)
+            with server.log.serving():
+                self._answer(body=True)
 
         def _answer(self, body: bool) -> None:
             if server.latency:
@@ -225,14 +252,120 @@ class _Counting:
             return start_response(code, headers, *args)
 
         sent = 0
-        for chunk in self.app(environ, start):
-            sent += len(chunk)
-            yield chunk
-        method = environ["REQUEST_METHOD"]
-        self.log.add(
-            Request(method, environ.get("PATH_INFO", ""), environ.get("HTTP_RANGE"), status[0],
-                    sent if method == "GET" else 0)
-        )  # fmt: skip
+        with self.log.serving():
+            for chunk in self.app(environ, start):
+                sent += len(chunk)
+                yield chunk
+            method = environ["REQUEST_METHOD"]
+            self.log.add(
+                Request(method, environ.get("PATH_INFO", ""), environ.get("HTTP_RANGE"),
+                        status[0], sent if method == "GET" else 0)
+            )  # fmt: skip
+
+
+# The standard credential chain as a worker host would have it (moto takes any keys).
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    # No ~/.aws files of the machine: the chain must find the variables above.
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+}
+
+
+@contextmanager
+def s3_serving(folder: Path, bucket: str, prefix: str) -> Iterator[S3Server]:
+    """moto's S3 with ``bucket`` holding every file below ``folder`` under
+    ``prefix/<its path in folder>``, the AWS variables set for the duration."""
+    saved = {name: os.environ.get(name) for name in AWS_ENV}
+    os.environ.update(AWS_ENV)
+    server = S3Server()
+    try:
+        import boto3
+
+        boto3.client("s3", endpoint_url=server.url).create_bucket(Bucket=bucket)
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                upload(server, bucket, f"{prefix}/{path.relative_to(folder).as_posix()}", path)
+        yield server
+    finally:
+        server.close()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def upload(server: S3Server, bucket: str, key: str, path: Path) -> None:
+    """``path``'s bytes as object ``key`` of ``bucket`` (replacing it)."""
+    import obstore
+    from obstore.store import S3Store
+
+    store = S3Store(
+        bucket, endpoint=server.url, virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )  # fmt: skip
+    obstore.put(store, key, path.read_bytes())
+
+
+def delete(server: S3Server, bucket: str, key: str) -> None:
+    import obstore
+    from obstore.store import S3Store
+
+    store = S3Store(
+        bucket, endpoint=server.url, virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )  # fmt: skip
+    obstore.delete(store, key)
+
+
+@dataclass
+class Place:
+    """One kind of server (``http`` or ``s3``), the URLs of what it serves, how a worker
+    is configured to read them, and the server's request log."""
+
+    kind: str
+    server: RangeServer | S3Server
+    settings: Settings
+    base: str  # the URL of the served folder
+    options: RemoteOptions
+
+    @property
+    def log(self) -> RequestLog:
+        return self.server.log
+
+    def source(self, name: str) -> RemoteSource:
+        return RemoteSource(parse_url(f"{self.base}/{name}"), self.options)
+
+    def locator(self, name: str) -> str:
+        return self.source(name).locator()
+
+    @classmethod
+    def of(
+        cls,
+        server: RangeServer | S3Server,
+        bucket: str,
+        prefix: str,
+        redis_url: str,
+        download_dir: Path,
+        **settings: Any,
+    ) -> Place:
+        """``server``'s files as URL sources: the Range server's folder, or the S3
+        server's ``bucket/prefix`` (s3_serving), read through its endpoint."""
+        options = {"remote_backoff": 0.01, "remote_timeout": 5.0, **settings}
+        resolved = Settings(
+            cache_url=redis_url,
+            remote_allow=f"{server.url}/,s3://{bucket}/{prefix}/",
+            remote_endpoints=server.url,
+            remote_download_dir=str(download_dir),
+            **options,
+        ).resolved()
+        if isinstance(server, RangeServer):
+            return cls("http", server, resolved, server.url, RemoteOptions())
+        base = f"s3://{bucket}/{prefix}"
+        return cls("s3", server, resolved, base, RemoteOptions(endpoint_url=server.url))
 
 
 def closed_port() -> int:
