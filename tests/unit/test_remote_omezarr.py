@@ -242,9 +242,9 @@ def test_an_oversized_chunk_is_refused_on_its_announced_size(
     chunk.write_bytes(b"\0" * (3 * 1024 * 1024))
     upload(s3, BUCKET, "zarr/damaged.zarr/s0/0/0/1/1", chunk)
     try:
-        with open_path(place.locator("damaged.zarr/"), place.settings).source as source:
-            with pytest.raises(UnsupportedImage, match="larger than any encoding"):
-                source.read_tile(source.levels - 1, 1, 1, 0)
+        source = open_path(place.locator("damaged.zarr/"), place.settings).source
+        with source, pytest.raises(UnsupportedImage, match="larger than any encoding"):
+            source.read_tile(source.levels - 1, 1, 1, 0)
     finally:
         chunk.write_bytes(saved)
         upload(s3, BUCKET, "zarr/damaged.zarr/s0/0/0/1/1", chunk)
