@@ -33,6 +33,7 @@ from tilecast.common.remoteurls import RemoteOptions, RemoteSource, parse_url
 from tilecast.common.settings import Settings
 
 RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             if not path.is_file() or server.root not in path.resolve().parents:
                 self._empty(404, {}, wanted)
                 return
-            data = path.read_bytes()
+            size = path.stat().st_size
             etag = _etag(path)
             headers = {
                 "ETag": etag,
@@ -167,29 +168,36 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             if expected is not None and expected != etag:
                 self._empty(412, {}, wanted)
                 return
-            status, start, end = 200, 0, len(data) - 1
+            status, start, end = 200, 0, size - 1
             match = RANGE.match(wanted or "") if server.ranges else None
             if match:
                 start = int(match[1])
-                end = min(int(match[2]) if match[2] else len(data) - 1, len(data) - 1)
-                if start >= len(data):
-                    self._empty(416, {"Content-Range": f"bytes */{len(data)}"}, wanted)
+                end = min(int(match[2]) if match[2] else size - 1, size - 1)
+                if start >= size:
+                    self._empty(416, {"Content-Range": f"bytes */{size}"}, wanted)
                     return
                 status = 206
-                headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            payload = data[start : end + 1]
+                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Content-Length", str(end + 1 - start))
             self.end_headers()
             sent = 0
             if body:
+                # Only the bytes asked for are read (a range of a 1 GB file costs its range).
+                count = end + 1 - start
                 if server.truncate:
-                    payload = payload[: len(payload) // 2]
+                    count //= 2
                     self.close_connection = True
-                self.wfile.write(payload)
-                sent = len(payload)
+                with path.open("rb") as file:
+                    file.seek(start)
+                    while sent < count:
+                        part = file.read(min(CHUNK, count - sent))
+                        if not part:
+                            break
+                        self.wfile.write(part)
+                        sent += len(part)
             server.log.add(Request(self.command, self.path, wanted, status, sent))
 
         def _empty(
@@ -208,9 +216,16 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
 
 
 class S3Server:
-    """moto's S3 on a free port; every request counted (GET bodies' bytes too)."""
+    """moto's S3 on a free port; every request counted (GET bodies' bytes too).
 
-    def __init__(self) -> None:
+    ``latency``: seconds every answer waits (a network's round trip). ``direct_ranges``:
+    a ranged GET of a stored object is answered from moto's own storage of it, reading
+    the range only -- moto itself reads (and copies) the whole object for every GET,
+    which for a 1 GB object costs far more than any real store's range read; every other
+    request, and any ranged GET it does not answer exactly (a condition that fails, a
+    missing key), is moto's."""
+
+    def __init__(self, direct_ranges: bool = False) -> None:
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,
             MotoRequestHandler,
@@ -223,7 +238,9 @@ class S3Server:
                 pass
 
         self.log = RequestLog()
-        app = _Counting(DomainDispatcherApplication(create_backend_app), self.log)
+        app = _Counting(DomainDispatcherApplication(create_backend_app), self)
+        self.latency = 0.0
+        self.direct_ranges = direct_ranges
         self.server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -238,14 +255,28 @@ class S3Server:
 
 
 class _Counting:
-    def __init__(self, app: Callable[..., Iterable[bytes]], log: RequestLog) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], server: S3Server) -> None:
         self.app = app
-        self.log = log
+        self.server = server
+        self.log = server.log
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterator[bytes]:
+        if self.server.latency:
+            time.sleep(self.server.latency)
         status: list[int] = []
+        direct = _direct_range(environ) if self.server.direct_ranges else None
+        if direct is not None:
+            code, headers, payload = direct
+            with self.log.serving():
+                start_response(code, headers)
+                yield payload
+                self.log.add(
+                    Request("GET", environ.get("PATH_INFO", ""), environ.get("HTTP_RANGE"),
+                            206, len(payload))
+                )  # fmt: skip
+            return
 
         def start(code: str, headers: list[tuple[str, str]], *args: Any) -> Any:
             status.append(int(code.split()[0]))
@@ -308,6 +339,40 @@ def upload(server: S3Server, bucket: str, key: str, path: Path) -> None:
         client_options={"allow_http": True},
     )  # fmt: skip
     obstore.put(store, key, path.read_bytes())
+
+
+def _direct_range(environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes] | None:
+    """A 206 for a ranged GET of a stored object, read from moto's storage (S3Server's
+    ``direct_ranges``); None to let moto answer."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    match = RANGE.match(environ.get("HTTP_RANGE") or "")
+    if environ["REQUEST_METHOD"] != "GET" or not match or environ.get("QUERY_STRING"):
+        return None
+    bucket, _, name = unquote(environ.get("PATH_INFO", "")).lstrip("/").partition("/")
+    try:
+        key = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_object(bucket, name)
+    except Exception:  # moto's NoSuchBucket and friends: moto says it
+        return None
+    if key is None or environ.get("HTTP_IF_MATCH", key.etag) != key.etag:
+        return None
+    start = int(match[1])
+    end = min(int(match[2]) if match[2] else key.size - 1, key.size - 1)
+    if start > end:
+        return None
+    with key.lock:
+        key._value_buffer.seek(start)
+        payload = key._value_buffer.read(end + 1 - start)
+    headers = [
+        ("Content-Type", "binary/octet-stream"),
+        ("Content-Length", str(len(payload))),
+        ("Content-Range", f"bytes {start}-{end}/{key.size}"),
+        ("ETag", key.etag),
+        ("Last-Modified", key.last_modified_RFC1123),
+        ("Accept-Ranges", "bytes"),
+    ]
+    return "206 Partial Content", headers, payload
 
 
 def delete(server: S3Server, bucket: str, key: str) -> None:
