@@ -33,6 +33,7 @@ from tests.bench import (
     bench_remote,
     bench_render,
     bench_style,
+    bench_urls,
     harness,
     load_bench,
 )
@@ -41,6 +42,7 @@ from tests.bench.wrk import ensure_wrk, wrk_version
 
 BENCHMARKS = (
     "hits", "latency", "render", "style", "load", "affinity", "precache", "remote", "formats",
+    "urls",
 )  # fmt: skip
 WIDTH, HEIGHT = 16384, 12288
 DEFAULT_OUTPUT = harness.REPO / "docs" / "BENCHMARKS.md"
@@ -203,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         if "formats" in args.only:
             print("benchmark 9: slide formats beside large_image", flush=True)
             sections.append(bench_formats.run(ctx, samples=5 if args.quick else 20))
+        if "urls" in args.only:
+            print("benchmark 10: URL sources (S3, HTTP) by range, viewport throughput", flush=True)
+            if args.quick:
+                sections.append(bench_urls.run(ctx, rounds=1, viewports=2))
+            else:
+                sections.append(bench_urls.run(ctx, rounds=3, viewports=6))
         ok = True
     finally:
         if not ok:
