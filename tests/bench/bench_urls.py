@@ -249,7 +249,7 @@ def fetched_cell(costs: list[Cost]) -> str:
     requests = median([c.requests for c in costs])
     size = median([c.bytes for c in costs])
     text = f"{size / MB:,.0f} MB" if size >= 100 * MB else f"{size / MB:.2f} MB"
-    return f"{requests:.0f} requests, {text}"
+    return f"{requests:.0f} request{'' if requests == 1 else 's'}, {text}"
 
 
 def throughput_cell(costs: list[Cost]) -> str:
