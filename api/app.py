@@ -8,7 +8,7 @@ from tilecast.api import jsonbody
 from tilecast.api.errors import register_error_handlers
 from tilecast.api.handlers.girder import ensure_registered
 from tilecast.api.middleware import access, cors, limits, observe, publicurl, ratelimit, versioned
-from tilecast.api.protocols import dzi_routes, iiif_routes, tilejson_routes
+from tilecast.api.protocols import dzi_routes, iiif_routes, tilejson_routes, zarr_routes
 from tilecast.api.routes import (
     girder,
     health,
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(viewer.bp)
     for blueprint in (dzi_routes.bp, iiif_routes.bp, tilejson_routes.bp):  # standard tile protocols
         app.register_blueprint(blueprint)
+    app.register_blueprint(zarr_routes.bp)  # the OME-Zarr view (api/protocols/zarr_routes.py)
     for blueprint in (tiles.bp, images.bp, regions.bp, dzi_routes.bp, tilejson_routes.bp):
         app.register_blueprint(
             blueprint, url_prefix=GIRDER_API_ROOT, name=f"girder_api_{blueprint.name}"

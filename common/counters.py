@@ -54,6 +54,8 @@ KIND_PIXEL = "pixel"
 KIND_HISTOGRAM = "histogram"
 KIND_BANDS = "bands"
 KIND_ASSOCIATED = "associated"
+# Chunks of the OME-Zarr view (/zarr/{id}/, common/zarrchunk.py).
+KIND_ZARR_CHUNK = "zarrchunk"
 API_ANSWER_KINDS = (
     KIND_TILE,
     KIND_THUMBNAIL,
@@ -62,6 +64,7 @@ API_ANSWER_KINDS = (
     KIND_HISTOGRAM,
     KIND_BANDS,
     KIND_ASSOCIATED,
+    KIND_ZARR_CHUNK,
 )
 
 

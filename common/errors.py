@@ -151,6 +151,15 @@ class SourceGone(TilecastError):
     code = "source_gone"
 
 
+class VersionGone(TilecastError):
+    """A path of the OME-Zarr view pinned to an older generation of a source
+    (``/zarr/{id}/v{generation}/``): its file changed and tilecast keeps no old file.
+    A 410, never a 404, which zarr readers would take for a chunk never written."""
+
+    status = 410
+    code = "version_gone"
+
+
 class UnsupportedImage(TilecastError):
     """A file that no reader can open, or that is corrupt or too large to decode."""
 

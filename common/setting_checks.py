@@ -199,6 +199,9 @@ CHECKS: dict[str, Check] = {
     "public_url": http_url,
     # Parsed in Settings.resolved (common/remoteurls.py), which names the bad entry.
     "remote_allow": anything,
+    "dicomweb_token": anything,
+    "dicomweb_user": anything,
+    "dicomweb_password": anything,
     "remote_endpoints": anything,
     "remote_timeout": above(0),
     "remote_retries": between(0, 10),

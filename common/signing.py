@@ -18,7 +18,8 @@ one subtree and nothing else. A request is covered when its canonical path
 (:func:`scope_path`) plus ``/`` starts with the prefix: ``/item/ab12/`` covers
 ``/item/ab12/tiles/zxy/0/0/0`` but not ``/item/ab123/...``. Every route of an item maps
 into ``/item/{id}/``: ``/api/v1/item/{id}/x`` to ``/item/{id}/x``, ``/iiif/{id}/x`` to
-``/item/{id}/iiif/x``, ``/viewer/{id}`` to ``/item/{id}/viewer``; so ``/item/{id}/``
+``/item/{id}/iiif/x``, ``/viewer/{id}`` to ``/item/{id}/viewer``, ``/zarr/{id}/x`` (the
+OME-Zarr view) to ``/item/{id}/zarr/x``; so ``/item/{id}/``
 grants the whole item, ``/item/{id}/tiles/`` its tile API only. Management routes
 (sources, jobs, pre-rendering) map under ``/manage/`` (``POST
 /item/{id}/tiles/precache`` is ``/manage/item/{id}/tiles/precache``): an item's grant
@@ -199,6 +200,7 @@ def _item_routes(item_id: str) -> tuple[tuple[str, str], ...]:
         (f"/api/v1{item}", item),
         (f"/iiif/{item_id}", f"{item}/iiif"),
         (f"/viewer/{item_id}", f"{item}/viewer"),
+        (f"/zarr/{item_id}", f"{item}/zarr"),
     )
 
 
@@ -213,6 +215,8 @@ def public_path(prefix: str) -> str:
     item_id, rest = match.groups()
     if rest in ("", "viewer/"):
         return f"/viewer/{item_id}"
+    if rest.startswith("zarr/"):  # the OME-Zarr view's root, as zarr readers open it
+        return f"/zarr/{item_id}/" + rest[len("zarr/") :]
     if rest.startswith("iiif/"):
         return f"/iiif/{item_id}/" + (rest[len("iiif/") :].rstrip("/") or "info.json")
     return prefix.rstrip("/")

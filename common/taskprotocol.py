@@ -17,6 +17,7 @@ from tilecast.common.associated import AssociatedRequest
 from tilecast.common.regions import BandsRequest, HistogramRequest, PixelRequest, RegionRequest
 from tilecast.common.settings import Settings
 from tilecast.common.tiles import ThumbnailRequest, TileRequest
+from tilecast.common.zarrchunk import ChunkRequest
 
 QUEUE_INTERACTIVE = "interactive"
 QUEUE_BULK = "bulk"
@@ -35,6 +36,9 @@ TASK_RENDER_REGION = "tilecast.render_region"
 TASK_RENDER_PIXEL = "tilecast.render_pixel"
 TASK_RENDER_HISTOGRAM = "tilecast.render_histogram"
 TASK_RENDER_BANDS = "tilecast.render_bands"
+# A chunk of the OME-Zarr view (common/zarrchunk.py): {"request": ChunkRequest.to_payload(),
+# "generation": g}; the compressed chunk is written under ChunkRequest.key(g).
+TASK_RENDER_ZARR_CHUNK = "tilecast.render_zarr_chunk"
 # One batch of a pre-rendering job (common/jobstore.py), on the bulk queue; the job driver
 # (workers/precache.py) sends it with precache_batch_payload below.
 TASK_PRECACHE_BATCH = "tilecast.precache_batch"
@@ -85,6 +89,7 @@ INTERACTIVE_TASKS = (
     TASK_RENDER_PIXEL,
     TASK_RENDER_HISTOGRAM,
     TASK_RENDER_BANDS,
+    TASK_RENDER_ZARR_CHUNK,
     TASK_DESCRIBE_SOURCE,
 )
 BULK_TASKS = (TASK_RENDER_TILES, TASK_PRECACHE_BATCH)
@@ -138,9 +143,10 @@ def render_thumbnail_payload(request: ThumbnailRequest, generation: int) -> dict
 
 
 def request_payload(
-    request: RegionRequest | PixelRequest | HistogramRequest | BandsRequest, generation: int
+    request: RegionRequest | PixelRequest | HistogramRequest | BandsRequest | ChunkRequest,
+    generation: int,
 ) -> dict[str, Any]:
-    """The payload of the region, pixel, histogram and bands tasks."""
+    """The payload of the region, pixel, histogram, bands and zarr chunk tasks."""
     return {"request": request.to_payload(), "generation": generation}
 
 

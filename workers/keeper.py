@@ -67,6 +67,7 @@ from tilecast.common.regions import KIND_BANDS, KIND_HISTOGRAM, KIND_PIXEL, KIND
 from tilecast.common.settings import Settings
 from tilecast.common.taskprotocol import QUEUE_INTERACTIVE
 from tilecast.common.tiles import KIND_RAW, KIND_THUMB, KIND_TILE
+from tilecast.common.zarrchunk import KIND_ZARR_CHUNK
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ EVICTABLE_KINDS = frozenset(
         KIND_HISTOGRAM,
         KIND_BANDS,
         KIND_BANDSTATS,
+        KIND_ZARR_CHUNK,
     }
 )
 STANDBY_CHECKS = 3

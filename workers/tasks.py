@@ -42,10 +42,12 @@ from tilecast.common.taskprotocol import (
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
     TASK_RENDER_TILES,
+    TASK_RENDER_ZARR_CHUNK,
     tile_requests_from_payload,
 )
 from tilecast.common.tiles import ThumbnailRequest, TileRequest
-from tilecast.workers import histogram, limits, precache, region  # noqa: F401  (tasks and signals)
+from tilecast.common.zarrchunk import ChunkRequest
+from tilecast.workers import histogram, limits, precache, region, zarrchunk  # noqa: F401
 from tilecast.workers import share as pool_share
 from tilecast.workers.adopt import adopt_marker
 from tilecast.workers.batch import render_batch
@@ -68,6 +70,7 @@ CachedRequest = (
     | PixelRequest
     | HistogramRequest
     | BandsRequest
+    | ChunkRequest
 )
 
 
@@ -330,5 +333,17 @@ def render_bands(payload: Mapping[str, Any]) -> None:
         TASK_RENDER_BANDS,
         BandsRequest.from_payload,
         lambda r, request, g: region.json_bytes(histogram.band_information(r, request, g)),
+        None,
+    )
+
+
+@app.task(name=TASK_RENDER_ZARR_CHUNK, ignore_result=True)
+def render_zarr_chunk(payload: Mapping[str, Any]) -> None:
+    """A chunk of the OME-Zarr view (workers/zarrchunk.py)."""
+    _render_request(
+        payload,
+        TASK_RENDER_ZARR_CHUNK,
+        ChunkRequest.from_payload,
+        zarrchunk.render_chunk,
         None,
     )

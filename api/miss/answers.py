@@ -1,5 +1,5 @@
 """The one hit and miss path of every image-like answer: tiles, thumbnails, regions,
-pixels, histograms, band information and associated images.
+pixels, histograms, band information, associated images and OME-Zarr chunks.
 
 Each answer is named by its cache key. Loading it is one Redis round trip on a hit
 (which also records, now and then, that its source is being viewed); a miss first
@@ -26,6 +26,7 @@ from tilecast.common.cost import check_budget
 from tilecast.common.encoding import EncodingOptions
 from tilecast.common.errors import SourceChanged, SourceGone
 from tilecast.common.refusals import check_refused
+from tilecast.common.registry import SourceRecord
 
 CACHE = "cache"
 # Set in Image.outcome when the image was rendered under a newer generation than its
@@ -57,6 +58,7 @@ PIXEL = Kind(counters.KIND_PIXEL)
 HISTOGRAM = Kind(counters.KIND_HISTOGRAM)
 BANDS = Kind(counters.KIND_BANDS)
 ASSOCIATED = Kind(counters.KIND_ASSOCIATED)
+ZARR_CHUNK = Kind(counters.KIND_ZARR_CHUNK)
 
 
 @dataclass(frozen=True)
@@ -121,13 +123,18 @@ def answer(
 
 
 def metadata(svc: Services, source_id: str) -> dict[str, Any]:
-    """The registered metadata; 410 when the source's file is gone (common/registry.py).
-    Read fresh, it may be newer than this process's generation memo: the memo is
-    dropped then, so the answer's X-Tilecast-Generation names this metadata's."""
-    record = svc.registry.readable(source_id)
-    if record.generation is not None and record.generation > svc.generations.get(source_id):
+    """The registered metadata; 410 when the source's file is gone (common/registry.py)."""
+    return record(svc, source_id).metadata
+
+
+def record(svc: Services, source_id: str) -> SourceRecord:
+    """The registered record; 410 when the source's file is gone. Read fresh, it may be
+    newer than this process's generation memo: the memo is dropped then, so the
+    answer's X-Tilecast-Generation names this record's."""
+    found = svc.registry.readable(source_id)
+    if found.generation is not None and found.generation > svc.generations.get(source_id):
         svc.generations.forget(source_id)
-    return record.metadata
+    return found
 
 
 def budget(

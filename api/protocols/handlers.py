@@ -9,7 +9,8 @@ many ask. No new worker code: both go through the miss paths tiles and regions u
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 from flask import current_app
 
@@ -23,35 +24,40 @@ from tilecast.common.regionplan import RegionSpec
 from tilecast.common.regions import RegionRequest
 from tilecast.common.tiles import TileRequest
 
-# Far more images than one api process serves at once; past it the memo starts afresh.
+# Far more images than one api process serves at once; past it a memo starts afresh.
 MAX_GRIDS = 10_000
 GRIDS = "tilecast.protocol_grids"
+T = TypeVar("T")
 
 
-class GridMemo:
-    """Each image's tile grid by (source, generation): a generation names one
-    description of the file, so what it says never changes, and a protocol tile that
-    hits the cache costs the same single Redis round trip as a ``zxy`` tile."""
+class MetadataMemo(Generic[T]):
+    """What ``build`` makes of each image's metadata, by (source, generation): a
+    generation names one description of the file, so what it says never changes, and a
+    protocol tile (or zarr chunk) that hits the cache costs the same single Redis round
+    trip as a ``zxy`` tile."""
 
-    def __init__(self) -> None:
-        self._grids: dict[tuple[str, int], Grid] = {}
+    def __init__(self, build: Callable[[Mapping[str, Any]], T]) -> None:
+        self._build = build
+        self._values: dict[tuple[str, int], T] = {}
         self._lock = threading.Lock()
 
-    def get(self, svc: Services, source: str) -> Grid:
+    def get(self, svc: Services, source: str) -> T:
         key = (source, svc.generations.get(source))
-        grid = self._grids.get(key)
-        if grid is None:
-            grid = Grid.from_metadata(tiles.metadata(svc, source))
+        value = self._values.get(key)
+        if value is None:
+            value = self._build(tiles.metadata(svc, source))
             with self._lock:
-                if len(self._grids) >= MAX_GRIDS:
-                    self._grids.clear()
-                self._grids[key] = grid
-        return grid
+                if len(self._values) >= MAX_GRIDS:
+                    self._values.clear()
+                self._values[key] = value
+        return value
 
 
 def grid(svc: Services, source: str) -> Grid:
     """The tile grid of ``source``, remembered by the current app (404 when unknown)."""
-    memo: GridMemo = current_app.extensions.setdefault(GRIDS, GridMemo())
+    memo: MetadataMemo[Grid] = current_app.extensions.setdefault(
+        GRIDS, MetadataMemo(Grid.from_metadata)
+    )
     return memo.get(svc, source)
 
 

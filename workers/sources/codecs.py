@@ -97,12 +97,13 @@ def decode_block(
         raw = zstd_decompress(data, size)
     elif compression in (tiffdir.COMPRESSION_ADOBE_DEFLATE, tiffdir.COMPRESSION_DEFLATE):
         try:
-            raw = zlib.decompress(data)
+            # At most the block's size: a stream that inflates further is cut there.
+            raw = zlib.decompressobj().decompress(data, size)
         except zlib.error as exc:
             raise CodecError(f"deflate data does not decode: {exc}") from None
     elif compression == tiffdir.COMPRESSION_LZW:
         try:
-            raw = imagecodecs.lzw_decode(data)
+            raw = bytes(imagecodecs.lzw_decode(data, out=bytearray(size)))
         except imagecodecs.LzwError as exc:
             raise CodecError(f"LZW data does not decode: {exc}") from None
     elif compression == tiffdir.COMPRESSION_NONE:
