@@ -108,6 +108,12 @@ class RangeServer:
         self.server.shutdown()
         self.server.server_close()
 
+    def __enter__(self) -> RangeServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -1,6 +1,7 @@
 """Benchmark 10: URL sources -- a TIFF of more than 1 GiB read by range from S3 and HTTP,
-beside downloading it whole first; and the throughput of 64-tile viewports read from a
-local file, from S3 and from HTTP.
+beside downloading it whole first, and the same pyramid as a DICOM series from a DICOMweb
+server (Orthanc); the throughput of 64-tile viewports read from a local file, from S3,
+from HTTP and from DICOMweb.
 
 The servers are the test suite's (tests/remoteservers.py): moto's S3 in server mode and
 the Range HTTP server, both on loopback with a per-request latency of ``LATENCY`` added
@@ -24,17 +25,19 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests import dicomslides
 from tests.bench import harness, remote_setup
 from tests.bench.bench_remote import level_count
 from tests.bench.harness import BenchError, Processes
 from tests.bench.report import Section, median, ms
-from tests.remoteservers import Place, RangeServer, s3_serving
+from tests.orthancserver import DICOMWEB_ROOT, PASSWORD, USER, CountingProxy, OrthancServer
+from tests.remoteservers import Place, RangeServer, RequestLog, s3_serving
 from tilecast.common.settings import Settings
 from tilecast.workers.describe import open_path
 from tilecast.workers.remote.opening import RemoteReader, forget_readers
@@ -46,7 +49,8 @@ PREFIX = "slides"
 VIEWPORT = 8  # a viewport of VIEWPORT x VIEWPORT native tiles
 THREADS = 8  # tiles of a viewport read at once (a viewer asks for them together)
 TILE = 256
-KINDS = ("http", "s3")
+KINDS = ("http", "s3", "dicomweb")
+DOWNLOADED = ("http", "s3")  # DICOMweb serves frames, not one object to download
 MB = 1e6
 
 
@@ -92,76 +96,85 @@ def viewport(tiles: Tiles, number: int) -> list[tuple[int, int, int]]:
     return [(tiles.top, x0 + dx, y0 + dy) for dy in range(VIEWPORT) for dx in range(VIEWPORT)]
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """One place the image is read from: its locator, a worker's settings for it, the
+    log of its server."""
+
+    kind: str
+    locator: str
+    settings: Settings
+    log: RequestLog
+    place: Place | None = None  # S3 and HTTP: the object's Place (for downloads)
+
+
 @dataclass
 class Bench:
-    places: dict[str, Place]
+    ends: dict[str, Endpoint]
     image: remote_setup.RemoteImage
     tiles: Tiles
     redis: harness.RedisServer
     scratch: Path
 
-    def source_of(self, kind: str) -> str:
-        return self.places[kind].locator(self.image.path.name)
-
-    @contextmanager
-    def cold_reader(self, kind: str) -> Iterator[RemoteReader]:
-        """A reader with nothing cached anywhere: its blocks, Redis, downloads."""
+    def cold(self) -> None:
+        """Nothing cached anywhere: no reader (blocks), Redis emptied, no downloads."""
         self.redis.client().flushall()
         forget_readers()
-        downloads = self.scratch / "downloads"
-        shutil.rmtree(downloads, ignore_errors=True)
-        reader = RemoteReader(self.places[kind].settings)
-        try:
-            yield reader
-        finally:
-            reader.close()
-            shutil.rmtree(downloads, ignore_errors=True)
+        shutil.rmtree(self.scratch / "downloads", ignore_errors=True)
 
-    def measured(self, kind: str, action: object) -> Cost:
-        log = self.places[kind].log
+    def measured(self, kind: str, action: Callable[[], object], ranges: bool = True) -> Cost:
+        """What ``action`` cost; ``ranges``: an object store's object must have been read
+        by range requests only."""
+        log = self.ends[kind].log
         mark = log.mark()
         start = time.perf_counter()
-        action()  # type: ignore[operator]
+        action()
         seconds = time.perf_counter() - start
         requests = log.since(mark, "GET") + log.since(mark, "HEAD")
+        whole = [r for r in requests if r.method == "GET" and r.status == 200]
+        if ranges and self.ends[kind].place is not None and whole:
+            raise BenchError(f"{kind}: a whole object was fetched where ranges were asked")
         return Cost(seconds, len(requests), sum(r.sent for r in requests))
 
     def range_round(self, kind: str, samples: Samples) -> None:
-        """Open by range and read the first tile; then the overview, then a distant tile."""
-        place = self.places[kind]
-        with self.cold_reader(kind) as reader:
-            opened: list[ImageSource] = []
+        """Open and read the first tile; then the overview, then a distant tile."""
+        end = self.ends[kind]
+        self.cold()
+        opened: list[ImageSource] = []
 
-            def first() -> None:
-                found = reader.open(place.source(self.image.path.name))
-                if found.how != "range":
-                    raise BenchError(f"{kind}: the object was read by {found.how}, not by range")
-                opened.append(open_source(found.file, place.settings))
-                opened[0].read_tile(*self.tiles.native)
+        def first() -> None:
+            opened.append(open_path(end.locator, end.settings).source)
+            opened[0].read_tile(*self.tiles.native)
 
-            samples.add(f"{kind}:range:first", self.measured(kind, first))
-            source = opened[0]
-            for name in ("overview", "distant"):
-                tile = getattr(self.tiles, name)
-                cost = self.measured(kind, lambda t=tile: source.read_tile(*t))
-                samples.add(f"{kind}:range:{name}", cost)
-            source.close()
+        samples.add(f"{kind}:range:first", self.measured(kind, first))
+        source = opened[0]
+        for name in ("overview", "distant"):
+            tile = getattr(self.tiles, name)
+            cost = self.measured(kind, lambda t=tile: source.read_tile(*t))
+            samples.add(f"{kind}:range:{name}", cost)
+        source.close()
 
     def download_round(self, kind: str, samples: Samples) -> None:
         """Download the whole object first (the download cache), then open and read."""
-        place = self.places[kind]
-        with self.cold_reader(kind) as reader:
+        place = self.ends[kind].place
+        assert place is not None
+        self.cold()
+        reader = RemoteReader(place.settings)
 
-            def first() -> None:
-                found = reader.open(place.source(self.image.path.name))
-                local = reader.downloaded(found.file)  # type: ignore[arg-type]
-                with open_source(local, place.settings) as source:
-                    source.read_tile(*self.tiles.native)
+        def first_after_download() -> None:
+            found = reader.open(place.source(self.image.path.name))
+            local = reader.downloaded(found.file)  # type: ignore[arg-type]
+            with open_source(local, place.settings) as source:
+                source.read_tile(*self.tiles.native)
 
-            cost = self.measured(kind, first)
-            if cost.bytes < self.image.size:
-                raise BenchError(f"{kind}: the download fetched {cost.bytes} bytes only")
-            samples.add(f"{kind}:download:first", cost)
+        try:
+            cost = self.measured(kind, first_after_download, ranges=False)
+        finally:
+            reader.close()
+            shutil.rmtree(self.scratch / "downloads", ignore_errors=True)
+        if cost.bytes < self.image.size:
+            raise BenchError(f"{kind}: the download fetched {cost.bytes} bytes only")
+        samples.add(f"{kind}:download:first", cost)
 
     def local_round(self, samples: Samples) -> None:
         start = time.perf_counter()
@@ -174,10 +187,8 @@ class Bench:
         if kind == "local":
             source = open_source(str(self.image.path), Settings())
         else:
-            place = self.places[kind]
-            forget_readers()
-            self.redis.client().flushall()
-            source = open_path(place.locator(self.image.path.name), place.settings).source
+            self.cold()
+            source = open_path(self.ends[kind].locator, self.ends[kind].settings).source
         with source, ThreadPoolExecutor(THREADS) as pool:
             source.read_tile(*self.tiles.overview)
             for number in range(count):
@@ -195,6 +206,48 @@ class Bench:
                 samples.add(f"{kind}:viewport", cost)
 
 
+def dicom_series(image_dir: Path, image: remote_setup.RemoteImage) -> Path:
+    """The image as a DICOM WSI series (its JPEG tiles copied by Orthanc's dicomizer),
+    generated on first use into ``image_dir/remote-dicom/``."""
+    folder = image_dir / "remote-dicom" / image.path.stem
+    if folder.exists():
+        return folder
+    partial = folder.parent / f"{folder.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    dicomslides.orthanc(image.path, partial)
+    partial.rename(folder)
+    return folder
+
+
+@contextmanager
+def dicomweb_endpoint(
+    image_dir: Path, image: remote_setup.RemoteImage, scratch: Path, redis_url: str
+) -> Iterator[tuple[Endpoint, CountingProxy, float]]:
+    """Orthanc holding the series, behind the counting proxy: the endpoint, the proxy
+    and the seconds storing the series took."""
+    series = dicom_series(image_dir, image)
+    orthanc = OrthancServer(scratch / "orthanc")
+    proxy = None
+    try:
+        started = time.monotonic()
+        study, series_uid = orthanc.upload(dicomslides.instances(series))
+        stored = time.monotonic() - started
+        proxy = CountingProxy(orthanc.url)
+        settings = Settings(
+            cache_url=redis_url,
+            remote_allow=f"dicomweb+{proxy.url}{DICOMWEB_ROOT}/",
+            remote_timeout=60.0,
+            dicomweb_user=USER,
+            dicomweb_password=PASSWORD,
+        ).resolved()
+        locator = f"dicomweb+{proxy.url}{DICOMWEB_ROOT}/studies/{study}/series/{series_uid}"
+        yield Endpoint("dicomweb", locator, settings, proxy.log), proxy, stored
+    finally:
+        if proxy is not None:
+            proxy.close()
+        orthanc.close()
+
+
 def run(ctx: harness.BenchContext, *, rounds: int, viewports: int) -> Section:
     image = remote_setup.make_image(ctx.image_dir)
     scratch = ctx.scratch / "urls"
@@ -202,34 +255,41 @@ def run(ctx: harness.BenchContext, *, rounds: int, viewports: int) -> Section:
     samples = Samples()
     started = time.monotonic()
     folder = image.path.parent
-    with Processes(scratch) as procs, s3_serving(folder, BUCKET, PREFIX) as s3:
+    with (
+        Processes(scratch) as procs,
+        s3_serving(folder, BUCKET, PREFIX) as s3,
+        RangeServer(folder) as http,
+    ):
         uploaded = time.monotonic() - started
         s3.direct_ranges = True
-        http = RangeServer(folder)
-        try:
-            redis = harness.start_redis(procs)
-            places = {
-                "http": Place.of(http, BUCKET, PREFIX, redis.url, scratch / "downloads",
-                                 remote_timeout=60.0),
-                "s3": Place.of(s3, BUCKET, PREFIX, redis.url, scratch / "downloads",
-                               remote_timeout=60.0),
-            }  # fmt: skip
+        redis = harness.start_redis(procs)
+        with dicomweb_endpoint(ctx.image_dir, image, scratch, redis.url) as (
+            dicomweb,
+            proxy,
+            stored,
+        ):
+            ends = {"dicomweb": dicomweb}
             for server in (http, s3):
-                server.latency = LATENCY
-            bench = Bench(places, image, tiles, redis, scratch)
+                place = Place.of(server, BUCKET, PREFIX, redis.url, scratch / "downloads",
+                                 remote_timeout=60.0)  # fmt: skip
+                ends[place.kind] = Endpoint(place.kind, place.locator(image.path.name),
+                                            place.settings, place.log, place)  # fmt: skip
+            for latent in (http, s3, proxy):
+                latent.latency = LATENCY
+            bench = Bench(ends, image, tiles, redis, scratch)
             for number in range(rounds):
                 print(f"  urls round {number + 1}/{rounds}", flush=True)
                 bench.local_round(samples)
                 for kind in KINDS:
                     bench.range_round(kind, samples)
-                    bench.download_round(kind, samples)
+                    if kind in DOWNLOADED:
+                        bench.download_round(kind, samples)
             print(f"  urls: {viewports} viewports each", flush=True)
             for kind in ("local", *KINDS):
                 bench.viewports(kind, viewports, samples)
-        finally:
-            http.close()
-            forget_readers()
-    return section(image, rounds, viewports, samples, uploaded, time.monotonic() - started)
+        forget_readers()
+    return section(image, rounds, viewports, samples, (uploaded, stored),
+                   time.monotonic() - started)  # fmt: skip
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -264,7 +324,7 @@ def section(
     rounds: int,
     viewports: int,
     samples: Samples,
-    uploaded: float,
+    stored: tuple[float, float],
     seconds: float,
 ) -> Section:
     def row(label: str, name: str, cell: object, local: str = "--") -> list[str]:
@@ -309,25 +369,30 @@ def section(
         "lies in one or two 256 KiB blocks: the threads reading a row wait for the one "
         "fetch of its blocks (workers/remote/blocks.py), so a remote viewport costs about "
         "a round trip per row, not per tile.",
-        "DICOMweb: not measured -- no DICOMweb source exists on main yet (another helper "
-        "is building it); its column is left out.",
-        f"moto's S3 holds the object in its own storage (uploaded in {uploaded:.0f} s); its "
+        "DICOMweb: the same pyramid as a DICOM WSI series (its JPEG tiles copied by "
+        "Orthanc's dicomizer, `OrthancWSIDicomizer`; generated once into the image folder), "
+        f"stored into Orthanc with its DICOMweb plugin (in {stored[1]:.0f} s) behind the "
+        "test suite's counting proxy (tests/orthancserver.py), which adds the latency; read "
+        "by tilecast's DICOMweb source (wsidicom's web source): one WADO-RS request per "
+        "frame (tile), the series' metadata when opening. It serves frames, not one object: "
+        "no download row.",
+        f"moto's S3 holds the object in its own storage (uploaded in {stored[0]:.0f} s); its "
         "ranged GETs are answered from that storage reading the range only "
         "(`S3Server(direct_ranges=True)`: moto copies the whole object for every GET), "
         "HEADs and the whole download are moto's own.",
         f"Benchmark wall time {seconds:.0f} s.",
     ]
     return Section(
-        title="10. URL sources: a 1 GB TIFF by range from S3 and HTTP, and viewport throughput",
+        title="10. URL sources: first tile of a 1 GB slide by range, and viewport throughput",
         measures=(
             "The worker's reading path in one process (reader, registry, `read_tile`; no "
             "api or queue) over the test suite's servers on loopback with "
             f"{LATENCY * 1000:.0f} ms added to every request: time to the first tile by "
             "range reads vs after downloading the whole file first, and the read rate of "
-            "64-tile viewports from a local file, S3 and HTTP. Bytes and requests are "
+            "64-tile viewports from a local file, S3, HTTP and DICOMweb. Bytes and requests are "
             "counted by the servers."
         ),
-        headers=["", "local file", "HTTP (Range server)", "S3 (moto server)"],
+        headers=["", "local file", "HTTP (Range server)", "S3 (moto server)", "DICOMweb (Orthanc)"],
         rows=rows,
         notes=notes,
     )
