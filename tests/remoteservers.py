@@ -340,12 +340,13 @@ def upload(server: S3Server, bucket: str, key: str, path: Path) -> None:
     import obstore
     from obstore.store import S3Store
 
+    # One PUT, waited for (a 1 GB object takes moto minutes on a busy machine): moto
+    # completes a large multipart upload slowly enough for the client to retry the
+    # completion, which moto then fails.
     store = S3Store(
         bucket, endpoint=server.url, virtual_hosted_style_request=False,
-        client_options={"allow_http": True},
+        client_options={"allow_http": True, "timeout": "900s"},
     )  # fmt: skip
-    # One PUT: moto completes a large multipart upload slowly enough for the client to
-    # retry the completion, which moto then fails (the upload is done: a noisy 500).
     obstore.put(store, key, path, use_multipart=False)
 
 
