@@ -88,13 +88,9 @@ def pyramid_tiff(path: Path, width: int = 1000, height: int = 700, *, noise: boo
     return write_tiff(picture, path, pyramid=True, pixels_per_mm=4000)
 
 
-def orthanc(
-    source: Path, folder: Path, *, jpeg2000: bool = False, max_size_mb: int | None = None
-) -> Path:
+def orthanc(source: Path, folder: Path, *, jpeg2000: bool = False) -> Path:
     """``source`` (a pyramidal TIFF) converted by OrthancWSIDicomizer: its JPEG tiles
     copied, or re-encoded as JPEG 2000 with instances of at most 1 MB (concatenations).
-    ``max_size_mb``: the dicomizer's bound on an instance (its default 10; 0: none, one
-    instance per level).
     Orthanc WSI 1.1 writes an ImageType only from a dataset file: its own sample's."""
     if not Path(ORTHANC_DICOMIZER).exists():
         raise FileNotFoundError(
@@ -114,8 +110,6 @@ def orthanc(
     argv = [ORTHANC_DICOMIZER, "--dataset", str(dataset), "--folder", str(folder), *size]
     if jpeg2000:
         argv += ["--compression", "jpeg2000", "--reencode", "1", "--max-size", "1"]
-    elif max_size_mb is not None:
-        argv += ["--max-size", str(max_size_mb)]
     subprocess.run([*argv, str(source)], capture_output=True, check=True, timeout=300)
     return folder
 

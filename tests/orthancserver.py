@@ -132,7 +132,6 @@ class CountingProxy:
         self.throttle: tuple[int, int] | None = None  # (status, Retry-After) for every GET
         self.token: str | None = None  # a bearer token demanded, swapped for basic auth
         self.truncate = False  # send half of each answer's body, then close
-        self.latency = 0.0  # seconds every answer waits (a network's round trip)
         self.server = _QuietServer(("127.0.0.1", 0), _proxy_handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -155,8 +154,6 @@ def _proxy_handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            if proxy.latency:
-                time.sleep(proxy.latency)
             if proxy.throttle is not None:
                 status, wait = proxy.throttle
                 self._answer(status, {"Retry-After": str(wait)}, b"slow down")
