@@ -34,6 +34,7 @@ from tests.bench import (
     bench_remote,
     bench_render,
     bench_style,
+    bench_urls,
     harness,
     load_bench,
 )
@@ -42,7 +43,7 @@ from tests.bench.wrk import ensure_wrk, wrk_version
 
 BENCHMARKS = (
     "hits", "latency", "render", "style", "load", "affinity", "precache", "remote", "formats",
-    "exports",
+    "urls", "exports",
 )  # fmt: skip
 WIDTH, HEIGHT = 16384, 12288
 DEFAULT_OUTPUT = harness.REPO / "docs" / "BENCHMARKS.md"
@@ -208,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         if "exports" in args.only:
             print("benchmark 12: OME-Zarr chunks and DICOMweb frames beside tiles", flush=True)
             sections.append(bench_exports.run(ctx, seconds=3 if args.quick else 8))
+        if "urls" in args.only:
+            print("benchmark 11: URL sources (S3, HTTP) by range, viewport throughput", flush=True)
+            if args.quick:
+                sections.append(bench_urls.run(ctx, rounds=1, viewports=2))
+            else:
+                sections.append(bench_urls.run(ctx, rounds=3, viewports=6))
         ok = True
     finally:
         if not ok:
