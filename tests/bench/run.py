@@ -27,6 +27,7 @@ from types import FrameType
 from tests.bench import (
     bench_affinity,
     bench_formats,
+    bench_fullview,
     bench_hits,
     bench_latency,
     bench_precache,
@@ -41,6 +42,7 @@ from tests.bench.wrk import ensure_wrk, wrk_version
 
 BENCHMARKS = (
     "hits", "latency", "render", "style", "load", "affinity", "precache", "remote", "formats",
+    "fullview",
 )  # fmt: skip
 WIDTH, HEIGHT = 16384, 12288
 DEFAULT_OUTPUT = harness.REPO / "docs" / "BENCHMARKS.md"
@@ -203,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         if "formats" in args.only:
             print("benchmark 9: slide formats beside large_image", flush=True)
             sections.append(bench_formats.run(ctx, samples=5 if args.quick else 20))
+        if "fullview" in args.only:
+            print("benchmark 10: time to full view, prefetch off and on", flush=True)
+            views = bench_fullview.QUICK_VIEWS if args.quick else bench_fullview.VIEWS
+            sections.append(bench_fullview.run(ctx, views=views))
         ok = True
     finally:
         if not ok:
