@@ -67,9 +67,9 @@ def render_batch(
     requests: Sequence[TileRequest],
     generation: int,
     on_flush: FlushHook | None = None,
-    wanted: WantedHook | None = None,
+    still_wanted: WantedHook | None = None,
 ) -> BatchResult:
-    """Render every tile of ``requests`` not yet cached (and still ``wanted``, when
+    """Render every tile of ``requests`` not yet cached (and ``still_wanted``, when
     given); never raises for one tile."""
     result = BatchResult()
     keys = [request.key(generation) for request in requests]
@@ -81,7 +81,7 @@ def render_batch(
         for request, key in zip(requests, keys, strict=True):
             if key in present:
                 continue
-            if wanted is not None and not wanted(key):
+            if still_wanted is not None and not still_wanted(key):
                 result.skipped += 1
                 continue
             try:

@@ -200,7 +200,7 @@ def _prefetch(
 ) -> None:
     """A prefetch's tiles, each only while still worth it (workers/prefetching.py)."""
     guard = PrefetchGuard(renderer.cache_client, renderer.state, expires)
-    result = render_batch(renderer, requests, generation, wanted=guard.wanted)
+    result = render_batch(renderer, requests, generation, still_wanted=guard.wanted)
     renderer.flush_counters(
         **{counters.PREFETCH_RENDERED: result.rendered, counters.PREFETCH_DROPPED: guard.dropped}
     )

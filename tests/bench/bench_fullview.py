@@ -184,7 +184,10 @@ def run(
             f"prefetch {row.mode}: {row.result.elapsed:.1f} s, {row.result.cached_views} views "
             f"needing no new tile, {len(row.result.distinct_tiles):,} distinct tiles asked; "
             f"prefetch sent {c.get(counters.PREFETCH_TILES, 0):,} tiles in "
-            f"{c.get(counters.PREFETCH_TASKS, 0):,} tasks; the load generator used "
+            f"{c.get(counters.PREFETCH_TASKS, 0):,} tasks, the bulk pool rendered "
+            f"{c.get(counters.PREFETCH_RENDERED, 0):,} of them and dropped "
+            f"{c.get(counters.PREFETCH_DROPPED, 0):,} (expired, or claimed or cached "
+            "meanwhile); the load generator used "
             f"{row.result.client_cpu / max(row.result.elapsed, 1e-9):.2f} of a core."
         )
     problems = [
