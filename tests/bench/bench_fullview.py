@@ -12,6 +12,7 @@ the queues drained, so renders per view include every prefetch render, used or n
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,11 @@ VIEWS = 24
 QUICK_VIEWS = 10
 IMAGES = 4  # the first four of the load test's images (two pyramids, a single-level one)
 SEED = 7
-MODES = (("off", 0), ("on", 1))
+MODES = {"off": 0, "on": 1}
+# Runs in the order off, on, on, off, ... (ABBA): on a machine shared with other work,
+# a drift in its load weighs on both modes alike.
+ROUNDS = 2
+QUICK_ROUNDS = 1
 # The goal (issue 20): median time to full view >= 30% lower at <= 1.5x the renders.
 GOAL_GAIN = 0.30
 GOAL_RENDERS = 1.5
@@ -43,6 +48,8 @@ class ModeRow:
     mode: str
     result: ReplayResult
     counts: dict[str, int]
+    # 1-minute load average before and after the replay (the machine may be shared).
+    load: tuple[float, float] = (0.0, 0.0)
 
     @property
     def renders(self) -> int:
@@ -73,11 +80,30 @@ def run_mode(
         stack = start_load_stack(procs, [ctx.image_dir], images, settings={"prefetch": prefetch})
         if stack.counters().get(counters.TILES_RENDERED, 0):
             raise BenchError("the stack is not cold")
+        load_before = os.getloadavg()[0]
         result = replay(stack.target(), plan(stack.geometries))
+        load_after = os.getloadavg()[0]
         # Prefetch tasks still queued render (or expire) after the last view: wait for
         # them, every render counts.
         counts = settled_counters(stack, len(result.distinct_tiles), timeout=60.0)
         stack.check_alive()
+    return ModeRow(mode, result, counts, (load_before, load_after))
+
+
+def pooled(runs: Sequence[ModeRow], mode: str) -> ModeRow:
+    """The runs of one mode as one: their views together, their counters summed."""
+    result = ReplayResult(viewers=runs[0].result.viewers)
+    counts: dict[str, int] = {}
+    for run in runs:
+        r = run.result
+        result.views += r.views
+        result.cached_views += r.cached_views
+        result.errors += r.errors
+        result.error_messages += r.error_messages
+        result.elapsed += r.elapsed
+        result.client_cpu += r.client_cpu
+        for name, value in run.counts.items():
+            counts[name] = counts.get(name, 0) + value
     return ModeRow(mode, result, counts)
 
 
@@ -90,6 +116,7 @@ def run(
     *,
     viewers: int = VIEWERS,
     views: int = VIEWS,
+    rounds: int = ROUNDS,
     config: BrowseConfig | None = None,
 ) -> Section:
     config = config or BrowseConfig()
@@ -103,17 +130,24 @@ def run(
             made[key] = sessions(SEED, geometries, viewers, views, config)
         return made[key]
 
-    rows: list[ModeRow] = []
-    for mode, prefetch in MODES:
-        print(f"  fullview: {viewers} viewers x {views} views, prefetch {mode}", flush=True)
-        row = run_mode(ctx, mode, prefetch, plan)
-        rows.append(row)
+    order = [
+        mode for n in range(rounds) for mode in (("off", "on") if n % 2 == 0 else ("on", "off"))
+    ]
+    runs: list[ModeRow] = []
+    for n, mode in enumerate(order, 1):
+        print(
+            f"  fullview: run {n}/{len(order)}: {viewers} viewers x {views} views, prefetch {mode}",
+            flush=True,
+        )
+        row = run_mode(ctx, mode, MODES[mode], plan)
+        runs.append(row)
         print(
             f"  fullview: prefetch {mode}: median {row.median * 1000:.0f} ms, "
             f"p95 {percentile(row.seconds(), 95) * 1000:.0f} ms, {row.renders} renders for "
             f"{row.views} views, errors {row.result.errors}",
             flush=True,
         )
+    rows = [pooled([r for r in runs if r.mode == mode], mode) for mode in MODES]
     section = Section(
         title="10. Time to full view: replayed viewer sessions, prefetch off and on",
         measures=(
@@ -122,7 +156,9 @@ def run(
             "row: its own redis-server, `tilecast api` with its default server, processes and "
             "threads, one `tilecast worker` (an interactive and a niced bulk node, default "
             "concurrency), as `tilecast up` runs them; the row differs only in "
-            "`TILECAST_PREFETCH`. A session opens one of "
+            f"`TILECAST_PREFETCH`; {len(order)} runs in the order {', '.join(order)} (on a "
+            "shared machine a drift in load weighs on both alike), each mode's views pooled. "
+            "A session opens one of "
             f"{IMAGES} images ({', '.join(s.label for s in specs)}; Zipf popularity), shows it "
             f"whole in a {config.viewport_width}x{config.viewport_height} viewport, dives "
             f"{config.dive_min}-{config.dive_max} levels to a region of interest, pans "
@@ -178,22 +214,25 @@ def run(
         f"({on.renders:,} vs {off.renders:,}); goal >= {GOAL_GAIN:.0%} lower at <= "
         f"{GOAL_RENDERS:g}x: **{'met' if met else 'not met'}**."
     )
-    for row in rows:
+    for n, row in enumerate(runs, 1):
         c = row.counts
         section.notes.append(
-            f"prefetch {row.mode}: {row.result.elapsed:.1f} s, {row.result.cached_views} views "
+            f"run {n}, prefetch {row.mode}: median {row.median * 1000:.0f} ms, p95 "
+            f"{percentile(row.seconds(), 95) * 1000:.0f} ms, {row.renders:,} renders; "
+            f"{row.result.elapsed:.1f} s, {row.result.cached_views} views "
             f"needing no new tile, {len(row.result.distinct_tiles):,} distinct tiles asked; "
             f"prefetch sent {c.get(counters.PREFETCH_TILES, 0):,} tiles in "
             f"{c.get(counters.PREFETCH_TASKS, 0):,} tasks, the bulk pool rendered "
             f"{c.get(counters.PREFETCH_RENDERED, 0):,} of them and dropped "
             f"{c.get(counters.PREFETCH_DROPPED, 0):,} (expired, or claimed or cached "
-            "meanwhile); the load generator used "
+            f"meanwhile); 1-minute load average {row.load[0]:.1f} before the replay, "
+            f"{row.load[1]:.1f} after; the load generator used "
             f"{row.result.client_cpu / max(row.result.elapsed, 1e-9):.2f} of a core."
         )
     problems = [
         f"prefetch {row.mode}: {row.result.errors} failed requests, e.g. "
         f"{row.result.error_messages}"
-        for row in rows
+        for row in runs
         if row.result.errors
     ]
     if problems:

@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         if "fullview" in args.only:
             print("benchmark 10: time to full view, prefetch off and on", flush=True)
             views = bench_fullview.QUICK_VIEWS if args.quick else bench_fullview.VIEWS
-            sections.append(bench_fullview.run(ctx, views=views))
+            rounds = bench_fullview.QUICK_ROUNDS if args.quick else bench_fullview.ROUNDS
+            sections.append(bench_fullview.run(ctx, views=views, rounds=rounds))
         ok = True
     finally:
         if not ok:
