@@ -42,15 +42,14 @@ from tilecast.api.miss.viewers import record_miss, viewer_id
 from tilecast.common.counters import PREFETCH_TASKS, PREFETCH_TILES, BatchedCounters
 from tilecast.common.grid import Grid
 from tilecast.common.inflight import inflight_key
+from tilecast.common.keys import prefetch_budget_key, prefetch_queued_key
 from tilecast.common.redisconn import CacheClient
 from tilecast.common.taskprotocol import QUEUE_BULK, TASK_RENDER_TILES, prefetch_payload
 from tilecast.common.tiles import TileRequest
 
 log = logging.getLogger(__name__)
 
-QUEUED_PREFIX = "tc:pf:queued:"
-BUDGET_PREFIX = "tc:pf:budget:"
-GLOBAL = "all"
+GLOBAL = "all"  # the budget of every viewer together
 
 
 @dataclass(frozen=True)
@@ -62,11 +61,6 @@ class Budget:
     tiles: int
     window: float
     ttl: float
-
-
-def queued_key(key: str) -> str:
-    """The marker of a tile queued by a prefetch (never an in-flight marker)."""
-    return QUEUED_PREFIX + key
 
 
 class Prefetcher:
@@ -125,7 +119,7 @@ class Prefetcher:
     def _absent(self, keys: list[str]) -> set[str]:
         """The keys neither cached, nor in flight, nor queued by a prefetch (one round
         trip per Redis)."""
-        state_checks = [f(key) for key in keys for f in (inflight_key, queued_key)]
+        state_checks = [f(key) for key in keys for f in (inflight_key, prefetch_queued_key)]
         if self.same_redis:
             pipe = self.cache.pipeline(transaction=False)
             for key in keys:
@@ -159,7 +153,7 @@ class Prefetcher:
         ttl = max(1, math.ceil(2 * self.budget.window))
         pipe = self.state.pipeline(transaction=False)
         for who in (viewer, GLOBAL):
-            key = f"{BUDGET_PREFIX}{who}:{window}"
+            key = prefetch_budget_key(who, window)
             pipe.incrby(key, count)
             pipe.expire(key, ttl)
         viewer_total, _, everyone_total, _ = pipe.execute()
@@ -176,11 +170,11 @@ class Prefetcher:
         pipe = self.state.pipeline(transaction=False)
         ttl_ms = max(1, math.ceil(self.budget.ttl * 1000))
         for _request, key in fresh:
-            pipe.set(queued_key(key), viewer, nx=True, px=ttl_ms)
+            pipe.set(prefetch_queued_key(key), viewer, nx=True, px=ttl_ms)
         if unused:
             window = self._window()
             for who in (viewer, GLOBAL):
-                pipe.decrby(f"{BUDGET_PREFIX}{who}:{window}", unused)
+                pipe.decrby(prefetch_budget_key(who, window), unused)
         answers = pipe.execute()
         return [request for (request, _key), ok in zip(fresh, answers, strict=False) if ok]
 

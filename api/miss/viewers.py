@@ -23,10 +23,10 @@ from werkzeug import Request
 
 from tilecast.api.middleware.ratelimit import Network, client_address
 from tilecast.api.miss.prefetchplan import HISTORY, TileId
+from tilecast.common.keys import prefetch_viewer_key
 from tilecast.common.tiles import TileRequest
 
 IDLE_SECONDS = 120
-VIEWER_PREFIX = "tc:pf:viewer:"
 
 
 def viewer_id(req: Request, request: TileRequest, proxies: Sequence[Network]) -> str:
@@ -46,7 +46,7 @@ def viewer_id(req: Request, request: TileRequest, proxies: Sequence[Network]) ->
 
 def record_miss(state: redis.Redis, viewer: str, tile: TileId) -> list[TileId]:
     """Append ``tile`` to the viewer's misses; all of them, oldest first."""
-    key = VIEWER_PREFIX + viewer
+    key = prefetch_viewer_key(viewer)
     pipe = state.pipeline(transaction=False)
     pipe.rpush(key, ",".join(str(n) for n in tile))
     pipe.ltrim(key, -HISTORY, -1)

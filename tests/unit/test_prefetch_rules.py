@@ -12,11 +12,12 @@ import pytest
 import redis
 
 from tests.unit.fakes import FakeSender
-from tilecast.api.miss.prefetch import Budget, Prefetcher, queued_key
+from tilecast.api.miss.prefetch import Budget, Prefetcher
 from tilecast.api.miss.prefetchplan import TileId, heading, plan
 from tilecast.common import inflight
 from tilecast.common.counters import BatchedCounters
 from tilecast.common.grid import Grid
+from tilecast.common.keys import prefetch_queued_key
 from tilecast.common.taskprotocol import (
     QUEUE_BULK,
     TASK_RENDER_TILES,
@@ -182,7 +183,7 @@ def test_prefetch_never_claims_a_tile_someone_waits_for(
     assert sent and waited not in keys and cached not in keys
     # What it sent carries a queued marker of its own, never an in-flight marker.
     assert all(not inflight.is_inflight(state, key) for key in keys)
-    assert all(state.exists(queued_key(key)) for key in keys)
+    assert all(state.exists(prefetch_queued_key(key)) for key in keys)
     assert inflight.read(state, waited) == b"viewer"  # the viewer's marker is untouched
     # Another miss plans the same tiles: nothing queued is sent twice.
     before = len(sent)
