@@ -149,6 +149,16 @@ def test_prefetch_follows_each_viewer_on_bulk(settings: Settings, state: redis.R
         assert tasks and all(queue == QUEUE_BULK for _p, queue in tasks)
         asked = [r for payload, _q in tasks for r in tile_requests_from_payload(payload)]
         assert asked and all(r.z == 6 and r.x >= 18 for r in asked)  # ahead, east
+        # A viewer asking a tile whose prefetch is still queued does not wait for the bulk
+        # queue: its own render goes to the interactive queue at once.
+        ahead = asked[0]
+        headers = {"User-Agent": "browser-a"}
+        url = f"/item/{source_id}/tiles/zxy/{ahead.z}/{ahead.x}/{ahead.y}"
+        assert client.get(url, headers=headers).status_code == 200
+        own = [(p["request"], q) for name, p, q in sender.sent if name == "tilecast.render_tile"]
+        assert ({"x": ahead.x, "y": ahead.y}, "interactive") in [
+            ({"x": r["x"], "y": r["y"]}, q) for r, q in own
+        ]
         before = len(sender.sent)
         # The same tiles (cached now: hits) plan nothing; another browser's misses elsewhere do.
         for x, y in view:
