@@ -23,17 +23,9 @@ from tilecast.common.settings import Settings
 from tilecast.common.taskprotocol import QUEUE_BULK, TASK_RENDER_TILES, tile_requests_from_payload
 
 
-class PrefetchAwareSender(FakeSender):
-    """Renders single tiles like FakeSender; only records render_tiles tasks."""
-
-    def _work(self, name: str, payload: dict[str, Any]) -> None:
-        if name != TASK_RENDER_TILES:
-            super()._work(name, payload)
-
-
 def make_app(settings: Settings, state: redis.Redis, **changes: Any) -> Flask:
     app = create_app(replace(settings, render_timeout=5.0, **changes))
-    svc(app).sender = PrefetchAwareSender(state)
+    svc(app).sender = FakeSender(state)  # records prefetch batches, renders the rest
     if svc(app).prefetcher is not None:
         svc(app).prefetcher.sender = svc(app).sender  # type: ignore[union-attr]
     return app
@@ -112,7 +104,10 @@ def test_metrics_endpoint(app: Flask, source: str) -> None:
     assert values["tilecast_tile_cache_max_bytes"] == 1024**3
 
 
-def test_prefetch_is_off_by_default(app: Flask, source: str) -> None:
+def test_prefetch_is_on_by_default_and_off_when_asked(app: Flask, source: str) -> None:
+    assert Settings().prefetch == 1
+    assert Settings.from_env({"TILECAST_PREFETCH": "0"}).prefetch == 0
+    # The test settings turn it off: a miss sends its own render only.
     app.test_client().get(f"/item/{source}/tiles/zxy/1/1/1")
     assert [name for name, _p, _q in svc(app).sender.sent] == ["tilecast.render_tile"]  # type: ignore[attr-defined]
 
