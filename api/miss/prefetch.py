@@ -19,14 +19,19 @@ dives). Its rules:
   seconds (counted in the state Redis, across api processes); a queued tile not
   rendered within ``TILECAST_PREFETCH_TTL`` seconds is dropped (the viewer moved on).
 
-Prefetch never fails the miss that triggered it: errors are logged.
+Prefetch runs on a thread of each api process, off the request's path, and plans on one
+in ``PLAN_EVERY`` misses of a viewer. It never fails the miss that triggered it: errors
+are logged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +55,11 @@ from tilecast.common.tiles import TileRequest
 log = logging.getLogger(__name__)
 
 GLOBAL = "all"  # the budget of every viewer together
+# A viewer's misses plan one in PLAN_EVERY (per api process); the prefetch thread takes at
+# most QUEUE_LIMIT waiting misses; viewers whose miss counts this process keeps.
+PLAN_EVERY = 4
+QUEUE_LIMIT = 1000
+MAX_VIEWERS = 100_000
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class Prefetcher:
         proxies: Sequence[Network] = (),
         same_redis: bool = False,
         clock: Callable[[], float] = time.time,
+        plan_every: int = PLAN_EVERY,
     ) -> None:
         self.cache = cache
         self.state = state
@@ -85,6 +96,15 @@ class Prefetcher:
         # One server in both roles: the cache and marker checks share a round trip.
         self.same_redis = same_redis
         self.clock = clock
+        self.plan_every = plan_every
+        self._misses: dict[str, int] = {}
+        self._lock = threading.Lock()
+        # Prefetch runs on a thread of its own, off the request's path: a viewer's miss is
+        # answered as soon as its render is in, whatever the prefetch still does.
+        self._jobs: queue.Queue[tuple[TileRequest, int, Mapping[str, Any], str]] = queue.Queue(
+            maxsize=QUEUE_LIMIT
+        )
+        self._thread: threading.Thread | None = None
 
     def viewer(self, req: Request, request: TileRequest) -> str:
         return viewer_id(req, request, self.proxies)
@@ -92,16 +112,37 @@ class Prefetcher:
     def after_miss(
         self, request: TileRequest, generation: int, metadata: Mapping[str, Any], viewer: str
     ) -> None:
-        try:
-            self.prefetch(request, generation, metadata, viewer)
-        except Exception:  # a prefetch must never fail the tile that triggered it
-            log.exception("prefetch after %s failed", request)
+        """Hand the miss to the prefetch thread; when it is behind by QUEUE_LIMIT misses,
+        this one is left out (prefetch is a bonus, never a backlog)."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
+                self._thread.start()
+        with contextlib.suppress(queue.Full):
+            self._jobs.put_nowait((request, generation, metadata, viewer))
+
+    def drain(self) -> None:
+        """Wait until every miss handed over so far is handled (tests)."""
+        self._jobs.join()
+
+    def _run(self) -> None:
+        while True:
+            request, generation, metadata, viewer = self._jobs.get()
+            try:
+                self.prefetch(request, generation, metadata, viewer)
+            except Exception:  # a prefetch must never fail the tile that triggered it
+                log.exception("prefetch after %s failed", request)
+            finally:
+                self._jobs.task_done()
 
     def prefetch(
         self, request: TileRequest, generation: int, metadata: Mapping[str, Any], viewer: str
     ) -> list[TileRequest]:
-        """Record the miss, plan, and send what is absent and within budget; what was sent."""
+        """Record the miss; every ``plan_every``-th miss of a viewer in this process, plan
+        and send what is absent and within budget; what was sent."""
         history = record_miss(self.state, viewer, (request.z, request.x, request.y))
+        if not self._plans_now(viewer):
+            return []
         wanted = plan(history, Grid.from_metadata(metadata))[: self.budget.viewer_tiles]
         if not wanted:
             return []
@@ -115,6 +156,16 @@ class Prefetcher:
         chosen = self._mark_queued(fresh[:allowed], len(fresh) - allowed, viewer)
         self._send(chosen, generation)
         return chosen
+
+    def _plans_now(self, viewer: str) -> bool:
+        """Whether this miss plans: the plans of a view's consecutive misses mostly find
+        the same tiles, already queued, at a few round trips each."""
+        with self._lock:
+            if len(self._misses) >= MAX_VIEWERS:
+                self._misses.clear()
+            count = self._misses.get(viewer, 0)
+            self._misses[viewer] = count + 1
+        return count % self.plan_every == 0
 
     def _absent(self, keys: list[str]) -> set[str]:
         """The keys neither cached, nor in flight, nor queued by a prefetch (one round

@@ -140,6 +140,9 @@ def test_prefetch_follows_each_viewer_on_bulk(settings: Settings, state: redis.R
                 client.get(f"/item/{source_id}/tiles/zxy/6/{x}/{y}", headers=headers).status_code
                 == 200
             )
+        prefetcher = svc(app).prefetcher
+        assert prefetcher is not None
+        prefetcher.drain()  # prefetch runs on a thread of its own
         tasks = [(p, q) for name, p, q in sender.sent if name == TASK_RENDER_TILES]
         assert tasks and all(queue == QUEUE_BULK for _p, queue in tasks)
         asked = [r for payload, _q in tasks for r in tile_requests_from_payload(payload)]
@@ -159,6 +162,7 @@ def test_prefetch_follows_each_viewer_on_bulk(settings: Settings, state: redis.R
         for x, y in view:
             headers = {"User-Agent": "browser-b"}
             client.get(f"/item/{source_id}/tiles/zxy/6/{x}/{y + 15}", headers=headers)
+        prefetcher.drain()
         later = [p for name, p, _q in sender.sent[before:] if name == TASK_RENDER_TILES]
         assert all(r.y >= 15 for p in later for r in tile_requests_from_payload(p))
     finally:

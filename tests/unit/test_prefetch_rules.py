@@ -144,7 +144,14 @@ def make_prefetcher(
 ) -> Prefetcher:
     budget = Budget(viewer_tiles=viewer_tiles, tiles=tiles, window=10.0, ttl=5.0)
     return Prefetcher(
-        state, state, sender, BatchedCounters(state), budget, same_redis=True, clock=Clock()
+        state,
+        state,
+        sender,
+        BatchedCounters(state),
+        budget,
+        same_redis=True,
+        clock=Clock(),
+        plan_every=1,
     )
 
 
