@@ -71,7 +71,7 @@ class Settings:
     # under its view while it zooms in); 0 = off, 1 = on. At most prefetch_viewer_tiles
     # per viewer and prefetch_tiles for everyone per prefetch_window seconds; a
     # queued tile not rendered within prefetch_ttl seconds is dropped. On by default: it
-    # cut the median time to full view of 32 replayed viewers by 78% at 1.18x the renders
+    # cut the median time to full view of 32 replayed viewers by 71% at 1.15x the renders
     # (docs/BENCHMARKS.md, section 10).
     prefetch: int = 1
     prefetch_viewer_tiles: int = 48
