@@ -7,8 +7,15 @@ from flask import Flask
 from tilecast.api import jsonbody
 from tilecast.api.errors import register_error_handlers
 from tilecast.api.handlers.girder import ensure_registered
+from tilecast.api.hitpath import answer as hitpath
 from tilecast.api.middleware import access, cors, limits, observe, publicurl, ratelimit, versioned
-from tilecast.api.protocols import dzi_routes, iiif_routes, tilejson_routes, zarr_routes
+from tilecast.api.protocols import (
+    dicomweb_routes,
+    dzi_routes,
+    iiif_routes,
+    tilejson_routes,
+    zarr_routes,
+)
 from tilecast.api.routes import (
     girder,
     health,
@@ -45,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (dzi_routes.bp, iiif_routes.bp, tilejson_routes.bp):  # standard tile protocols
         app.register_blueprint(blueprint)
     app.register_blueprint(zarr_routes.bp)  # the OME-Zarr view (api/protocols/zarr_routes.py)
+    app.register_blueprint(dicomweb_routes.bp)  # DICOMweb views of every source
     for blueprint in (tiles.bp, images.bp, regions.bp, dzi_routes.bp, tilejson_routes.bp):
         app.register_blueprint(
             blueprint, url_prefix=GIRDER_API_ROOT, name=f"girder_api_{blueprint.name}"
@@ -54,5 +62,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     cors.install(app, settings.cors_origins, settings.cors_manage_origins)  # after the routes
     versioned.install(app)  # gen=<generation> URLs: immutable (api/middleware/versioned.py)
     register_error_handlers(app)
-    publicurl.install(app, settings)  # last: absolute URLs from the public base URL
+    publicurl.install(app, settings)  # absolute URLs from the public base URL
+    hitpath.install(app, settings)  # last: tile hits answered before Flask (api/hitpath/)
     return app

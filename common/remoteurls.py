@@ -36,8 +36,15 @@ from tilecast.common.errors import ConfigurationError, SourceRefused
 
 OBJECT_STORE_SCHEMES = ("s3", "gs", "az")
 HTTP_SCHEMES = ("http", "https")
-SCHEMES = OBJECT_STORE_SCHEMES + HTTP_SCHEMES
-DEFAULT_PORTS = {"http": 80, "https": 443}
+# A study's series on a DICOMweb server: the service's http(s) URL behind "dicomweb+",
+# so that only allow-list entries written with that scheme admit DICOMweb sources (and
+# the DICOMweb credentials are sent to no other URL).
+DICOMWEB_SCHEMES = ("dicomweb+http", "dicomweb+https")
+SCHEMES = OBJECT_STORE_SCHEMES + HTTP_SCHEMES + DICOMWEB_SCHEMES
+DEFAULT_PORTS = {"http": 80, "https": 443, "dicomweb+http": 80, "dicomweb+https": 443}
+# .../studies/{StudyInstanceUID}/series/{SeriesInstanceUID}: UIDs are digits and dots,
+# at most 64 characters (DICOM PS3.5 9.1).
+DICOMWEB_SERIES = re.compile(r"^(.*)/studies/([0-9.]{1,64})/series/([0-9.]{1,64})$")
 MAX_URL_LENGTH = 2048
 # What quote() leaves as it is in a path: RFC 3986's sub-delims, ":" and "@".
 PATH_SAFE = "/~!$&'()*+,;=:@"
@@ -51,6 +58,8 @@ OPTIONS_BY_SCHEME: dict[str, frozenset[str]] = {
     "az": frozenset({"endpoint_url", "anonymous"}),
     "http": frozenset(),
     "https": frozenset(),
+    "dicomweb+http": frozenset(),
+    "dicomweb+https": frozenset(),
 }
 LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
 
@@ -90,6 +99,33 @@ class RemoteUrl:
     def child(self, key: str) -> RemoteUrl:
         """The URL of ``key`` below this prefix (``key`` checked as a path is)."""
         return parse_url(str(self) + quote(key, safe=PATH_SAFE))
+
+
+@dataclass(frozen=True)
+class DicomWebSeries:
+    """The series a ``dicomweb+http(s)://`` URL names: the DICOMweb service's root
+    (an http(s) URL, without a trailing ``/``), the study and the series."""
+
+    root: str
+    study: str
+    series: str
+
+
+def dicomweb_series(url: RemoteUrl) -> DicomWebSeries:
+    """The series ``url`` names; SourceRefused (400, ``url``) unless its path ends with
+    ``/studies/{study}/series/{series}``."""
+    match = DICOMWEB_SERIES.match(url.path)
+    if url.scheme not in DICOMWEB_SCHEMES or match is None:
+        raise refuse(
+            "a DICOMweb url names a series: dicomweb+https://host/{service}/studies/"
+            "{StudyInstanceUID}/series/{SeriesInstanceUID}"
+        )
+    service, study, series = match.groups()
+    for uid in (study, series):
+        if uid.startswith(".") or uid.endswith(".") or ".." in uid:
+            raise refuse("a DICOMweb url's study and series are UIDs (digits and dots)")
+    plain = RemoteUrl(url.scheme.removeprefix("dicomweb+"), url.host, url.port, service or "/")
+    return DicomWebSeries(str(plain).rstrip("/"), study, series)
 
 
 @dataclass(frozen=True)
@@ -309,6 +345,8 @@ def remote_source(
 ) -> RemoteSource:
     """The URL source a ``POST /sources`` body names, allowed and with checked options."""
     url = parse_url(body.get("url"))
+    if url.scheme in DICOMWEB_SCHEMES:
+        dicomweb_series(url)  # a series, or a 400 before anything is fetched
     check_allowed(url, allowed)
     return RemoteSource(url, parse_options(body, url, endpoints))
 

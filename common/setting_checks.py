@@ -142,6 +142,7 @@ CHECKS: dict[str, Check] = {
     "prefetch_tiles": at_least(0),
     "prefetch_window": above(0),
     "prefetch_ttl": above(0),
+    "hit_path": switch,
     "max_queue_depth": at_least(0),
     "affinity_queue_depth": at_least(0),
     "worker_ttl": above(0),
@@ -203,6 +204,9 @@ CHECKS: dict[str, Check] = {
     "public_url": http_url,
     # Parsed in Settings.resolved (common/remoteurls.py), which names the bad entry.
     "remote_allow": anything,
+    "dicomweb_token": anything,
+    "dicomweb_user": anything,
+    "dicomweb_password": anything,
     "remote_endpoints": anything,
     "remote_timeout": above(0),
     "remote_retries": between(0, 10),

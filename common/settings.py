@@ -138,6 +138,9 @@ class Settings:
     decode_cache_dir: str = ""
     # HTTP caching of tiles.
     http_max_age: int = 24 * 3600
+    # Tile hits answered by raw WSGI in front of Flask (api/hitpath/; 1 = on, 0 = every
+    # request through Flask: the same answers at several times the CPU per hit).
+    hit_path: int = 1
     # Default JPEG quality when a request gives none (large_image's default).
     jpeg_quality: int = 95
     # Pre-rendering jobs (common/jobstore.py, workers/precache.py): tiles per block side of a
@@ -220,6 +223,13 @@ class Settings:
     remote_block_ttl: int = 24 * 3600
     remote_download_dir: str = ""
     remote_download_cache_bytes: int = 20 * 1024**3
+    # DICOMweb sources (dicomweb+https://..., workers/remote/dicomweb.py): the credentials
+    # sent to every DICOMweb server the allow-list names with a dicomweb+ scheme, and to
+    # no other URL: a bearer token ("Authorization: Bearer ..."), else HTTP basic with a
+    # user and password; all empty: no credentials. Never echoed in answers or logs.
+    dicomweb_token: str = ""
+    dicomweb_user: str = ""
+    dicomweb_password: str = ""
     # Redis sockets (common/redisconn.py), both roles and the Redis broker: seconds to
     # connect, and to wait for any one reply; a timed-out command is not retried, so a
     # frozen Redis costs a request one timeout, then a 503 with Retry-After. /readyz
@@ -296,6 +306,15 @@ class Settings:
             parse_keys(self.signing_keys)
         parse_allow_list(self.remote_allow)
         parse_endpoints(self.remote_endpoints)
+        if self.dicomweb_token and (self.dicomweb_user or self.dicomweb_password):
+            raise ConfigurationError(
+                f"{PREFIX}DICOMWEB_TOKEN and {PREFIX}DICOMWEB_USER/PASSWORD are both set: "
+                "DICOMweb servers get one kind of credentials, a bearer token or HTTP basic"
+            )
+        if bool(self.dicomweb_user) != bool(self.dicomweb_password):
+            raise ConfigurationError(
+                f"{PREFIX}DICOMWEB_USER and {PREFIX}DICOMWEB_PASSWORD go together (HTTP basic)"
+            )
         _check_cluster_urls(self.cache_url, self.state_url, broker)
         for name in ("redis_connect_timeout", "redis_timeout", "readyz_timeout"):
             if not getattr(self, name) > 0:  # 0 would make Redis sockets non-blocking

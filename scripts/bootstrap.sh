@@ -74,3 +74,15 @@ ensure_orthanc_wsi() {
             apt-get install -y -q --no-install-recommends orthanc-wsi >/dev/null
     fi
 }
+
+# The DICOMweb sources' tests (tests/orthancserver.py) run a real DICOMweb server: Orthanc
+# and its DICOMweb plugin, started by the tests on a free port with their own config.
+# Installed without recommends. Where systemd runs, the package also starts its own
+# service (port 8042); the tests do not use it.
+ensure_orthanc() {
+    if [ ! -x /usr/sbin/Orthanc ] || ! dpkg -s orthanc-dicomweb >/dev/null 2>&1; then
+        as_root apt-get update -q >/dev/null
+        as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends orthanc orthanc-dicomweb >/dev/null
+    fi
+}

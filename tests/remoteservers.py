@@ -156,14 +156,16 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            sent = 0
+            if body and server.truncate:
+                payload = payload[: len(payload) // 2]
+                self.close_connection = True
+            # Logged before the answer goes out: a client that counts requests right after
+            # its read sees this one (logging after the write raced with it).
+            server.log.add(
+                Request(self.command, self.path, wanted, status, len(payload) if body else 0)
+            )
             if body:
-                if server.truncate:
-                    payload = payload[: len(payload) // 2]
-                    self.close_connection = True
                 self.wfile.write(payload)
-                sent = len(payload)
-            server.log.add(Request(self.command, self.path, wanted, status, sent))
 
         def _empty(
             self, status: int, headers: dict[str, str], wanted: str | None, text: bytes = b""
@@ -172,10 +174,10 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             for name, value in headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(text)))
+            server.log.add(Request(self.command, self.path, wanted, status, 0))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(text)
-            server.log.add(Request(self.command, self.path, wanted, status, 0))
 
     return Handler
 

@@ -20,7 +20,7 @@ from tilecast.common.errors import SourceRefused, UnsupportedImage
 from tilecast.common.fileidentity import Identity, folder_identity, local_identity
 from tilecast.common.girder import girder_item_id
 from tilecast.common.localpaths import resolve_under_roots
-from tilecast.common.remoteurls import parse_locator
+from tilecast.common.remoteurls import DICOMWEB_SCHEMES, parse_locator
 from tilecast.common.settings import Settings, get_settings
 from tilecast.workers.sources import ImageSource, open_source
 from tilecast.workers.sources.files import open_local
@@ -46,6 +46,12 @@ def open_path(path: str, settings: Settings, generation: int | None = None) -> O
     reads (None to describe the file as it is now). FileNotFoundError when a local
     file is no longer there (a deleted source, not a bad request)."""
     remote = parse_locator(path)
+    if remote is not None and remote.url.scheme in DICOMWEB_SCHEMES:
+        # Imported here: a tilecast without DICOMweb sources needs no dicomweb-client.
+        from tilecast.workers.sources.dicomweb import DicomWebSeries
+
+        series = DicomWebSeries.opened(remote, settings)
+        return OpenedPath(series, series.series.series, series.identity, None)
     if remote is not None:
         # Imported here: a tilecast without URL sources needs no object-store client.
         from tilecast.workers.remote.opening import open_remote
@@ -82,6 +88,10 @@ def remote_identity(path: str, settings: Settings) -> Identity | None:
     remote = parse_locator(path)
     if remote is None:
         return None
+    if remote.url.scheme in DICOMWEB_SCHEMES:
+        from tilecast.workers.sources.dicomweb import series_identity
+
+        return series_identity(remote, settings)
     from tilecast.workers.remote.opening import open_remote
 
     found = open_remote(remote, settings)

@@ -223,21 +223,26 @@ class _BatchRunner:
         them (and their styled tiles where the job wants the level), every tile read or
         made once and kept for the batch (common/jobplan.py)."""
         assert self.batch.z is not None
+        last = self.batch.under[-1].z if self.batch.under else None
         with self.renderer.keeping_tiles():
             self._tiles(self.batch.tile_requests(self.spec))
             for level in self.batch.under:
-                self._synthesize(level.z, level.tiles)
+                # Only the last level's unstyled tiles are read after the batch (by the
+                # coarser levels'); the ones between stay in memory (issue 20: bulk may
+                # keep its intermediates; interactive synthesis caches its own).
+                self._synthesize(level.z, level.tiles, cache=level.z == last)
                 if level.styled:
                     self._tiles(self.batch.level_requests(self.spec, level.z, level.tiles))
 
-    def _synthesize(self, z: int, coords: Sequence[tuple[int, int]]) -> None:
-        """Unstyled tiles ``coords`` of level ``z`` into the cache, row by row, where the
-        file lacks the level."""
+    def _synthesize(self, z: int, coords: Sequence[tuple[int, int]], *, cache: bool = True) -> None:
+        """Unstyled tiles ``coords`` of level ``z`` made, row by row, where the file lacks
+        the level, and put in the cache (``cache``) or only in the batch's kept tiles."""
         frame = self.batch.frame
         source = self.renderer.open(self.spec.source, self.spec.generation)
         if source.is_native_level(z, frame):
             return
         tiles = self.renderer.raw_tiles(source, self.spec.source, self.spec.generation)
+        tiles.store_made = cache
         rows: dict[int, list[tuple[int, int]]] = {}
         for x, y in coords:
             rows.setdefault(y, []).append((x, y))

@@ -90,6 +90,9 @@ class RawTiles:
         self.generation = generation
         self.counters = counters if counters is not None else WorkCounters()
         self.kept = kept
+        # Whether tiles this makes are put in the cache: a pre-rendering batch keeps the
+        # intermediates of its block in memory and caches only what others read.
+        self.store_made = True
 
     def key(self, z: int, x: int, y: int, frame: int = 0) -> str:
         return raw_tile_key(self.source_id, self.generation, frame, z, x, y)
@@ -115,7 +118,8 @@ class RawTiles:
             tile = _cached_tile(key, data)
             if tile is None:
                 tile = self._produce(z, x, y, frame)
-                made[key] = tile.to_bytes()
+                if self.store_made:
+                    made[key] = tile.to_bytes()
             found[(x, y)] = self._keep(z, x, y, frame, tile)
         if made:
             self.cache.put_many(made)

@@ -31,7 +31,9 @@ from tilecast.api.middleware.access import MANAGE_ENDPOINTS, PLUGIN_BLUEPRINT
 from tilecast.common.errors import Forbidden
 
 ALLOWED_METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
-ALLOWED_HEADERS = "Girder-Token, Tilecast-Secret, Content-Type, If-None-Match, Range"
+# Accept: DICOMweb clients name the frames' media type in it, with quotes, which makes
+# it a header browsers ask about first.
+ALLOWED_HEADERS = "Girder-Token, Tilecast-Secret, Content-Type, If-None-Match, Range, Accept"
 EXPOSED_HEADERS = (
     "ETag, X-Tilecast-Cache, X-Tilecast-Generation, X-Request-Id, Retry-After, "
     "Content-Disposition, Content-Length"
@@ -100,6 +102,30 @@ def policy_of(origins: frozenset[str]) -> Policy:
     if "*" in origins:
         return any_origin
     return listed_origins(origins) if origins else no_cors
+
+
+def read_headers(origins_text: str) -> Callable[[str | None], list[tuple[str, str]]]:
+    """What the read policy adds to a GET's answer, as a header list for a request with
+    this ``Origin`` (or none): the same headers as :func:`policy_of`'s policy, built once,
+    for the raw WSGI hit path (api/hitpath/), which answers without a Response."""
+    origins = parse_origins(origins_text)
+    exposed = ("Access-Control-Expose-Headers", EXPOSED_HEADERS)
+    if "*" in origins:
+        every = [("Access-Control-Allow-Origin", "*"), exposed]
+        return lambda _origin: every
+    if not origins:
+        return lambda _origin: []
+    vary = [("Vary", "Origin")]
+    allowed = {
+        origin: [
+            *vary,
+            ("Access-Control-Allow-Credentials", "true"),
+            ("Access-Control-Allow-Origin", origin),
+            exposed,
+        ]
+        for origin in origins
+    }
+    return lambda origin: allowed.get(origin, vary) if origin is not None else vary
 
 
 def same_origin(origin: str) -> bool:

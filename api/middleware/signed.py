@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -71,6 +71,28 @@ def grant_arguments(item_id: str | None, manage: bool) -> dict[str, str]:
     return {**in_path, signing.PREFIX_PARAMETER: prefix}
 
 
+def raw_path(environ: Mapping[str, Any]) -> str:
+    """The path as sent, where the server tells it (gunicorn; granian does not)."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+    return str(raw).split("?", 1)[0]
+
+
+def verify_path(
+    path: str,
+    raw: str,
+    item_id: str | None,
+    manage: bool,
+    args: Mapping[str, str],
+    keys: dict[str, bytes],
+) -> signing.Grant:
+    """The grant of ``args`` when it covers ``path``; else the 400, 401 or 403."""
+    if not signing.safe_request_path(path, raw):
+        raise BadRequest("the path has empty, '.' or '..' segments or encoded separators")
+    grant = signing.verify(args, keys)
+    signing.check_path(grant, signing.scope_path(path, item_id, manage))
+    return grant
+
+
 def check_request(keys: dict[str, bytes], manage_endpoints: frozenset[str]) -> None:
     """Raise 401/403 unless the request's grant covers its path."""
     endpoint = request.endpoint or ""
@@ -78,12 +100,8 @@ def check_request(keys: dict[str, bytes], manage_endpoints: frozenset[str]) -> N
     item_id = (request.view_args or {}).get("item_id")
     if not manage and item_id is None:
         return  # service routes, and 404s
-    raw_path = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
-    if not signing.safe_request_path(request.path, raw_path.split("?", 1)[0]):
-        raise BadRequest("the path has empty, '.' or '..' segments or encoded separators")
     args = grant_arguments(item_id, manage)
-    grant = signing.verify(args, keys)
-    signing.check_path(grant, signing.scope_path(request.path, item_id, manage))
+    grant = verify_path(request.path, raw_path(request.environ), item_id, manage, args, keys)
     g.signed_grant = grant
     g.signed_client = grant.keyid + ":" + args[signing.SIGNATURE_PARAMETER]
 
@@ -93,11 +111,19 @@ def limit_max_age(response: Response) -> Response:
     control = response.headers.get("Cache-Control")
     if grant is None or not control:
         return response
-    left = max(0, grant.expires - int(time.time()))
+    cut = cut_max_age(control, grant.expires)
+    if cut != control:
+        response.headers["Cache-Control"] = cut
+    return response
+
+
+def cut_max_age(control: str, expires: int) -> str:
+    """``control`` with its max-age no longer than the seconds until ``expires``."""
+    left = max(0, expires - int(time.time()))
     match = MAX_AGE.search(control)
     if match and int(match.group(1)) > left:
-        response.headers["Cache-Control"] = MAX_AGE.sub(f"max-age={left}", control)
-    return response
+        return MAX_AGE.sub(f"max-age={left}", control)
+    return control
 
 
 def install(app: Flask, settings: Settings, manage_endpoints: frozenset[str]) -> None:

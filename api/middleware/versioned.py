@@ -28,6 +28,19 @@ GENERATION_HEADER = "X-Tilecast-Generation"
 IMMUTABLE_MAX_AGE = 365 * 24 * 3600
 
 
+def immutable(cache_control: str) -> str:
+    """The Cache-Control of an image asked at its current generation: its scope (public,
+    or private behind access) kept, cacheable for a year."""
+    scope = cache_control.split(",", 1)[0]
+    return f"{scope}, max-age={IMMUTABLE_MAX_AGE}, immutable"
+
+
+def gone(asked: str, current: int) -> bool:
+    """Whether a ``gen`` of an image URL names a generation older than ``current``
+    (a 404); a malformed one is ignored (the request is answered as without it)."""
+    return asked.isascii() and asked.isdigit() and len(asked) <= 18 and int(asked) < current
+
+
 def install(app: Flask) -> None:
     # endpoint -> whether its answer takes ``gen`` (images: common/query.py); asked on every
     # hit, so looked up in the view's declared parameters once per endpoint.
@@ -56,7 +69,7 @@ def install(app: Flask) -> None:
             current = svc.generations.get(item_id)  # memoized: the handler asks it too
         except TilecastError:
             return  # the handler answers for an unknown item
-        if int(asked) < current:
+        if gone(asked, current):
             raise GenerationGone(
                 f"generation {asked} of item {item_id} is no longer served: its file "
                 "changed; ask for the item's metadata again",
@@ -76,6 +89,5 @@ def install(app: Flask) -> None:
         response.headers[GENERATION_HEADER] = generation
         # Only images (strong ETag) are versioned; metadata tells the generation.
         if "ETag" in response.headers and request.args.get(GENERATION.name) == generation:
-            scope = svc.cache_control.split(",", 1)[0]  # public, or private behind access
-            response.headers["Cache-Control"] = f"{scope}, max-age={IMMUTABLE_MAX_AGE}, immutable"
+            response.headers["Cache-Control"] = immutable(svc.cache_control)
         return response

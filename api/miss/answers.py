@@ -211,15 +211,15 @@ def _renewing(
 
 
 def _viewed(svc: Services, source: str) -> Callable[[], None]:
+    return lambda: not_modified(svc, source)
+
+
+def not_modified(svc: Services, source: str) -> None:
     """What a 304 does: count it, and record the viewing (a round trip only when the
     activity memo says it is due)."""
-
-    def not_modified() -> None:
-        svc.counters.add(counters.API_NOT_MODIFIED)
-        if svc.activity.due(source):
-            try:
-                activity.touch(svc.cache.client, source)
-            except Exception:  # a 304 needs no Redis; activity is best effort here
-                svc.activity.forget(source)
-
-    return not_modified
+    svc.counters.add(counters.API_NOT_MODIFIED)
+    if svc.activity.due(source):
+        try:
+            activity.touch(svc.cache.client, source)
+        except Exception:  # a 304 needs no Redis; activity is best effort here
+            svc.activity.forget(source)

@@ -24,11 +24,18 @@ import redis
 from flask import Flask, Response
 
 
-def create_app() -> Flask:
-    client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
-    prefix = os.environ["BENCH_KEY_PREFIX"]
-    suffix = os.environ["BENCH_KEY_SUFFIX"]
-    cache_control = os.environ.get("BENCH_CACHE_CONTROL", "public, max-age=86400")
+def create_app(
+    redis_url: str | None = None,
+    prefix: str | None = None,
+    suffix: str | None = None,
+    cache_control: str | None = None,
+) -> Flask:
+    """The app; what is not passed is read from the environment (the servers' factory
+    call passes nothing; tests/bench/hit_cpu.py passes everything)."""
+    client = redis.Redis.from_url(redis_url or os.environ["BENCH_REDIS_URL"])
+    prefix = prefix if prefix is not None else os.environ["BENCH_KEY_PREFIX"]
+    suffix = suffix if suffix is not None else os.environ["BENCH_KEY_SUFFIX"]
+    cache_control = cache_control or os.environ.get("BENCH_CACHE_CONTROL", "public, max-age=86400")
     app = Flask(__name__)
 
     @app.get("/item/<source>/tiles/zxy/<int:z>/<int:x>/<int:y>")

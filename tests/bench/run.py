@@ -26,6 +26,7 @@ from types import FrameType
 
 from tests.bench import (
     bench_affinity,
+    bench_exports,
     bench_formats,
     bench_fullview,
     bench_hits,
@@ -43,6 +44,7 @@ from tests.bench.wrk import ensure_wrk, wrk_version
 BENCHMARKS = (
     "hits", "latency", "render", "style", "load", "affinity", "precache", "remote", "formats",
     "fullview",
+    "exports",
 )  # fmt: skip
 WIDTH, HEIGHT = 16384, 12288
 DEFAULT_OUTPUT = harness.REPO / "docs" / "BENCHMARKS.md"
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != list(BENCHMARKS):
         command += " --only " + ",".join(args.only)
 
-    wrk = ensure_wrk() if "hits" in args.only else ""
+    wrk = ensure_wrk() if {"hits", "exports"} & set(args.only) else ""
     from tilecast.sample import make_demo_images
 
     print(f"images in {args.image_dir} (generated on first use)", flush=True)
@@ -210,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             views = bench_fullview.QUICK_VIEWS if args.quick else bench_fullview.VIEWS
             rounds = bench_fullview.QUICK_ROUNDS if args.quick else bench_fullview.ROUNDS
             sections.append(bench_fullview.run(ctx, views=views, rounds=rounds))
+        if "exports" in args.only:
+            print("benchmark 12: OME-Zarr chunks and DICOMweb frames beside tiles", flush=True)
+            sections.append(bench_exports.run(ctx, seconds=3 if args.quick else 8))
         ok = True
     finally:
         if not ok:

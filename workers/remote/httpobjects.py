@@ -18,27 +18,19 @@
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import random
 import re
-import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 from urllib.parse import quote
 
 import requests
 
-from tilecast.common.errors import (
-    RemoteForbidden,
-    RemoteNotFound,
-    RemoteThrottled,
-    RemoteTruncated,
-    RemoteUnavailable,
-)
+from tilecast.common.errors import RemoteNotFound, RemoteTruncated, RemoteUnavailable
 from tilecast.common.girder import pooled_session
 from tilecast.common.remoteurls import PATH_SAFE, RemoteUrl
 from tilecast.common.settings import Settings
+from tilecast.workers.remote.httpretry import Retry, check_status, connection_failure, retrying
 from tilecast.workers.remote.objects import (
     ObjectChanged,
     ObjectClient,
@@ -50,17 +42,7 @@ log = logging.getLogger(__name__)
 
 CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 CHUNK = 1024 * 1024
-MAX_RETRY_AFTER = 300
 T = TypeVar("T")
-
-
-class Retry(Exception):
-    """One attempt failed in a way worth another (throttled, 5xx, connection)."""
-
-    def __init__(self, error: Exception, wait: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.wait = wait
 
 
 class HttpClient(ObjectClient):
@@ -147,46 +129,16 @@ class HttpClient(ObjectClient):
                 allow_redirects=False,
                 timeout=(self._timeout, self._timeout),
             )
-        except requests.Timeout as exc:
-            raise Retry(RemoteUnavailable(f"{self.place} timed out"), None) from exc
         except requests.RequestException as exc:
-            raise Retry(RemoteUnavailable(f"{self.place} is unreachable"), None) from exc
-        status = response.status_code
-        if status < 300:
-            return response
-        response.close()
-        where = f"{self.place}/{key}"
-        if status in (412, 416):
-            raise ObjectChanged(f"{where} changed while it was read; ask again")
-        if 300 <= status < 400:
-            raise RemoteNotFound(f"{where} redirects elsewhere, which is not followed")
-        if status in (404, 410):
-            raise RemoteNotFound(f"{where} does not exist")
-        if status in (401, 403):
-            raise RemoteForbidden(f"{self.place} refuses tilecast access to {where}")
-        wait = _retry_after(response.headers.get("Retry-After"))
-        if status == 429 or (status == 503 and wait is not None):
-            raise Retry(RemoteThrottled(f"{self.place} is throttling requests"), wait)
-        if status >= 500:
-            raise Retry(RemoteUnavailable(f"{self.place} answered {status}"), wait)
-        raise RemoteUnavailable(f"{self.place} answered {status}")
+            raise connection_failure(self.place, exc) from exc
+        if response.status_code in (412, 416):
+            response.close()
+            raise ObjectChanged(f"{self.place}/{key} changed while it was read; ask again")
+        check_status(response, self.place, f"{self.place}/{key}")
+        return response
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
-        """``attempt()``, again after a backoff while it fails in a way worth retrying;
-        the last failure's error once the retries are spent."""
-        for number in range(self._retries + 1):
-            try:
-                return attempt()
-            except Retry as retry:
-                if number == self._retries:
-                    error = retry.error
-                    if isinstance(error, RemoteThrottled) and retry.wait is not None:
-                        error.retry_after = max(1, round(retry.wait))
-                    log.warning("%s: %s after %d retries", self.place, error, self._retries)
-                    raise error from None
-                backoff = self._backoff * 2**number * (1 + random.random())
-                time.sleep(min(retry.wait, backoff * 4) if retry.wait is not None else backoff)
-        raise AssertionError("unreachable")
+        return retrying(attempt, self.place, self._retries, self._backoff)
 
     def _check_content_range(
         self, response: requests.Response, info: ObjectInfo, start: int, end: int
@@ -224,16 +176,3 @@ def _conditions(info: ObjectInfo) -> dict[str, str]:
     if info.last_modified:
         return {"If-Unmodified-Since": info.last_modified}
     return {}
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds of a Retry-After header (a number or an HTTP date), bounded."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return min(float(value.strip()), MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, min(when.timestamp() - time.time(), MAX_RETRY_AFTER))

@@ -92,11 +92,7 @@ class RemoteReader:
         self._lock = threading.Lock()
 
     def open(self, source: RemoteSource) -> OpenedRemote:
-        try:
-            check_allowed(source.url, self.settings.remote_allowed)
-        except SourceRefused as exc:
-            # Not the request's fault: the allow-list changed since it was registered.
-            raise UnsupportedImage(f"the source's URL cannot be read: {exc.message}") from None
+        check_still_allowed(source, self.settings)
         client = self.client(source)
         if source.url.is_prefix:
             prefix = RemotePrefix(client, source.url)
@@ -160,6 +156,15 @@ class RemoteObjectFile(ObjectFile):
 
     def local_copy(self) -> str | None:
         return self._reader.local_copy(self)
+
+
+def check_still_allowed(source: RemoteSource, settings: Settings) -> None:
+    """UnsupportedImage (422) when the allow-list no longer covers ``source``: not the
+    request's fault, the list changed since the source was registered."""
+    try:
+        check_allowed(source.url, settings.remote_allowed)
+    except SourceRefused as exc:
+        raise UnsupportedImage(f"the source's URL cannot be read: {exc.message}") from None
 
 
 def _new_client(url: RemoteUrl, source: RemoteSource, settings: Settings) -> ObjectClient:

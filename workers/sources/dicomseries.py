@@ -2,6 +2,9 @@
 
 workers/sources/dicom.py recognises a DICOM file (cheaply, without importing wsidicom or
 pydicom, which take most of a second to load) and opens it with :class:`DicomSeries`.
+What follows about levels, frames, tiles and associated images is :class:`DicomImage`'s,
+which a series on a DICOMweb server shares (workers/sources/dicomweb.py); finding and
+checking the files is the local series' own.
 
 A DICOM slide is a *series*: one instance (file) per pyramid level, focal-plane set or
 optical path, plus label, overview and thumbnail instances, a large level sometimes split
@@ -137,28 +140,26 @@ class Layout:
         return MAX_FRAME_EXPANSION * raw + MAX_FRAME_OVERHEAD
 
 
-class DicomSeries(DicomReader):
-    """A DICOM series, opened."""
+class DicomImage(DicomReader):
+    """wsidicom's view of a series as tilecast's reader: levels, frames, tiles and
+    associated images. What a series read from files (:class:`DicomSeries`) and one read
+    from a DICOMweb server (workers/sources/dicomweb.py) share; each opens its
+    ``WsiDicom`` and hands it to :meth:`_start`."""
 
-    def __init__(self, file: ImageFile, settings: Settings) -> None:
-        """Reads the series of ``file`` -- a file of it, or a directory holding it --,
-        which the source closes when it is closed (and its opener closes when this
-        raises); the series' other files are opened and closed here."""
-        self.file = file
-        self.path = file.name
+    def __init__(self, path: str) -> None:
+        self.path = path
         self._lock = threading.Lock()  # around wsidicom's own decoders
         self._closed = False
         self._wsi: WsiDicom | None = None
-        self._files: list[ImageFile] = []  # the files read (``file`` unless a directory)
         self._sparse_index = 0  # entries of the sparse tile indices held
-        try:
-            self._files = series_files(file, settings)
-            self._wsi, self._source = _open_series(self._files)
-            self._init_geometry(settings)
-            self._check_frames(self._files)
-        except BaseException:
-            self._release()
-            raise
+        self._instance_count = 0
+
+    def _start(self, wsi: WsiDicom, settings: Settings) -> None:
+        """Read the series' geometry from ``wsi`` (owned from here on) and check every
+        instance this reader may read."""
+        self._wsi = wsi
+        self._init_geometry(settings)
+        self._check_frames()
 
     # -- opening ----------------------------------------------------------------------
     def _init_geometry(self, settings: Settings) -> None:
@@ -286,25 +287,24 @@ class DicomSeries(DicomReader):
             self._layouts[id(data)] = Layout.of(data)
         return self._layouts[id(group.default_instance.image_data)]
 
-    def _check_frames(self, files: list[ImageFile]) -> None:
-        """Every frame of every instance read here inside its file and of a bounded
-        length; every tiled-full instance holding the frames its size needs; sparse
-        indices bounded. Checked once, here, so that a truncated or hostile instance is
-        refused when it is opened and nothing read later is sized by a header's claim."""
-        sizes = {_token(index): file.size for index, file in enumerate(files)}
+    def _check_frames(self) -> None:
+        """Every tiled-full instance read here holding the frames its size needs,
+        sparse indices bounded, and what :meth:`_check_instance` checks of each. Checked
+        once, here, so that a truncated or hostile instance is refused when it is opened
+        and nothing read later is sized by a header's claim."""
         try:
             for group in self._groups():
                 for instance in group.instances.values():
-                    data = instance.image_data
-                    used = {str(path) for path in data.files}
-                    readers = [r for r in self._source.readers if str(r.filepath) in used]
-                    for reader in readers:
-                        _check_reader(reader, sizes, self._layouts[id(data)].longest_frame)
+                    self._check_instance(instance)
                     _check_tile_index(instance)
+                    self._instance_count += 1
         except TilecastError:
             raise
         except Exception as exc:
             raise _unreadable("the pixel data of an instance cannot be read", exc) from None
+
+    def _check_instance(self, instance: Any) -> None:
+        """What else an instance's source must check of it when it is opened."""
 
     def _groups(self) -> Iterator[Instances]:
         yield from self._stored.values()
@@ -369,6 +369,11 @@ class DicomSeries(DicomReader):
         except Exception as exc:
             log.warning("DICOM %s of %s cannot be read: %r", where, self.path, exc)
             raise UnsupportedImage(f"{where} cannot be read: the file is corrupt") from None
+        if len(frame) > layout.longest_frame:
+            # Files are checked when opened; a server's frames only as they come.
+            raise UnsupportedImage(
+                f"{where} is {len(frame)} bytes, more than any encoding of its pixels takes"
+            )
         if layout.syntax == JPEG_BASELINE:
             check_tile(JPEG, frame, tw, th, where)
             jpeg = RawTile.from_jpeg(frame)
@@ -444,8 +449,7 @@ class DicomSeries(DicomReader):
     @property
     def estimated_bytes(self) -> int:
         # Each instance's parsed header (pydicom), plus the sparse tile indices.
-        instances = len(self._files)
-        return 256 * 1024 * instances + 8 * self._sparse_index
+        return 256 * 1024 * max(1, self._instance_count) + 8 * self._sparse_index
 
     def close(self) -> None:
         if self._closed:
@@ -460,6 +464,39 @@ class DicomSeries(DicomReader):
             except Exception:
                 log.exception("closing the DICOM series of %s failed", self.path)
             self._wsi = None
+        self._release_source()
+
+    def _release_source(self) -> None:
+        """Release what the series was read from."""
+
+
+class DicomSeries(DicomImage):
+    """A DICOM series read from files, opened."""
+
+    def __init__(self, file: ImageFile, settings: Settings) -> None:
+        """Reads the series of ``file`` -- a file of it, or a directory holding it --,
+        which the source closes when it is closed (and its opener closes when this
+        raises); the series' other files are opened and closed here."""
+        super().__init__(file.name)
+        self.file = file
+        self._files: list[ImageFile] = []  # the files read (``file`` unless a directory)
+        try:
+            self._files = series_files(file, settings)
+            wsi, self._source = _open_series(self._files)
+            self._sizes = {_token(index): f.size for index, f in enumerate(self._files)}
+            self._start(wsi, settings)
+        except BaseException:
+            self._release()
+            raise
+
+    def _check_instance(self, instance: Any) -> None:
+        """Every frame of the instance's files inside its file and of a bounded length."""
+        data = instance.image_data
+        used = {str(path) for path in data.files}
+        for reader in (r for r in self._source.readers if str(r.filepath) in used):
+            _check_reader(reader, self._sizes, self._layouts[id(data)].longest_frame)
+
+    def _release_source(self) -> None:
         for file in self._files:
             if file is not self.file:
                 file.close()
