@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import redis
 from flask import current_app
 
+from tilecast.api.middleware.ratelimit import parse_proxies
 from tilecast.api.miss.completion import CompletionListener
 from tilecast.api.miss.dispatch import Dispatcher
 from tilecast.api.miss.generations import GenerationMemo
-from tilecast.api.miss.prefetch import Prefetcher
+from tilecast.api.miss.prefetch import Budget, Prefetcher
 from tilecast.api.miss.routing import Router, build_router
 from tilecast.api.miss.tasks import CelerySender, Sender
 from tilecast.common.activity import ActivityMemo
@@ -65,8 +66,20 @@ class Services:
         counters = BatchedCounters(state)
         prefetcher = None
         if settings.prefetch:
-            same = settings.cache_url == settings.state_url
-            prefetcher = Prefetcher(cache_client, state, sender, counters, same_redis=same)
+            prefetcher = Prefetcher(
+                cache_client,
+                state,
+                sender,
+                counters,
+                Budget(
+                    viewer_tiles=settings.prefetch_viewer_tiles,
+                    tiles=settings.prefetch_tiles,
+                    window=settings.prefetch_window,
+                    ttl=settings.prefetch_ttl,
+                ),
+                proxies=parse_proxies(settings.trusted_proxies),
+                same_redis=settings.cache_url == settings.state_url,
+            )
         return cls(
             cache_control=cache_control(settings.http_max_age, settings.access_mode),
             activity=ActivityMemo(),

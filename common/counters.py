@@ -94,9 +94,12 @@ KEEPER_DELETED_KEYS = "keeper_deleted_keys"
 KEEPER_DELETED_ACTIVE_KEYS = "keeper_deleted_active_keys"
 KEEPER_FREED_BYTES = "keeper_freed_bytes"
 
-# Neighbour prefetch (api/miss/prefetch.py).
+# Prefetch (api/miss/prefetch.py): tasks and tiles sent; tiles the bulk pool rendered,
+# and tiles it dropped (expired, or cached or claimed by a viewer's miss meanwhile).
 PREFETCH_TASKS = "prefetch_tasks"
 PREFETCH_TILES = "prefetch_tiles"
+PREFETCH_RENDERED = "prefetch_rendered"
+PREFETCH_DROPPED = "prefetch_dropped"
 
 # A process whose gauges are older than this is gone (or idle and unchanged: it
 # rewrites them at least this often while it runs tasks).

@@ -152,6 +152,24 @@ def ratelimit_key(client_digest: str) -> str:
     return f"{PREFIX}ratelimit:{client_digest}"
 
 
+# --- prefetch (api/miss/prefetch.py, api/miss/viewers.py) ----------------------------------
+
+
+def prefetch_viewer_key(viewer_digest: str) -> str:
+    """A viewer's last misses (a list of ``z,x,y``, oldest first)."""
+    return f"{PREFIX}pf:viewer:{viewer_digest}"
+
+
+def prefetch_queued_key(key: str) -> str:
+    """A tile queued by a prefetch (never an in-flight marker: nobody waits on it)."""
+    return f"{PREFIX}pf:queued:{key}"
+
+
+def prefetch_budget_key(who: str, window: int) -> str:
+    """Tiles prefetched in budget window ``window`` for a viewer's digest, or ``all``."""
+    return f"{PREFIX}pf:budget:{who}:{window}"
+
+
 # --- remote files read through Girder (workers/girder/shared.py) --------------------------
 
 

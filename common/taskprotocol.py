@@ -133,6 +133,24 @@ def render_tiles_payload(requests: Sequence[TileRequest], generation: int) -> di
     return payload
 
 
+def prefetch_payload(
+    requests: Sequence[TileRequest], generation: int, expires: float
+) -> dict[str, Any]:
+    """A render_tiles task of a prefetch (api/miss/prefetch.py): the worker renders a
+    tile only until ``expires`` (epoch seconds) and only while nobody claimed it."""
+    payload = render_tiles_payload(requests, generation)
+    payload["prefetch"] = {"expires": expires}
+    return payload
+
+
+def prefetch_expiry(payload: Mapping[str, Any]) -> float | None:
+    """When a prefetch's tiles stop being worth rendering; None for other batches."""
+    prefetch = payload.get("prefetch")
+    if not isinstance(prefetch, Mapping):
+        return None
+    return float(prefetch["expires"])
+
+
 def tile_requests_from_payload(payload: Mapping[str, Any]) -> list[TileRequest]:
     common = dict(payload["request"])
     return [TileRequest.from_payload({**common, "x": x, "y": y}) for x, y in payload["tiles"]]

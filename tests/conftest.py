@@ -88,7 +88,7 @@ def state(redis_url: str) -> Iterator[redis.Redis]:
 def settings(redis_url: str, source_root: Path) -> Settings:
     """Settings of an in-process api (unit tests) against the test Redis."""
     return Settings(
-        cache_url=redis_url, source_roots=(str(source_root),), auto_precache=0
+        cache_url=redis_url, source_roots=(str(source_root),), auto_precache=0, prefetch=0
     ).resolved()
 
 
@@ -183,6 +183,8 @@ def tilecast_env(redis_url: str, source_root: Path) -> dict[str, str]:
             # Registering the test images must not start background pre-rendering jobs
             # (tests count renders); tests/integration/test_jobs.py turns it on itself.
             "TILECAST_AUTO_PRECACHE": "0",
+            # Nor prefetch (renders are counted); tests of it turn it on themselves.
+            "TILECAST_PREFETCH": "0",
             # Whole-image decodes shared on disk: this session's own folder.
             "TILECAST_DECODE_CACHE_DIR": str(source_root.parent / "decoded"),
             "PYTHONPATH": str(REPO),

@@ -123,6 +123,13 @@ def _sections(snapshot: metrics.Snapshot, settings: Settings) -> list[tuple[str,
     renders.append(
         ("prefetch tasks", _n(c[counters.PREFETCH_TASKS]), f"{c[counters.PREFETCH_TILES]:,} tiles")
     )
+    renders.append(
+        (
+            "prefetch rendered",
+            _n(c.get(counters.PREFETCH_RENDERED, 0)),
+            f"{c.get(counters.PREFETCH_DROPPED, 0):,} dropped (expired, claimed or cached)",
+        )
+    )
     work: list[Row] = [("in flight", _n(snapshot.inflight), "")]
     work += [(f"queue {q}", _n(depth), "") for q, depth in sorted(snapshot.queues.items())]
     work += [(f"{role} nodes", _n(n), "") for role, n in sorted(snapshot.workers.items())]

@@ -57,6 +57,9 @@ class _Pending:
 # announced (pre-rendering jobs count renders, renew their lease and collect errors; an
 # exception it raises, such as a cancelled job, stops the batch).
 FlushHook = Callable[[int, Sequence[Completion]], None]
+# Asked just before each tile is rendered (a prefetch's, workers/prefetching.py): False
+# skips the tile unannounced -- nobody waits for it, or someone else renders it.
+WantedHook = Callable[[str], bool]
 
 
 def render_batch(
@@ -64,8 +67,10 @@ def render_batch(
     requests: Sequence[TileRequest],
     generation: int,
     on_flush: FlushHook | None = None,
+    still_wanted: WantedHook | None = None,
 ) -> BatchResult:
-    """Render every tile of ``requests`` not yet cached; never raises for one tile."""
+    """Render every tile of ``requests`` not yet cached (and ``still_wanted``, when
+    given); never raises for one tile."""
     result = BatchResult()
     keys = [request.key(generation) for request in requests]
     present = _existing(renderer, keys)
@@ -75,6 +80,9 @@ def render_batch(
     with renderer.bulk_read(wanted, generation):
         for request, key in zip(requests, keys, strict=True):
             if key in present:
+                continue
+            if still_wanted is not None and not still_wanted(key):
+                result.skipped += 1
                 continue
             try:
                 with renderer.latency.timed(KIND_TILE):

@@ -43,6 +43,7 @@ from tilecast.common.taskprotocol import (
     TASK_RENDER_TILE,
     TASK_RENDER_TILES,
     TASK_RENDER_ZARR_CHUNK,
+    prefetch_expiry,
     tile_requests_from_payload,
 )
 from tilecast.common.tiles import ThumbnailRequest, TileRequest
@@ -56,6 +57,7 @@ from tilecast.workers.describe import describe_file, registered
 from tilecast.workers.engine import Renderer
 from tilecast.workers.guard import RenderAbandoned, checkpoint, guarding
 from tilecast.workers.outcome import failure
+from tilecast.workers.prefetching import PrefetchGuard
 from tilecast.workers.process_renderer import get_renderer
 from tilecast.workers.requestids import request_id_of  # noqa: F401  (binds request ids to tasks)
 from tilecast.workers.share import RenderYielded
@@ -177,11 +179,31 @@ def render_tiles(payload: Mapping[str, Any]) -> None:
         log.error("malformed %s payload: %s", TASK_RENDER_TILES, exc)
         return
     try:
-        render_batch(get_renderer(), requests, generation)
+        expires = prefetch_expiry(payload)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("malformed %s prefetch: %s", TASK_RENDER_TILES, exc)
+        return
+    try:
+        renderer = get_renderer()
+        if expires is None:
+            render_batch(renderer, requests, generation)
+        else:
+            _prefetch(renderer, requests, generation, expires)
     except Exception:
         # Redis went away mid-batch: the waiters re-check the cache and time out, and
         # the in-flight markers expire; nothing here can tell them more.
         log.exception("%s of %d tiles failed", TASK_RENDER_TILES, len(requests))
+
+
+def _prefetch(
+    renderer: Renderer, requests: list[TileRequest], generation: int, expires: float
+) -> None:
+    """A prefetch's tiles, each only while still worth it (workers/prefetching.py)."""
+    guard = PrefetchGuard(renderer.cache_client, renderer.state, expires)
+    result = render_batch(renderer, requests, generation, still_wanted=guard.wanted)
+    renderer.flush_counters(
+        **{counters.PREFETCH_RENDERED: result.rendered, counters.PREFETCH_DROPPED: guard.dropped}
+    )
 
 
 @app.task(name=TASK_RENDER_THUMBNAIL, ignore_result=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import flask
+
 from tilecast.api.miss import answers
 from tilecast.api.miss.answers import Image, Work, budget, metadata
 from tilecast.api.services import Services
@@ -40,11 +42,13 @@ def tile(svc: Services, request: TileRequest) -> Image:
 def _prefetch(
     svc: Services, request: TileRequest, gen: int, meta: dict[str, Any]
 ) -> Callable[[], None] | None:
-    """Neighbour prefetch after a tile's task is sent (api/miss/prefetch.py), when enabled."""
+    """Prefetch after a tile's task is sent (api/miss/prefetch.py), when enabled; the
+    viewer is named now, while the request is at hand."""
     prefetcher = svc.prefetcher
-    if prefetcher is None:
+    if prefetcher is None or not flask.has_request_context():
         return None
-    return lambda: prefetcher.after_miss(request, gen, meta)
+    viewer = prefetcher.viewer(flask.request, request)
+    return lambda: prefetcher.after_miss(request, gen, meta, viewer)
 
 
 def thumbnail(svc: Services, request: ThumbnailRequest) -> Image:

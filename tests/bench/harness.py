@@ -242,6 +242,9 @@ def tilecast_env(redis_url: str, source_roots: Sequence[Path], **extra: Any) -> 
         # Each benchmark measures one thing: no background pre-rendering of the sources
         # it registers (the precache benchmark submits its own jobs).
         "TILECAST_AUTO_PRECACHE": "0",
+        # Nor prefetch: renders are counted against the tiles asked (the fullview
+        # benchmark turns it on and off itself).
+        "TILECAST_PREFETCH": "0",
     }
     env.update({f"TILECAST_{k.upper()}": str(v) for k, v in extra.items()})
     return env

@@ -28,6 +28,7 @@ from tests.bench import (
     bench_affinity,
     bench_exports,
     bench_formats,
+    bench_fullview,
     bench_hits,
     bench_latency,
     bench_precache,
@@ -43,7 +44,7 @@ from tests.bench.wrk import ensure_wrk, wrk_version
 
 BENCHMARKS = (
     "hits", "latency", "render", "style", "load", "affinity", "precache", "remote", "formats",
-    "urls", "exports",
+    "urls", "exports", "fullview",
 )  # fmt: skip
 WIDTH, HEIGHT = 16384, 12288
 DEFAULT_OUTPUT = harness.REPO / "docs" / "BENCHMARKS.md"
@@ -206,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         if "formats" in args.only:
             print("benchmark 9: slide formats beside large_image", flush=True)
             sections.append(bench_formats.run(ctx, samples=5 if args.quick else 20))
+        if "fullview" in args.only:
+            print("benchmark 13: time to full view, prefetch off and on", flush=True)
+            views = bench_fullview.QUICK_VIEWS if args.quick else bench_fullview.VIEWS
+            rounds = bench_fullview.QUICK_ROUNDS if args.quick else bench_fullview.ROUNDS
+            sections.append(bench_fullview.run(ctx, views=views, rounds=rounds))
         if "exports" in args.only:
             print("benchmark 12: OME-Zarr chunks and DICOMweb frames beside tiles", flush=True)
             sections.append(bench_exports.run(ctx, seconds=3 if args.quick else 8))

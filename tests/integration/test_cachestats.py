@@ -1,5 +1,5 @@
 """Issue 4's caching with real processes: /metrics, ``tilecast stats``, the keeper
-keeping an active image while an inactive one's tiles go, and neighbour prefetch
+keeping an active image while an inactive one's tiles go, and prefetch
 measured on a simulated pan."""
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def test_keeper_keeps_the_active_image_and_trims_the_inactive_one(
     )
 
 
-# --- neighbour prefetch on a simulated pan ---------------------------------------------------
+# --- prefetch on a simulated pan ------------------------------------------------------------
 
 # A viewer on the 3000 x 2000 test pyramid (5 levels; level 4 is 12 x 8 tiles): the
 # whole image at level 2, zoom in, pan right across level 3, zoom in, pan right and

@@ -16,6 +16,7 @@ from tilecast.common.taskprotocol import (
     TASK_DESCRIBE_SOURCE,
     TASK_RENDER_THUMBNAIL,
     TASK_RENDER_TILE,
+    TASK_RENDER_TILES,
 )
 from tilecast.common.tiles import ThumbnailRequest, TileRequest
 
@@ -52,6 +53,8 @@ class FakeSender:
         return queue
 
     def _work(self, name: str, payload: dict[str, Any]) -> None:
+        if name == TASK_RENDER_TILES:
+            return  # a prefetch's bulk batch: recorded only, nobody waits for it
         time.sleep(self.delay)
         if name == TASK_DESCRIBE_SOURCE:
             self._describe(payload)

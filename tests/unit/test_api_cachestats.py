@@ -1,5 +1,5 @@
 """The api's side of issue 4's caching: hit/miss counting, activity touches on the hit
-path, /metrics, and neighbour prefetch -- in-process against a real Redis."""
+path, /metrics, and prefetch -- in-process against a real Redis."""
 
 from __future__ import annotations
 
@@ -16,26 +16,16 @@ from flask import Flask
 from tests.unit.fakes import METADATA, FakeSender
 from tests.unit.test_common_metrics import parse
 from tilecast.api.app import create_app
-from tilecast.api.miss.prefetch import neighbours
 from tilecast.api.services import EXTENSION, Services
 from tilecast.common import activity, counters
 from tilecast.common.registry import SourceRecord, SourceRegistry
 from tilecast.common.settings import Settings
 from tilecast.common.taskprotocol import QUEUE_BULK, TASK_RENDER_TILES, tile_requests_from_payload
-from tilecast.common.tiles import TileRequest
-
-
-class PrefetchAwareSender(FakeSender):
-    """Renders single tiles like FakeSender; only records render_tiles tasks."""
-
-    def _work(self, name: str, payload: dict[str, Any]) -> None:
-        if name != TASK_RENDER_TILES:
-            super()._work(name, payload)
 
 
 def make_app(settings: Settings, state: redis.Redis, **changes: Any) -> Flask:
     app = create_app(replace(settings, render_timeout=5.0, **changes))
-    svc(app).sender = PrefetchAwareSender(state)
+    svc(app).sender = FakeSender(state)  # records prefetch batches, renders the rest
     if svc(app).prefetcher is not None:
         svc(app).prefetcher.sender = svc(app).sender  # type: ignore[union-attr]
     return app
@@ -114,48 +104,67 @@ def test_metrics_endpoint(app: Flask, source: str) -> None:
     assert values["tilecast_tile_cache_max_bytes"] == 1024**3
 
 
-def test_neighbours_at_the_level_and_one_finer() -> None:
-    # METADATA: 1000 x 700, 3 levels: z=0 1x1, z=1 2x2, z=2 4x3 tiles.
-    request = TileRequest("s", z=1, x=1, y=1)
-    same, finer = neighbours(request, METADATA)
-    assert sorted((r.x, r.y) for r in same) == [(0, 0), (0, 1), (1, 0)]
-    assert {r.z for r in finer} == {2}
-    assert sorted((r.x, r.y) for r in finer) == [(2, 2), (3, 2)]  # y=3 is outside
-    middle = neighbours(TileRequest("s", z=2, x=1, y=1), METADATA)
-    assert len(middle) == 1 and len(middle[0]) == 8  # the finest level has nothing below
-
-
 def test_prefetch_is_off_by_default(app: Flask, source: str) -> None:
+    assert Settings().prefetch == 0
+    assert Settings.from_env({"TILECAST_PREFETCH": "1"}).prefetch == 1
+    # Off: a miss sends its own render only.
     app.test_client().get(f"/item/{source}/tiles/zxy/1/1/1")
     assert [name for name, _p, _q in svc(app).sender.sent] == ["tilecast.render_tile"]  # type: ignore[attr-defined]
 
 
-def test_prefetch_sends_uncached_neighbours_on_bulk_once(
-    settings: Settings, state: redis.Redis, source: str
-) -> None:
+BIG = {**METADATA, "sizeX": 20000, "sizeY": 15000, "levels": 8}
+
+
+def test_prefetch_follows_each_viewer_on_bulk(settings: Settings, state: redis.Redis) -> None:
+    """Misses of a pan to the east from one browser: the tiles east of its view go to
+    the bulk queue; the same misses from another User-Agent are another viewer, which
+    plans on its own."""
+    source_id = uuid.uuid4().hex[:24]
+    SourceRegistry(state).add(SourceRecord(source_id, "/x/b.tiff", "b.tiff", dict(BIG)))
     app = make_app(settings, state, prefetch=1)
     try:
         client = app.test_client()
         sender: FakeSender = svc(app).sender  # type: ignore[assignment]
-        client.get(f"/item/{source}/tiles/zxy/2/0/0")  # cached before the prefetch below
-        assert client.get(f"/item/{source}/tiles/zxy/1/1/1").status_code == 200
+        # As OpenSeadragon asks: nearest the centre of the view (then of the band) first.
+        view = sorted(
+            ((x, y) for x in range(10, 18) for y in range(10, 15)),
+            key=lambda t: (t[0] - 13.5) ** 2 + (t[1] - 12) ** 2,
+        )
+        band = sorted(
+            ((x, y) for x in range(18, 21) for y in range(10, 15)),
+            key=lambda t: (t[0] - 19) ** 2 + (t[1] - 12) ** 2,
+        )
+        for x, y in view + band:
+            headers = {"User-Agent": "browser-a"}
+            assert (
+                client.get(f"/item/{source_id}/tiles/zxy/6/{x}/{y}", headers=headers).status_code
+                == 200
+            )
+        prefetcher = svc(app).prefetcher
+        assert prefetcher is not None
+        prefetcher.drain()  # prefetch runs on a thread of its own
         tasks = [(p, q) for name, p, q in sender.sent if name == TASK_RENDER_TILES]
-        assert all(queue == QUEUE_BULK for _p, queue in tasks)
-        asked = {
-            (r.z, r.x, r.y) for payload, _q in tasks for r in tile_requests_from_payload(payload)
-        }
-        # (2/0/0)'s own neighbourhood went out first; the rest of 1/1/1's is new.
-        assert {(1, 0, 0), (1, 0, 1), (1, 1, 0), (2, 2, 2), (2, 3, 2)} <= asked
-        sent_before = len(sender.sent)
-        client.get(f"/item/{source}/tiles/zxy/1/1/1")  # a hit: no prefetch
-        # A neighbour whose prefetch has not rendered (the fake leaves it): a miss, and
-        # only the new tiles of its neighbourhood go out; cached ones (1/1/1) never.
-        client.get(f"/item/{source}/tiles/zxy/1/0/1")
-        later = [p for name, p, _q in sender.sent[sent_before:] if name == TASK_RENDER_TILES]
-        again = {(r.z, r.x, r.y) for p in later for r in tile_requests_from_payload(p)}
-        assert again == {(2, 0, 2), (2, 1, 2)}  # the memo: never the same neighbour twice
-        counts = svc(app).counters.pending()
-        assert counts[counters.PREFETCH_TILES] == len(asked | again)
+        assert tasks and all(queue == QUEUE_BULK for _p, queue in tasks)
+        asked = [r for payload, _q in tasks for r in tile_requests_from_payload(payload)]
+        assert asked and all(r.z == 6 and r.x >= 18 for r in asked)  # ahead, east
+        # A viewer asking a tile whose prefetch is still queued does not wait for the bulk
+        # queue: its own render goes to the interactive queue at once.
+        ahead = asked[0]
+        headers = {"User-Agent": "browser-a"}
+        url = f"/item/{source_id}/tiles/zxy/{ahead.z}/{ahead.x}/{ahead.y}"
+        assert client.get(url, headers=headers).status_code == 200
+        own = [(p["request"], q) for name, p, q in sender.sent if name == "tilecast.render_tile"]
+        assert ({"x": ahead.x, "y": ahead.y}, "interactive") in [
+            ({"x": r["x"], "y": r["y"]}, q) for r, q in own
+        ]
+        before = len(sender.sent)
+        # The same tiles (cached now: hits) plan nothing; another browser's misses elsewhere do.
+        for x, y in view:
+            headers = {"User-Agent": "browser-b"}
+            client.get(f"/item/{source_id}/tiles/zxy/6/{x}/{y + 15}", headers=headers)
+        prefetcher.drain()
+        later = [p for name, p, _q in sender.sent[before:] if name == TASK_RENDER_TILES]
+        assert all(r.y >= 15 for p in later for r in tile_requests_from_payload(p))
     finally:
         svc(app).listener.stop()
 

@@ -41,6 +41,9 @@ def test_every_key_string_is_pinned() -> None:
     assert keys.job_spec_key("h") == "tc:jobspec:h"
     assert keys.KEEPER_LOCK_KEY == "tc:keeper:lock"
     assert keys.ratelimit_key("d") == "tc:ratelimit:d"
+    assert keys.prefetch_viewer_key("v") == "tc:pf:viewer:v"
+    assert keys.prefetch_queued_key("k") == "tc:pf:queued:k"
+    assert keys.prefetch_budget_key("all", 7) == "tc:pf:budget:all:7"
     assert keys.girder_block_key("f", 65536, 7) == "tc:girder:block:f:65536:7"
     assert keys.girder_file_key("i", 2) == "tc:girder:file:i:2"
 

@@ -13,7 +13,11 @@ from tests.unit.conftest import register_source
 from tilecast.common import counters
 from tilecast.common.inflight import claim, is_inflight
 from tilecast.common.style import canonical_style
-from tilecast.common.taskprotocol import render_tiles_payload, tile_requests_from_payload
+from tilecast.common.taskprotocol import (
+    prefetch_payload,
+    render_tiles_payload,
+    tile_requests_from_payload,
+)
 from tilecast.common.tiles import TileRequest
 from tilecast.workers import tasks
 from tilecast.workers.engine import Renderer
@@ -86,3 +90,25 @@ def test_a_failing_tile_fails_alone(
 
 def test_a_malformed_payload_is_dropped(installed: Renderer) -> None:
     tasks.render_tiles({"tiles": "nonsense"})  # logged, never raised
+
+
+def test_a_prefetch_renders_only_tiles_nobody_claimed_and_not_once_expired(
+    installed: Renderer, done: redis.client.PubSub, images: dict[str, Path]
+) -> None:
+    source = register_source(installed, images["single"])
+    requests = block(source, 3, [(x, 0) for x in range(3)])
+    free, waited, other = (r.key(1) for r in requests)
+    claim(installed.state, waited, "viewer", 30)  # a viewer's miss: its render is coming
+    before = counters.read(installed.state)
+    tasks.render_tiles(prefetch_payload(requests, 1, expires=time.time() + 60))
+    assert installed.cache.get(free) and installed.cache.get(other)
+    assert installed.cache.get(waited) is None  # left to the viewer's own render
+    assert is_inflight(installed.state, waited)  # and its marker untouched
+    assert waited not in announced(done)
+    after = counters.read(installed.state)
+    assert after[counters.PREFETCH_RENDERED] - before.get(counters.PREFETCH_RENDERED, 0) == 2
+    assert after[counters.PREFETCH_DROPPED] - before.get(counters.PREFETCH_DROPPED, 0) == 1
+    # Expired before it ran (the viewer moved on): nothing is rendered.
+    late = block(source, 3, [(x, 1) for x in range(3)])
+    tasks.render_tiles(prefetch_payload(late, 1, expires=time.time() - 1))
+    assert not any(installed.cache.get(r.key(1)) for r in late)
