@@ -129,19 +129,24 @@ class Sweeper:
 
     def _run(self) -> None:
         idle_since = time.monotonic()
+        failing = False
         while True:
             time.sleep(self.period)
-            try:
-                if self.sweep_once() or self.listener.waited_keys():
-                    idle_since = time.monotonic()
-            except Exception:
-                # Redis failed the sweep: the waiters look for themselves until it works.
-                log.warning("the wait sweep failed; waiters look for themselves", exc_info=True)
+            if self.listener.waited_keys():
+                idle_since = time.monotonic()
+                try:
+                    self.sweep_once()
+                    failing = False
+                except Exception as exc:
+                    # Redis failed the sweep: the waiters look for themselves until it
+                    # works again. Said once per outage, not once a second.
+                    if not failing:
+                        log.warning("the wait sweep failed (%s); waiters look for themselves", exc)
+                    failing = True
                 continue
             if time.monotonic() - idle_since >= IDLE_SECONDS:
                 with self._lock:
                     if self.listener.waited_keys():
-                        idle_since = time.monotonic()  # a waiter came meanwhile
-                        continue
+                        continue  # a waiter came meanwhile: swept next time round
                     self._thread = None
                 return

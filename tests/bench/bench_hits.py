@@ -409,6 +409,14 @@ class WaiterStats:
     answers: Counter[int] = field(default_factory=Counter)
     seconds: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)  # the server's, during each round
+    rss_alone_mib: list[float] = field(default_factory=list)  # ... and with no waits
+    # Requests outstanding for more than a second when each round's hit load ended.
+    waiting: list[int] = field(default_factory=list)
+    _since: dict[int, float] = field(default_factory=dict)  # client -> its request's start
+
+    def outstanding(self, older_than: float) -> int:
+        now = time.monotonic()
+        return sum(1 for started in list(self._since.values()) if now - started > older_than)
 
 
 @contextlib.contextmanager
@@ -422,7 +430,7 @@ def waiting_clients(port: int, paths: Iterator[str], count: int) -> Iterator[Wai
     lock = threading.Lock()
     conns: list[http.client.HTTPConnection] = []
 
-    def client() -> None:
+    def client(index: int) -> None:
         conn = http.client.HTTPConnection(HOST, port, timeout=MIXED_RENDER_TIMEOUT + 30)
         with lock:
             conns.append(conn)
@@ -431,9 +439,11 @@ def waiting_clients(port: int, paths: Iterator[str], count: int) -> Iterator[Wai
                 with lock:
                     path = next(paths)
                 started = time.monotonic()
+                stats._since[index] = started
                 conn.request("GET", path)
                 response = conn.getresponse()
                 response.read()
+                del stats._since[index]
                 with lock:
                     stats.answers[response.status] += 1
                     stats.seconds.append(time.monotonic() - started)
@@ -446,7 +456,7 @@ def waiting_clients(port: int, paths: Iterator[str], count: int) -> Iterator[Wai
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(count)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(count)]
     for t in threads:
         t.start()
     time.sleep(0.5 + count / 500)  # let every client's first request reach its wait
@@ -505,9 +515,11 @@ def run_mixed(
             result, cpu, _, _ = balanced_run(ctx.wrk, side, MIXED_CONNECTIONS, seconds)
             alone.rounds.append(result)
             alone.cpu_us.append(cpu)
+            stats_all.rss_alone_mib.append(server_rss_mib([api.proc.pid]))
             with waiting_clients(port, cold, waiters) as stats:
                 result, cpu, _, _ = balanced_run(ctx.wrk, side, MIXED_CONNECTIONS, seconds)
                 rss = server_rss_mib([api.proc.pid])
+                stats_all.waiting.append(stats.outstanding(1.0))
             mixed.rounds.append(result)
             mixed.cpu_us.append(cpu)
             stats_all.answers.update(stats.answers)
@@ -518,7 +530,9 @@ def run_mixed(
                 f"p99 {alone.rounds[-1].latency_us['p99'] / 1000:.1f} ms, beside {waiters} "
                 f"waiting requests {result.rps:,.0f} req/s p99 "
                 f"{result.latency_us['p99'] / 1000:.1f} ms, errors {result.error_count}, "
-                f"waiter answers {dict(stats.answers)}, server RSS {rss:.0f} MiB",
+                f"waiting at the end {stats_all.waiting[-1]}, waiter answers "
+                f"{dict(stats.answers)}, server RSS {rss:.0f} MiB "
+                f"(alone {stats_all.rss_alone_mib[-1]:.0f})",
                 flush=True,
             )
             # The requests of the clients just gone wait on in the server until their
@@ -925,8 +939,13 @@ def mixed_section() -> Section:
             "threads that hits need would lose throughput here or time out hits (wrk gives "
             "up on a request after 2 s: an error). Rounds alternate alone / beside, each "
             "beside phase followed by a pause of the render timeout so that the next alone "
-            "phase starts with no request waiting. *server RSS*: the api processes' "
-            "resident memory during the beside phase (median over rounds)."
+            "phase starts with no request waiting. *requests waiting*: the waiting "
+            "clients' requests outstanding for more than a second when wrk ended (median "
+            "over rounds); *answers*: what the others got meanwhile (a 503 "
+            "`too_many_waiting` when the process the connection landed on already held "
+            "`TILECAST_MAX_WAITING` waits: the servers' processes do not share connections "
+            "evenly; such a client asks again after 0.5 s). *server RSS*: the api "
+            "processes' resident memory, medians over rounds."
         ),
         headers=[
             "server",
@@ -935,9 +954,9 @@ def mixed_section() -> Section:
             "ratio",
             "hit p99 ms alone / beside",
             "hit errors",
-            "waiting requests' answers",
-            "wait p50 s",
-            "server RSS MiB beside",
+            "requests waiting when the hit load ended",
+            "waiting requests' answers during the hit load",
+            "server RSS MiB alone / beside",
         ],
     )
 
@@ -954,9 +973,9 @@ def add_mixed_row(section: Section, server: str, result: MixedResult) -> None:
             f"**{median(ratios):.2f}**",
             f"{alone.latency_us['p99'] / 1000:.1f} / {mixed.latency_us['p99'] / 1000:.1f}",
             str(result.alone.errors + result.mixed.errors),
-            answers or "none",
-            f"{median(result.waiters.seconds):.1f}" if result.waiters.seconds else "-",
-            f"{median(result.waiters.rss_mib):.0f}",
+            f"{median(result.waiters.waiting):.0f}",
+            answers or "none (all still waiting)",
+            f"{median(result.waiters.rss_alone_mib):.0f} / {median(result.waiters.rss_mib):.0f}",
         ]
     )
 
