@@ -5,9 +5,10 @@ For one key: register a waiter, look the value up, take one of the process's wai
 anything is sent), claim the in-flight marker (SET NX with a TTL); only the claimer sends
 the task; every asker waits for the completion on ``tc:done``, bounded by the render
 timeout. Waiting costs no CPU and no round trip: the process's one sweep a second
-(api/miss/sweep.py) nudges a waiter when its marker is gone -- a completion was missed
-(listener reconnecting) or the marker expired (worker died) -- and then the asker that
-re-claims the marker sends the work again.
+(api/miss/sweep.py) nudges a waiter when its value is there or its marker is gone -- a
+completion was missed (listener reconnecting, a failed announcement) or the marker
+expired (worker died) -- and then the asker that re-claims the marker sends the work
+again.
 
 A task routed to one worker's own queue (source affinity, api/miss/routing.py) names that
 queue in its marker. A waiter that finds the marker naming the queue of a worker that
@@ -199,8 +200,8 @@ class Dispatcher:
         deadline = time.monotonic() + self.timeout
         while (remaining := deadline - time.monotonic()) > 0:
             woken, completion = waiter.wait(min(RECHECK_SECONDS, remaining))
-            if not woken and self.sweeper.healthy():
-                continue  # nothing changed: the sweep would have nudged
+            if not woken and self.sweeper.healthy() and time.monotonic() < deadline:
+                continue  # nothing changed: the sweep would have nudged (at the deadline, look)
             if completion is not None and completion.error is not None:
                 raise error_from_payload(completion.error)
             value = lookup()
