@@ -945,7 +945,10 @@ def mixed_section() -> Section:
             "`too_many_waiting` when the process the connection landed on already held "
             "`TILECAST_MAX_WAITING` waits: the servers' processes do not share connections "
             "evenly; such a client asks again after 0.5 s). *server RSS*: the api "
-            "processes' resident memory, medians over rounds."
+            "processes' resident memory in the first round, after the hits alone (no "
+            "request has waited yet) and during the beside phase: the difference is what "
+            "the waiting requests and their threads cost (threads stay after a wait, so "
+            "later rounds start higher)."
         ),
         headers=[
             "server",
@@ -956,7 +959,7 @@ def mixed_section() -> Section:
             "hit errors",
             "requests waiting when the hit load ended",
             "waiting requests' answers during the hit load",
-            "server RSS MiB alone / beside",
+            "server RSS MiB before any wait / beside, round 1",
         ],
     )
 
@@ -975,7 +978,7 @@ def add_mixed_row(section: Section, server: str, result: MixedResult) -> None:
             str(result.alone.errors + result.mixed.errors),
             f"{median(result.waiters.waiting):.0f}",
             answers or "none (all still waiting)",
-            f"{median(result.waiters.rss_alone_mib):.0f} / {median(result.waiters.rss_mib):.0f}",
+            f"{result.waiters.rss_alone_mib[0]:.0f} / {result.waiters.rss_mib[0]:.0f}",
         ]
     )
 
