@@ -564,7 +564,7 @@ def run_waiting(
     ctx: harness.BenchContext,
     *,
     seconds: float = 5,
-    rounds: int = 3,
+    rounds: int = 5,  # more than the full run: the part alone can afford them
     servers: Sequence[str] = SERVERS,
 ) -> list[Section]:
     """Section 1c alone (``python -m tests.bench.run --only waiting``)."""
