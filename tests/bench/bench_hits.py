@@ -939,7 +939,8 @@ def mixed_section() -> Section:
             "threads that hits need would lose throughput here or time out hits (wrk gives "
             "up on a request after 2 s: an error). Rounds alternate alone / beside, each "
             "beside phase followed by a pause of the render timeout so that the next alone "
-            "phase starts with no request waiting. *requests waiting*: the waiting "
+            "phase starts with no request waiting. req/s and hit p99 are medians over "
+            "rounds, the ratio the median of the per-round ratios. *requests waiting*: the waiting "
             "clients' requests outstanding for more than a second when wrk ended (median "
             "over rounds); *answers*: what the others got meanwhile (a 503 "
             "`too_many_waiting` when the process the connection landed on already held "
@@ -954,8 +955,9 @@ def mixed_section() -> Section:
             "server",
             "hit req/s alone",
             f"hit req/s beside {MIXED_WAITERS} waiting requests",
-            "ratio",
+            "ratio (range over rounds)",
             "hit p99 ms alone / beside",
+            "hit p99 range ms alone / beside",
             "hit errors",
             "requests waiting when the hit load ended",
             "waiting requests' answers during the hit load",
@@ -966,21 +968,26 @@ def mixed_section() -> Section:
 
 def add_mixed_row(section: Section, server: str, result: MixedResult) -> None:
     ratios = round_ratios(result.mixed, result.alone)
-    alone, mixed = result.alone.median_round(), result.mixed.median_round()
+    alone, mixed = p99_ms(result.alone), p99_ms(result.mixed)
     answers = ", ".join(f"{n} x {status}" for status, n in sorted(result.waiters.answers.items()))
     section.rows.append(
         [
             server,
             f"{result.alone.rps:,.0f}",
             f"{result.mixed.rps:,.0f}",
-            f"**{median(ratios):.2f}**",
-            f"{alone.latency_us['p99'] / 1000:.1f} / {mixed.latency_us['p99'] / 1000:.1f}",
+            f"**{median(ratios):.2f}** ({min(ratios):.2f} - {max(ratios):.2f})",
+            f"{median(alone):.1f} / **{median(mixed):.1f}**",
+            f"{min(alone):.0f} - {max(alone):.0f} / {min(mixed):.0f} - {max(mixed):.0f}",
             str(result.alone.errors + result.mixed.errors),
             f"{median(result.waiters.waiting):.0f}",
             answers or "none (all still waiting)",
             f"{result.waiters.rss_alone_mib[0]:.0f} / {result.waiters.rss_mib[0]:.0f}",
         ]
     )
+
+
+def p99_ms(side: SideResult) -> list[float]:
+    return [r.latency_us["p99"] / 1000 for r in side.rounds]
 
 
 def count_identical(api_port: int, paths: Sequence[str], girder: GirderSide) -> None:
