@@ -540,6 +540,13 @@ def run_mixed(
             time.sleep(MIXED_RENDER_TIMEOUT + 1)
     finally:
         prep.procs.stop(api)
+        if any(status >= 500 and status != 504 for status in stats_all.answers):
+            # Not an answer this load should give: show why, before the logs are gone.
+            lines = api.log.read_text(errors="replace").splitlines()
+            errors = [line for line in lines if "ERROR" in line or "Error" in line]
+            print(f"  {server}: unexpected answers; the api log's errors:", flush=True)
+            for line in (errors or lines)[-40:]:
+                print(f"    {line}", flush=True)
     return MixedResult(alone, mixed, stats_all)
 
 
