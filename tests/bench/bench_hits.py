@@ -540,7 +540,7 @@ def run_mixed(
             time.sleep(MIXED_RENDER_TIMEOUT + 1)
     finally:
         prep.procs.stop(api)
-        if any(status >= 500 and status != 504 for status in stats_all.answers):
+        if any(status >= 500 and status not in (503, 504) for status in stats_all.answers):
             # Not an answer this load should give: show why, before the logs are gone.
             lines = api.log.read_text(errors="replace").splitlines()
             errors = [line for line in lines if "ERROR" in line or "Error" in line]
