@@ -9,7 +9,13 @@ from tilecast.api.errors import register_error_handlers
 from tilecast.api.handlers.girder import ensure_registered
 from tilecast.api.hitpath import answer as hitpath
 from tilecast.api.middleware import access, cors, limits, observe, publicurl, ratelimit, versioned
-from tilecast.api.protocols import dzi_routes, iiif_routes, tilejson_routes, zarr_routes
+from tilecast.api.protocols import (
+    dicomweb_routes,
+    dzi_routes,
+    iiif_routes,
+    tilejson_routes,
+    zarr_routes,
+)
 from tilecast.api.routes import (
     girder,
     health,
@@ -46,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (dzi_routes.bp, iiif_routes.bp, tilejson_routes.bp):  # standard tile protocols
         app.register_blueprint(blueprint)
     app.register_blueprint(zarr_routes.bp)  # the OME-Zarr view (api/protocols/zarr_routes.py)
+    app.register_blueprint(dicomweb_routes.bp)  # DICOMweb views of every source
     for blueprint in (tiles.bp, images.bp, regions.bp, dzi_routes.bp, tilejson_routes.bp):
         app.register_blueprint(
             blueprint, url_prefix=GIRDER_API_ROOT, name=f"girder_api_{blueprint.name}"

@@ -165,5 +165,11 @@ def remote_block_key(content_key: str, block_size: int, index: int) -> str:
     return f"{PREFIX}remote:block:{content_key}:{block_size}:{index}"
 
 
+def remote_document_key(prefix_key: str, name: str) -> str:
+    """A small document (zarr metadata) below a URL prefix (workers/remote/prefix.py):
+    ``prefix_key`` names the prefix's URL and its root documents' content."""
+    return f"{PREFIX}remote:doc:{prefix_key}:{name}"
+
+
 def girder_file_key(item_id: str, generation: int) -> str:
     return f"{PREFIX}girder:file:{item_id}:{generation}"

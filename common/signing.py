@@ -19,7 +19,8 @@ one subtree and nothing else. A request is covered when its canonical path
 ``/item/ab12/tiles/zxy/0/0/0`` but not ``/item/ab123/...``. Every route of an item maps
 into ``/item/{id}/``: ``/api/v1/item/{id}/x`` to ``/item/{id}/x``, ``/iiif/{id}/x`` to
 ``/item/{id}/iiif/x``, ``/viewer/{id}`` to ``/item/{id}/viewer``, ``/zarr/{id}/x`` (the
-OME-Zarr view) to ``/item/{id}/zarr/x``; so ``/item/{id}/``
+OME-Zarr view) to ``/item/{id}/zarr/x``, ``/dicomweb/studies/{the item's study UID}/x``
+to ``/item/{id}/dicomweb/x``; so ``/item/{id}/``
 grants the whole item, ``/item/{id}/tiles/`` its tile API only. Management routes
 (sources, jobs, pre-rendering) map under ``/manage/`` (``POST
 /item/{id}/tiles/precache`` is ``/manage/item/{id}/tiles/precache``): an item's grant
@@ -48,6 +49,7 @@ KEYID_PARAMETER = "keyid"
 SIGNATURE_PARAMETER = "signature"
 PARAMETERS = (PREFIX_PARAMETER, EXPIRES_PARAMETER, KEYID_PARAMETER, SIGNATURE_PARAMETER)
 MANAGE_PREFIX = "/manage/"
+DICOMWEB_STUDIES = "/dicomweb/studies/"
 MESSAGE_VERSION = "tilecast-v1"
 # Shorter secrets are guessable offline from one signed URL.
 MIN_SECRET_BYTES = 16
@@ -187,6 +189,10 @@ def scope_path(path: str, item_id: str | None, manage: bool) -> str:
         return MANAGE_PREFIX.rstrip("/") + path
     if item_id is None:
         return path
+    if path.startswith(DICOMWEB_STUDIES):
+        # /dicomweb/studies/{study}/x: the study is the item's (api/protocols/dicomweb_routes.py).
+        rest = path[len(DICOMWEB_STUDIES) :].partition("/")[2]
+        return f"/item/{item_id}/dicomweb" + (f"/{rest}" if rest else "")
     for public, canonical in _item_routes(item_id):
         if path == public or path.startswith(public + "/"):
             return canonical + path[len(public) :]

@@ -16,18 +16,24 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import os
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from tilecast.common.remoteurls import RemoteOptions, RemoteSource, parse_url
+from tilecast.common.settings import Settings
+
 RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,9 +46,27 @@ class Request:
 
 
 class RequestLog:
+    """Requests answered. A request is logged once its answer is sent, which may be just
+    after the client has it: reading the log first waits for answers in progress."""
+
+    SETTLE = 2.0  # seconds an answer in progress is waited for
+
     def __init__(self) -> None:
         self.requests: list[Request] = []
-        self._lock = threading.Lock()
+        self._serving = 0
+        self._lock = threading.Condition()
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """Around the answer of one request (its ``add`` inside)."""
+        with self._lock:
+            self._serving += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._serving -= 1
+                self._lock.notify_all()
 
     def add(self, request: Request) -> None:
         with self._lock:
@@ -50,10 +74,12 @@ class RequestLog:
 
     def mark(self) -> int:
         with self._lock:
+            self._lock.wait_for(lambda: self._serving == 0, self.SETTLE)
             return len(self.requests)
 
     def since(self, mark: int, method: str = "GET") -> list[Request]:
         with self._lock:
+            self._lock.wait_for(lambda: self._serving == 0, self.SETTLE)
             return [r for r in self.requests[mark:] if r.method == method]
 
     def bytes_since(self, mark: int) -> int:
@@ -82,6 +108,12 @@ class RangeServer:
         self.server.shutdown()
         self.server.server_close()
 
+    def __enter__(self) -> RangeServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -107,10 +139,12 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_HEAD(self) -> None:
-            self._answer(body=False)
+            with server.log.serving():
+                self._answer(body=False)
 
         def do_GET(self) -> None:
-            self._answer(body=True)
+            with server.log.serving():
+                self._answer(body=True)
 
         def _answer(self, body: bool) -> None:
             if server.latency:
@@ -129,7 +163,7 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             if not path.is_file() or server.root not in path.resolve().parents:
                 self._empty(404, {}, wanted)
                 return
-            data = path.read_bytes()
+            size = path.stat().st_size
             etag = _etag(path)
             headers = {
                 "ETag": etag,
@@ -140,32 +174,37 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             if expected is not None and expected != etag:
                 self._empty(412, {}, wanted)
                 return
-            status, start, end = 200, 0, len(data) - 1
+            status, start, end = 200, 0, size - 1
             match = RANGE.match(wanted or "") if server.ranges else None
             if match:
                 start = int(match[1])
-                end = min(int(match[2]) if match[2] else len(data) - 1, len(data) - 1)
-                if start >= len(data):
-                    self._empty(416, {"Content-Range": f"bytes */{len(data)}"}, wanted)
+                end = min(int(match[2]) if match[2] else size - 1, size - 1)
+                if start >= size:
+                    self._empty(416, {"Content-Range": f"bytes */{size}"}, wanted)
                     return
                 status = 206
-                headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            payload = data[start : end + 1]
+                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Content-Length", str(end + 1 - start))
             self.end_headers()
-            if body and server.truncate:
-                payload = payload[: len(payload) // 2]
-                self.close_connection = True
-            # Logged before the answer goes out: a client that counts requests right after
-            # its read sees this one (logging after the write raced with it).
-            server.log.add(
-                Request(self.command, self.path, wanted, status, len(payload) if body else 0)
-            )
+            sent = 0
             if body:
-                self.wfile.write(payload)
+                # Only the bytes asked for are read (a range of a 1 GB file costs its range).
+                count = end + 1 - start
+                if server.truncate:
+                    count //= 2
+                    self.close_connection = True
+                with path.open("rb") as file:
+                    file.seek(start)
+                    while sent < count:
+                        part = file.read(min(CHUNK, count - sent))
+                        if not part:
+                            break
+                        self.wfile.write(part)
+                        sent += len(part)
+            server.log.add(Request(self.command, self.path, wanted, status, sent))
 
         def _empty(
             self, status: int, headers: dict[str, str], wanted: str | None, text: bytes = b""
@@ -174,18 +213,25 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             for name, value in headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(text)))
-            server.log.add(Request(self.command, self.path, wanted, status, 0))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(text)
+            server.log.add(Request(self.command, self.path, wanted, status, 0))
 
     return Handler
 
 
 class S3Server:
-    """moto's S3 on a free port; every request counted (GET bodies' bytes too)."""
+    """moto's S3 on a free port; every request counted (GET bodies' bytes too).
 
-    def __init__(self) -> None:
+    ``latency``: seconds every answer waits (a network's round trip). ``direct_ranges``:
+    a ranged GET of a stored object is answered from moto's own storage of it, reading
+    the range only -- moto itself reads (and copies) the whole object for every GET,
+    which for a 1 GB object costs far more than any real store's range read; every other
+    request, and any ranged GET it does not answer exactly (a condition that fails, a
+    missing key), is moto's."""
+
+    def __init__(self, direct_ranges: bool = False) -> None:
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,
             MotoRequestHandler,
@@ -198,7 +244,9 @@ class S3Server:
                 pass
 
         self.log = RequestLog()
-        app = _Counting(DomainDispatcherApplication(create_backend_app), self.log)
+        app = _Counting(DomainDispatcherApplication(create_backend_app), self)
+        self.latency = 0.0
+        self.direct_ranges = direct_ranges
         self.server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -213,28 +261,185 @@ class S3Server:
 
 
 class _Counting:
-    def __init__(self, app: Callable[..., Iterable[bytes]], log: RequestLog) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], server: S3Server) -> None:
         self.app = app
-        self.log = log
+        self.server = server
+        self.log = server.log
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterator[bytes]:
+        if self.server.latency:
+            time.sleep(self.server.latency)
         status: list[int] = []
+        direct = _direct_range(environ) if self.server.direct_ranges else None
+        if direct is not None:
+            code, headers, payload = direct
+            with self.log.serving():
+                start_response(code, headers)
+                yield payload
+                self.log.add(
+                    Request("GET", environ.get("PATH_INFO", ""), environ.get("HTTP_RANGE"),
+                            206, len(payload))
+                )  # fmt: skip
+            return
 
         def start(code: str, headers: list[tuple[str, str]], *args: Any) -> Any:
             status.append(int(code.split()[0]))
             return start_response(code, headers, *args)
 
         sent = 0
-        for chunk in self.app(environ, start):
-            sent += len(chunk)
-            yield chunk
-        method = environ["REQUEST_METHOD"]
-        self.log.add(
-            Request(method, environ.get("PATH_INFO", ""), environ.get("HTTP_RANGE"), status[0],
-                    sent if method == "GET" else 0)
-        )  # fmt: skip
+        with self.log.serving():
+            for chunk in self.app(environ, start):
+                sent += len(chunk)
+                yield chunk
+            method = environ["REQUEST_METHOD"]
+            self.log.add(
+                Request(method, environ.get("PATH_INFO", ""), environ.get("HTTP_RANGE"),
+                        status[0], sent if method == "GET" else 0)
+            )  # fmt: skip
+
+
+# The standard credential chain as a worker host would have it (moto takes any keys).
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    # No ~/.aws files of the machine: the chain must find the variables above.
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+}
+
+
+@contextmanager
+def s3_serving(folder: Path, bucket: str, prefix: str) -> Iterator[S3Server]:
+    """moto's S3 with ``bucket`` holding every file below ``folder`` under
+    ``prefix/<its path in folder>``, the AWS variables set for the duration."""
+    saved = {name: os.environ.get(name) for name in AWS_ENV}
+    os.environ.update(AWS_ENV)
+    server = S3Server()
+    try:
+        import boto3
+
+        boto3.client("s3", endpoint_url=server.url).create_bucket(Bucket=bucket)
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                upload(server, bucket, f"{prefix}/{path.relative_to(folder).as_posix()}", path)
+        yield server
+    finally:
+        server.close()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def upload(server: S3Server, bucket: str, key: str, path: Path) -> None:
+    """``path``'s bytes as object ``key`` of ``bucket`` (replacing it)."""
+    import obstore
+    from obstore.store import S3Store
+
+    # One PUT, waited for (a 1 GB object takes moto minutes on a busy machine): moto
+    # completes a large multipart upload slowly enough for the client to retry the
+    # completion, which moto then fails.
+    store = S3Store(
+        bucket, endpoint=server.url, virtual_hosted_style_request=False,
+        client_options={"allow_http": True, "timeout": "900s"},
+    )  # fmt: skip
+    obstore.put(store, key, path, use_multipart=False)
+
+
+def _direct_range(environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes] | None:
+    """A 206 for a ranged GET of a stored object, read from moto's storage (S3Server's
+    ``direct_ranges``); None to let moto answer."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    match = RANGE.match(environ.get("HTTP_RANGE") or "")
+    if environ["REQUEST_METHOD"] != "GET" or not match or environ.get("QUERY_STRING"):
+        return None
+    bucket, _, name = unquote(environ.get("PATH_INFO", "")).lstrip("/").partition("/")
+    try:
+        key = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_object(bucket, name)
+    except Exception:  # moto's NoSuchBucket and friends: moto says it
+        return None
+    if key is None or environ.get("HTTP_IF_MATCH", key.etag) != key.etag:
+        return None
+    start = int(match[1])
+    end = min(int(match[2]) if match[2] else key.size - 1, key.size - 1)
+    if start > end:
+        return None
+    with key.lock:
+        key._value_buffer.seek(start)
+        payload = key._value_buffer.read(end + 1 - start)
+    headers = [
+        ("Content-Type", "binary/octet-stream"),
+        ("Content-Length", str(len(payload))),
+        ("Content-Range", f"bytes {start}-{end}/{key.size}"),
+        ("ETag", key.etag),
+        ("Last-Modified", key.last_modified_RFC1123),
+        ("Accept-Ranges", "bytes"),
+    ]
+    return "206 Partial Content", headers, payload
+
+
+def delete(server: S3Server, bucket: str, key: str) -> None:
+    import obstore
+    from obstore.store import S3Store
+
+    store = S3Store(
+        bucket, endpoint=server.url, virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )  # fmt: skip
+    obstore.delete(store, key)
+
+
+@dataclass
+class Place:
+    """One kind of server (``http`` or ``s3``), the URLs of what it serves, how a worker
+    is configured to read them, and the server's request log."""
+
+    kind: str
+    server: RangeServer | S3Server
+    settings: Settings
+    base: str  # the URL of the served folder
+    options: RemoteOptions
+
+    @property
+    def log(self) -> RequestLog:
+        return self.server.log
+
+    def source(self, name: str) -> RemoteSource:
+        return RemoteSource(parse_url(f"{self.base}/{name}"), self.options)
+
+    def locator(self, name: str) -> str:
+        return self.source(name).locator()
+
+    @classmethod
+    def of(
+        cls,
+        server: RangeServer | S3Server,
+        bucket: str,
+        prefix: str,
+        redis_url: str,
+        download_dir: Path,
+        **settings: Any,
+    ) -> Place:
+        """``server``'s files as URL sources: the Range server's folder, or the S3
+        server's ``bucket/prefix`` (s3_serving), read through its endpoint."""
+        options = {"remote_backoff": 0.01, "remote_timeout": 5.0, **settings}
+        resolved = Settings(
+            cache_url=redis_url,
+            remote_allow=f"{server.url}/,s3://{bucket}/{prefix}/",
+            remote_endpoints=server.url,
+            remote_download_dir=str(download_dir),
+            **options,
+        ).resolved()
+        if isinstance(server, RangeServer):
+            return cls("http", server, resolved, server.url, RemoteOptions())
+        base = f"s3://{bucket}/{prefix}"
+        return cls("s3", server, resolved, base, RemoteOptions(endpoint_url=server.url))
 
 
 def closed_port() -> int:

@@ -39,6 +39,12 @@ MANAGE_ENDPOINTS = frozenset(
         "jobs.cancel",
     }
 )
+# Endpoints that list every source but change nothing (the DICOMweb searches over
+# every study, api/protocols/dicomweb_routes.py): they need management rights in
+# ``girder`` and ``signed`` modes, and stay read routes for CORS.
+LISTING_ENDPOINTS = frozenset(
+    {"dicomweb.search_studies", "dicomweb.search_series", "dicomweb.search_instances"}
+)
 # The Girder plugin's endpoints check the shared secret themselves.
 PLUGIN_BLUEPRINT = "girder."
 # Far more (token, item) pairs than a process sees within a TTL; past it the memo
@@ -156,7 +162,7 @@ def install(app: Flask, settings: Settings, ensure_item: Callable[[str], None]) 
     """Register the access check of the configured mode; ``ensure_item`` runs after an
     item passed it (``girder`` mode registers Girder items on first use)."""
     if settings.access_mode == "signed":
-        signed.install(app, settings, MANAGE_ENDPOINTS)
+        signed.install(app, settings, MANAGE_ENDPOINTS | LISTING_ENDPOINTS)
         return
     if settings.access_mode != "girder":
         return
@@ -170,7 +176,7 @@ def install(app: Flask, settings: Settings, ensure_item: Callable[[str], None]) 
         if request.method == "OPTIONS":
             return  # a browser's CORS preflight carries no credentials (api/middleware/cors.py)
         token = credentials(request)
-        if endpoint in MANAGE_ENDPOINTS:
+        if endpoint in MANAGE_ENDPOINTS or endpoint in LISTING_ENDPOINTS:
             access.check_manage(request, token)
         item_id = (request.view_args or {}).get("item_id")
         if item_id is not None:

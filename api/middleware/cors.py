@@ -31,7 +31,9 @@ from tilecast.api.middleware.access import MANAGE_ENDPOINTS, PLUGIN_BLUEPRINT
 from tilecast.common.errors import Forbidden
 
 ALLOWED_METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
-ALLOWED_HEADERS = "Girder-Token, Tilecast-Secret, Content-Type, If-None-Match, Range"
+# Accept: DICOMweb clients name the frames' media type in it, with quotes, which makes
+# it a header browsers ask about first.
+ALLOWED_HEADERS = "Girder-Token, Tilecast-Secret, Content-Type, If-None-Match, Range, Accept"
 EXPOSED_HEADERS = (
     "ETag, X-Tilecast-Cache, X-Tilecast-Generation, X-Request-Id, Retry-After, "
     "Content-Disposition, Content-Length"

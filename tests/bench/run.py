@@ -26,6 +26,7 @@ from types import FrameType
 
 from tests.bench import (
     bench_affinity,
+    bench_exports,
     bench_formats,
     bench_hits,
     bench_latency,
@@ -33,6 +34,7 @@ from tests.bench import (
     bench_remote,
     bench_render,
     bench_style,
+    bench_urls,
     harness,
     load_bench,
 )
@@ -41,6 +43,7 @@ from tests.bench.wrk import ensure_wrk, wrk_version
 
 BENCHMARKS = (
     "hits", "latency", "render", "style", "load", "affinity", "precache", "remote", "formats",
+    "urls", "exports",
 )  # fmt: skip
 # Parts of a benchmark that --only may name alone (not part of the full run: their
 # benchmark runs them). waiting: section 1c, hits beside requests waiting for renders.
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != list(BENCHMARKS):
         command += " --only " + ",".join(args.only)
 
-    wrk = ensure_wrk() if {"hits", "waiting"} & set(args.only) else ""
+    wrk = ensure_wrk() if {"hits", "waiting", "exports"} & set(args.only) else ""
     from tilecast.sample import make_demo_images
 
     print(f"images in {args.image_dir} (generated on first use)", flush=True)
@@ -214,6 +217,15 @@ def main(argv: list[str] | None = None) -> int:
         if "formats" in args.only:
             print("benchmark 9: slide formats beside large_image", flush=True)
             sections.append(bench_formats.run(ctx, samples=5 if args.quick else 20))
+        if "exports" in args.only:
+            print("benchmark 12: OME-Zarr chunks and DICOMweb frames beside tiles", flush=True)
+            sections.append(bench_exports.run(ctx, seconds=3 if args.quick else 8))
+        if "urls" in args.only:
+            print("benchmark 11: URL sources (S3, HTTP) by range, viewport throughput", flush=True)
+            if args.quick:
+                sections.append(bench_urls.run(ctx, rounds=1, viewports=2))
+            else:
+                sections.append(bench_urls.run(ctx, rounds=3, viewports=6))
         ok = True
     finally:
         if not ok:

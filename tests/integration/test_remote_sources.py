@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import ApiServer, Child, launch_api, launch_worker
 from tests.remoteservers import RangeServer, S3Server
+from tilecast.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -44,11 +45,19 @@ def servers(images: dict[str, Path]) -> Iterator[tuple[RangeServer, S3Server]]:
 
 @pytest.fixture(scope="module")
 def remote_api(
-    servers: tuple[RangeServer, S3Server], tilecast_env: dict[str, str], logs_dir: Path
+    servers: tuple[RangeServer, S3Server],
+    tilecast_env: dict[str, str],
+    logs_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ApiServer]:
     http, s3 = servers
+    # A Redis of its own: on the session's, the session's worker (which allows no URL)
+    # could take this api's tasks.
+    redis = RedisServer(tmp_path_factory.mktemp("remote-redis"), maxmemory="256mb")
+    redis.start()
     env = {
         **tilecast_env,
+        "TILECAST_CACHE_URL": redis.url,
         **AWS,
         "TILECAST_REMOTE_ALLOW": f"{http.url}/,s3://{BUCKET}/img/",
         "TILECAST_REMOTE_ENDPOINTS": s3.url,
@@ -59,6 +68,7 @@ def remote_api(
     api.http.close()
     api.child.stop()
     worker.stop()
+    redis.stop()
 
 
 def test_url_sources_serve_the_local_files_tiles(

@@ -22,6 +22,7 @@ from tests.unit.fakes import METADATA
 from tilecast.api import openapi
 from tilecast.api.app import create_app
 from tilecast.api.services import EXTENSION
+from tilecast.common import dicomuids
 from tilecast.common.errors import ServiceUnavailable
 from tilecast.common.registry import SourceRecord, SourceRegistry
 from tilecast.common.settings import Settings
@@ -77,7 +78,14 @@ def bounded_integers(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]
 
 
 def url_of(path: str, source: str) -> str:
-    return re.sub(r"\{(\w+)\}", lambda m: SEGMENTS.get(m.group(1), source), path)
+    # DICOMweb routes name the source by its UIDs (a fresh source is at generation 1).
+    uids = {
+        "study": dicomuids.study_uid(source, 1),
+        "series": dicomuids.series_uid(source, 1, 0),
+        "instance": dicomuids.instance_uid(source, 1, 0, 0),
+    }
+    segments = {**SEGMENTS, **uids}
+    return re.sub(r"\{(\w+)\}", lambda m: segments.get(m.group(1), source), path)
 
 
 def bound_refusal(client: FlaskClient, url: str, name: str, value: int) -> str | None:

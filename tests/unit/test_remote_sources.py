@@ -14,13 +14,20 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.remoteservers import RangeServer, RequestLog, S3Server, closed_port
+from tests.remoteservers import (
+    Place,
+    RangeServer,
+    S3Server,
+    closed_port,
+    s3_serving,
+    upload,
+)
 from tests.unit.test_girder_files import assert_same_tiles, noise_pyramid
 from tilecast.common.errors import (
     RemoteForbidden,
@@ -39,14 +46,6 @@ from tilecast.workers.sources import open_source
 
 KIB = 1024
 BUCKET = "slides"
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    # No ~/.aws files of the machine: the chain must find the variables above.
-    "AWS_CONFIG_FILE": "/nonexistent",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-}
 
 
 @pytest.fixture(scope="module")
@@ -67,45 +66,8 @@ def http(served: Path) -> Iterator[RangeServer]:
 
 @pytest.fixture(scope="module")
 def s3(served: Path) -> Iterator[S3Server]:
-    saved = {name: os.environ.get(name) for name in AWS_ENV}
-    os.environ.update(AWS_ENV)  # the standard chain, as a worker host would have it
-    server = S3Server()
-    import obstore
-    from obstore.store import S3Store
-
-    store = S3Store(
-        BUCKET, endpoint=server.url, virtual_hosted_style_request=False,
-        client_options={"allow_http": True},
-    )  # fmt: skip
-    import boto3
-
-    boto3.client("s3", endpoint_url=server.url).create_bucket(Bucket=BUCKET)
-    for path in served.iterdir():
-        obstore.put(store, f"images/{path.name}", path.read_bytes())
-    yield server
-    server.close()
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-
-
-@dataclass
-class Place:
-    """One kind of server, its image URLs, and its request log."""
-
-    kind: str
-    log: RequestLog
-    settings: Settings
-    base: str  # the URL of the served folder
-    options: RemoteOptions
-
-    def source(self, name: str) -> RemoteSource:
-        return RemoteSource(parse_url(f"{self.base}/{name}"), self.options)
-
-    def locator(self, name: str) -> str:
-        return self.source(name).locator()
+    with s3_serving(served, BUCKET, "images") as server:
+        yield server
 
 
 @pytest.fixture(params=["http", "s3"])
@@ -113,21 +75,8 @@ def place(
     request: pytest.FixtureRequest, redis_url: str, state: redis.Redis, tmp_path: Path
 ) -> Iterator[Place]:
     forget_readers()
-    kind = request.param
-    server: RangeServer | S3Server = request.getfixturevalue(kind)
-    settings = Settings(
-        cache_url=redis_url,
-        remote_allow=f"{server.url}/,s3://{BUCKET}/images/",
-        remote_endpoints=server.url,
-        remote_download_dir=str(tmp_path / "downloads"),
-        remote_backoff=0.01,
-        remote_timeout=5.0,
-    ).resolved()
-    if kind == "http":
-        yield Place(kind, server.log, settings, server.url, RemoteOptions())
-    else:
-        options = RemoteOptions(endpoint_url=server.url)
-        yield Place(kind, server.log, settings, f"s3://{BUCKET}/images", options)
+    server: RangeServer | S3Server = request.getfixturevalue(request.param)
+    yield Place.of(server, BUCKET, "images", redis_url, tmp_path / "downloads")
     forget_readers()
     for key in state.scan_iter(match="tc:remote:*"):
         state.delete(key)
@@ -247,14 +196,8 @@ def test_a_replaced_object_is_never_read_through_its_old_blocks(
 
 def _upload(place: Place, path: Path) -> None:
     if place.kind == "s3":
-        import obstore
-        from obstore.store import S3Store
-
-        store = S3Store(
-            BUCKET, endpoint=place.options.endpoint_url, virtual_hosted_style_request=False,
-            client_options={"allow_http": True},
-        )  # fmt: skip
-        obstore.put(store, f"images/{path.name}", path.read_bytes())
+        assert isinstance(place.server, S3Server)
+        upload(place.server, BUCKET, f"images/{path.name}", path)
 
 
 # -- what needs a local file ------------------------------------------------------------------

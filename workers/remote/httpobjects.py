@@ -37,6 +37,7 @@ from tilecast.workers.remote.objects import (
     ObjectInfo,
     RangeNotSupported,
 )
+from tilecast.workers.sources.files import FileTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,11 @@ class HttpClient(ObjectClient):
                 return None
             with response:
                 length = response.headers.get("Content-Length")
-                if length is not None and length.isdigit() and int(length) > limit:
-                    raise RemoteUnavailable(f"{self.place}/{key} is larger than {limit} bytes")
-                return self._body(response, int(length) if length and length.isdigit() else None)
+                if length is not None and length.isdigit():
+                    if int(length) > limit:
+                        raise FileTooLarge(f"{self.place}/{key} is larger than {limit} bytes")
+                    return self._body(response, int(length))
+                return self._bounded_body(response, key, limit)
 
         return self._retrying(attempt)
 
@@ -150,6 +153,20 @@ class HttpClient(ObjectClient):
             raise RemoteUnavailable(f"{self.place} answered a different range than asked for")
         if match[3] != "*" and int(match[3]) != info.size:
             raise ObjectChanged(f"{info.url} changed size while it was read; ask again")
+
+    def _bounded_body(self, response: requests.Response, key: str, limit: int) -> bytes:
+        """A body sent without a length (chunked): read until it ends or passes ``limit``."""
+        parts: list[bytes] = []
+        received = 0
+        try:
+            for chunk in response.iter_content(CHUNK):
+                received += len(chunk)
+                if received > limit:
+                    raise FileTooLarge(f"{self.place}/{key} is larger than {limit} bytes")
+                parts.append(chunk)
+        except requests.RequestException:
+            raise Retry(RemoteTruncated(f"{self.place} stopped sending"), None) from None
+        return b"".join(parts)
 
     def _body(self, response: requests.Response, expected: int | None) -> bytes:
         try:

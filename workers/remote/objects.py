@@ -84,8 +84,8 @@ class ObjectClient(ABC):
 
     @abstractmethod
     def get_small(self, key: str, limit: int) -> bytes | None:
-        """A small object whole (None when there is none; RemoteUnavailable past
-        ``limit`` bytes): the metadata documents of a store under a prefix."""
+        """A small object whole (None when there is none; FileTooLarge past ``limit``
+        bytes, before they are read): the documents and chunks of a store under a prefix."""
 
     def close(self) -> None:  # noqa: B027  (most clients hold nothing to release)
         """Release connections."""

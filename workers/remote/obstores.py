@@ -43,6 +43,7 @@ from tilecast.common.errors import (
 from tilecast.common.remoteurls import RemoteOptions
 from tilecast.common.settings import Settings
 from tilecast.workers.remote.objects import ObjectChanged, ObjectClient, ObjectInfo
+from tilecast.workers.sources.files import FileTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class ObstoreClient(ObjectClient):
         try:
             result = obstore.get(self._store, key)
             if result.meta["size"] > limit:
-                raise RemoteUnavailable(f"{self.place}/{key} is larger than {limit} bytes")
+                raise FileTooLarge(f"{self.place}/{key} is larger than {limit} bytes")
             return bytes(result.bytes())
         except (FileNotFoundError, NotFoundError):
             return None

@@ -17,7 +17,6 @@ before the list changed is no longer read. Each worker process keeps one
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -43,7 +42,7 @@ from tilecast.workers.remote.objects import (
     ObjectInfo,
     RangeNotSupported,
 )
-from tilecast.workers.remote.prefix import ROOT_DOCUMENTS, RemotePrefix
+from tilecast.workers.remote.prefix import RemotePrefix
 from tilecast.workers.remote.shared import SharedBlocks
 from tilecast.workers.sources.files import ImageFile, LocalFile
 
@@ -95,8 +94,9 @@ class RemoteReader:
         check_still_allowed(source, self.settings)
         client = self.client(source)
         if source.url.is_prefix:
-            prefix = RemotePrefix(client, source.url)
-            return OpenedRemote(prefix, _prefix_identity(prefix), "prefix")
+            prefix = RemotePrefix(client, source.url, self.blocks, self.block_size, self.shared)
+            identity = {"url": str(prefix.url), "documents": prefix.content_key}
+            return OpenedRemote(prefix, identity, "prefix")
         info = client.head(source.url.key)
         file = RemoteObjectFile(self, client, source.url.key, info)
         try:
@@ -176,16 +176,6 @@ def _new_client(url: RemoteUrl, source: RemoteSource, settings: Settings) -> Obj
     from tilecast.workers.remote.obstores import ObstoreClient
 
     return ObstoreClient(url.scheme, url.host, source.options, settings)
-
-
-def _prefix_identity(prefix: RemotePrefix) -> Identity:
-    """A prefix's identity: its URL and a digest of its root documents (a store
-    rewritten with other arrays or metadata has other documents)."""
-    digest = hashlib.sha256()
-    for name in ROOT_DOCUMENTS:
-        data = prefix.document(name)
-        digest.update(name.encode() + b"\0" + (data if data is not None else b"-") + b"\0")
-    return {"url": str(prefix.url), "documents": digest.hexdigest()}
 
 
 _readers: dict[Settings, RemoteReader] = {}

@@ -62,6 +62,14 @@ class SharedBlocks:
         items = {self._block_key(file_key, self.block_size, i): data for i, data in blocks.items()}
         self._put(self._blocks, items)
 
+    def values(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Entries under Redis keys of the caller's own naming (a prefix's documents),
+        in one round trip; None for those Redis lacks."""
+        return self._get(self._blocks, list(keys))
+
+    def put_values(self, items: Mapping[str, bytes]) -> None:
+        self._put(self._blocks, items)
+
     def close(self) -> None:
         self._client.close()
 

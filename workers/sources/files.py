@@ -25,6 +25,8 @@ from typing import Any
 
 import pyvips
 
+from tilecast.common.errors import UnsupportedImage
+
 # With read-ahead, a stream serves reads of at most this many bytes from its block.
 SMALL_READ = 4096
 
@@ -177,6 +179,33 @@ class LocalDirectory(ImageFile):
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class FileTooLarge(UnsupportedImage):
+    """A file of a directory source larger than its reader reads (a metadata document,
+    a stored chunk): refused before its bytes are fetched. Crosses as a 422."""
+
+
+class KeyedDirectory(ImageFile):
+    """A directory source whose files are named by keys and fetched through it rather
+    than opened below a ``local_path``: a URL prefix in an object store or behind HTTP
+    (workers/remote/prefix.py). Keys are ``/``-separated names relative to it."""
+
+    is_directory = True
+
+    def read(self, offset: int, count: int) -> bytes:
+        return b""
+
+    @abstractmethod
+    def get(self, key: str, limit: int, share: bool = False) -> bytes | None:
+        """The file ``key`` whole (None when there is none); FileTooLarge past ``limit``
+        bytes, before reading them. ``share``: a small
+        document every process opening the directory reads (kept, and shared among
+        processes where the directory can)."""
+
+    @abstractmethod
+    def member(self, key: str) -> ImageFile | None:
+        """The file ``key`` for reads by range (None when there is none)."""
 
 
 def open_local(path: str) -> LocalFile | LocalDirectory:

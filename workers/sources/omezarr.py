@@ -1,5 +1,6 @@
 """OME-Zarr (OME-NGFF 0.4 on zarr v2, 0.5 on zarr v3), read with the ``zarr`` library from
-a local directory or a ``.zip`` store (docs/READERS.md, "OME-Zarr").
+a local directory, a ``.zip`` store (local or remote, read by range) or a URL prefix in an
+object store or behind HTTP (workers/sources/zarrprefix.py; docs/READERS.md, "OME-Zarr").
 
 - Recognised by content: a directory source holding zarr metadata (``.zattrs``,
   ``.zgroup``, ``zarr.json``) at its root, or a zip whose central directory lists them at
@@ -26,7 +27,7 @@ import math
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
@@ -34,7 +35,7 @@ import zarr
 from tilecast.common.errors import TilecastError, UnsupportedImage
 from tilecast.workers.sources import ngff
 from tilecast.workers.sources.chunkcache import ChunkCache
-from tilecast.workers.sources.files import ImageFile
+from tilecast.workers.sources.files import ImageFile, KeyedDirectory
 from tilecast.workers.sources.reader import (
     PRIORITIES,
     Probe,
@@ -44,6 +45,7 @@ from tilecast.workers.sources.reader import (
     Settings,
     level_count,
 )
+from tilecast.workers.sources.zarrprefix import PrefixStore
 from tilecast.workers.sources.zarrstore import (
     MAX_ZIP_ENTRIES,
     METADATA_NAMES,
@@ -118,11 +120,14 @@ class OmeZarrSource(Reader):
     def open(cls, probe: Probe, settings: Settings) -> OmeZarrSource:
         limits = ChunkLimits()
         file = probe.file
-        store: DirectoryStore | ZipFileStore
+        store: DirectoryStore | ZipFileStore | PrefixStore
         if probe.is_directory:
-            if file.local_path is None:
-                raise UnsupportedImage("only local directories are read as stores")
-            store, root, entries = DirectoryStore(file.local_path, limits), "", 0
+            if isinstance(file, KeyedDirectory):
+                store, root, entries = PrefixStore(file, limits), "", 0
+            elif file.local_path is not None:
+                store, root, entries = DirectoryStore(file.local_path, limits), "", 0
+            else:
+                raise UnsupportedImage("this kind of directory is not read as a store")
         else:
             layout = _zip_layout(probe)
             assert layout is not None
@@ -146,7 +151,7 @@ class OmeZarrSource(Reader):
         self,
         file: ImageFile,
         settings: Settings,
-        store: DirectoryStore | ZipFileStore,
+        store: DirectoryStore | ZipFileStore | PrefixStore,
         root: str,
         limits: ChunkLimits,
         zip_entries: int = 0,
@@ -157,6 +162,7 @@ class OmeZarrSource(Reader):
         self._limits = limits
         self._zip_entries = zip_entries
         self._lock = threading.Lock()
+        self._zarr_format: Literal[2, 3] | None = None
         self._field_paths = self._find_fields(root)
         image, arrays = self._read_field(0)
         self._image = image
@@ -202,8 +208,11 @@ class OmeZarrSource(Reader):
 
     def _attributes(self, path: str, what: str) -> dict[str, Any]:
         try:
-            group = zarr.open_group(self._store, path=path, mode="r")
+            group = zarr.open_group(self._store, path=path, mode="r", zarr_format=self._zarr_format)
             attributes = group.attrs.asdict()
+            # The root's format is every node's: zarr then asks for one format's
+            # documents only (a round trip or two fewer per array of a remote store).
+            self._zarr_format = self._zarr_format or group.metadata.zarr_format
         except TilecastError:
             raise
         except Exception as exc:
@@ -232,7 +241,7 @@ class OmeZarrSource(Reader):
 
     def _open_array(self, path: str, image: ngff.Image, what: str) -> Any:
         try:
-            array = zarr.open_array(self._store, path=path, mode="r")
+            array = zarr.open_array(self._store, path=path, mode="r", zarr_format=self._zarr_format)
             shape = tuple(int(n) for n in array.shape)
             chunks = tuple(int(n) for n in array.chunks)
             stored_chunks = tuple(int(n) for n in (array.shards or array.chunks))

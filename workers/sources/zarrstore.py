@@ -368,7 +368,7 @@ def _slice(data: bytes, byte_range: ByteRequest | None) -> bytes:
     raise TypeError(f"unexpected byte range {byte_range!r}")
 
 
-def _range_length(byte_range: ByteRequest | None, size: int) -> int:
+def range_length(byte_range: ByteRequest | None, size: int) -> int:
     """How many bytes ``byte_range`` selects of an object of ``size`` bytes."""
     if byte_range is None:
         return size
@@ -381,7 +381,18 @@ def _range_length(byte_range: ByteRequest | None, size: int) -> int:
     raise TypeError(f"unexpected byte range {byte_range!r}")
 
 
-def _safe_key(key: str) -> list[str]:
+def range_start(byte_range: ByteRequest | None, size: int) -> int:
+    """Where ``byte_range`` starts in an object of ``size`` bytes."""
+    if isinstance(byte_range, RangeByteRequest):
+        return byte_range.start
+    if isinstance(byte_range, OffsetByteRequest):
+        return byte_range.offset
+    if isinstance(byte_range, SuffixByteRequest):
+        return max(0, size - byte_range.suffix)
+    return 0
+
+
+def safe_key(key: str) -> list[str]:
     parts = key.split("/")
     if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
         raise UnsupportedImage("the image's metadata names a path outside its store")
@@ -429,7 +440,7 @@ class DirectoryStore(LocalStore):
             return False
 
     def _path(self, key: str) -> str:
-        path = os.path.join(self._real_root, *_safe_key(key))
+        path = os.path.join(self._real_root, *safe_key(key))
         real = os.path.realpath(path)
         if os.path.commonpath([real, self._real_root]) != self._real_root:
             raise UnsupportedImage("the image's store links to a file outside it")
@@ -447,22 +458,17 @@ class DirectoryStore(LocalStore):
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 return None
-            wanted = _range_length(byte_range, info.st_size)
+            wanted = range_length(byte_range, info.st_size)
             if wanted > self.limits.limit(key, byte_range):
-                raise UnsupportedImage(_too_large(key))
-            start = info.st_size - wanted if isinstance(byte_range, SuffixByteRequest) else 0
-            if isinstance(byte_range, RangeByteRequest):
-                start = byte_range.start
-            elif isinstance(byte_range, OffsetByteRequest):
-                start = byte_range.offset
-            data = _pread_all(fd, start, wanted)
+                raise UnsupportedImage(too_large(key))
+            data = _pread_all(fd, range_start(byte_range, info.st_size), wanted)
         finally:
             os.close(fd)
         self.limits.check(key, data, byte_range)
         return data
 
 
-def _too_large(key: str) -> str:
+def too_large(key: str) -> str:
     if key.rsplit("/", 1)[-1] in METADATA_NAMES:
         return f"a metadata document is larger than {MAX_METADATA_BYTES} bytes"
     return "a stored chunk is larger than any encoding of its pixels"
@@ -512,19 +518,19 @@ class ZipFileStore(ZipStore):
     ) -> Buffer | None:
         if not self._is_open:
             self._sync_open()
-        _safe_key(key)
+        safe_key(key)
         try:
             info = self._zf.getinfo(key)
         except KeyError:
             return None
-        if _range_length(byte_range, info.file_size) > self.limits.limit(key, byte_range):
-            raise UnsupportedImage(_too_large(key))
+        if range_length(byte_range, info.file_size) > self.limits.limit(key, byte_range):
+            raise UnsupportedImage(too_large(key))
         try:
             with self._zf.open(info) as member:
                 if isinstance(byte_range, RangeByteRequest | OffsetByteRequest):
                     start = getattr(byte_range, "start", getattr(byte_range, "offset", 0))
                     member.seek(start)
-                    data = member.read(_range_length(byte_range, info.file_size))
+                    data = member.read(range_length(byte_range, info.file_size))
                 else:
                     data = _slice(member.read(), byte_range)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
