@@ -55,12 +55,15 @@ class Services:
         )
         # Affinity, spill-over and backpressure of interactive sends (api/miss/routing.py).
         router = build_router(settings, state)
+        cache = TileCache(cache_client, ttl=settings.tile_ttl)
         dispatcher = Dispatcher(
             state,
             listener,
             inflight_ttl=settings.inflight_ttl,
             timeout=settings.render_timeout,
             routes=router,
+            max_waiting=settings.max_waiting,
+            present=cache.exists_many,
         )
         sender = CelerySender(settings, router)
         counters = BatchedCounters(state)
@@ -86,7 +89,7 @@ class Services:
             counters=counters,
             prefetcher=prefetcher,
             settings=settings,
-            cache=TileCache(cache_client, ttl=settings.tile_ttl),
+            cache=cache,
             state=state,
             registry=registry,
             generations=GenerationMemo(registry, settings.generation_ttl),

@@ -41,3 +41,12 @@ class TileCache:
 
     def exists(self, key: str) -> bool:
         return bool(self.client.exists(key))
+
+    def exists_many(self, keys: Sequence[str]) -> list[bool]:
+        """``exists`` of each key, in one round trip (per node of a cluster)."""
+        if not keys:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(key)
+        return [bool(n) for n in pipe.execute()]

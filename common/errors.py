@@ -234,6 +234,15 @@ class Overloaded(ServiceUnavailable):
     retry_after = 2
 
 
+class TooManyWaiting(Overloaded):
+    """As many requests as an api process lets wait for renders (TILECAST_MAX_WAITING)
+    already wait: answered at once rather than queued for an app thread in front of the
+    hits (api/miss/waitslots.py)."""
+
+    code = "too_many_waiting"
+    retry_after = 2
+
+
 class SourceChanged(ServiceUnavailable):
     """A render asked for a generation of a source whose file has changed since: the
     new file is registered under a newer generation; asking again gets its tiles."""

@@ -144,6 +144,7 @@ CHECKS: dict[str, Check] = {
     "prefetch_ttl": above(0),
     "hit_path": switch,
     "max_queue_depth": at_least(0),
+    "max_waiting": at_least(1),
     "affinity_queue_depth": at_least(0),
     "worker_ttl": above(0),
     "bulk_nice": between(0, 19),

@@ -42,6 +42,10 @@ class Settings:
     source_roots: tuple[str, ...] = ()
     # How long an HTTP request waits for a render before answering 504.
     render_timeout: float = 30.0
+    # Requests one api process lets wait for renders at once; past it a 503
+    # too_many_waiting. The servers run this many app threads on top of --threads, so
+    # that waiting requests never hold the threads that answer hits (tilecast/servers.py).
+    max_waiting: int = 256
     # In-flight markers expire after this long even if their worker died.
     inflight_ttl: float = 60.0
     # Rendered tiles carry this TTL (seconds, 0 = none) so that a shared Redis can use

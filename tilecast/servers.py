@@ -6,13 +6,17 @@ runs the WSGI app, so a request that waits for a render blocks one of those thre
 nothing else -- the same model as gunicorn's ``gthread`` (``gunicorn``, kept as an
 option), with less Python per request. ``docs/BENCHMARKS.md`` compares the two.
 
-Both get the same budget: ``workers`` processes of ``threads`` app threads each, the
-app built once per process after the fork (so every process has its own Redis
-connections and completion listener), a graceful stop on SIGTERM that lets requests
-waiting for a render finish (up to the render timeout), HTTP/1.1 keep-alive. As with
-gunicorn gthread, a request waits for a free app thread once all of a process's threads
-are busy (waiting for renders, say): size ``threads`` for the renders you expect to wait
-at once; idle keep-alive connections hold no thread under either server.
+Both get the same budget: ``workers`` processes of ``threads`` + ``TILECAST_MAX_WAITING``
+app threads each (:func:`app_threads`), the app built once per process after the fork
+(so every process has its own Redis connections and completion listener), a graceful
+stop on SIGTERM that lets requests waiting for a render finish (up to the render
+timeout), HTTP/1.1 keep-alive. A request that waits for a render holds an app thread
+for as long (WSGI has no other way to wait); at most ``TILECAST_MAX_WAITING`` of them
+wait at once per process (api/miss/waitslots.py, a 503 past it), so ``threads`` threads
+always remain for hits and everything else, which would otherwise queue behind the
+waits. Both servers start threads as requests need them (granian also ends those idle
+for ``blocking_threads_idle_timeout``), so the extra threads cost nothing until renders
+are waited for; idle keep-alive connections hold no thread under either server.
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ class ServerOptions:
         return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def app_threads(options: ServerOptions, settings: Settings) -> int:
+    """App threads per process: ``threads`` for the work, plus one per request that may
+    wait for a render at once."""
+    return options.threads + settings.max_waiting
+
+
 def run_server(name: str, options: ServerOptions, settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT, under the server called ``name``."""
     runners: dict[str, Callable[[ServerOptions, Settings], None]] = {
@@ -69,7 +79,8 @@ def run_server(name: str, options: ServerOptions, settings: Settings) -> None:
 def run_gunicorn(options: ServerOptions, settings: Settings) -> None:
     from tilecast.gunicorn_app import TilecastApplication, gunicorn_options
 
-    config = gunicorn_options(options.bind, options.workers, options.threads, settings)
+    threads = app_threads(options, settings)
+    config = gunicorn_options(options.bind, options.workers, threads, settings)
     config["proc_name"] = options.proc_name
     TilecastApplication(config, options.app_factory).run()
 
@@ -91,8 +102,9 @@ def granian_kwargs(options: ServerOptions, settings: Settings) -> dict[str, obje
         "port": port,
         "interface": Interfaces.WSGI,
         "workers": options.workers,
-        # The Python threads that run the app: a request waiting for a render holds one.
-        "blocking_threads": options.threads,
+        # The Python threads that run the app: a request waiting for a render holds one,
+        # and up to TILECAST_MAX_WAITING of them wait at once beside ``threads`` others.
+        "blocking_threads": app_threads(options, settings),
         # One Rust event-loop thread per process parses HTTP and holds idle keep-alive
         # connections; the app threads do the rest.
         "runtime_threads": 1,

@@ -3,8 +3,9 @@
 Requests that wait for a render register a :class:`Waiter` for their key; the listener
 thread reads each :class:`~common.inflight.Completion` once and wakes the waiters of its
 key. If Redis drops the connection the thread reconnects with a growing pause; a
-completion published meanwhile is missed, which is why waiters also re-check the cache
-about once a second (see api/miss/dispatch.py).
+completion published meanwhile is missed, which is why one sweep a second looks at the
+in-flight markers of every waited key and nudges the waiters whose marker is gone
+(api/miss/sweep.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ SUBSCRIBE_WAIT_SECONDS = 2.0
 
 
 class Waiter:
-    """One request waiting for one key."""
+    """One request waiting for one key: woken by its completion, or nudged to look for
+    itself (api/miss/sweep.py), else asleep -- no CPU, no Redis."""
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -37,15 +39,21 @@ class Waiter:
         self.completion = completion
         self._event.set()
 
-    def wait(self, timeout: float) -> Completion | None:
-        """The completion, or None if none arrived within ``timeout`` seconds.
+    def nudge(self) -> None:
+        """Wake the waiter with no completion: something it should look at changed."""
+        self._event.set()
+
+    def wait(self, timeout: float) -> tuple[bool, Completion | None]:
+        """Whether the waiter was woken within ``timeout`` seconds, and the completion
+        that woke it (None when it was nudged).
 
         Each completion is returned once, so a waiter that must go on waiting (the value
         was evicted before it could be read) does not spin on an old one."""
         if not self._event.wait(timeout):
-            return None
+            return False, None
         self._event.clear()
-        return self.completion
+        completion, self.completion = self.completion, None
+        return True, completion
 
 
 class CompletionListener:
@@ -74,6 +82,18 @@ class CompletionListener:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[waiter.key]
+
+    def waited_keys(self) -> list[str]:
+        """Every key some request of this process waits for."""
+        with self._lock:
+            return list(self._waiters)
+
+    def nudge(self, key: str) -> None:
+        """Wake every waiter of ``key`` to look for itself."""
+        with self._lock:
+            waiters = list(self._waiters.get(key, ()))
+        for waiter in waiters:
+            waiter.nudge()
 
     def dispatch(self, completion: Completion) -> None:
         with self._lock:

@@ -1,10 +1,14 @@
 """Single-flight dispatch of cache misses, across every api process and host.
 
-For one key: register a waiter, look the value up, claim the in-flight marker (SET NX
-with a TTL); only the claimer sends the task; every asker waits for the completion on
-``tc:done``, bounded by the render timeout, and re-checks about once a second in case
-a completion was missed (listener reconnecting) or the marker expired (worker died) --
-then the asker that re-claims the marker sends the work again.
+For one key: register a waiter, look the value up, take one of the process's wait slots
+(:class:`WaitSlots`: past ``TILECAST_MAX_WAITING`` waiting requests a 503 at once, before
+anything is sent), claim the in-flight marker (SET NX with a TTL); only the claimer sends
+the task; every asker waits for the completion on ``tc:done``, bounded by the render
+timeout. Waiting costs no CPU and no round trip: the process's one sweep a second
+(api/miss/sweep.py) nudges a waiter when its value is there or its marker is gone -- a
+completion was missed (listener reconnecting, a failed announcement) or the marker
+expired (worker died) -- and then the asker that re-claims the marker sends the work
+again.
 
 A task routed to one worker's own queue (source affinity, api/miss/routing.py) names that
 queue in its marker. A waiter that finds the marker naming the queue of a worker that
@@ -28,12 +32,14 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 import redis
 
 from tilecast.api.miss.completion import CompletionListener, Waiter
+from tilecast.api.miss.sweep import SWEEP_SECONDS, Sweeper
+from tilecast.api.miss.waitslots import WaitSlots
 from tilecast.common import inflight, waiting
 from tilecast.common.errors import Overloaded, RenderTimeout, error_from_payload
 from tilecast.common.routing import is_affinity_queue
@@ -44,8 +50,9 @@ T = TypeVar("T")
 Send = Callable[[], str | None]
 log = logging.getLogger(__name__)
 
-# The safety net's period: how often a waiter looks at the cache on its own.
-RECHECK_SECONDS = 1.0
+# How often a waiter wakes on its own: to look for itself only while the sweep is not
+# healthy (api/miss/sweep.py), else just to see that it is.
+RECHECK_SECONDS = SWEEP_SECONDS
 
 
 class Routes(Protocol):
@@ -75,12 +82,20 @@ class Dispatcher:
         inflight_ttl: float,
         timeout: float,
         routes: Routes | None = None,
+        max_waiting: int = 0,
+        present: Callable[[Sequence[str]], list[bool]] | None = None,
     ) -> None:
         self.state = state
         self.listener = listener
         self.inflight_ttl = inflight_ttl
         self.timeout = timeout
         self.routes = routes or NoRoutes()
+        # Requests of this process that may wait at once (0 = no bound).
+        self.slots = WaitSlots(max_waiting)
+        # ``present``: which keys' values are in the cache, for the sweep.
+        self.sweeper = Sweeper(
+            state, listener, self.routes.is_gone, self.routes.losses, present=present
+        )
 
     def fetch(self, key: str, lookup: Callable[[], T | None], send: Send) -> T:
         """The value of ``key``: from ``lookup`` when present, else after one render.
@@ -94,14 +109,18 @@ class Dispatcher:
             value = lookup()
             if value is not None:
                 return value
-            # Node losses noticed from now on may have taken this key's task unnamed.
-            losses = self.routes.losses()
-            # Before the work is sent: a render stops once nobody waits (common/waiting.py).
-            waiting.join(self.state, key, self.timeout + RECHECK_SECONDS)
-            _claimed, value = self._claim_and_send(key, lookup, send)
-            if value is not None:
-                return value
-            return self._wait(waiter, lookup, send, losses)
+            # A request past the bound is refused before it sends anything.
+            with self.slots.held():
+                self.sweeper.ensure_started()
+                # Node losses noticed from now on may have taken this key's task unnamed.
+                losses = self.routes.losses()
+                # Before the work is sent: a render stops once nobody waits
+                # (common/waiting.py).
+                waiting.join(self.state, key, self.timeout + RECHECK_SECONDS)
+                _claimed, value = self._claim_and_send(key, lookup, send)
+                if value is not None:
+                    return value
+                return self._wait(waiter, lookup, send, losses)
         finally:
             self.listener.unregister(waiter)
 
@@ -180,7 +199,9 @@ class Dispatcher:
     ) -> T:
         deadline = time.monotonic() + self.timeout
         while (remaining := deadline - time.monotonic()) > 0:
-            completion = waiter.wait(min(RECHECK_SECONDS, remaining))
+            woken, completion = waiter.wait(min(RECHECK_SECONDS, remaining))
+            if not woken and self.sweeper.healthy() and time.monotonic() < deadline:
+                continue  # nothing changed: the sweep would have nudged (at the deadline, look)
             if completion is not None and completion.error is not None:
                 raise error_from_payload(completion.error)
             value = lookup()

@@ -13,18 +13,21 @@ Flask+Redis app, Girder 3.2 with large_image's plugin, and raw ``redis-benchmark
    default server; ``redis-benchmark`` GETs values of the mean tile size from the same
    Redis over as many connections: the storage limit under the HTTP layer.
 1c. Hits while requests wait for renders: tilecast's default api shape (2 processes x 32
-   threads) under each server, wrk hits alone and then beside clients holding requests
-   that wait for a render that never comes (the worker is stopped), so that a server
-   whose waiting requests starve hits shows it.
+   threads) under each server, wrk hits alone and then beside 512 clients holding
+   requests that wait for a render that never comes (the worker is stopped), so that a
+   server whose waiting requests starve hits shows it. ``python -m tests.bench.run
+   --only waiting`` runs this part alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import itertools
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -42,10 +45,16 @@ from tests.bench.wrk import WrkResult, run_wrk
 from tilecast import procs as tc_procs
 from tilecast.servers import DEFAULT_SERVER, SERVERS
 
-# The mixed load: tilecast api's defaults, and how many requests wait at once.
+# The mixed load: tilecast api's defaults, and how many requests wait at once (issue 20:
+# 512 open connections waiting for renders beside the hit load).
 MIXED_WORKERS, MIXED_THREADS, MIXED_CONNECTIONS = 2, 32, 32
-MIXED_WAITERS = 16
-MIXED_RENDER_TIMEOUT = 4.0
+MIXED_WAITERS = 512
+# Long enough that the waits, not a stream of new misses, are the load: each waiting
+# client asks MIXED_WAITERS / MIXED_RENDER_TIMEOUT cold tiles a second in all.
+MIXED_RENDER_TIMEOUT = 10.0
+# Enough queued tasks for every cold tile asked in a run: the worker is stopped, and a
+# backpressure 503 would end a wait early instead of measuring it.
+MIXED_QUEUE_DEPTH = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -399,42 +408,69 @@ def run_redis_benchmark(port: int, size: int, connections: int, requests: int) -
 class WaiterStats:
     answers: Counter[int] = field(default_factory=Counter)
     seconds: list[float] = field(default_factory=list)
+    rss_mib: list[float] = field(default_factory=list)  # the server's, during each round
+    rss_alone_mib: list[float] = field(default_factory=list)  # ... and with no waits
+    # Requests outstanding for more than a second when each round's hit load ended.
+    waiting: list[int] = field(default_factory=list)
+    _since: dict[int, float] = field(default_factory=dict)  # client -> its request's start
+
+    def outstanding(self, older_than: float) -> int:
+        now = time.monotonic()
+        return sum(1 for started in list(self._since.values()) if now - started > older_than)
 
 
 @contextlib.contextmanager
 def waiting_clients(port: int, paths: Iterator[str], count: int) -> Iterator[WaiterStats]:
-    """``count`` clients, each asking one cold tile after another, each request waiting
-    for a render that never comes (until the api's render timeout answers 504)."""
+    """``count`` clients, each asking one cold tile after another over its own keep-alive
+    connection, each request waiting for a render that never comes (until the api's
+    render timeout answers 504). On exit every connection is shut down at once (the
+    requests still waiting in the server go on waiting until their timeout)."""
     stats = WaiterStats()
     stop = threading.Event()
     lock = threading.Lock()
+    conns: list[http.client.HTTPConnection] = []
 
-    def client() -> None:
-        http = harness.Http(port, timeout=MIXED_RENDER_TIMEOUT + 30)
+    def client(index: int) -> None:
+        conn = http.client.HTTPConnection(HOST, port, timeout=MIXED_RENDER_TIMEOUT + 30)
+        with lock:
+            conns.append(conn)
         try:
             while not stop.is_set():
                 with lock:
                     path = next(paths)
                 started = time.monotonic()
-                reply = http.get(path)
+                stats._since[index] = started
+                conn.request("GET", path)
+                response = conn.getresponse()
+                response.read()
+                del stats._since[index]
                 with lock:
-                    stats.answers[reply.status] += 1
+                    stats.answers[response.status] += 1
                     stats.seconds.append(time.monotonic() - started)
-                if reply.status != 504:  # e.g. a 503 of backpressure: do not spin
+                if response.status != 504:  # e.g. a 503 of backpressure: do not spin
                     stop.wait(0.5)
+        except (OSError, http.client.HTTPException):
+            if not stop.is_set():
+                with lock:
+                    stats.answers[0] += 1  # a connection error, counted as status 0
         finally:
-            http.close()
+            conn.close()
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(count)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(count)]
     for t in threads:
         t.start()
-    time.sleep(0.5)  # let every client's first request reach its wait
+    time.sleep(0.5 + count / 500)  # let every client's first request reach its wait
     try:
         yield stats
     finally:
         stop.set()
+        with lock:
+            for conn in conns:
+                if conn.sock is not None:
+                    with contextlib.suppress(OSError):
+                        conn.sock.shutdown(socket.SHUT_RDWR)
         for t in threads:
-            t.join(MIXED_RENDER_TIMEOUT + 35)
+            t.join(5)
 
 
 @dataclass
@@ -445,9 +481,19 @@ class MixedResult:
 
 
 def run_mixed(
-    prep: Prepared, ctx: harness.BenchContext, server: str, *, seconds: float, rounds: int
+    prep: Prepared,
+    ctx: harness.BenchContext,
+    server: str,
+    *,
+    seconds: float,
+    rounds: int,
+    waiters: int = MIXED_WAITERS,
 ) -> MixedResult:
-    env = {**prep.stack.env, "TILECAST_RENDER_TIMEOUT": str(MIXED_RENDER_TIMEOUT)}
+    env = {
+        **prep.stack.env,
+        "TILECAST_RENDER_TIMEOUT": str(MIXED_RENDER_TIMEOUT),
+        "TILECAST_MAX_QUEUE_DEPTH": str(MIXED_QUEUE_DEPTH),
+    }
     api, port = harness.start_api(
         prep.procs,
         env,
@@ -462,28 +508,95 @@ def run_mixed(
         for x, y in harness.level_tiles(prep.meta, prep.top)
     )
     alone, mixed = SideResult([]), SideResult([])
-    waiters = WaiterStats()
+    stats_all = WaiterStats()
     run_wrk(ctx.wrk, port, prep.paths_file, seconds=1, connections=MIXED_CONNECTIONS)
     try:
         for r in range(rounds):
             result, cpu, _, _ = balanced_run(ctx.wrk, side, MIXED_CONNECTIONS, seconds)
             alone.rounds.append(result)
             alone.cpu_us.append(cpu)
-            with waiting_clients(port, cold, MIXED_WAITERS) as stats:
+            stats_all.rss_alone_mib.append(server_rss_mib([api.proc.pid]))
+            with waiting_clients(port, cold, waiters) as stats:
                 result, cpu, _, _ = balanced_run(ctx.wrk, side, MIXED_CONNECTIONS, seconds)
+                rss = server_rss_mib([api.proc.pid])
+                stats_all.waiting.append(stats.outstanding(1.0))
             mixed.rounds.append(result)
             mixed.cpu_us.append(cpu)
-            waiters.answers.update(stats.answers)
-            waiters.seconds.extend(stats.seconds)
+            stats_all.answers.update(stats.answers)
+            stats_all.seconds.extend(stats.seconds)
+            stats_all.rss_mib.append(rss)
             print(
-                f"  mixed {server} round {r + 1}: hits alone {alone.rounds[-1].rps:,.0f} req/s, "
-                f"beside {MIXED_WAITERS} waiting requests {result.rps:,.0f} req/s, "
-                f"waiter answers {dict(stats.answers)}",
+                f"  mixed {server} round {r + 1}: hits alone {alone.rounds[-1].rps:,.0f} req/s "
+                f"p99 {alone.rounds[-1].latency_us['p99'] / 1000:.1f} ms, beside {waiters} "
+                f"waiting requests {result.rps:,.0f} req/s p99 "
+                f"{result.latency_us['p99'] / 1000:.1f} ms, errors {result.error_count}, "
+                f"waiting at the end {stats_all.waiting[-1]}, waiter answers "
+                f"{dict(stats.answers)}, server RSS {rss:.0f} MiB "
+                f"(alone {stats_all.rss_alone_mib[-1]:.0f})",
                 flush=True,
             )
+            # The requests of the clients just gone wait on in the server until their
+            # timeout: the next round's "alone" starts once they are answered.
+            time.sleep(MIXED_RENDER_TIMEOUT + 1)
     finally:
         prep.procs.stop(api)
-    return MixedResult(alone, mixed, waiters)
+        if any(status >= 500 and status not in (503, 504) for status in stats_all.answers):
+            # Not an answer this load should give: show why, before the logs are gone.
+            lines = api.log.read_text(errors="replace").splitlines()
+            errors = [line for line in lines if "ERROR" in line or "Error" in line]
+            print(f"  {server}: unexpected answers; the api log's errors:", flush=True)
+            for line in (errors or lines)[-40:]:
+                print(f"    {line}", flush=True)
+    return MixedResult(alone, mixed, stats_all)
+
+
+def server_rss_mib(pids: Sequence[int]) -> float:
+    """Resident memory of ``pids`` and their live descendants, MiB."""
+    every = set(pids)
+    for pid in pids:
+        every.update(tc_procs.descendants(pid))
+    total = 0
+    for pid in every:
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def run_waiting(
+    ctx: harness.BenchContext,
+    *,
+    seconds: float = 5,
+    rounds: int = 5,  # more than the full run: the part alone can afford them
+    servers: Sequence[str] = SERVERS,
+) -> list[Section]:
+    """Section 1c alone (``python -m tests.bench.run --only waiting``)."""
+    with Processes(ctx.scratch / "waiting") as procs:
+        prep = prepare(procs, ctx, levels_below_base=1)
+        return [mixed_part(prep, ctx, servers, seconds=seconds, rounds=rounds)]
+
+
+def mixed_part(
+    prep: Prepared,
+    ctx: harness.BenchContext,
+    servers: Sequence[str],
+    *,
+    seconds: float,
+    rounds: int,
+) -> Section:
+    section = mixed_section()
+    for server in sorted(servers, key=lambda s: s != DEFAULT_SERVER):
+        result = run_mixed(prep, ctx, server, seconds=seconds, rounds=rounds)
+        add_mixed_row(section, server, result)
+    section.notes.append(
+        "Goal (issue 20): beside the waiting requests, hit p99 <= 50 ms and >= 0.8 of the "
+        "hit rate alone."
+    )
+    return section
 
 
 # --- the benchmark ---------------------------------------------------------------------
@@ -605,10 +718,7 @@ def run(
             add_redis_row(beside, bench, connections, prep.mean_bytes, beside_tilecast_rps(beside))
         except BenchError as exc:
             beside.notes.append(f"redis-benchmark did not run: {exc}")
-        mixed = mixed_section()
-        for server in servers:
-            result = run_mixed(prep, ctx, server, seconds=mixed_seconds, rounds=mixed_rounds)
-            add_mixed_row(mixed, server, result)
+        mixed = mixed_part(prep, ctx, servers, seconds=mixed_seconds, rounds=mixed_rounds)
         return [section, beside, mixed]
 
 
@@ -831,38 +941,60 @@ def mixed_section() -> Section:
             f"again while {MIXED_WAITERS} clients each keep one request waiting for a tile "
             "that no worker renders (the worker is stopped; each such request waits for the "
             f"render timeout, {MIXED_RENDER_TIMEOUT:g} s here, answers 504, and the client "
-            "asks the next cold tile). A server that ran waiting requests on the threads "
-            "that hits need would lose throughput here or time out hits."
+            "asks the next cold tile; the interactive queue's backpressure bound is lifted "
+            "so that no wait ends early in a 503). A server that ran waiting requests on the "
+            "threads that hits need would lose throughput here or time out hits (wrk gives "
+            "up on a request after 2 s: an error). Rounds alternate alone / beside, each "
+            "beside phase followed by a pause of the render timeout so that the next alone "
+            "phase starts with no request waiting. req/s and hit p99 are medians over "
+            "rounds, the ratio the median of the per-round ratios. *requests waiting*: the waiting "
+            "clients' requests outstanding for more than a second when wrk ended (median "
+            "over rounds); *answers*: what the others got meanwhile (a 503 "
+            "`too_many_waiting` when the process the connection landed on already held "
+            "`TILECAST_MAX_WAITING` waits: the servers' processes do not share connections "
+            "evenly; such a client asks again after 0.5 s). *server RSS*: the api "
+            "processes' resident memory in the first round, after the hits alone (no "
+            "request has waited yet) and during the beside phase: the difference is what "
+            "the waiting requests and their threads cost (threads stay after a wait, so "
+            "later rounds start higher)."
         ),
         headers=[
             "server",
             "hit req/s alone",
             f"hit req/s beside {MIXED_WAITERS} waiting requests",
-            "ratio",
+            "ratio (range over rounds)",
             "hit p99 ms alone / beside",
+            "hit p99 range ms alone / beside",
             "hit errors",
-            "waiting requests' answers",
-            "wait p50 s",
+            "requests waiting when the hit load ended",
+            "waiting requests' answers during the hit load",
+            "server RSS MiB before any wait / beside, round 1",
         ],
     )
 
 
 def add_mixed_row(section: Section, server: str, result: MixedResult) -> None:
     ratios = round_ratios(result.mixed, result.alone)
-    alone, mixed = result.alone.median_round(), result.mixed.median_round()
+    alone, mixed = p99_ms(result.alone), p99_ms(result.mixed)
     answers = ", ".join(f"{n} x {status}" for status, n in sorted(result.waiters.answers.items()))
     section.rows.append(
         [
             server,
             f"{result.alone.rps:,.0f}",
             f"{result.mixed.rps:,.0f}",
-            f"**{median(ratios):.2f}**",
-            f"{alone.latency_us['p99'] / 1000:.1f} / {mixed.latency_us['p99'] / 1000:.1f}",
+            f"**{median(ratios):.2f}** ({min(ratios):.2f} - {max(ratios):.2f})",
+            f"{median(alone):.1f} / **{median(mixed):.1f}**",
+            f"{min(alone):.0f} - {max(alone):.0f} / {min(mixed):.0f} - {max(mixed):.0f}",
             str(result.alone.errors + result.mixed.errors),
-            answers or "none",
-            f"{median(result.waiters.seconds):.1f}",
+            f"{median(result.waiters.waiting):.0f}",
+            answers or "none (all still waiting)",
+            f"{result.waiters.rss_alone_mib[0]:.0f} / {result.waiters.rss_mib[0]:.0f}",
         ]
     )
+
+
+def p99_ms(side: SideResult) -> list[float]:
+    return [r.latency_us["p99"] / 1000 for r in side.rounds]
 
 
 def count_identical(api_port: int, paths: Sequence[str], girder: GirderSide) -> None:

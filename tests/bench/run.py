@@ -46,6 +46,9 @@ BENCHMARKS = (
     "hits", "latency", "render", "style", "load", "affinity", "precache", "remote", "formats",
     "urls", "exports", "fullview",
 )  # fmt: skip
+# Parts of a benchmark that --only may name alone (not part of the full run: their
+# benchmark runs them). waiting: section 1c, hits beside requests waiting for renders.
+PARTS = ("waiting",)
 WIDTH, HEIGHT = 16384, 12288
 DEFAULT_OUTPUT = harness.REPO / "docs" / "BENCHMARKS.md"
 
@@ -54,7 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples, shorter loads")
     parser.add_argument(
-        "--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {BENCHMARKS}"
+        "--only",
+        default=",".join(BENCHMARKS),
+        help=f"comma-separated subset of {BENCHMARKS}, or of the parts {PARTS}",
     )
     parser.add_argument(
         "--image-dir",
@@ -79,9 +84,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = set(args.only) - set(BENCHMARKS)
+    unknown = set(args.only) - set(BENCHMARKS) - set(PARTS)
     if unknown:
-        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {BENCHMARKS}")
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {BENCHMARKS} or {PARTS}")
     return args
 
 
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != list(BENCHMARKS):
         command += " --only " + ",".join(args.only)
 
-    wrk = ensure_wrk() if {"hits", "exports"} & set(args.only) else ""
+    wrk = ensure_wrk() if {"hits", "waiting", "exports"} & set(args.only) else ""
     from tilecast.sample import make_demo_images
 
     print(f"images in {args.image_dir} (generated on first use)", flush=True)
@@ -176,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
                         levels_below_base=1,
                     )
                 )
+        if "waiting" in args.only and "hits" not in args.only:
+            print("benchmark 1c: hits beside requests waiting for renders", flush=True)
+            if args.quick:
+                sections.extend(bench_hits.run_waiting(ctx, seconds=3, rounds=1))
+            else:
+                sections.extend(bench_hits.run_waiting(ctx))
         if "latency" in args.only:
             print("benchmark 2: cold-miss latency", flush=True)
             sections.append(bench_latency.run(ctx, samples=5 if args.quick else 20))

@@ -4,7 +4,9 @@ graceful stop on SIGTERM that lets a waiting request finish."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import json
 import signal
 import sys
 import time
@@ -31,6 +33,8 @@ from tilecast.servers import SERVERS
 pytestmark = pytest.mark.integration
 
 WORKERS, THREADS = 1, 4
+# Requests bounded_api lets wait at once: more than its THREADS.
+MAX_WAITING = 6
 
 
 class Api:
@@ -56,13 +60,31 @@ def server_api(
     logs_dir: Path,
     worker: Child,
 ) -> Iterator[Api]:
-    server = str(request.param)
+    with serving(str(request.param), tilecast_env, logs_dir) as api:
+        yield api
+
+
+@pytest.fixture(params=SERVERS)
+def bounded_api(
+    request: pytest.FixtureRequest,
+    tilecast_env: dict[str, str],
+    logs_dir: Path,
+    worker: Child,
+) -> Iterator[Api]:
+    """As ``server_api``, letting MAX_WAITING requests wait at once, more than THREADS."""
+    env = {**tilecast_env, "TILECAST_MAX_WAITING": str(MAX_WAITING)}
+    with serving(str(request.param), env, logs_dir, name="bounded") as api:
+        yield api
+
+
+@contextlib.contextmanager
+def serving(server: str, env: dict[str, str], logs_dir: Path, name: str = "api") -> Iterator[Api]:
     port = free_port(HOST)
     argv = [
         *[sys.executable, "-m", "tilecast", "api", "--bind", f"{HOST}:{port}"],
         *["--workers", str(WORKERS), "--threads", str(THREADS), "--server", server],
     ]
-    child = start_child(f"api-{server}", argv, tilecast_env, logs_dir)
+    child = start_child(f"{name}-{server}", argv, env, logs_dir)
     api = Api(child, port)
     try:
         wait_until(
@@ -198,6 +220,43 @@ def test_hits_are_answered_while_requests_wait(
                 release()
         results = [f.result(timeout=120) for f in waiting]
     assert [r[0] for r in results] == [200] * len(held)
+
+
+def test_more_requests_wait_than_threads_and_hits_still_answer(
+    bounded_api: Api, api: ApiServer, sources: dict[str, str], state: redis.Redis
+) -> None:
+    """MAX_WAITING (> THREADS) requests wait for renders at once, each on an app thread
+    of its own: a hit still answers at once, one more waiting request is refused with a
+    503 and Retry-After, and every waiting request gets its tile in the end."""
+    source = sources["pyramid"]
+    z = int(api.get(f"/item/{source}/tiles").json()["levels"]) - 1
+    held = [cold_tile(state, api, source, z, x) for x in range(1, MAX_WAITING + 2)]
+    hit_path = tile_path(source, 0, 0, 0)
+    assert api.get(hit_path).status_code == 200  # now cached
+    releases = [hold(state, key) for _, key in held]
+    baseline = subscribers(state)
+    waiters, extra = held[:MAX_WAITING], held[MAX_WAITING]
+    with ThreadPoolExecutor(len(waiters)) as pool:
+        try:
+            waiting = [
+                start_waiting(pool, bounded_api, path, state, baseline if i == 0 else None)
+                for i, (path, _) in enumerate(waiters)
+            ]
+            time.sleep(1.0)  # let the other waiters reach their wait too
+            assert len(waiting) > WORKERS * THREADS
+            started = time.monotonic()
+            status, _, body = bounded_api.get(hit_path, timeout=10)
+            assert status == 200 and body[:2] == b"\xff\xd8"
+            assert time.monotonic() - started < 5, "the hit queued behind the waits"
+            status, headers, body = bounded_api.get(extra[0], timeout=10)
+            assert status == 503 and int(headers["retry-after"]) > 0
+            assert json.loads(body)["error"] == "too_many_waiting"
+            assert not any(f.done() for f in waiting), "a waiting request ended too early"
+        finally:
+            for release in releases:
+                release()
+        results = [f.result(timeout=120) for f in waiting]
+    assert [r[0] for r in results] == [200] * len(waiters)
 
 
 def test_sigterm_lets_a_waiting_request_finish(

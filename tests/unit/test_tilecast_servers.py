@@ -15,6 +15,7 @@ from tilecast.servers import (
     DEFAULT_SERVER,
     SERVERS,
     ServerOptions,
+    app_threads,
     granian_kwargs,
     run_server,
 )
@@ -48,13 +49,17 @@ def test_unknown_server_is_refused() -> None:
 
 
 def test_granian_gets_the_same_budget_as_gunicorn() -> None:
-    settings = Settings(render_timeout=10, max_style_bytes=200_000, log_level="WARNING")
+    settings = Settings(
+        render_timeout=10, max_style_bytes=200_000, log_level="WARNING", max_waiting=100
+    )
     kwargs = granian_kwargs(ServerOptions("0.0.0.0:9000", 3, 12), settings)
     assert kwargs["interface"] == Interfaces.WSGI
     assert kwargs["target"] == APP_FACTORY and kwargs["factory"] is True
     assert (kwargs["address"], kwargs["port"]) == ("0.0.0.0", 9000)
     assert kwargs["workers"] == 3
-    assert kwargs["blocking_threads"] == 12
+    # 12 threads for the work, and one more for each request that may wait for a render.
+    assert kwargs["blocking_threads"] == 112
+    assert app_threads(ServerOptions("0.0.0.0:9000", 3, 12), settings) == 112
     # Not bounded to the threads: granian's backpressure counts open connections.
     assert "backpressure" not in kwargs and int(kwargs["backlog"]) >= 1024  # type: ignore[call-overload]
     # Requests waiting for a render get the render timeout to finish on a graceful stop.
