@@ -29,6 +29,7 @@ from tests.bench import (
     bench_formats,
     bench_hits,
     bench_latency,
+    bench_microscopy,
     bench_precache,
     bench_remote,
     bench_render,
@@ -41,6 +42,7 @@ from tests.bench.wrk import ensure_wrk, wrk_version
 
 BENCHMARKS = (
     "hits", "latency", "render", "style", "load", "affinity", "precache", "remote", "formats",
+    "microscopy",
 )  # fmt: skip
 WIDTH, HEIGHT = 16384, 12288
 DEFAULT_OUTPUT = harness.REPO / "docs" / "BENCHMARKS.md"
@@ -203,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         if "formats" in args.only:
             print("benchmark 9: slide formats beside large_image", flush=True)
             sections.append(bench_formats.run(ctx, samples=5 if args.quick else 20))
+        if "microscopy" in args.only:
+            print(
+                "benchmark 10: microscopy formats beside large_image and the libraries", flush=True
+            )
+            sections.append(bench_microscopy.run(ctx, samples=5 if args.quick else 20))
         ok = True
     finally:
         if not ok:
