@@ -209,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 "benchmark 10: microscopy formats beside large_image and the libraries", flush=True
             )
-            sections.append(bench_microscopy.run(ctx, samples=5 if args.quick else 20))
+            sections.append(
+                bench_microscopy.run(
+                    ctx, samples=5 if args.quick else 20, rounds=1 if args.quick else 3
+                )
+            )
         ok = True
     finally:
         if not ok:
