@@ -135,10 +135,14 @@ def side_bulk(
 
 
 def cold_misses(
-    stack: harness.Stack, source_id: str, tiles: Sequence[Sequence[int]]
+    stack: harness.Stack,
+    source_id: str,
+    tiles: Sequence[Sequence[int]],
+    hits: list[float] | None = None,
 ) -> list[float]:
     """Seconds for each tile ((z, x, y) or (z, x, y, frame)) over HTTP, asked alone with
-    the source's tiles deleted from Redis first."""
+    the source's tiles deleted from Redis first; with ``hits``, each is asked once more
+    right after, and that answer's seconds (a cache hit: the HTTP floor) appended."""
     client = stack.redis.client()
     http = stack.http()
     seconds = []
@@ -146,11 +150,12 @@ def cold_misses(
         for z, x, y, *frame in tiles:
             harness.delete_keys(client, f"tc:tile:{source_id}:*", f"tc:raw:{source_id}:*")
             path = harness.tile_path(source_id, z, x, y, *frame)
-            start = time.perf_counter()
-            reply = http.get(path)
-            seconds.append(time.perf_counter() - start)
-            if reply.status != 200:
-                raise BenchError(f"{path} -> {reply.status}: {reply.body[:300]!r}")
+            for times in [seconds] if hits is None else [seconds, hits]:
+                start = time.perf_counter()
+                reply = http.get(path)
+                times.append(time.perf_counter() - start)
+                if reply.status != 200:
+                    raise BenchError(f"{path} -> {reply.status}: {reply.body[:300]!r}")
     finally:
         http.close()
     return seconds

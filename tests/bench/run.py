@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             sections.append(
                 bench_microscopy.run(
-                    ctx, samples=5 if args.quick else 20, rounds=1 if args.quick else 3
+                    ctx, samples=5 if args.quick else 20, rounds=1 if args.quick else 5
                 )
             )
         ok = True
