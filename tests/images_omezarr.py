@@ -169,7 +169,8 @@ PLATE_SPEC = Spec(
 def picture(height: int, width: int, seed: int) -> np.ndarray:
     """(height, width) float64 in [0.05, 0.95]: smooth structure plus fine texture, a
     different picture per ``seed`` (so frames, channels and fields differ)."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    # Open grids: the same values as full ones, ten times faster at 4096 x 4096.
+    y, x = (axis.astype(np.float64) for axis in np.ogrid[0:height, 0:width])
     k = seed
     broad = np.sin(x * (0.011 + 0.002 * k) + k) * np.cos(y * (0.009 + 0.0015 * k) - k)
     ramp = (x / width * (1 + k % 3) + y / height * (2 - k % 2)) / 3
@@ -187,11 +188,18 @@ RANGES = {
 
 def content(spec: Spec, seed: int = 0) -> np.ndarray:
     """The full-resolution array a store holds: one picture per plane."""
+    planes = math.prod(spec.shape[:-2])
+    return np.stack([plane_content(spec, seed, plane) for plane in range(planes)]).reshape(
+        spec.shape
+    )
+
+
+def plane_content(spec: Spec, seed: int, plane: int) -> np.ndarray:
+    """Plane ``plane`` (counted over the axes before y and x, the last fastest) of
+    ``content(spec, seed)``, computed alone."""
     height, width = spec.shape[-2:]
     low, high = RANGES[spec.dtype]
-    planes = math.prod(spec.shape[:-2])
-    stack = [picture(height, width, seed * 97 + plane) for plane in range(planes)]
-    unit = np.stack(stack).reshape(spec.shape)
+    unit = picture(height, width, seed * 97 + plane)
     return (unit * (high - low) + low).astype(spec.dtype)
 
 
@@ -280,25 +288,57 @@ def _write_ome_zarr_py_image(group: zarr.Group, spec: Spec, data: np.ndarray) ->
 def _with_zarr(path: Path, spec: Spec, data: np.ndarray) -> None:
     """The store written with zarr alone: each dataset a block-mean reduction of the
     full resolution, NGFF attributes written by hand."""
+    group, arrays = _zarr_datasets(path, spec)
+    for factor, array in zip(spec.factors, arrays, strict=True):
+        array[...] = reduced(data, factor)
+    _ngff_attributes(group, path, spec)
+
+
+def write_by_plane(path: Path, spec: Spec, seed: int = 0) -> Path:
+    """The store _with_zarr writes of ``content(spec, seed)``, computed and written one
+    plane at a time: for stores too large to hold in memory whole (the benchmarks')."""
+    group, arrays = _zarr_datasets(path, spec)
+    leading = spec.shape[:-2]
+    for plane, index in enumerate(np.ndindex(*leading)):
+        pixels = plane_content(spec, seed, plane)
+        for factor, array in zip(spec.factors, arrays, strict=True):
+            array[index] = reduced(pixels, factor)
+    _ngff_attributes(group, path, spec)
+    return path
+
+
+def _zarr_datasets(path: Path, spec: Spec) -> tuple[zarr.Group, list[zarr.Array]]:
+    """A new group at ``path`` with an empty array per reduction factor (s0, s1, ...):
+    the spec's chunks (no larger than the level), shards and compressors."""
     zarr_format = 2 if spec.version == "0.4" else 3
     group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
-    datasets = []
+    arrays = []
     for index, factor in enumerate(spec.factors):
-        level = reduced(data, factor)
-        chunks = tuple(min(c, s) for c, s in zip(spec.chunks, level.shape, strict=True))
+        shape = (*spec.shape[:-2], spec.shape[-2] // factor, spec.shape[-1] // factor)
+        chunks = tuple(min(c, s) for c, s in zip(spec.chunks, shape, strict=True))
         options: dict[str, Any] = {"chunks": chunks}
         if "shards" in spec.options:
             # A shard holds whole chunks; no larger than the level needs.
             options["shards"] = tuple(
                 min(s, -(-n // c) * c)
-                for c, s, n in zip(chunks, spec.options["shards"], level.shape, strict=True)
+                for c, s, n in zip(chunks, spec.options["shards"], shape, strict=True)
             )
+        if "compressors" in spec.options:
+            options["compressors"] = spec.options["compressors"]
         if zarr_format == 2:
             options["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
-        array = group.create_array(
-            f"s{index}", shape=level.shape, dtype=level.dtype, overwrite=True, **options
+        arrays.append(
+            group.create_array(
+                f"s{index}", shape=shape, dtype=spec.dtype, overwrite=True, **options
+            )
         )
-        array[...] = level
+    return group, arrays
+
+
+def _ngff_attributes(group: zarr.Group, path: Path, spec: Spec) -> None:
+    """The multiscale (one dataset per reduction factor) and omero attributes."""
+    datasets = []
+    for index, factor in enumerate(spec.factors):
         scale = [float(factor) if axis in "yx" else 1.0 for axis in spec.axes]
         datasets.append(
             {"path": f"s{index}", "coordinateTransformations": [{"type": "scale", "scale": scale}]}

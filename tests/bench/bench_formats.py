@@ -15,7 +15,7 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,14 +92,35 @@ def all_tiles(meta: dict[str, Any]) -> list[tuple[int, int, int]]:
 def large_image_bulk(path: Path, source: str, tiles: list[tuple[int, int, int]]) -> float:
     """Seconds for ``WORKERS`` large_image processes to get every tile once (each its
     share, all at once): the wall time until the last ends."""
-    shares = [tiles[i::WORKERS] for i in range(WORKERS)]
+    spec = {"path": str(path), "mode": "bulk", "source": source}
+    return side_bulk("tests.bench.largeimage_side", spec, tiles)[0]
+
+
+def side_bulk(
+    module: str,
+    spec: dict[str, Any],
+    tiles: Sequence[Any],
+    *,
+    key: str = "tiles",
+    python: str = "",
+    contiguous: bool = False,
+) -> tuple[float, list[Any]]:
+    """``WORKERS`` processes of ``module`` (harness.run_side, in ``python``) at once, each
+    given ``spec`` with its share of ``tiles`` under ``key`` -- every WORKERS-th, or with
+    ``contiguous`` one run of neighbours each -- : the wall seconds until the last ends,
+    and each one's answer."""
+    size = -(-len(tiles) // WORKERS)
+    shares = [
+        list(tiles[i * size : (i + 1) * size]) if contiguous else list(tiles[i::WORKERS])
+        for i in range(WORKERS)
+    ]
     results: list[Any] = [None] * WORKERS
     errors: list[BaseException] = []
 
     def run(index: int) -> None:
-        spec = {"path": str(path), "mode": "bulk", "tiles": shares[index], "source": source}
+        share = {**spec, key: shares[index]}
         try:
-            results[index] = harness.run_side("tests.bench.largeimage_side", spec, timeout=3600)
+            results[index] = harness.run_side(module, share, timeout=3600, python=python)
         except BaseException as exc:
             errors.append(exc)
 
@@ -111,24 +132,31 @@ def large_image_bulk(path: Path, source: str, tiles: list[tuple[int, int, int]])
         thread.join()
     if errors:
         raise errors[0]
-    return time.perf_counter() - start
+    return time.perf_counter() - start, results
 
 
 def cold_misses(
-    stack: harness.Stack, source_id: str, tiles: list[tuple[int, int, int]]
+    stack: harness.Stack,
+    source_id: str,
+    tiles: Sequence[Sequence[int]],
+    hits: list[float] | None = None,
 ) -> list[float]:
+    """Seconds for each tile ((z, x, y) or (z, x, y, frame)) over HTTP, asked alone with
+    the source's tiles deleted from Redis first; with ``hits``, each is asked once more
+    right after, and that answer's seconds (a cache hit: the HTTP floor) appended."""
     client = stack.redis.client()
     http = stack.http()
     seconds = []
     try:
-        for z, x, y in tiles:
+        for z, x, y, *frame in tiles:
             harness.delete_keys(client, f"tc:tile:{source_id}:*", f"tc:raw:{source_id}:*")
-            path = harness.tile_path(source_id, z, x, y)
-            start = time.perf_counter()
-            reply = http.get(path)
-            seconds.append(time.perf_counter() - start)
-            if reply.status != 200:
-                raise BenchError(f"{path} -> {reply.status}: {reply.body[:300]!r}")
+            path = harness.tile_path(source_id, z, x, y, *frame)
+            for times in [seconds] if hits is None else [seconds, hits]:
+                start = time.perf_counter()
+                reply = http.get(path)
+                times.append(time.perf_counter() - start)
+                if reply.status != 200:
+                    raise BenchError(f"{path} -> {reply.status}: {reply.body[:300]!r}")
     finally:
         http.close()
     return seconds

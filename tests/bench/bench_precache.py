@@ -56,12 +56,16 @@ def dzsave(image: Path, scratch: Path) -> tuple[float, int]:
     return seconds, tiles
 
 
-def precache(stack: harness.Stack, source_id: str) -> tuple[float, dict[str, Any]]:
-    """Seconds from the POST to the job's end, and the job as ``GET /jobs/{id}`` ends it."""
+def precache(
+    stack: harness.Stack, source_id: str, body: dict[str, Any] | None = None
+) -> tuple[float, dict[str, Any]]:
+    """Seconds from the POST (its JSON ``body``: the job's levels, frames, style ...; by
+    default all levels of frame 0) to the job's end, and the job as ``GET /jobs/{id}``
+    ends it."""
     http = stack.http()
     try:
         start = time.perf_counter()
-        reply = http.request("POST", f"/item/{source_id}/tiles/precache", {})
+        reply = http.request("POST", f"/item/{source_id}/tiles/precache", body or {})
         if reply.status != 201:
             raise BenchError(f"POST precache -> {reply.status}: {reply.body[:300]!r}")
         job_id = reply.json()["id"]

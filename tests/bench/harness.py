@@ -31,11 +31,12 @@ class BenchError(RuntimeError):
     """A benchmark could not run; the message says why (and where the logs are)."""
 
 
-def run_side(module: str, spec: dict[str, Any], timeout: float) -> Any:
-    """Run ``python -m module`` (large_image's side of a comparison, in its own process)
-    with ``spec`` as JSON on stdin; its JSON answer, or BenchError with its stderr."""
+def run_side(module: str, spec: dict[str, Any], timeout: float, python: str = "") -> Any:
+    """Run ``python -m module`` (large_image's side of a comparison, in its own process;
+    ``python``: another interpreter than this one, such as another virtualenv's) with
+    ``spec`` as JSON on stdin; its JSON answer, or BenchError with its stderr."""
     out = subprocess.run(
-        [sys.executable, "-m", module],
+        [python or sys.executable, "-m", module],
         input=json.dumps(spec),
         capture_output=True,
         text=True,
@@ -354,7 +355,9 @@ def tile_metadata(stack: Stack, source_id: str) -> dict[str, Any]:
     return reply.json()
 
 
-def tile_path(source_id: str, z: int, x: int, y: int) -> str:
+def tile_path(source_id: str, z: int, x: int, y: int, frame: int | None = None) -> str:
+    if frame is not None:
+        return f"/item/{source_id}/tiles/fzxy/{frame}/{z}/{x}/{y}"
     return f"/item/{source_id}/tiles/zxy/{z}/{x}/{y}"
 
 

@@ -31,6 +31,7 @@ from tests.bench import (
     bench_fullview,
     bench_hits,
     bench_latency,
+    bench_microscopy,
     bench_precache,
     bench_remote,
     bench_render,
@@ -44,7 +45,7 @@ from tests.bench.wrk import ensure_wrk, wrk_version
 
 BENCHMARKS = (
     "hits", "latency", "render", "style", "load", "affinity", "precache", "remote", "formats",
-    "urls", "exports", "fullview",
+    "microscopy", "urls", "exports", "fullview",
 )  # fmt: skip
 # Parts of a benchmark that --only may name alone (not part of the full run: their
 # benchmark runs them). waiting: section 1c, hits beside requests waiting for renders.
@@ -218,6 +219,15 @@ def main(argv: list[str] | None = None) -> int:
         if "formats" in args.only:
             print("benchmark 9: slide formats beside large_image", flush=True)
             sections.append(bench_formats.run(ctx, samples=5 if args.quick else 20))
+        if "microscopy" in args.only:
+            print(
+                "benchmark 10: microscopy formats beside large_image and the libraries", flush=True
+            )
+            sections.append(
+                bench_microscopy.run(
+                    ctx, samples=5 if args.quick else 20, rounds=1 if args.quick else 5
+                )
+            )
         if "fullview" in args.only:
             print("benchmark 13: time to full view, prefetch off and on", flush=True)
             views = bench_fullview.QUICK_VIEWS if args.quick else bench_fullview.VIEWS

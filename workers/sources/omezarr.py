@@ -453,7 +453,6 @@ class OmeZarrSource(Reader):
     ) -> np.ndarray:
         """Pixels [y0, y1) x [x0, x1) of ``level`` at the frame's ``indices``, as
         (height, width, bands), assembled from the chunks they overlap."""
-        out = np.zeros((y1 - y0, x1 - x0, self.band_count), dtype=self.dtype)
         ranges: list[range] = []
         for dimension, chunk in enumerate(level.chunks):
             axis = self._axis_at(dimension)
@@ -465,23 +464,36 @@ class OmeZarrSource(Reader):
                 ranges.append(range(0, (self.band_count - 1) // chunk + 1))
             else:
                 ranges.append(range(indices[axis] // chunk, indices[axis] // chunk + 1))
-        for coords in _product(ranges):
-            chunk_pixels = self._chunks.get(
-                (level.key, coords), lambda c=coords: self._read_chunk(level, c)
-            )
-            self._place(out, level, coords, chunk_pixels, (x0, y0, x1, y1), indices)
+        box = (x0, y0, x1, y1)
+        every = _product(ranges)
+        if len(every) == 1:
+            # One chunk holds the whole area (chunks as large as tiles or larger: the usual
+            # layout): its part is copied out as it is, not into a zero-filled tile (about
+            # 0.04 ms of a 1 ms read of a 512-pixel uint16 tile). A copy: the cached chunk
+            # is shared.
+            part, _target = self._part(level, every[0], self._chunk(level, every[0]), box, indices)
+            return np.array(part, order="C")
+        out = np.zeros((y1 - y0, x1 - x0, self.band_count), dtype=self.dtype)
+        for coords in every:
+            part, target = self._part(level, coords, self._chunk(level, coords), box, indices)
+            out[target["y"], target["x"], target.get("band", slice(None))] = part
         return out
 
-    def _place(
+    def _chunk(self, level: _Level, coords: tuple[int, ...]) -> np.ndarray:
+        """The decoded chunk at ``coords``, through the reader's chunk cache."""
+        return self._chunks.get((level.key, coords), lambda: self._read_chunk(level, coords))
+
+    def _part(
         self,
-        out: np.ndarray,
         level: _Level,
         coords: tuple[int, ...],
         chunk: np.ndarray,
         box: tuple[int, int, int, int],
         indices: dict[str, int],
-    ) -> None:
-        """Copy the part of ``chunk`` (at chunk ``coords``) inside ``box`` into ``out``."""
+    ) -> tuple[np.ndarray, dict[str, slice]]:
+        """The part of ``chunk`` (at chunk ``coords``) inside ``box``, as a (height, width,
+        bands) view, and where it goes in the area: slices by ``y``, ``x`` and, when the
+        chunk holds some of the bands, ``band``."""
         x0, y0, x1, y1 = box
         selection: list[slice | int] = []
         kept: list[str] = []
@@ -504,8 +516,7 @@ class OmeZarrSource(Reader):
         part = chunk[tuple(selection)]
         if "band" not in kept:
             part, kept = part[..., np.newaxis], [*kept, "band"]
-        part = np.transpose(part, [kept.index(name) for name in ("y", "x", "band")])
-        out[target["y"], target["x"], target.get("band", slice(None))] = part
+        return np.transpose(part, [kept.index(name) for name in ("y", "x", "band")]), target
 
     def _axis_at(self, dimension: int) -> str:
         return self._axis_names[dimension]
