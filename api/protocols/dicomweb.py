@@ -19,6 +19,7 @@ stores as JPEG is passed through byte for byte.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import threading
 import time
@@ -37,11 +38,14 @@ from tilecast.common.dicomwsi import (
     PixelFormat,
     Slide,
     frame_tile,
+    study_record,
 )
 from tilecast.common.errors import BadRequest, NotFound, TilecastError, UnknownSource
 from tilecast.common.jpegheader import NotJpeg, read_header
 from tilecast.common.registry import SourceRecord
 from tilecast.common.tiles import TileRequest
+
+log = logging.getLogger(__name__)
 
 RELOAD_INTERVAL = 0.25
 INDEX = "tilecast.dicomweb_index"
@@ -68,6 +72,20 @@ def slide_of(record: SourceRecord, generation: int) -> Slide:
     return Slide(record.id, record.name, generation, record.created, record.metadata)
 
 
+def _describable(record: SourceRecord, generation: int) -> Slide | None:
+    """The record's slide, or None when its metadata cannot make one (a record written by
+    another tool, or by an older tilecast): one odd record must not fail every search."""
+    try:
+        slide = slide_of(record, generation)
+        study_record(slide)
+        if slide.grid.levels < 1 or slide.frame_count < 1:
+            raise ValueError("no level or no frame")
+    except Exception as exc:
+        log.warning("source %s is left out of DICOMweb: %r", record.id, exc)
+        return None
+    return slide
+
+
 class SlideIndex:
     """This process's slides by study UID (module docstring)."""
 
@@ -88,7 +106,9 @@ class SlideIndex:
                 generation = svc.registry.generation(record.id)
             if generation is None:
                 continue  # removed meanwhile
-            slides.append(slide_of(record, generation))
+            slide = _describable(record, generation)
+            if slide is not None:
+                slides.append(slide)
         with self._lock:
             self._by_study = {slide.study_uid: slide for slide in slides}
             self._loaded = time.monotonic()

@@ -54,3 +54,16 @@ def test_searching_every_study_needs_management_rights(client: FlaskClient) -> N
         "/dicomweb/studies", headers={"Tilecast-Secret": "s", "Origin": "http://viewer.example"}
     )
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_a_record_dicomweb_cannot_describe_is_left_out_of_the_searches() -> None:
+    from tilecast.api.protocols.dicomweb import _describable
+    from tilecast.common.registry import SourceRecord
+
+    odd = SourceRecord("odd", "/x.tiff", "x.tiff", {"sizeX": 10})
+    good = SourceRecord("good", "/y.tiff", "y.tiff",
+                        {"sizeX": 512, "sizeY": 512, "tileWidth": 256, "tileHeight": 256,
+                         "levels": 2})  # fmt: skip
+    assert _describable(odd, 1) is None
+    slide = _describable(good, 1)
+    assert slide is not None and slide.grid.levels == 2
