@@ -292,7 +292,9 @@ def test_prefetch_raises_the_hit_ratio_of_a_pan(
 ) -> None:
     plain = api.register(copy_image(images, source_root, "pan-plain"))
     without = simulated_pan(api, state, plain, wait_for_prefetch=False)
-    prefetching = start_api({"TILECAST_PREFETCH": "1"})
+    # A long TTL: on a busy machine the bulk pool (nice 19, SCHED_IDLE) may start the
+    # prefetches late, and the default 5 s would drop them all.
+    prefetching = start_api({"TILECAST_PREFETCH": "1", "TILECAST_PREFETCH_TTL": "120"})
     fetched = prefetching.register(copy_image(images, source_root, "pan-prefetch"))
     with_prefetch = simulated_pan(prefetching, state, fetched, wait_for_prefetch=True)
     report = {"without": without, "with": with_prefetch}
