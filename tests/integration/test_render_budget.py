@@ -223,9 +223,11 @@ def test_render_past_its_soft_limit_stops_and_is_refused(
     assert first.status_code == 503, first.text
     assert first.json()["error"] == "too_costly"
     assert time.monotonic() - started < 10
+    # Asked again: refused from the record of the first, not rendered again (the counters
+    # below); how fast is the benchmarks' business, a loaded machine only bounds it loosely.
     started = time.monotonic()
     assert api.get(path).json()["error"] == "too_costly"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 10
     counts = counters.read(client)
     assert counts.get(counters.RENDERS_TOO_COSTLY, 0) == 1
     assert counts.get(counters.RENDERS_KILLED, 0) == 0  # stopped in the process, not killed
