@@ -442,6 +442,28 @@ class Place:
         return cls("s3", server, resolved, base, RemoteOptions(endpoint_url=server.url))
 
 
+@contextmanager
+def placed(
+    server: RangeServer | S3Server,
+    bucket: str,
+    prefix: str,
+    redis_url: str,
+    download_dir: Path,
+    state: Any,
+) -> Iterator[Place]:
+    """``Place.of`` for one test: no opened reader from another test before it, and its
+    readers and the blocks it shared in Redis gone after it."""
+    from tilecast.workers.remote.opening import forget_readers
+
+    forget_readers()
+    try:
+        yield Place.of(server, bucket, prefix, redis_url, download_dir)
+    finally:
+        forget_readers()
+        for key in state.scan_iter(match="tc:remote:*"):
+            state.delete(key)
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (connections are refused)."""
     with socket.socket() as probe:

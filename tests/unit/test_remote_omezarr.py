@@ -21,7 +21,15 @@ import pytest
 import redis
 
 from tests.images_omezarr import make_omezarr_images
-from tests.remoteservers import Place, RangeServer, S3Server, delete, s3_serving, upload
+from tests.remoteservers import (
+    Place,
+    RangeServer,
+    S3Server,
+    delete,
+    placed,
+    s3_serving,
+    upload,
+)
 from tilecast.common.errors import RemoteForbidden, UnsupportedImage
 from tilecast.common.settings import Settings
 from tilecast.workers.describe import open_path
@@ -65,12 +73,9 @@ def s3(served: Path) -> Iterator[S3Server]:
 def place(
     request: pytest.FixtureRequest, redis_url: str, state: redis.Redis, tmp_path: Path
 ) -> Iterator[Place]:
-    forget_readers()
     server: RangeServer | S3Server = request.getfixturevalue(request.param)
-    yield Place.of(server, BUCKET, "zarr", redis_url, tmp_path / "downloads")
-    forget_readers()
-    for key in state.scan_iter(match="tc:remote:*"):
-        state.delete(key)
+    with placed(server, BUCKET, "zarr", redis_url, tmp_path / "downloads", state) as place:
+        yield place
 
 
 def assert_same_native_tiles(remote: ImageSource, local: ImageSource) -> None:

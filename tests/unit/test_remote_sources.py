@@ -25,6 +25,7 @@ from tests.remoteservers import (
     RangeServer,
     S3Server,
     closed_port,
+    placed,
     s3_serving,
     upload,
 )
@@ -74,12 +75,9 @@ def s3(served: Path) -> Iterator[S3Server]:
 def place(
     request: pytest.FixtureRequest, redis_url: str, state: redis.Redis, tmp_path: Path
 ) -> Iterator[Place]:
-    forget_readers()
     server: RangeServer | S3Server = request.getfixturevalue(request.param)
-    yield Place.of(server, BUCKET, "images", redis_url, tmp_path / "downloads")
-    forget_readers()
-    for key in state.scan_iter(match="tc:remote:*"):
-        state.delete(key)
+    with placed(server, BUCKET, "images", redis_url, tmp_path / "downloads", state) as place:
+        yield place
 
 
 def reader_of(place: Place, **changes: object) -> RemoteReader:

@@ -16,13 +16,14 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 from zarr.abc.store import ByteRequest, Store
-from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
+from zarr.core.buffer import Buffer, BufferPrototype
 
 from tilecast.common.errors import UnsupportedImage
 from tilecast.workers.sources.files import FileTooLarge, KeyedDirectory
 from tilecast.workers.sources.zarrstore import (
     METADATA_NAMES,
     ChunkLimits,
+    ThreadedReads,
     range_length,
     range_start,
     safe_key,
@@ -30,8 +31,10 @@ from tilecast.workers.sources.zarrstore import (
 )
 
 
-class PrefixStore(Store):
-    """zarr's view of a keyed directory: reads only."""
+class PrefixStore(ThreadedReads, Store):
+    """zarr's view of a keyed directory: reads only, a thread per read (zarr gathers the
+    documents of an array, and the inner chunks of a shard, concurrently: their round
+    trips overlap)."""
 
     supports_writes = False
     supports_deletes = False
@@ -73,19 +76,6 @@ class PrefixStore(Store):
         if data is not None:
             self.limits.check(key, data, byte_range)
         return data
-
-    async def get(
-        self,
-        key: str,
-        prototype: BufferPrototype | None = None,
-        byte_range: ByteRequest | None = None,
-    ) -> Buffer | None:
-        if prototype is None:
-            prototype = default_buffer_prototype()
-        # A thread per read: zarr gathers the documents of an array (and the inner
-        # chunks of a shard) concurrently, so their round trips overlap.
-        data = await asyncio.to_thread(self.read, key, byte_range)
-        return None if data is None else prototype.buffer.from_bytes(data)
 
     async def get_partial_values(
         self,

@@ -401,16 +401,12 @@ def safe_key(key: str) -> list[str]:
     return parts
 
 
-class DirectoryStore(LocalStore):
-    """zarr's LocalStore, read-only, confined to ``root`` and bounded by ``limits``."""
+class ThreadedReads:
+    """zarr's ``get`` over a store's blocking ``read(key, byte_range)`` (the bounds and
+    confinement live there), run in a thread so zarr's event loop is not held."""
 
-    def __init__(self, root: str, limits: ChunkLimits) -> None:
-        super().__init__(root, read_only=True)
-        self.limits = limits
-        self._real_root = os.path.realpath(root)
-
-    def with_read_only(self, read_only: bool = False) -> DirectoryStore:
-        return DirectoryStore(str(self.root), self.limits)
+    def read(self, key: str, byte_range: ByteRequest | None) -> bytes | None:
+        raise NotImplementedError
 
     async def get(
         self,
@@ -422,6 +418,18 @@ class DirectoryStore(LocalStore):
             prototype = default_buffer_prototype()
         data = await asyncio.to_thread(self.read, key, byte_range)
         return None if data is None else prototype.buffer.from_bytes(data)
+
+
+class DirectoryStore(ThreadedReads, LocalStore):
+    """zarr's LocalStore, read-only, confined to ``root`` and bounded by ``limits``."""
+
+    def __init__(self, root: str, limits: ChunkLimits) -> None:
+        super().__init__(root, read_only=True)
+        self.limits = limits
+        self._real_root = os.path.realpath(root)
+
+    def with_read_only(self, read_only: bool = False) -> DirectoryStore:
+        return DirectoryStore(str(self.root), self.limits)
 
     async def get_partial_values(
         self,
