@@ -14,14 +14,13 @@ import json
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from tests.remoteservers import Request, RequestLog, _QuietServer
+from tests.remoteservers import LoopbackServer, Request, RequestLog
 
 ORTHANC = "/usr/sbin/Orthanc"
 PLUGIN_PACKAGE = "orthanc-dicomweb"
@@ -123,7 +122,7 @@ def basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-class CountingProxy:
+class CountingProxy(LoopbackServer):
     """A reverse proxy to ``target`` on a free port, recording each request."""
 
     def __init__(self, target: str) -> None:
@@ -132,18 +131,7 @@ class CountingProxy:
         self.throttle: tuple[int, int] | None = None  # (status, Retry-After) for every GET
         self.token: str | None = None  # a bearer token demanded, swapped for basic auth
         self.truncate = False  # send half of each answer's body, then close
-        self.server = _QuietServer(("127.0.0.1", 0), _proxy_handler(self))
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(_proxy_handler(self))
 
 
 def _proxy_handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:

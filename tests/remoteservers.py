@@ -86,17 +86,18 @@ class RequestLog:
         return sum(r.sent for r in self.since(mark))
 
 
-class RangeServer:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.log = RequestLog()
-        self.ranges = True
-        self.latency = 0.0  # seconds every answer waits
-        self.throttle: tuple[int, int] | None = None  # (status, Retry-After) for every GET
-        self.truncate = False  # send half of each body, then close
-        self.forbidden: set[str] = set()  # paths answered 403
-        self.server = _QuietServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
+class LoopbackServer:
+    """An HTTP server of the tests on a free loopback port, served by a daemon thread."""
+
+    server: Any  # an http.server or werkzeug server bound to 127.0.0.1:0
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        server = _QuietServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        self._start(server)
+
+    def _start(self, server: Any) -> None:
+        self.server = server
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -107,6 +108,18 @@ class RangeServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class RangeServer(LoopbackServer):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.log = RequestLog()
+        self.ranges = True
+        self.latency = 0.0  # seconds every answer waits
+        self.throttle: tuple[int, int] | None = None  # (status, Retry-After) for every GET
+        self.truncate = False  # send half of each body, then close
+        self.forbidden: set[str] = set()  # paths answered 403
+        self._serve(_handler(self))
 
     def __enter__(self) -> RangeServer:
         return self
@@ -221,7 +234,7 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class S3Server:
+class S3Server(LoopbackServer):
     """moto's S3 on a free port; every request counted (GET bodies' bytes too).
 
     ``latency``: seconds every answer waits (a network's round trip). ``direct_ranges``:
@@ -247,17 +260,7 @@ class S3Server:
         app = _Counting(DomainDispatcherApplication(create_backend_app), self)
         self.latency = 0.0
         self.direct_ranges = direct_ranges
-        self.server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._start(make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet))
 
 
 class _Counting:
