@@ -39,7 +39,7 @@ from tilecast.workers.guard import checkpoint
 from tilecast.workers.rawtile import RawTile, RawTileError
 from tilecast.workers.sources.base import ImageSource
 from tilecast.workers.sources.reader import Reader, naming_format
-from tilecast.workers.vipsutil import halve
+from tilecast.workers.vipsutil import halve_many
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +113,18 @@ class RawTiles:
         found = self._kept_tiles(z, coords, frame)
         missing = [coord for coord in coords if coord not in found]
         keys = [self.key(z, x, y, frame) for x, y in missing]
-        made: dict[str, bytes] = {}
-        for (x, y), key, data in zip(missing, keys, self.cache.get_many(keys), strict=True):
+        absent: dict[tuple[int, int], str] = {}
+        for coord, key, data in zip(missing, keys, self.cache.get_many(keys), strict=True):
             tile = _cached_tile(key, data)
             if tile is None:
-                tile = self._produce(z, x, y, frame)
-                if self.store_made:
-                    made[key] = tile.to_bytes()
-            found[(x, y)] = self._keep(z, x, y, frame, tile)
+                absent[coord] = key
+            else:
+                found[coord] = self._keep(z, *coord, frame, tile)
+        made: dict[str, bytes] = {}
+        for coord, tile in zip(absent, self._synthesize_many(z, list(absent), frame), strict=True):
+            if self.store_made:
+                made[absent[coord]] = tile.to_bytes()
+            found[coord] = self._keep(z, *coord, frame, tile)
         if made:
             self.cache.put_many(made)
         return [found[coord] for coord in coords]
@@ -161,17 +165,31 @@ class RawTiles:
                 raise naming_format(exc, self.source) from None
             raise
 
-    def _produce(self, z: int, x: int, y: int, frame: int) -> RawTile:
+    def _synthesize_many(self, z: int, coords: list[tuple[int, int]], frame: int) -> list[RawTile]:
+        """Tiles ``coords`` of a level the file lacks, each from the (up to) four tiles
+        of the level above; their mosaics are halved together (vipsutil.halve_many)."""
+        if not coords:
+            return []
         checkpoint()
-        if self.source.is_native_level(z, frame):
-            tile = self._read_native(z, x, y, frame)
-            self.counters.add(read=1)
-            return tile
-        tile = self._synthesize(z, x, y, frame)
-        self.counters.add(synthesized=1)
-        return tile
+        mosaics = [self._mosaic(z, x, y, frame) for x, y in coords]
+        halved = iter(halve_many([mosaic for mosaic in mosaics if mosaic is not None]))
+        tiles: list[RawTile] = []
+        for (x, y), mosaic in zip(coords, mosaics, strict=True):
+            if mosaic is None:
+                tiles.append(RawTile.from_pixels(self.source.empty_tile()))
+                continue
+            own_w, own_h = self.source.tile_content(z, x, y, frame)
+            reduced = next(halved)
+            tile = np.zeros_like(reduced)
+            tile[:own_h, :own_w] = reduced[:own_h, :own_w]
+            tiles.append(RawTile.from_pixels(tile))
+        self.counters.add(synthesized=len(coords))
+        return tiles
 
-    def _synthesize(self, z: int, x: int, y: int, frame: int) -> RawTile:
+    def _mosaic(self, z: int, x: int, y: int, frame: int) -> np.ndarray | None:
+        """The 2 x 2 tiles under tile (x, y) of level ``z`` as one array, padded as
+        large_image pads them (see the module's docstring); None for a tile with no
+        content."""
         source = self.source
         tw, th = source.tile_width, source.tile_height
         child_z = z + 1
@@ -179,7 +197,7 @@ class RawTiles:
         children = self.get_many(child_z, coords, frame)
         own_w, own_h = source.tile_content(z, x, y, frame)
         if not children or own_w == 0 or own_h == 0:
-            return RawTile.from_pixels(source.empty_tile())
+            return None
         arrays = [child.array() for child in children]
         bands = arrays[0].shape[2]
         mosaic = np.zeros((2 * th, 2 * tw, bands), dtype=arrays[0].dtype)
@@ -198,11 +216,7 @@ class RawTiles:
         # transparent (they add nothing to its premultiplied resize); repeat the edge.
         present_w = tw * len({cx for cx, _cy in coords})
         present_h = th * len({cy for _cx, cy in coords})
-        mosaic = _extend(mosaic[:present_h, :present_w], 2 * tw, 2 * th)
-        reduced = halve(mosaic)
-        tile = np.zeros((th, tw, bands), dtype=reduced.dtype)
-        tile[:own_h, :own_w] = reduced[:own_h, :own_w]
-        return RawTile.from_pixels(tile)
+        return _extend(mosaic[:present_h, :present_w], 2 * tw, 2 * th)
 
 
 def _extend(pixels: np.ndarray, width: int, height: int) -> np.ndarray:

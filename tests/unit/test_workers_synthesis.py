@@ -14,7 +14,8 @@ from tilecast.common.tiles import raw_tile_key
 from tilecast.workers.engine import Renderer
 from tilecast.workers.rawtile import RawTile
 from tilecast.workers.sources import open_source
-from tilecast.workers.synthesis import RawTiles, halve
+from tilecast.workers.synthesis import RawTiles
+from tilecast.workers.vipsutil import halve
 
 large_image = pytest.importorskip("large_image")
 large_image.config.setConfig("icc_correction", False)
@@ -150,3 +151,27 @@ def test_each_frame_synthesizes_from_its_own_pages(
     # The second page is the negative of the first; filtering is linear.
     assert np.abs((255 - first[:h, :w]) - second[:h, :w]).mean() < 1
     assert tiles.key(0, 0, 0, 0) != tiles.key(0, 0, 0, 1)
+
+
+@pytest.mark.parametrize("bands", [1, 2, 3, 4])
+def test_mosaics_halved_together_equal_each_halved_alone(bands: int) -> None:
+    from tilecast.workers.vipsutil import HALVE_BATCH, halve_many
+
+    rng = np.random.default_rng(bands)
+    noisy = [rng.integers(0, 256, (64, 48, bands), dtype=np.uint8) for _ in range(HALVE_BATCH + 3)]
+    # Hard edges at the first and last rows, where stacked mosaics meet.
+    edged = np.zeros((64, 48, bands), np.uint8)
+    edged[0], edged[-1] = 255, 128
+    mosaics = [*noisy, edged, np.full((64, 48, bands), 9, np.uint8)]
+    for alone, together in zip(map(halve, mosaics), halve_many(mosaics), strict=True):
+        assert np.array_equal(alone, together)
+
+
+def test_halving_many_falls_back_to_one_by_one_where_it_cannot_stack() -> None:
+    from tilecast.workers.vipsutil import halve_many
+
+    odd = [np.full((7, 9, 3), 5, np.uint8), np.full((7, 9, 3), 6, np.uint8)]
+    assert [m.shape for m in halve_many(odd)] == [(4, 5, 3), (4, 5, 3)]
+    sixteen = [np.arange(64, dtype=np.uint16).reshape(8, 8, 1)] * 2
+    assert all(np.array_equal(m, sixteen[0][::2, ::2]) for m in halve_many(sixteen))
+    assert halve_many([]) == []
