@@ -151,7 +151,8 @@ def announce_many(state: redis.Redis, completions: Sequence[Completion]) -> None
     if not completions:
         return
     pipe = state.pipeline(transaction=False)
+    # One DEL for all the markers (the state Redis is one server, never a cluster).
+    pipe.delete(*(inflight_key(completion.key) for completion in completions))
     for completion in completions:
-        pipe.delete(inflight_key(completion.key))
         pipe.publish(DONE_CHANNEL, completion.encode())
     pipe.execute()

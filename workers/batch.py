@@ -68,12 +68,16 @@ def render_batch(
     generation: int,
     on_flush: FlushHook | None = None,
     still_wanted: WantedHook | None = None,
+    *,
+    checked: bool = False,
 ) -> BatchResult:
     """Render every tile of ``requests`` not yet cached (and ``still_wanted``, when
-    given); never raises for one tile."""
+    given); never raises for one tile. ``checked``: the caller holds their markers and
+    found none of them cached after taking them (a job's batch), so the cache is not
+    asked again."""
     result = BatchResult()
     keys = [request.key(generation) for request in requests]
-    present = _existing(renderer, keys)
+    present: set[str] = set() if checked else _existing(renderer, keys)
     pending = _Pending(completions=[Completion(key) for key in keys if key in present])
     result.skipped = len(pending.completions)
     wanted = [request for request, key in zip(requests, keys, strict=True) if key not in present]

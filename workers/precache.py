@@ -37,7 +37,13 @@ from celery.signals import worker_ready, worker_shutdown
 
 from tilecast.common import counters
 from tilecast.common.errors import RenderFailed, ServiceUnavailable, TilecastError, UnknownJob
-from tilecast.common.inflight import Completion, announce, claim_many, release_owned
+from tilecast.common.inflight import (
+    Completion,
+    announce,
+    announce_many,
+    claim_many,
+    release_owned,
+)
 from tilecast.common.jobplan import BASE_TILES, RAW, THUMBNAIL, Batch, Plan, plan
 from tilecast.common.jobspec import JobSpec
 from tilecast.common.jobstore import RUNNING, JobStore, tile_owner
@@ -270,7 +276,9 @@ class _BatchRunner:
         if not requests:
             return
         keys = {request.key(self.spec.generation): request for request in requests}
-        result = render_batch(self.renderer, requests, self.spec.generation, self._flushed(keys))
+        result = render_batch(
+            self.renderer, requests, self.spec.generation, self._flushed(keys), checked=True
+        )
         self.outcome.rendered += result.rendered
         self.outcome.skipped += result.skipped
         self.outcome.failed += result.failed
@@ -298,22 +306,22 @@ class _BatchRunner:
 
     def _claim(self, keys: list[str]) -> tuple[list[str], list[str]]:
         """``(mine, others)`` among the keys not cached yet: mine are the ones whose
-        in-flight marker this batch took (or had taken in an earlier attempt)."""
+        in-flight marker this batch took (or had taken in an earlier attempt) and are
+        not cached, others are in flight elsewhere. Markers first, then the cache: a
+        render that ended just before the claim has its tile cached by then, so a tile
+        held here and absent from the cache is rendered by nobody else (and
+        render_batch need not look again)."""
         if not keys:
             return [], []
-        pipe = self.renderer.cache_client.pipeline(transaction=False)
-        for key in keys:
-            pipe.exists(key)
-        cached = pipe.execute()
-        missing = [key for key, found in zip(keys, cached, strict=True) if not found]
-        self.outcome.skipped += len(keys) - len(missing)
-        if not missing:
-            return [], []
-        held = claim_many(self.renderer.state, missing, self.owner, self.settings.inflight_ttl)
-        mine: list[str] = []
-        others: list[str] = []
-        for key, ours in zip(missing, held, strict=True):
-            (mine if ours else others).append(key)
+        held = claim_many(self.renderer.state, keys, self.owner, self.settings.inflight_ttl)
+        ours = [key for key, mine in zip(keys, held, strict=True) if mine]
+        others = [key for key, mine in zip(keys, held, strict=True) if not mine]
+        cached = self.renderer.cache.exists_many(ours)
+        done = [key for key, found in zip(ours, cached, strict=True) if found]
+        if done:
+            announce_many(self.renderer.state, [Completion(key) for key in done])
+            self.outcome.skipped += len(done)
+        mine = [key for key, found in zip(ours, cached, strict=True) if not found]
         self.claimed.update(mine)
         return mine, others
 
