@@ -6,7 +6,8 @@ writers from generated slides, plus the real two-file series of tests/realslides
   frames, TILED_FULL, label / overview / thumbnail instances, the SVS's 2x level missing.
 - ``OrthancWSIDicomizer`` (Debian's ``orthanc-wsi``, installed by scripts/test) converts a
   pyramidal TIFF: the TIFF's own JPEG tiles copied (RGB, TILED_SPARSE), or re-encoded
-  as JPEG 2000 with instances split over several files (a concatenation).
+  as JPEG 2000, with levels split over several instances (a concatenation), as the
+  JPEG ones can be too (``max_size``).
 - No available writer makes several focal planes or optical paths from these inputs, so
   :func:`multiplane` rewrites a wsidicomizer instance with pydicom into three focal planes
   times two optical paths (frames re-encoded as JPEG): a test-made series, said so.
@@ -88,9 +89,13 @@ def pyramid_tiff(path: Path, width: int = 1000, height: int = 700, *, noise: boo
     return write_tiff(picture, path, pyramid=True, pixels_per_mm=4000)
 
 
-def orthanc(source: Path, folder: Path, *, jpeg2000: bool = False) -> Path:
+def orthanc(
+    source: Path, folder: Path, *, jpeg2000: bool = False, max_size: int | None = None
+) -> Path:
     """``source`` (a pyramidal TIFF) converted by OrthancWSIDicomizer: its JPEG tiles
-    copied, or re-encoded as JPEG 2000 with instances of at most 1 MB (concatenations).
+    copied, or re-encoded as JPEG 2000 with instances of at most 1 MB (concatenations);
+    ``max_size`` (MB) splits the copied JPEG tiles' levels so too (the writer's default,
+    10 MB, leaves the tests' small slides one instance per level).
     Orthanc WSI 1.1 writes an ImageType only from a dataset file: its own sample's."""
     if not Path(ORTHANC_DICOMIZER).exists():
         raise FileNotFoundError(
@@ -110,6 +115,8 @@ def orthanc(source: Path, folder: Path, *, jpeg2000: bool = False) -> Path:
     argv = [ORTHANC_DICOMIZER, "--dataset", str(dataset), "--folder", str(folder), *size]
     if jpeg2000:
         argv += ["--compression", "jpeg2000", "--reencode", "1", "--max-size", "1"]
+    elif max_size is not None:
+        argv += ["--max-size", str(max_size)]
     subprocess.run([*argv, str(source)], capture_output=True, check=True, timeout=300)
     return folder
 

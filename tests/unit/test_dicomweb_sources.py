@@ -18,8 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import redis
+from pydicom.uid import generate_uid
 
 from tests import dicomslides
 from tests.orthancserver import DICOMWEB_ROOT, PASSWORD, USER, CountingProxy, OrthancServer
@@ -66,11 +68,15 @@ def proxy(orthanc: OrthancServer) -> Iterator[CountingProxy]:
 
 @pytest.fixture(scope="module")
 def stored(orthanc: OrthancServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Series]:
-    """Three series, written as files and stored into Orthanc."""
+    """Five series, written as files and stored into Orthanc; in two of them the levels
+    are split over several instances of at most 1 MB (concatenations), as
+    OrthancWSIDicomizer splits a large slide's (10 MB by default)."""
     work = tmp_path_factory.mktemp("dicomweb-series")
     tiff = dicomslides.pyramid_tiff(work / "noise.tiff", SIDE, SIDE, noise=True)
     folders = {
         "orthanc-jpeg": dicomslides.orthanc(tiff, work / "orthanc-jpeg"),
+        "orthanc-split": dicomslides.orthanc(tiff, work / "orthanc-split", max_size=1),
+        "orthanc-split-j2k": dicomslides.orthanc(tiff, work / "orthanc-j2k", jpeg2000=True),
         "wsidicomizer-jpeg": dicomslides.wsidicomizer_svs(work / "wsidicomizer-jpeg"),
         "wsidicomizer-j2k": dicomslides.wsidicomizer_svs(work / "wsidicomizer-j2k", jpeg2000=True),
     }
@@ -111,7 +117,16 @@ def fresh(state: redis.Redis) -> Iterator[None]:
 # -- reading -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["orthanc-jpeg", "wsidicomizer-jpeg", "wsidicomizer-j2k"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "orthanc-jpeg",
+        "orthanc-split",
+        "orthanc-split-j2k",
+        "wsidicomizer-jpeg",
+        "wsidicomizer-j2k",
+    ],
+)
 def test_tiles_equal_the_local_series(
     name: str, stored: dict[str, Series], proxy: CountingProxy, redis_url: str, fresh: None
 ) -> None:
@@ -139,7 +154,7 @@ def test_tiles_equal_the_local_series(
                         assert np.array_equal(mine.array(), theirs.array()), (z, x, y)
                     compared += 1
     assert compared > 0
-    assert (passed > 0) == (name != "wsidicomizer-j2k")
+    assert (passed > 0) == (not name.endswith("j2k"))
     assert opened.identity["url"] == locator(proxy.url, series)
 
 
@@ -183,6 +198,85 @@ def test_first_tile_and_viewport_cost(
     assert viewport[0] == 64
     # Every answer is the frames asked for and their multipart envelope.
     assert viewport[1] < 64 * 256 * 256 * 3
+
+
+def _concatenations(folder: Path) -> dict[str, list[str]]:
+    """ConcatenationUID (or the instance's own UID) -> the SOP instance UIDs of its
+    parts, from the series' files."""
+    found: dict[str, list[str]] = {}
+    for path in dicomslides.instances(folder):
+        dataset = pydicom.dcmread(path, stop_before_pixels=True)
+        key = str(dataset.get("ConcatenationUID") or dataset.SOPInstanceUID)
+        found.setdefault(key, []).append(str(dataset.SOPInstanceUID))
+    return found
+
+
+def test_a_split_level_is_read_from_all_its_instances(
+    stored: dict[str, Series],
+    proxy: CountingProxy,
+    redis_url: str,
+    fresh: None,
+    record_property: pytest.RecordProperty,
+) -> None:
+    """A full-resolution level split over four instances: its viewport's frames are
+    asked of every part; opening asks one frame per concatenation for its syntax."""
+    series = stored["orthanc-split"]
+    concatenations = _concatenations(series.folder)
+    instances = sum(len(parts) for parts in concatenations.values())
+    largest = max(concatenations.values(), key=len)
+    assert len(largest) > 2 < instances - len(concatenations)  # what is tested is there
+    log = proxy.log
+    mark = log.mark()
+    opened = open_path(locator(proxy.url, series), settings_for(proxy, redis_url))
+    with opened.source as source:
+        opening = len(log.since(mark))
+        mark = log.mark()
+        for y in range(8):
+            for x in range(8):
+                assert source.read_tile(source.levels - 1, x, y).is_jpeg
+        asked = log.since(mark)
+    record_property("dicomweb_split_open_requests", opening)
+    print(
+        f"\ndicomweb split series ({instances} instances, {len(concatenations)} "
+        f"concatenations): opening {opening} requests (one syntax request per instance "
+        f"would be {2 + instances})"
+    )
+    # The search, the metadata, one frame of each concatenation.
+    assert opening == 2 + len(concatenations)
+    assert len(asked) == 64
+    assert all(any(f"/instances/{part}/frames/" in r.path for r in asked) for part in largest)
+
+
+def test_a_concatenation_missing_a_part_is_refused(
+    stored: dict[str, Series],
+    orthanc: OrthancServer,
+    proxy: CountingProxy,
+    redis_url: str,
+    fresh: None,
+    tmp_path: Path,
+) -> None:
+    """The split series copied as another series without one part of its largest
+    level: its frames do not follow each other, a 422 rather than a level with holes."""
+    source = stored["orthanc-split"]
+    largest = max(_concatenations(source.folder).values(), key=len)
+    series_uid = generate_uid()
+    copies = []
+    for path in dicomslides.instances(source.folder):
+        dataset = pydicom.dcmread(path)
+        if str(dataset.SOPInstanceUID) == largest[1]:
+            continue
+        dataset.SeriesInstanceUID = series_uid
+        dataset.SOPInstanceUID = generate_uid()
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        dataset.save_as(tmp_path / path.name, enforce_file_format=True)
+        copies.append(tmp_path / path.name)
+    study, series = orthanc.upload(copies)
+    with pytest.raises(UnsupportedImage) as caught:
+        open_path(
+            locator(proxy.url, Series(tmp_path, study, series)), settings_for(proxy, redis_url)
+        )
+    assert caught.value.status == 422
+    assert "concatenation" in caught.value.message
 
 
 def _open_in_another_process(path: str, settings: Settings) -> str:

@@ -20,8 +20,11 @@ that another process or host opening the series pays the search and one Redis ro
 trip. Whoever describes it first learns each instance's transfer syntax from the
 search's AvailableTransferSyntaxUID when the server gives it, else by asking for its
 first frame in whatever syntax the server holds (``transfer-syntax=*``) and reading the
-answer's content type: frames are then asked for in that syntax, so the server sends its
-own bytes and never transcodes (a JPEG frame passes through to the viewer as stored).
+answer's content type -- once per concatenation, whose instances share their syntax: a
+level split over many instances costs one request, not one each. Frames are then asked
+for in that syntax, so the server sends its own bytes and never transcodes (a JPEG
+frame passes through to the viewer as stored). How a concatenation's instances are read
+as one level: workers/remote/dicomconcat.py.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 SOP_CLASS, SOP_INSTANCE = "00080016", "00080018"
 TRANSFER_SYNTAX, AVAILABLE_SYNTAXES = "00020010", "00083002"
+CONCATENATION = "00209161"  # ConcatenationUID, shared by a concatenation's instances
 # The largest answer read (metadata of a large series, a frame): a server sending more
 # is refused rather than held.
 MAX_ANSWER_BYTES = 256 * 1024**2
@@ -215,12 +219,20 @@ class DicomWebServer:
             if uid is not None and _value(item, SOP_CLASS) == WSI_SOP_CLASS:
                 metadata[uid] = item
         syntaxes: dict[str, str | None] = {}
+        asked: dict[str, str | None] = {}  # concatenation (or instance) -> stored syntax
         for uid, item in metadata.items():
             syntax = _value(item, TRANSFER_SYNTAX)
             available = listed.get(uid)
             if syntax is None and available and len(available) == 1:
                 syntax = str(available[0])
-            syntaxes[uid] = syntax if syntax is not None else self._stored_syntax(uid)
+            if syntax is None:
+                # A concatenation's instances are one image's frames split up, stored
+                # alike: one frame of one of them tells the syntax of all.
+                group = _value(item, CONCATENATION) or uid
+                if group not in asked:
+                    asked[group] = self._stored_syntax(uid)
+                syntax = asked[group]
+            syntaxes[uid] = syntax
         return SeriesDescription(metadata, syntaxes)
 
     def _stored_syntax(self, uid: str) -> str | None:

@@ -16,11 +16,13 @@ from typing import Any
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from wsidicom import WsiDicom
 from wsidicom.errors import WsiDicomNotFoundError
+from wsidicom.web.wsidicom_web_source import WsiDicomWebSource
 
 from tilecast.common.errors import TilecastError, UnsupportedFormat, UnsupportedImage
 from tilecast.common.fileidentity import Identity
 from tilecast.common.remoteurls import RemoteSource, dicomweb_series
 from tilecast.common.settings import Settings
+from tilecast.workers.remote.dicomconcat import joined
 from tilecast.workers.remote.dicomweb import DicomWebServer, SeriesClient, SeriesDescription
 from tilecast.workers.remote.opening import check_still_allowed, remote_reader
 from tilecast.workers.sources.dicomseries import (
@@ -82,12 +84,11 @@ class DicomWebSeries(DicomImage):
                 "this server reads"
             )
         try:
-            wsi = WsiDicom.open_web(
-                SeriesClient(self._server, description),
-                self.series.study,
-                self.series.series,
-                requested_transfer_syntax=READ_SYNTAXES,
+            client = SeriesClient(self._server, description)
+            source = WsiDicomWebSource(
+                client, UID(self.series.study), [UID(self.series.series)], READ_SYNTAXES
             )
+            wsi = WsiDicom(joined(source, client), source_owned=True)
         except TilecastError:
             raise
         except WsiDicomNotFoundError:
