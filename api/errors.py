@@ -14,9 +14,19 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from tilecast.common.errors import RateLimited, RenderTimeout, ServiceUnavailable, TilecastError
+from tilecast.common.errors import (
+    RateLimited,
+    RenderTimeout,
+    ServiceUnavailable,
+    TilecastError,
+    error_from_payload,
+)
 
 log = logging.getLogger(__name__)
+
+# A worker's retry_after is a store's Retry-After (bounded there too): a value outside
+# these seconds is no advice a client should follow.
+RETRY_AFTER_BOUNDS = (1, 300)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -31,6 +41,17 @@ def tilecast_error_response(err: TilecastError) -> Response:
     if isinstance(err, ServiceUnavailable | RenderTimeout | RateLimited):
         response.headers["Retry-After"] = str(err.retry_after)
     return response
+
+
+def worker_error(payload: dict[str, Any]) -> TilecastError:
+    """The error a worker reported (common/errors.py's ``task_error_payload``), with the
+    ``retry_after`` it carried -- a throttling store's own Retry-After -- bounded."""
+    error = error_from_payload(payload)
+    wait = payload.get("retry_after")
+    if hasattr(error, "retry_after") and type(wait) in (int, float):
+        low, high = RETRY_AFTER_BOUNDS
+        error.retry_after = min(max(round(wait), low), high)  # type: ignore[attr-defined]
+    return error
 
 
 def _http_exception(err: HTTPException) -> Response:

@@ -3,7 +3,8 @@
 Every error a client can cause or see is a :class:`TilecastError`. Each class names
 the HTTP status it maps to; ``api/errors.py`` is the one place that turns them into
 responses. Workers report failures across the task boundary as
-``{"error": cls.code, "message": ...}`` and :func:`error_from_payload` rebuilds them.
+``{"error": cls.code, "message": ...}`` (:func:`task_error_payload`, which adds the
+``retry_after`` an error carries) and :func:`error_from_payload` rebuilds them.
 """
 
 from __future__ import annotations
@@ -278,6 +279,17 @@ def _register(cls: type[TilecastError]) -> None:
 
 
 _register(TilecastError)
+
+
+def task_error_payload(error: TilecastError) -> dict[str, Any]:
+    """What a worker reports of ``error`` across the task boundary: its payload and, for
+    an error that says when to ask again, its ``retry_after`` -- a store's own
+    Retry-After is set on the instance, which the class alone would not give back."""
+    payload = error.to_payload()
+    retry_after = getattr(error, "retry_after", None)
+    if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
+        payload["retry_after"] = retry_after
+    return payload
 
 
 def error_from_payload(payload: dict[str, Any]) -> TilecastError:

@@ -219,17 +219,23 @@ def make_omezarr_images(root: Path) -> dict[str, Path]:
     ``root``; name -> path."""
     root.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
-    for name, spec in OMEZARR_IMAGES.items():
-        path = root / f"{name}.zarr"
-        if spec.writer == "ome-zarr-py":
-            _with_ome_zarr_py(path, spec, content(spec))
-        else:
-            _with_zarr(path, spec, content(spec))
-        out[name] = path
+    for name in OMEZARR_IMAGES:
+        out[name] = write_omezarr_image(root, name)
     out["zip_root"] = zip_store(out["ngff04_czyx"], root / "image.bin", folder=None)
     out["zip_folder"] = zip_store(out["ngff05_czyx"], root / "image.zip", folder="image.zarr")
     out[PLATE] = write_plate(root / f"{PLATE}.zarr", PLATE_SPEC)
     return out
+
+
+def write_omezarr_image(root: Path, name: str) -> Path:
+    """Store ``name`` of OMEZARR_IMAGES written as ``root/{name}.zarr``."""
+    spec = OMEZARR_IMAGES[name]
+    path = root / f"{name}.zarr"
+    if spec.writer == "ome-zarr-py":
+        _with_ome_zarr_py(path, spec, content(spec))
+    else:
+        _with_zarr(path, spec, content(spec))
+    return path
 
 
 def planes(name: str) -> np.ndarray:

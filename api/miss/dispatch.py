@@ -37,11 +37,12 @@ from typing import Protocol, TypeVar
 
 import redis
 
+from tilecast.api.errors import worker_error
 from tilecast.api.miss.completion import CompletionListener, Waiter
 from tilecast.api.miss.sweep import SWEEP_SECONDS, Sweeper
 from tilecast.api.miss.waitslots import WaitSlots
 from tilecast.common import inflight, waiting
-from tilecast.common.errors import Overloaded, RenderTimeout, error_from_payload
+from tilecast.common.errors import Overloaded, RenderTimeout
 from tilecast.common.routing import is_affinity_queue
 
 T = TypeVar("T")
@@ -203,7 +204,7 @@ class Dispatcher:
             if not woken and self.sweeper.healthy() and time.monotonic() < deadline:
                 continue  # nothing changed: the sweep would have nudged (at the deadline, look)
             if completion is not None and completion.error is not None:
-                raise error_from_payload(completion.error)
+                raise worker_error(completion.error)
             value = lookup()
             if value is None:
                 claimed, value = self._claim_and_send(waiter.key, lookup, send)

@@ -131,3 +131,13 @@ def test_api_imports_no_rendering_code() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(("sent", "kept"), [(7, 7), (0, 1), (4000, 300), (2.6, 3), ("x", 10)])
+def test_a_workers_retry_after_comes_back_bounded(sent: object, kept: int) -> None:
+    from tilecast.api.errors import worker_error
+
+    error = worker_error({"error": "remote_throttled", "message": "m", "retry_after": sent})
+    assert type(error).__name__ == "RemoteThrottled" and error.retry_after == kept  # type: ignore[attr-defined]
+    # An error without a Retry-After takes none.
+    assert not hasattr(worker_error({"error": "not_found", "retry_after": 5}), "retry_after")

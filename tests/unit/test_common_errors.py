@@ -59,3 +59,13 @@ def test_statuses() -> None:
     assert errors.UnsupportedImage.status == 422
     assert errors.ServiceUnavailable.status == 503 and errors.RenderTimeout.status == 504
     assert "parameter" not in errors.NotFound("x").to_payload()
+
+
+def test_a_task_error_payload_carries_the_instance_retry_after() -> None:
+    throttled = errors.RemoteThrottled("slow down")
+    throttled.retry_after = 7  # the store's Retry-After, set by the worker
+    payload = errors.task_error_payload(throttled)
+    assert payload == {"error": "remote_throttled", "message": "slow down", "retry_after": 7}
+    assert "retry_after" not in errors.task_error_payload(errors.NotFound("x"))
+    # The response body a client sees is unchanged.
+    assert "retry_after" not in throttled.to_payload()
