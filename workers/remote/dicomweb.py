@@ -43,7 +43,6 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom import Dataset
 from pydicom.uid import UID
-from requests.adapters import HTTPAdapter
 from wsidicom.web.wsidicom_web_client import WsiDicomWebClient
 
 from tilecast.common.errors import RemoteNotFound, RemoteTruncated, RemoteUnavailable
@@ -51,6 +50,7 @@ from tilecast.common.fileidentity import Identity
 from tilecast.common.remoteurls import DicomWebSeries
 from tilecast.common.settings import Settings
 from tilecast.workers.remote.httpretry import Retry, check_status, connection_failure, retrying
+from tilecast.workers.remote.pinned import mount_pinned
 from tilecast.workers.remote.shared import SharedBlocks
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,7 @@ class GuardedSession(requests.Session):
 
     def __init__(self, place: str, settings: Settings) -> None:
         super().__init__()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE)
-        self.mount("http://", adapter)
-        self.mount("https://", adapter)
+        mount_pinned(self, settings, connections=2, pool_size=POOL_SIZE)
         self.place = place
         self.trust_env = False  # no proxy or .netrc credentials of the worker's environment
         self._timeout = settings.remote_timeout

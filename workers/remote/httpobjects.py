@@ -4,6 +4,8 @@
   (else ``Last-Modified``); every range request is conditional on it (``If-Match``,
   else ``If-Unmodified-Since``): a replaced object answers 412 and is never mixed
   with the old one.
+- Each connection is made to an address checked as it is connected to (DNS rebinding:
+  workers/remote/pinned.py).
 - Redirects are never followed: the allow-list names what may be read, and a redirect
   could lead anywhere (an internal address); a redirecting URL is refused (404 naming
   the redirect) and the URL it names can be registered when it is allowed.
@@ -27,7 +29,7 @@ from urllib.parse import quote
 import requests
 
 from tilecast.common.errors import RemoteNotFound, RemoteTruncated, RemoteUnavailable
-from tilecast.common.girder import pooled_session
+from tilecast.common.girder import POOL_SIZE
 from tilecast.common.remoteurls import PATH_SAFE, RemoteUrl
 from tilecast.common.settings import Settings
 from tilecast.workers.remote.httpretry import Retry, check_status, connection_failure, retrying
@@ -37,6 +39,7 @@ from tilecast.workers.remote.objects import (
     ObjectInfo,
     RangeNotSupported,
 )
+from tilecast.workers.remote.pinned import pinned_session
 from tilecast.workers.sources.files import FileTooLarge
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ class HttpClient(ObjectClient):
     def __init__(self, base: RemoteUrl, settings: Settings) -> None:
         port = f":{base.port}" if base.port is not None else ""
         self.place = f"{base.scheme}://{base.host}{port}"
-        self._session = pooled_session()
+        self._session = pinned_session(settings, connections=4, pool_size=POOL_SIZE)
         self._timeout = settings.remote_timeout
         self._retries = settings.remote_retries
         self._backoff = settings.remote_backoff
