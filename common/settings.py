@@ -97,6 +97,9 @@ class Settings:
     # source_cache_bytes, which a healthy process may fill.
     worker_max_tasks: int = 0
     worker_max_memory_mb: int = 4096
+    # Freed memory a worker process keeps in its heap for the next tile instead of
+    # returning it to the kernel (workers/allocator.py; 0 = glibc's defaults).
+    worker_heap_keep: int = 128 * 1024 * 1024
     # Request bounds.
     max_style_bytes: int = 16 * 1024
     # Longest query string and path (bytes, as sent) before anything else: past them a
