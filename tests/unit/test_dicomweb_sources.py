@@ -446,3 +446,26 @@ def test_credentials_are_one_kind_and_complete() -> None:
             Settings.from_env(env)
         assert "TILECAST_DICOMWEB_" in str(caught.value)
     assert Settings.from_env({"TILECAST_DICOMWEB_TOKEN": "t"}).dicomweb_token == "t"
+
+
+def test_bulk_data_uris_are_left_out_of_the_description() -> None:
+    """An ICC profile named by a BulkDataURI (any host's) is never fetched: the
+    element, nested or not, is kept without a value."""
+    from pydicom import Dataset
+
+    from tilecast.workers.remote.dicomweb import _without_bulk_data
+
+    item = {
+        "00282000": {"vr": "OB", "BulkDataURI": "http://169.254.169.254/icc"},
+        "00480105": {
+            "vr": "SQ",
+            "Value": [{"00282000": {"vr": "OB", "BulkDataURI": "http://elsewhere/icc"}}],
+        },
+        "00280010": {"vr": "US", "Value": [256]},
+    }
+    kept = _without_bulk_data(item)
+    assert "BulkDataURI" not in str(kept)
+    dataset = Dataset.from_json(kept)
+    assert dataset.Rows == 256
+    assert not dataset.ICCProfile
+    assert not dataset[0x00480105][0].ICCProfile
