@@ -71,10 +71,11 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     dtype = array.dtype
     if dtype == np.uint8:
         return array
-    if dtype == np.uint32:
-        return np.floor_divide(array, 2**24).astype(np.uint8)
-    if dtype == np.uint16:
-        return np.floor_divide(array, 256).astype(np.uint8)
+    if dtype in (np.uint16, np.uint32):
+        # The top byte, shifted straight into the 8-bit result: one pass, no
+        # intermediate array (floor_divide then astype made two).
+        out = np.empty(array.shape, dtype=np.uint8)
+        return np.right_shift(array, 8 * (dtype.itemsize - 1), out=out, casting="unsafe")
     if dtype == np.int8:
         return (array.astype(float) + 128).astype(np.uint8)
     if dtype == np.int16:

@@ -9,6 +9,7 @@ import gzip
 import json
 import lzma
 import os
+import shutil
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -285,6 +286,43 @@ def test_a_chunk_linked_out_of_the_store(tmp_path: Path) -> None:
     chunk.unlink()
     chunk.symlink_to(secret)
     refused_at_tile(store, "links to a file outside")
+
+
+def test_a_chunk_folder_linked_out_of_the_store(tmp_path: Path) -> None:
+    """A link before the chunk's own name: opened, then refused by the kernel's name
+    for what was opened, before a byte of it is read."""
+    store = write_store(tmp_path / "s.zarr", compressors=None)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "0").write_bytes(bytes(2048))
+    folder = store / "s0" / "0" / "0"
+    for chunk in folder.iterdir():
+        chunk.unlink()
+    folder.rmdir()
+    folder.symlink_to(outside)
+    refused_at_tile(store, "links to a file outside")
+
+
+def test_links_that_stay_inside_the_store_read(tmp_path: Path) -> None:
+    """A chunk linked to another chunk and a folder linked to another folder of the
+    same store read as those."""
+    store = write_store(tmp_path / "s.zarr", compressors=None)
+    with open_source(str(store), Settings()) as source:
+        z = source.levels - 1
+        first, second = source.read_tile(z, 0, 0, 0).array(), source.read_tile(z, 0, 0, 1).array()
+    chunk = store / "s0" / "1" / "0" / "0"
+    chunk.unlink()
+    chunk.symlink_to(store / "s0" / "0" / "0" / "0")
+    row = store / "s0" / "0" / "1"
+    shutil.rmtree(row)
+    row.symlink_to(store / "s0" / "0" / "0")
+    with open_source(str(store), Settings()) as source:
+        linked_chunk = source.read_tile(z, 0, 0, 1).array()
+        linked_row = source.read_tile(z, 0, 0, 0).array()
+    assert not np.array_equal(first[:32, :32], second[:32, :32])
+    assert np.array_equal(linked_chunk[:32, :32], first[:32, :32])
+    assert np.array_equal(linked_chunk[:64, 32:], second[:64, 32:])
+    assert np.array_equal(linked_row[32:64, :96], first[:32, :96])
 
 
 def test_a_fifo_in_place_of_a_chunk_reads_as_missing(tmp_path: Path) -> None:

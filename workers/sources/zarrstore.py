@@ -454,13 +454,42 @@ class DirectoryStore(ThreadedReads, LocalStore):
             raise UnsupportedImage("the image's store links to a file outside it")
         return real
 
-    def read(self, key: str, byte_range: ByteRequest | None) -> bytes | None:
-        """The bytes of ``key`` (None when absent), within the bounds."""
-        path = self._path(key)
+    def _open_chunk(self, key: str) -> int | None:
+        """A descriptor of ``key``'s file inside the store (None when absent).
+
+        The file is opened without following a link in its last component, and kept
+        when the kernel's own name for what it opened (``/proc/self/fd``) is the path
+        asked: no link anywhere on the way. Any other case (a link, no ``/proc``) is
+        resolved and checked before it is opened, as ``_path`` does: ``realpath``
+        costs a ``lstat`` per component, a quarter of a chunk's read without decoding.
+        """
+        path = os.path.join(self._real_root, *safe_key(key))
         try:
             # O_NONBLOCK: opening a FIFO planted in the store must not wait for a writer.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except OSError:  # ELOOP: the last component is a link
+            return self._open_resolved(key)
+        try:
+            opened = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            opened = ""
+        if opened == path:
+            return fd
+        os.close(fd)
+        return self._open_resolved(key)
+
+    def _open_resolved(self, key: str) -> int | None:
+        try:
+            return os.open(self._path(key), os.O_RDONLY | os.O_NONBLOCK)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+
+    def read(self, key: str, byte_range: ByteRequest | None) -> bytes | None:
+        """The bytes of ``key`` (None when absent), within the bounds."""
+        fd = self._open_chunk(key)
+        if fd is None:
             return None
         try:
             info = os.fstat(fd)
