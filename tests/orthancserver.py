@@ -2,9 +2,10 @@
 ``orthanc`` and ``orthanc-dicomweb``, installed by scripts/test), started on a free
 loopback port with a JSON configuration in a temporary folder, HTTP basic
 authentication on; and :class:`CountingProxy`, a reverse proxy in front of it that
-records every request (status, bytes sent) and misbehaves on demand: throttling (429
-or 503 with Retry-After), or demanding a bearer token that it swaps for Orthanc's own
-credentials (Orthanc knows no bearer tokens).
+records every request (status, bytes sent), may add a latency to every answer (benchmark
+11), and misbehaves on demand: throttling (429 or 503 with Retry-After), or demanding a
+bearer token that it swaps for Orthanc's own credentials (Orthanc knows no bearer
+tokens).
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class CountingProxy(LoopbackServer):
         self.throttle: tuple[int, int] | None = None  # (status, Retry-After) for every GET
         self.token: str | None = None  # a bearer token demanded, swapped for basic auth
         self.truncate = False  # send half of each answer's body, then close
+        self.latency = 0.0  # seconds every answer waits (a network's round trip)
         self._serve(_proxy_handler(self))
 
 
@@ -142,6 +144,8 @@ def _proxy_handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
+            if proxy.latency:
+                time.sleep(proxy.latency)
             if proxy.throttle is not None:
                 status, wait = proxy.throttle
                 self._answer(status, {"Retry-After": str(wait)}, b"slow down")
