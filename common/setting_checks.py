@@ -150,6 +150,7 @@ CHECKS: dict[str, Check] = {
     "bulk_nice": between(0, 19),
     "worker_max_tasks": at_least(0),
     "worker_max_memory_mb": at_least(0),
+    "worker_heap_keep": at_least(0),
     "max_style_bytes": at_least(1),
     "max_query_bytes": at_least(1),
     "max_path_bytes": at_least(1),

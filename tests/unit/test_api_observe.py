@@ -21,7 +21,11 @@ from tilecast.common.settings import Settings
 
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(replace(settings, render_timeout=1.0))
+    # A state database of its own: other tests' apps flush their request counters into
+    # the session's whenever their background thread wakes, which the counting tests
+    # here would see.
+    state = settings.cache_url.rsplit("/", 1)[0] + "/12"
+    app = create_app(replace(settings, render_timeout=1.0, state_url=state))
     svc: Services = app.extensions[EXTENSION]
     svc.sender = FakeSender(svc.state)
     yield app

@@ -38,10 +38,11 @@ def test_the_section_reports_every_measure(tmp_path: Path) -> None:
     samples.add("local:range:first", Cost(0.018, 0, 0))
     samples.add("local:viewport", Cost(0.0064, 0, 0))
     image = RemoteImage(tmp_path / "slide.tiff", 1_095_400_224, None)
-    text = section(image, 1, 1, samples, 50.0, 60.0).markdown()
-    assert "| first native tile, read by range: latency | 18.0 (18.0-18.0) ms | 250" in text
+    text = section(image, 1, 1, samples, 50.0, "DICOMweb: not measured.", 60.0).markdown()
+    first = "| first native tile, read by range (DICOMweb: frame): latency"
+    assert f"{first} | 18.0 (18.0-18.0) ms | 250" in text
     assert "3 requests, 1,095 MB" in text and "8 requests, 3.83 MB" in text
-    assert "| 10,000 (10,000-10,000) | 256 (256-256) | 256 (256-256) |" in text
+    assert "| 10,000 (10,000-10,000) | 256 (256-256) | 256 (256-256) | -- |" in text
     assert "| first native tile after downloading the whole file: latency | -- | 4500" in text
     assert "(18x)" in text and "DICOMweb: not measured" in text
 
