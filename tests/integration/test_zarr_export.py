@@ -313,6 +313,9 @@ def test_a_changed_file_is_a_new_version(api: ApiServer, source_root: Path) -> N
     while api.get(f"/zarr/{source_id}/.zattrs").headers["X-Tilecast-Generation"] != str(newer):
         assert time.monotonic() < deadline, "the api never saw the new generation"
         time.sleep(0.2)
+    # One api process saw it; the others' generation memos (TILECAST_GENERATION_TTL, 1 s)
+    # may still name the old one for a moment: a chunk asked of them is the old file's.
+    time.sleep(1.5)
     view = open_view(api, source_id)
     assert view["0"].shape == (1, 200, 500) and int(view["0"][0, 199, 499]) == 200
     for key in (".zattrs", "0/.zarray", "0/0/0/0"):
