@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,12 +189,17 @@ def connections_per_process(port: int) -> dict[int, int] | None:
 
 def server_cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU of ``pids`` and all their live descendants so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
     every = set(pids)
     for pid in pids:
         every.update(tc_procs.descendants(pid))
-    for pid in every:
+    return cpu_seconds(every)
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU of exactly ``pids`` (not their descendants) so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
         try:
             text = Path(f"/proc/{pid}/stat").read_text()
         except OSError:

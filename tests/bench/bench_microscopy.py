@@ -19,7 +19,6 @@ worker processes) in tiles per second. Beside it, the same tiles through
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any
 
 from tests.bench import harness
 from tests.bench.bench_formats import WORKERS, cold_misses, side_bulk
+from tests.bench.bench_hits import cpu_seconds
 from tests.bench.bench_precache import precache
 from tests.bench.harness import BenchError, Processes
 from tests.bench.report import Section, median, ms, percentile
@@ -378,20 +378,6 @@ def _parent(pid: int) -> int:
     return int(text[text.rfind(")") + 2 :].split()[1])
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of exactly ``pids`` (not their descendants)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            text = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rfind(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
 class _Measure:
     """One case's cold misses and bulk rounds on every side."""
 
@@ -457,9 +443,9 @@ class _Measure:
         roles = _worker_roles(stack.worker.proc.pid)
         roles["api"] = [stack.api.proc.pid]
         roles["Redis"] = [int(client.info("server")["process_id"])]
-        before = {role: _cpu_seconds(pids) for role, pids in roles.items()}
+        before = {role: cpu_seconds(pids) for role, pids in roles.items()}
         seconds, job = precache(stack, source_id, {"frames": "all"})
-        parts = {role: _cpu_seconds(pids) - before[role] for role, pids in roles.items()}
+        parts = {role: cpu_seconds(pids) - before[role] for role, pids in roles.items()}
         if job["failed"]:
             raise BenchError(f"{self.path.name}: {job['failed']} tiles failed to pre-render")
         if job["total"] != count:
