@@ -91,12 +91,11 @@ def run_node(role: str, concurrency: int, loglevel: str) -> None:
     # Imported here: only worker processes load the rendering engine (pyvips, numpy).
     from tilecast.workers import heartbeat
     from tilecast.workers.allocator import keep_freed_memory
-
-    keep_freed_memory(get_settings().worker_heap_keep)  # before the pool forks
     from tilecast.workers.celeryapp import app
     from tilecast.workers.filewatch import install as install_file_watch  # starts on worker_ready
     from tilecast.workers.keeper import install as install_keeper  # starts on worker_ready
 
+    keep_freed_memory(get_settings().worker_heap_keep)  # before the pool forks: inherited
     install_keeper()
     install_file_watch()
     heartbeat.install()

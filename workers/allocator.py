@@ -18,7 +18,6 @@ what it uses, not how much it grows.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ def keep_freed_memory(keep_bytes: int) -> bool:
     if keep_bytes <= 0:
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the C library this process runs on
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         log.info("not glibc: the allocator keeps its defaults")
