@@ -15,6 +15,7 @@ from tilecast.api.miss.generations import GenerationMemo
 from tilecast.api.miss.prefetch import Budget, Prefetcher
 from tilecast.api.miss.routing import Router, build_router
 from tilecast.api.miss.tasks import CelerySender, Sender
+from tilecast.api.parsing import parse_encoding
 from tilecast.common.activity import ActivityMemo
 from tilecast.common.cache import TileCache
 from tilecast.common.counters import BatchedCounters
@@ -82,6 +83,8 @@ class Services:
                 ),
                 proxies=parse_proxies(settings.trusted_proxies),
                 same_redis=settings.cache_url == settings.state_url,
+                describe=lambda source: registry.readable(source).metadata,
+                encoding=parse_encoding({}, settings),
             )
         return cls(
             cache_control=cache_control(settings.http_max_age, settings.access_mode),

@@ -70,8 +70,8 @@ class Settings:
     keeper_interval: float = 2.0
     keeper_high_water: float = 0.9
     keeper_low_water: float = 0.75
-    # Prefetch (api/miss/prefetch.py): after a viewer's tile miss, render on the bulk pool
-    # what that viewer likely needs next (the band ahead of its pan, the finer level
+    # Prefetch (api/miss/prefetch.py): from the tiles a viewer asks for, render on the bulk
+    # pool what that viewer likely needs next (the band ahead of its pan, the finer level
     # under its view while it zooms in); 0 = off, 1 = on. At most prefetch_viewer_tiles
     # per viewer and prefetch_tiles for everyone per prefetch_window seconds; a
     # queued tile not rendered within prefetch_ttl seconds is dropped. Off by default:

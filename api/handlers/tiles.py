@@ -35,7 +35,13 @@ def tile(svc: Services, request: TileRequest) -> Image:
         return Work(TASK_RENDER_TILE, payload, after_send=_prefetch(svc, request, gen, meta))
 
     return answers.answer(
-        svc, answers.TILE, request.source, request.encoding.content_type, request.key, miss
+        svc,
+        answers.TILE,
+        request.source,
+        request.encoding.content_type,
+        request.key,
+        miss,
+        after_hit=_prefetch_hit(svc, request),
     )
 
 
@@ -49,6 +55,20 @@ def _prefetch(
         return None
     viewer = prefetcher.viewer(flask.request, request)
     return lambda: prefetcher.after_miss(request, gen, meta, viewer)
+
+
+def _prefetch_hit(svc: Services, request: TileRequest) -> Callable[[int], None] | None:
+    """A hit answered here (a styled tile, or a mode the hit path leaves to Flask) feeds
+    the prefetch too, when enabled."""
+    prefetcher = svc.prefetcher
+    if prefetcher is None:
+        return None
+
+    def after_hit(gen: int) -> None:
+        if flask.has_request_context():
+            prefetcher.after_hit(request, gen, prefetcher.viewer(flask.request, request))
+
+    return after_hit
 
 
 def thumbnail(svc: Services, request: ThumbnailRequest) -> Image:

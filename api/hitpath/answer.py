@@ -17,7 +17,9 @@ What the Flask path does on a hit, and where it is done here:
   an old ``gen`` goes to Flask (its 404), the current one makes the answer immutable;
 - the key, ETag, If-None-Match and 304 (api/http.py), the GET that also records the
   viewing now and then (api/miss/answers.py ``cached``), the hit counter;
-- the CORS headers of read routes (api/middleware/cors.py ``read_headers``).
+- the CORS headers of read routes (api/middleware/cors.py ``read_headers``);
+- with prefetch on, the hit handed to the prefetch thread (api/miss/prefetch.py), which
+  names the viewer there: a queue put on the request's path.
 
 A miss, an unknown item or any error (Redis down) goes to Flask, which answers it as before
 (a miss costs the hit path's GET once more; a render costs far more).
@@ -38,6 +40,7 @@ from tilecast.api.middleware.publicurl import HOST
 from tilecast.api.middleware.signed import cut_max_age, raw_path, verify_path
 from tilecast.api.middleware.versioned import GENERATION_HEADER, gone, immutable
 from tilecast.api.miss.answers import HIT, cached, not_modified
+from tilecast.api.miss.prefetch import RawHit
 from tilecast.api.parsing import parse_encoding
 from tilecast.api.services import EXTENSION, Services
 from tilecast.common import counters, signing
@@ -78,6 +81,7 @@ class HitPath:
         self.names = frozenset({GENERATION.name, *(signing.PARAMETERS if signed else ())})
         self.hosts: set[str] = set()
         self.hits = counters.api_hits(counters.KIND_TILE)
+        self.prefetcher = self.svc.prefetcher
         self.counted = {
             (route, status): http_request_field("GET", status, route.template)
             for route in self.routes.values()
@@ -146,6 +150,20 @@ class HitPath:
             return None  # a miss: Flask dispatches the render
         svc.counters.add(self.hits)
         self.count(target.route, 200)
+        if self.prefetcher is not None:
+            self.prefetcher.after_raw_hit(
+                RawHit(
+                    source,
+                    target.frame,
+                    target.z,
+                    target.x,
+                    target.y,
+                    current,
+                    environ.get("REMOTE_ADDR", ""),
+                    environ.get("HTTP_X_FORWARDED_FOR"),
+                    environ.get("HTTP_USER_AGENT", ""),
+                )
+            )
         body = [
             (CACHE_HEADER, HIT),
             ("Content-Type", self.content_type),

@@ -95,11 +95,12 @@ def answer(
     content_type: str,
     key_of: Callable[[int], str],
     miss: Callable[[int], Work],
+    after_hit: Callable[[int], None] | None = None,
 ) -> Image:
-    """The answer of ``kind`` named ``key_of(generation)``: a cache hit, else
-    ``miss(generation)`` -- which checks the request (raising its 4xx) and says what to
-    send -- rendered through single-flight dispatch; counted, and its source recorded
-    as viewed."""
+    """The answer of ``kind`` named ``key_of(generation)``: a cache hit (then
+    ``after_hit(generation)``, when given), else ``miss(generation)`` -- which checks the
+    request (raising its 4xx) and says what to send -- rendered through single-flight
+    dispatch; counted, and its source recorded as viewed."""
     generation = svc.generations.get(source)
     key = key_of(generation)
     outcome: dict[str, str] = {}
@@ -114,6 +115,8 @@ def answer(
         if data is not None:
             svc.counters.add(kind.hits)
             outcome[CACHE] = HIT
+            if after_hit is not None:
+                after_hit(generation)
             return data
         svc.counters.add(kind.misses)
         outcome[CACHE] = MISS

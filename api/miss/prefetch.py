@@ -1,10 +1,12 @@
-"""Prefetch (``TILECAST_PREFETCH=1``): after a viewer's tile miss is dispatched, render
-on the ``bulk`` pool the tiles that viewer likely needs next.
+"""Prefetch (``TILECAST_PREFETCH=1``): from the tiles a viewer asks for, render on the
+``bulk`` pool the tiles it likely needs next.
 
-Who the viewer is and what it missed lately: api/miss/viewers.py (client address and
-User-Agent, no cookie). Where it goes next: api/miss/prefetchplan.py (the band one pan
-further along its direction of travel, or the next finer level under its view while it
-dives). Its rules:
+Who the viewer is and what it asked lately: api/miss/viewers.py (client address and
+User-Agent, no cookie). Both its misses and its hits count (the hit path hands each hit
+over too): a viewer whose pans all hit because prefetch was right keeps being followed;
+planned from misses alone, prefetch stopped as soon as it worked and the next pan missed
+again. Where it goes next: api/miss/prefetchplan.py (the band one pan further along its
+direction of travel, or the next finer level under its view while it dives). Its rules:
 
 - **Bulk priority.** The tiles go to the ``bulk`` queue as ``render_tiles`` tasks (one
   per level), which the niced, ``SCHED_IDLE`` bulk node renders on CPU nobody else
@@ -19,9 +21,11 @@ dives). Its rules:
   seconds (counted in the state Redis, across api processes); a queued tile not
   rendered within ``TILECAST_PREFETCH_TTL`` seconds is dropped (the viewer moved on).
 
-Prefetch runs on a thread of each api process, off the request's path, and plans on one
-in ``PLAN_EVERY`` misses of a viewer. It never fails the miss that triggered it: errors
-are logged.
+Prefetch runs on a thread of each api process, off the request's path: a request only
+puts a few words on its queue. The thread takes what is queued at once, records each
+viewer's tiles in one round trip and plans at most once per viewer of that batch, on one
+in ``PLAN_EVERY`` tiles it asked. It never fails the request that fed it: errors are
+logged.
 """
 
 from __future__ import annotations
@@ -35,16 +39,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from werkzeug import Request
 
 from tilecast.api.middleware.ratelimit import Network
-from tilecast.api.miss.prefetchplan import plan
+from tilecast.api.miss.prefetchplan import TileId, plan
 from tilecast.api.miss.tasks import Sender
-from tilecast.api.miss.viewers import record_miss, viewer_id
+from tilecast.api.miss.viewers import record_asked, viewer_id
 from tilecast.common.counters import PREFETCH_TASKS, PREFETCH_TILES, BatchedCounters
+from tilecast.common.encoding import EncodingOptions
 from tilecast.common.grid import Grid
 from tilecast.common.inflight import inflight_key
 from tilecast.common.keys import prefetch_budget_key, prefetch_queued_key
@@ -55,11 +60,14 @@ from tilecast.common.tiles import TileRequest
 log = logging.getLogger(__name__)
 
 GLOBAL = "all"  # the budget of every viewer together
-# A viewer's misses plan one in PLAN_EVERY (per api process); the prefetch thread takes at
-# most QUEUE_LIMIT waiting misses; viewers whose miss counts this process keeps.
+# A viewer's asked tiles plan one in PLAN_EVERY (per api process); the prefetch thread
+# holds at most QUEUE_LIMIT waiting tiles and handles up to BATCH at once; viewers whose
+# counts this process keeps; images whose grid it remembers.
 PLAN_EVERY = 4
-QUEUE_LIMIT = 1000
+QUEUE_LIMIT = 4000
+BATCH = 512
 MAX_VIEWERS = 100_000
+MAX_GRIDS = 1024
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,32 @@ class Budget:
     tiles: int
     window: float
     ttl: float
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A tile ``viewer`` asked for under ``generation``; ``metadata`` when a miss had it
+    at hand (a hit's image is described from the registry when it plans)."""
+
+    viewer: str
+    request: TileRequest
+    generation: int
+    metadata: Mapping[str, Any] | None = None
+
+
+class RawHit(NamedTuple):
+    """A hit path's hit as the hit path sees it: the viewer is named on the prefetch
+    thread, not on the request's."""
+
+    source: str
+    frame: int
+    z: int
+    x: int
+    y: int
+    generation: int
+    remote_addr: str
+    forwarded: str | None
+    user_agent: str
 
 
 class Prefetcher:
@@ -86,6 +120,8 @@ class Prefetcher:
         same_redis: bool = False,
         clock: Callable[[], float] = time.time,
         plan_every: int = PLAN_EVERY,
+        describe: Callable[[str], Mapping[str, Any]] | None = None,
+        encoding: EncodingOptions | None = None,
     ) -> None:
         self.cache = cache
         self.state = state
@@ -97,13 +133,16 @@ class Prefetcher:
         self.same_redis = same_redis
         self.clock = clock
         self.plan_every = plan_every
-        self._misses: dict[str, int] = {}
+        # Hits name their image only: its metadata comes from ``describe`` (the
+        # registry), and a hit path's tile is in the default ``encoding``.
+        self.describe = describe
+        self.encoding = encoding or EncodingOptions()
+        self._asked: dict[str, int] = {}
+        self._grids: dict[tuple[str, int], Grid] = {}
         self._lock = threading.Lock()
-        # Prefetch runs on a thread of its own, off the request's path: a viewer's miss is
-        # answered as soon as its render is in, whatever the prefetch still does.
-        self._jobs: queue.Queue[tuple[TileRequest, int, Mapping[str, Any], str]] = queue.Queue(
-            maxsize=QUEUE_LIMIT
-        )
+        # Prefetch runs on a thread of its own, off the request's path: a viewer's tile is
+        # answered at once, whatever the prefetch still does.
+        self._jobs: queue.Queue[Asked | RawHit] = queue.Queue(maxsize=QUEUE_LIMIT)
         self._thread: threading.Thread | None = None
 
     def viewer(self, req: Request, request: TileRequest) -> str:
@@ -112,38 +151,87 @@ class Prefetcher:
     def after_miss(
         self, request: TileRequest, generation: int, metadata: Mapping[str, Any], viewer: str
     ) -> None:
-        """Hand the miss to the prefetch thread; when it is behind by QUEUE_LIMIT misses,
-        this one is left out (prefetch is a bonus, never a backlog)."""
+        """Hand a dispatched miss to the prefetch thread."""
+        self._hand_over(Asked(viewer, request, generation, metadata))
+
+    def after_hit(self, request: TileRequest, generation: int, viewer: str) -> None:
+        """Hand a hit answered through Flask to the prefetch thread."""
+        self._hand_over(Asked(viewer, request, generation))
+
+    def after_raw_hit(self, hit: RawHit) -> None:
+        """Hand a hit path's hit to the prefetch thread."""
+        self._hand_over(hit)
+
+    def _hand_over(self, item: Asked | RawHit) -> None:
+        """Queue ``item``; when the thread is behind by QUEUE_LIMIT tiles, this one is
+        left out (prefetch is a bonus, never a backlog)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._start_thread()
+        with contextlib.suppress(queue.Full):
+            self._jobs.put_nowait(item)
+
+    def _start_thread(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
                 self._thread.start()
-        with contextlib.suppress(queue.Full):
-            self._jobs.put_nowait((request, generation, metadata, viewer))
 
     def drain(self) -> None:
-        """Wait until every miss handed over so far is handled (tests)."""
+        """Wait until every tile handed over so far is handled (tests)."""
         self._jobs.join()
 
     def _run(self) -> None:
         while True:
-            request, generation, metadata, viewer = self._jobs.get()
+            batch = [self._jobs.get()]
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < BATCH:
+                    batch.append(self._jobs.get_nowait())
             try:
-                self.prefetch(request, generation, metadata, viewer)
-            except Exception:  # a prefetch must never fail the tile that triggered it
-                log.exception("prefetch after %s failed", request)
+                self.handle([self._asked_of(item) for item in batch])
+            except Exception:  # a prefetch must never fail the tile that fed it
+                log.exception("prefetch after %d tiles failed", len(batch))
             finally:
-                self._jobs.task_done()
+                for _ in batch:
+                    self._jobs.task_done()
+
+    def _asked_of(self, item: Asked | RawHit) -> Asked:
+        if isinstance(item, Asked):
+            return item
+        request = TileRequest(
+            item.source, item.z, item.x, item.y, item.frame, encoding=self.encoding
+        )
+        environ = {"REMOTE_ADDR": item.remote_addr, "HTTP_USER_AGENT": item.user_agent}
+        if item.forwarded is not None:
+            environ["HTTP_X_FORWARDED_FOR"] = item.forwarded
+        viewer = viewer_id(Request(environ), request, self.proxies)
+        return Asked(viewer, request, item.generation)
+
+    def handle(self, batch: Sequence[Asked]) -> list[TileRequest]:
+        """Record what each viewer asked (one round trip per viewer); for each viewer
+        whose count passed a ``plan_every``-th tile in this process, plan once from its
+        latest tile and send what is absent and within budget; what was sent."""
+        by_viewer: dict[str, list[Asked]] = {}
+        for asked in batch:
+            by_viewer.setdefault(asked.viewer, []).append(asked)
+        sent: list[TileRequest] = []
+        for viewer, group in by_viewer.items():
+            tiles = [(a.request.z, a.request.x, a.request.y) for a in group]
+            history = record_asked(self.state, viewer, tiles)
+            if self._plans_now(viewer, len(group)):
+                sent += self._plan(history, group[-1])
+        return sent
 
     def prefetch(
         self, request: TileRequest, generation: int, metadata: Mapping[str, Any], viewer: str
     ) -> list[TileRequest]:
-        """Record the miss; every ``plan_every``-th miss of a viewer in this process, plan
-        and send what is absent and within budget; what was sent."""
-        history = record_miss(self.state, viewer, (request.z, request.x, request.y))
-        if not self._plans_now(viewer):
-            return []
-        wanted = plan(history, Grid.from_metadata(metadata))[: self.budget.viewer_tiles]
+        """One miss, handled at once (tests); what was sent."""
+        return self.handle([Asked(viewer, request, generation, metadata)])
+
+    def _plan(self, history: list[TileId], latest: Asked) -> list[TileRequest]:
+        request, generation, viewer = latest.request, latest.generation, latest.viewer
+        grid = self._grid(request.source, generation, latest.metadata)
+        wanted = plan(history, grid)[: self.budget.viewer_tiles]
         if not wanted:
             return []
         candidates = [dataclasses.replace(request, z=z, x=x, y=y) for z, x, y in wanted]
@@ -157,15 +245,31 @@ class Prefetcher:
         self._send(chosen, generation)
         return chosen
 
-    def _plans_now(self, viewer: str) -> bool:
-        """Whether this miss plans: the plans of a view's consecutive misses mostly find
-        the same tiles, already queued, at a few round trips each."""
+    def _plans_now(self, viewer: str, asked: int) -> bool:
+        """Whether ``asked`` more tiles of the viewer include a ``plan_every``-th one
+        (its first, then one in ``plan_every``): the plans of a view's consecutive tiles
+        mostly find the same tiles, already queued, at a few round trips each."""
         with self._lock:
-            if len(self._misses) >= MAX_VIEWERS:
-                self._misses.clear()
-            count = self._misses.get(viewer, 0)
-            self._misses[viewer] = count + 1
-        return count % self.plan_every == 0
+            if len(self._asked) >= MAX_VIEWERS:
+                self._asked.clear()
+            count = self._asked.get(viewer, 0)
+            self._asked[viewer] = count + asked
+        return count % self.plan_every == 0 or count % self.plan_every + asked > self.plan_every
+
+    def _grid(self, source: str, generation: int, metadata: Mapping[str, Any] | None) -> Grid:
+        """The image's tile grid: from the miss's metadata, or remembered, or described."""
+        found = self._grids.get((source, generation))
+        if found is not None:
+            return found
+        if metadata is None:
+            if self.describe is None:
+                raise LookupError(f"no metadata to plan {source} by")
+            metadata = self.describe(source)
+        grid = Grid.from_metadata(metadata)
+        if len(self._grids) >= MAX_GRIDS:
+            self._grids.clear()
+        self._grids[(source, generation)] = grid
+        return grid
 
     def _absent(self, keys: list[str]) -> set[str]:
         """The keys neither cached, nor in flight, nor queued by a prefetch (one round

@@ -1,17 +1,18 @@
-"""Where a viewer goes next, from the tiles it missed: the prefetch's plan (pure geometry).
+"""Where a viewer goes next, from the tiles it asked for: the prefetch's plan (pure geometry).
 
-A viewer's misses (api/miss/viewers.py keeps the last ``HISTORY`` of each viewer and
-image, newest last) tell where it looks and where it is heading, without any help from
-the viewer:
+The tiles a viewer asked for, hits and misses (api/miss/viewers.py keeps the last
+``HISTORY`` of each viewer and image, newest last), tell where it looks and where it is
+heading, without any help from the viewer: a viewer asks only for tiles it does not
+hold, so what it asks is what its views uncover.
 
-- its *level* is the finest level among its last ``LEVEL_WINDOW`` misses (OpenSeadragon
+- its *level* is the finest level among its last ``LEVEL_WINDOW`` tiles (OpenSeadragon
   loads coarse levels first, then the level the view shows);
-- its *view* is the box around its last ``VIEW_WINDOW`` misses at that level (a fresh
-  view misses all of its tiles; a pan misses the band it uncovers);
-- its *direction of travel* is where its latest misses at that level lie from the
+- its *view* is the box around its last ``VIEW_WINDOW`` tiles at that level (a fresh
+  view asks for all of its tiles; a pan asks for the band it uncovers);
+- its *direction of travel* is where its latest tiles at that level lie from the
   view: the centroid of the newest third of them minus the view's centroid, in tiles.
-  A pan uncovers a band on its leading side, so the newest misses lie ahead; a fresh
-  view loads from the centre outwards, all around, so its newest misses (the rim)
+  A pan uncovers a band on its leading side, so the newest tiles lie ahead; a fresh
+  view loads from the centre outwards, all around, so its newest tiles (the rim)
   centre on the view.
 
 The plan: when the viewer travels (the centroids at least ``MIN_TRAVEL`` tiles apart),
@@ -37,12 +38,12 @@ HISTORY = 64
 LEVEL_WINDOW = 16
 VIEW_WINDOW = 40
 MIN_TRAVEL = 1.0
-MIN_MISSES = 6  # fewer misses at the level tell nothing yet
+MIN_TILES = 6  # fewer tiles at the level tell nothing yet
 
 
 @dataclass(frozen=True)
 class Heading:
-    """What the misses say: the level, the view's box there (inclusive tile bounds),
+    """What the asked tiles say: the level, the view's box there (inclusive tile bounds),
     the direction of travel (tiles; (0, 0) when none) and whether it is diving."""
 
     level: int
@@ -60,16 +61,16 @@ class Heading:
 
 
 def heading(history: Sequence[TileId]) -> Heading | None:
-    """Read the viewer's level, view and direction from its misses (oldest first);
+    """Read the viewer's level, view and direction from its asked tiles (oldest first);
     None when they are too few to say."""
     if not history:
         return None
     level = max(z for z, _x, _y in history[-LEVEL_WINDOW:])
     at_level = [(x, y) for z, x, y in history if z == level]
-    if len(at_level) < MIN_MISSES:
+    if len(at_level) < MIN_TILES:
         return None
     view = at_level[-VIEW_WINDOW:]
-    recent = view[-max(MIN_MISSES, len(view) // 3) :]
+    recent = view[-max(MIN_TILES, len(view) // 3) :]
     view_x, view_y = _centroid(view)
     recent_x, recent_y = _centroid(recent)
     return Heading(
@@ -89,8 +90,8 @@ def _centroid(tiles: Sequence[tuple[int, int]]) -> tuple[float, float]:
 
 
 def _diving(history: Sequence[TileId], level: int) -> bool:
-    """Whether the viewer's last change of level went finer: misses at a coarser level
-    came before its misses at ``level`` (a pan at one level misses that level only)."""
+    """Whether the viewer's last change of level went finer: tiles at a coarser level
+    came before its tiles at ``level`` (a pan at one level asks for that level only)."""
     for z, _x, _y in reversed(history):
         if z != level:
             return z < level
@@ -130,7 +131,7 @@ def under(h: Heading) -> list[TileId]:
 
 
 def plan(history: Sequence[TileId], grid: Grid) -> list[TileId]:
-    """The tiles the viewer whose misses are ``history`` likely needs next, most likely
+    """The tiles the viewer who asked for ``history`` likely needs next, most likely
     first; tiles outside the image left out."""
     h = heading(history)
     if h is None:

@@ -1,4 +1,4 @@
-"""Telling viewers apart without cookies, and what each one missed lately.
+"""Telling viewers apart without cookies, and what each one asked for lately.
 
 A viewer is its client address (behind ``TILECAST_TRUSTED_PROXIES``, the forwarded one,
 as the rate limiter reads it) and its User-Agent, looking at one image in one frame,
@@ -7,10 +7,10 @@ people behind one NAT with the same browser build count as one viewer (their pre
 shares one budget and its direction is a blend of theirs); one person in two tabs
 on one image too. Nothing is stored but a hash of that identity.
 
-Each viewer's last ``HISTORY`` misses, oldest first, live in the state Redis under
-``tc:pf:viewer:{hash}`` for ``IDLE_SECONDS`` after its last miss: every api process
-sees them (a browser's six connections land on several processes), in one round trip
-per miss.
+Each viewer's last ``HISTORY`` asked tiles (hits and misses), oldest first, live in the
+state Redis under ``tc:pf:viewer:{hash}`` for ``IDLE_SECONDS`` after its last one: every
+api process sees them (a browser's six connections land on several processes), in one
+round trip per batch of the prefetch thread.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ def viewer_id(req: Request, request: TileRequest, proxies: Sequence[Network]) ->
     return hashlib.blake2b(identity.encode(errors="replace"), digest_size=12).hexdigest()
 
 
-def record_miss(state: redis.Redis, viewer: str, tile: TileId) -> list[TileId]:
-    """Append ``tile`` to the viewer's misses; all of them, oldest first."""
+def record_asked(state: redis.Redis, viewer: str, tiles: Sequence[TileId]) -> list[TileId]:
+    """Append ``tiles`` to what the viewer asked; its last HISTORY, oldest first."""
     key = prefetch_viewer_key(viewer)
     pipe = state.pipeline(transaction=False)
-    pipe.rpush(key, ",".join(str(n) for n in tile))
+    pipe.rpush(key, *(",".join(str(n) for n in tile) for tile in tiles[-HISTORY:]))
     pipe.ltrim(key, -HISTORY, -1)
     pipe.expire(key, IDLE_SECONDS)
     pipe.lrange(key, 0, -1)

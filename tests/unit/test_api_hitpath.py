@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import pytest
 import redis
 from flask import Flask
+from werkzeug import Request
 from werkzeug.test import Client, EnvironBuilder
 
 from tests.unit.fakes import METADATA, FakeSender
@@ -23,6 +24,7 @@ from tilecast.api.hitpath.answer import HitPath
 from tilecast.api.hitpath.shapes import routes_of
 from tilecast.api.services import EXTENSION, Services
 from tilecast.common import activity, counters, signing
+from tilecast.common.keys import prefetch_viewer_key
 from tilecast.common.registry import SourceRecord, SourceRegistry
 from tilecast.common.settings import Settings
 from tilecast.common.tiles import TileRequest
@@ -367,5 +369,37 @@ def test_redis_down_is_answered_by_flask(settings: Settings) -> None:
         path = "/item/abc/tiles/zxy/1/0/0"
         fast, flask = both(app, path)
         assert fast == flask and fast[0] == 503  # type: ignore[index]
+    finally:
+        services(app).listener.stop()
+
+
+def test_with_prefetch_on_hits_feed_the_viewers_history(
+    settings: Settings, state: redis.Redis, source: str
+) -> None:
+    """A hit, answered by the hit path or by Flask, is handed to the prefetch thread as
+    the same viewer's tile as a miss would be (api/miss/prefetch.py)."""
+    app = make_app(settings, state, prefetch=1)
+    try:
+        svc = services(app)
+        assert svc.prefetcher is not None
+        cache_tile(state, source, z=1, x=0, y=0)
+        cache_tile(state, source, z=1, x=1, y=0)
+        headers = {"User-Agent": "viewer/2"}
+        assert answered_by_hit_path(app, f"/item/{source}/tiles/zxy/1/0/0", headers)
+        fast = Client(app).get(f"/item/{source}/tiles/zxy/1/0/0", headers=headers)
+        assert fast.status_code == 200
+        flask_path = Client(hit_path(app).inner)
+        slow = flask_path.get(f"/item/{source}/tiles/zxy/1/1/0", headers=headers)
+        assert slow.status_code == 200
+        svc.prefetcher.drain()
+        builder = EnvironBuilder(path="/", headers=headers)
+        try:
+            viewer = svc.prefetcher.viewer(
+                Request(builder.get_environ()), TileRequest(source=source, z=1, x=0, y=0)
+            )
+        finally:
+            builder.close()
+        asked = state.lrange(prefetch_viewer_key(viewer), 0, -1)
+        assert asked == [b"1,0,0", b"1,0,0", b"1,1,0"]
     finally:
         services(app).listener.stop()

@@ -4,20 +4,22 @@ never claims or renders a tile someone waits for, and it stops at its budget."""
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
+from werkzeug import Request
 
 from tests.unit.fakes import FakeSender
-from tilecast.api.miss.prefetch import Budget, Prefetcher
+from tilecast.api.miss.prefetch import Asked, Budget, Prefetcher, RawHit
 from tilecast.api.miss.prefetchplan import TileId, heading, plan
 from tilecast.common import inflight
 from tilecast.common.counters import BatchedCounters
 from tilecast.common.grid import Grid
-from tilecast.common.keys import prefetch_queued_key
+from tilecast.common.keys import prefetch_queued_key, prefetch_viewer_key
 from tilecast.common.taskprotocol import (
     QUEUE_BULK,
     TASK_RENDER_TILES,
@@ -140,7 +142,11 @@ def sender(state: redis.Redis) -> FakeSender:
 
 
 def make_prefetcher(
-    state: redis.Redis, sender: FakeSender, viewer_tiles: int = 48, tiles: int = 1000
+    state: redis.Redis,
+    sender: FakeSender,
+    viewer_tiles: int = 48,
+    tiles: int = 1000,
+    plan_every: int = 1,
 ) -> Prefetcher:
     budget = Budget(viewer_tiles=viewer_tiles, tiles=tiles, window=10.0, ttl=5.0)
     return Prefetcher(
@@ -151,7 +157,8 @@ def make_prefetcher(
         budget,
         same_redis=True,
         clock=Clock(),
-        plan_every=1,
+        plan_every=plan_every,
+        describe=lambda _source: META,
     )
 
 
@@ -237,3 +244,77 @@ def test_prefetch_stops_at_the_global_budget(
         misses = [(z, x, y + 5 * n) for z, x, y in panned_east(zoomed_in())]
         replay(prefetcher, source, f"v{n}", misses)
     assert len(sent_tiles(sender)) == 15
+
+
+def test_hits_keep_the_prefetch_following_a_pan(
+    state: redis.Redis, sender: FakeSender, source: str
+) -> None:
+    """A viewer whose next pans all hit (prefetch was right) is still followed: what it
+    asked for moves the plan on, hit or miss."""
+    prefetcher = make_prefetcher(state, sender)
+    history = panned_east(zoomed_in())
+    replay(prefetcher, source, "v1", history)  # misses: the band ahead is queued
+    first = sent_tiles(sender)
+    assert first and max(r.x for r in first) > max(x for _z, x, _y in history)
+    # The prefetch rendered: the viewer's next two pans east hit the cache, every tile.
+    x_end = max(x for z, x, _y in history if z == LEVEL)
+    hits = []
+    for step in range(2):
+        band = centre_out(LEVEL, x_end + 1 + 3 * step, VIEW[1], x_end + 3 + 3 * step, VIEW[3])
+        hits += band
+    for z, x, y in hits:
+        state.set(TileRequest(source, z, x, y).key(1), b"tile")
+    before = len(first)
+    prefetcher.clock.now += 10.0  # type: ignore[attr-defined]  # a budget window of its own
+    prefetcher.handle([Asked("v1", TileRequest(source, z, x, y), 1) for z, x, y in hits])
+    later = sent_tiles(sender)[before:]
+    assert later, "hits moved the plan on"
+    assert min(r.x for r in later) > x_end + 3  # further east than what was hit
+    assert all(r.z == LEVEL for r in later)
+
+
+def test_a_batch_records_each_viewer_once_and_plans_once_per_viewer(
+    state: redis.Redis, sender: FakeSender, source: str
+) -> None:
+    prefetcher = make_prefetcher(state, sender, plan_every=4)
+    tiles = panned_east(zoomed_in())
+    other = [(z, x, y + 12) for z, x, y in tiles]
+    batch = [
+        Asked(viewer, TileRequest(source, z, x, y), 1)
+        for pair in zip(tiles, other, strict=True)
+        for viewer, (z, x, y) in zip(("v1", "v2"), pair, strict=True)
+    ]
+    prefetcher.handle(batch)
+    for viewer, asked in (("v1", tiles), ("v2", other)):
+        recorded = state.lrange(prefetch_viewer_key(viewer), 0, -1)
+        assert recorded == [f"{z},{x},{y}".encode() for z, x, y in asked[-64:]]
+    # One plan per viewer: one render_tiles task per level, here one level each.
+    assert len(sender.sent) == 2
+    assert {r.y >= 22 for r in sent_tiles(sender)} == {True, False}
+
+
+@pytest.mark.parametrize(("count", "asked", "plans"), [(0, 1, True), (1, 3, False), (1, 4, True)])
+def test_one_tile_in_plan_every_plans(
+    state: redis.Redis, sender: FakeSender, count: int, asked: int, plans: bool
+) -> None:
+    prefetcher = make_prefetcher(state, sender, plan_every=4)
+    if count:
+        assert prefetcher._plans_now("v", count)
+    assert prefetcher._plans_now("v", asked) is plans
+
+
+def test_a_hit_path_hit_is_the_same_viewer_as_its_flask_request(
+    state: redis.Redis, sender: FakeSender, source: str
+) -> None:
+    prefetcher = make_prefetcher(state, sender)
+    prefetcher.proxies = (ipaddress.ip_network("10.0.0.0/8"),)
+    headers = {"User-Agent": "viewer/1", "X-Forwarded-For": "192.0.2.7, 10.1.2.3"}
+    environ = {"REMOTE_ADDR": "10.9.9.9"} | {
+        "HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()
+    }
+    prefetcher.after_raw_hit(
+        RawHit(source, 0, LEVEL, 3, 4, 1, "10.9.9.9", headers["X-Forwarded-For"], "viewer/1")
+    )
+    prefetcher.drain()
+    viewer = prefetcher.viewer(Request(environ), TileRequest(source, LEVEL, 3, 4))
+    assert state.lrange(prefetch_viewer_key(viewer), 0, -1) == [f"{LEVEL},3,4".encode()]
