@@ -34,9 +34,9 @@ import contextlib
 import dataclasses
 import logging
 import math
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -61,11 +61,13 @@ log = logging.getLogger(__name__)
 
 GLOBAL = "all"  # the budget of every viewer together
 # A viewer's asked tiles plan one in PLAN_EVERY (per api process); the prefetch thread
-# holds at most QUEUE_LIMIT waiting tiles and handles up to BATCH at once; viewers whose
-# counts this process keeps; images whose grid it remembers.
+# holds at most QUEUE_LIMIT waiting tiles, handles up to BATCH at once and looks for more
+# every POLL_SECONDS; viewers whose counts this process keeps; images whose grid it
+# remembers.
 PLAN_EVERY = 4
 QUEUE_LIMIT = 4000
 BATCH = 512
+POLL_SECONDS = 0.02
 MAX_VIEWERS = 100_000
 MAX_GRIDS = 1024
 
@@ -140,9 +142,13 @@ class Prefetcher:
         self._asked: dict[str, int] = {}
         self._grids: dict[tuple[str, int], Grid] = {}
         self._lock = threading.Lock()
-        # Prefetch runs on a thread of its own, off the request's path: a viewer's tile is
-        # answered at once, whatever the prefetch still does.
-        self._jobs: queue.Queue[Asked | RawHit] = queue.Queue(maxsize=QUEUE_LIMIT)
+        # Prefetch runs on a thread of its own, off the request's path: a request appends
+        # to a deque (no lock, no wake-up; the thread looks every POLL_SECONDS), and when
+        # the thread is behind by QUEUE_LIMIT tiles the oldest go (prefetch is a bonus,
+        # never a backlog; the newest tiles say most about where a viewer goes).
+        self._queue: deque[Asked | RawHit] = deque(maxlen=QUEUE_LIMIT)
+        self._handling = False
+        self._viewers: dict[tuple[str, str | None, str, str, int], str] = {}
         self._thread: threading.Thread | None = None
 
     def viewer(self, req: Request, request: TileRequest) -> str:
@@ -163,13 +169,10 @@ class Prefetcher:
         self._hand_over(hit)
 
     def _hand_over(self, item: Asked | RawHit) -> None:
-        """Queue ``item``; when the thread is behind by QUEUE_LIMIT tiles, this one is
-        left out (prefetch is a bonus, never a backlog)."""
         thread = self._thread
         if thread is None or not thread.is_alive():
             self._start_thread()
-        with contextlib.suppress(queue.Full):
-            self._jobs.put_nowait(item)
+        self._queue.append(item)
 
     def _start_thread(self) -> None:
         with self._lock:
@@ -179,47 +182,70 @@ class Prefetcher:
 
     def drain(self) -> None:
         """Wait until every tile handed over so far is handled (tests)."""
-        self._jobs.join()
+        while self._queue or self._handling:
+            time.sleep(0.002)
 
     def _run(self) -> None:
         while True:
-            batch = [self._jobs.get()]
-            with contextlib.suppress(queue.Empty):
+            if not self._queue:
+                time.sleep(POLL_SECONDS)
+                continue
+            self._handling = True
+            batch: list[Asked | RawHit] = []
+            with contextlib.suppress(IndexError):
                 while len(batch) < BATCH:
-                    batch.append(self._jobs.get_nowait())
+                    batch.append(self._queue.popleft())
             try:
-                self.handle([self._asked_of(item) for item in batch])
+                self.handle(batch)
             except Exception:  # a prefetch must never fail the tile that fed it
                 log.exception("prefetch after %d tiles failed", len(batch))
             finally:
-                for _ in batch:
-                    self._jobs.task_done()
+                self._handling = False
 
-    def _asked_of(self, item: Asked | RawHit) -> Asked:
+    def _viewer_of(self, hit: RawHit) -> str:
+        """A hit path's viewer, named as viewer() names a Flask request's (remembered:
+        a viewer's hits come from one address and User-Agent)."""
+        identity = (hit.remote_addr, hit.forwarded, hit.user_agent, hit.source, hit.frame)
+        found = self._viewers.get(identity)
+        if found is None:
+            environ = {"REMOTE_ADDR": hit.remote_addr, "HTTP_USER_AGENT": hit.user_agent}
+            if hit.forwarded is not None:
+                environ["HTTP_X_FORWARDED_FOR"] = hit.forwarded
+            request = TileRequest(
+                hit.source, hit.z, hit.x, hit.y, hit.frame, encoding=self.encoding
+            )
+            found = viewer_id(Request(environ), request, self.proxies)
+            if len(self._viewers) >= MAX_VIEWERS:
+                self._viewers.clear()
+            self._viewers[identity] = found
+        return found
+
+    def _asked_of(self, item: Asked | RawHit, viewer: str) -> Asked:
         if isinstance(item, Asked):
             return item
         request = TileRequest(
             item.source, item.z, item.x, item.y, item.frame, encoding=self.encoding
         )
-        environ = {"REMOTE_ADDR": item.remote_addr, "HTTP_USER_AGENT": item.user_agent}
-        if item.forwarded is not None:
-            environ["HTTP_X_FORWARDED_FOR"] = item.forwarded
-        viewer = viewer_id(Request(environ), request, self.proxies)
         return Asked(viewer, request, item.generation)
 
-    def handle(self, batch: Sequence[Asked]) -> list[TileRequest]:
+    def handle(self, batch: Sequence[Asked | RawHit]) -> list[TileRequest]:
         """Record what each viewer asked (one round trip per viewer); for each viewer
         whose count passed a ``plan_every``-th tile in this process, plan once from its
         latest tile and send what is absent and within budget; what was sent."""
-        by_viewer: dict[str, list[Asked]] = {}
-        for asked in batch:
-            by_viewer.setdefault(asked.viewer, []).append(asked)
+        tiles: dict[str, list[TileId]] = {}
+        latest: dict[str, Asked | RawHit] = {}
+        for item in batch:
+            if isinstance(item, Asked):
+                viewer, tile = item.viewer, (item.request.z, item.request.x, item.request.y)
+            else:
+                viewer, tile = self._viewer_of(item), (item.z, item.x, item.y)
+            tiles.setdefault(viewer, []).append(tile)
+            latest[viewer] = item
         sent: list[TileRequest] = []
-        for viewer, group in by_viewer.items():
-            tiles = [(a.request.z, a.request.x, a.request.y) for a in group]
-            history = record_asked(self.state, viewer, tiles)
-            if self._plans_now(viewer, len(group)):
-                sent += self._plan(history, group[-1])
+        for viewer, asked in tiles.items():
+            history = record_asked(self.state, viewer, asked)
+            if self._plans_now(viewer, len(asked)):
+                sent += self._plan(history, self._asked_of(latest[viewer], viewer))
         return sent
 
     def prefetch(
