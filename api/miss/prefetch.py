@@ -143,7 +143,7 @@ class Prefetcher:
         self._grids: dict[tuple[str, int], Grid] = {}
         self._lock = threading.Lock()
         # Prefetch runs on a thread of its own, off the request's path: a request appends
-        # to a deque (no lock, no wake-up; the thread looks every POLL_SECONDS), and when
+        # to a deque (no lock, no wake-up; the thread takes it within POLL_SECONDS), and when
         # the thread is behind by QUEUE_LIMIT tiles the oldest go (prefetch is a bonus,
         # never a backlog; the newest tiles say most about where a viewer goes).
         self._queue: deque[Asked | RawHit] = deque(maxlen=QUEUE_LIMIT)
@@ -187,8 +187,12 @@ class Prefetcher:
 
     def _run(self) -> None:
         while True:
-            if not self._queue:
+            # A batch per POLL_SECONDS at most, unless BATCH tiles wait: a batch costs a
+            # few round trips whatever its size, so a busy process pays them per batch,
+            # not per tile.
+            if len(self._queue) < BATCH:
                 time.sleep(POLL_SECONDS)
+            if not self._queue:
                 continue
             self._handling = True
             batch: list[Asked | RawHit] = []
