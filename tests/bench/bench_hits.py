@@ -64,6 +64,9 @@ class HitConfig:
     workers: int
     threads: int
     connections: int
+    # The full-resolution level's tiles (~34 KB JPEG) instead of the levels below it
+    # (~3.4 KB): the shape the issue measured tilecast as shipped with.
+    full_resolution: bool = False
 
 
 @dataclass
@@ -290,6 +293,10 @@ class Prepared:
     cache_control: str
     mean_bytes: float
     top: int
+    # The full-resolution level's tiles, for configurations that ask those.
+    full_paths: list[str]
+    full_paths_file: Path
+    full_mean_bytes: float
 
 
 def prepare(procs: Processes, ctx: harness.BenchContext, levels_below_base: int) -> Prepared:
@@ -310,6 +317,7 @@ def prepare(procs: Processes, ctx: harness.BenchContext, levels_below_base: int)
     bad = [(p, r.status) for p, r in zip(paths, warmed, strict=True) if r.status != 200]
     if bad:
         raise BenchError(f"warming tiles failed for {len(bad)} tiles, e.g. {bad[:3]}")
+    full_paths, full_sizes = warm_full_resolution(stack.api_port, source_id, meta, top)
     # Hits need no worker: stop it so that it takes no CPU from the servers measured
     # (and so that the mixed load's misses wait for a render that never comes).
     assert stack.worker is not None and stack.api is not None
@@ -320,6 +328,8 @@ def prepare(procs: Processes, ctx: harness.BenchContext, levels_below_base: int)
     sizes = [len(r.body) for r in warmed]
     paths_file = procs.scratch / "paths.txt"
     paths_file.write_text("\n".join(paths) + "\n")
+    full_paths_file = procs.scratch / "paths-full.txt"
+    full_paths_file.write_text("\n".join(full_paths) + "\n")
     return Prepared(
         procs=procs,
         stack=stack,
@@ -333,7 +343,23 @@ def prepare(procs: Processes, ctx: harness.BenchContext, levels_below_base: int)
         cache_control=warmed[0].headers.get("cache-control", ""),
         mean_bytes=sum(sizes) / len(sizes),
         top=top,
+        full_paths=full_paths,
+        full_paths_file=full_paths_file,
+        full_mean_bytes=sum(full_sizes) / len(full_sizes),
     )
+
+
+def warm_full_resolution(
+    port: int, source_id: str, meta: dict[str, object], top: int
+) -> tuple[list[str], list[int]]:
+    """Every full-resolution tile cached through tilecast; their paths and sizes."""
+    paths = [harness.tile_path(source_id, top, x, y) for x, y in harness.level_tiles(meta, top)]
+    print(f"  hits: warming {len(paths)} full-resolution tiles through tilecast", flush=True)
+    warmed = fetch_all(port, paths, concurrency=16)
+    bad = [(p, r.status) for p, r in zip(paths, warmed, strict=True) if r.status != 200]
+    if bad:
+        raise BenchError(f"warming tiles failed for {len(bad)} tiles, e.g. {bad[:3]}")
+    return paths, [len(r.body) for r in warmed]
 
 
 # --- Girder ----------------------------------------------------------------------------
@@ -652,7 +678,10 @@ def run(
                     server=server,
                     name=f"bare-{server}-{config.workers}x{config.threads}",
                 )
-                check_same_bytes(api_port, bare_port, prep.paths)
+                paths, paths_file = prep.paths, prep.paths_file
+                if config.full_resolution:
+                    paths, paths_file = prep.full_paths, prep.full_paths_file
+                check_same_bytes(api_port, bare_port, paths)
                 if index == 0 and girder_result.side is not None and server == DEFAULT_SERVER:
                     count_identical(api_port, prep.paths, girder_result)
                 sides.append(
@@ -661,7 +690,7 @@ def run(
                         api_port,
                         [api.proc.pid],
                         config.workers,
-                        prep.paths_file,
+                        paths_file,
                     )
                 )
                 sides.append(
@@ -670,7 +699,7 @@ def run(
                         bare_port,
                         [bare.proc.pid],
                         config.workers,
-                        prep.paths_file,
+                        paths_file,
                     )
                 )
             # Girder joins the rounds of the first configuration only.
@@ -695,7 +724,7 @@ def run(
                 for name, r in results.items()
                 if r.accepted and min(r.accepted) < config.connections
             ]
-            verdicts += add_server_rows(section, config, servers, results)
+            verdicts += add_server_rows(section, config, servers, results, prep)
             if index == 0:
                 add_beside_rows(beside, config, results, girder_result, prep)
         section.notes.insert(
@@ -758,7 +787,10 @@ def server_section(prep: Prepared, servers: Sequence[str], rounds: int, seconds:
             "and threads, the same Redis, the same wrk command (1 thread, spread over "
             f"{len(prep.paths)} distinct tile URLs of levels z={prep.tiles[0][0]}..0 of the "
             f"{meta['sizeX']}x{meta['sizeY']} pyramidal JPEG TIFF, mean tile "
-            f"{prep.mean_bytes / 1024:.1f} KiB), {rounds} rounds of {seconds:.0f} s per side "
+            f"{prep.mean_bytes / 1024:.1f} KiB; in the configuration marked full resolution, "
+            f"its {len(prep.full_paths)} tiles at z={prep.top}, mean "
+            f"{prep.full_mean_bytes / 1024:.1f} KiB: `tilecast up`'s shape, 2 processes x 32 "
+            f"threads, with 64 connections), {rounds} rounds of {seconds:.0f} s per side "
             "back to back, in a rotating order. req/s are the medians over rounds; ratios "
             "are medians of the per-round ratios (a round's runs are seconds apart, so they "
             "share the machine's state). wrk, Redis and the server share the machine's "
@@ -772,6 +804,7 @@ def server_section(prep: Prepared, servers: Sequence[str], rounds: int, seconds:
             "server",
             "workers x threads",
             "wrk connections",
+            "tiles asked (mean size)",
             "tilecast req/s",
             "bare req/s",
             "ratio tilecast / bare",
@@ -785,8 +818,18 @@ def server_section(prep: Prepared, servers: Sequence[str], rounds: int, seconds:
     )
 
 
+def tiles_label(config: HitConfig, prep: Prepared) -> str:
+    if config.full_resolution:
+        return f"z={prep.top} (full resolution), {prep.full_mean_bytes / 1024:.1f} KiB"
+    return f"z={prep.tiles[0][0]}..0, {prep.mean_bytes / 1024:.1f} KiB"
+
+
 def add_server_rows(
-    section: Section, config: HitConfig, servers: Sequence[str], results: dict[str, SideResult]
+    section: Section,
+    config: HitConfig,
+    servers: Sequence[str],
+    results: dict[str, SideResult],
+    prep: Prepared,
 ) -> list[str]:
     verdicts: list[str] = []
     for server in servers:
@@ -794,7 +837,9 @@ def add_server_rows(
         ratios = round_ratios(tc, bare)
         ratio = median(ratios)
         verdicts.append(
-            f"{server} {config.workers} x {config.threads}: {ratio:.2f}, "
+            f"{server} {config.workers} x {config.threads} c{config.connections}"
+            + (" full resolution" if config.full_resolution else "")
+            + f": {ratio:.2f}, "
             + ("met" if ratio >= 1.0 else "NOT met")
         )
         section.rows.append(
@@ -802,6 +847,7 @@ def add_server_rows(
                 server + (" (default)" if server == DEFAULT_SERVER else ""),
                 f"{config.workers} x {config.threads}",
                 str(config.connections),
+                tiles_label(config, prep),
                 f"{tc.rps:,.0f}",
                 f"{bare.rps:,.0f}",
                 f"**{ratio:.2f}**",

@@ -171,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
                 configs = [
                     bench_hits.HitConfig(workers=2, threads=4, connections=32),
                     bench_hits.HitConfig(workers=1, threads=8, connections=16),
+                    # tilecast up's shape, as the issue measured it (issue 20).
+                    bench_hits.HitConfig(
+                        workers=2, threads=32, connections=64, full_resolution=True
+                    ),
                 ]
                 sections.extend(
                     bench_hits.run(
