@@ -104,10 +104,10 @@ def test_metrics_endpoint(app: Flask, source: str) -> None:
     assert values["tilecast_tile_cache_max_bytes"] == 1024**3
 
 
-def test_prefetch_is_off_by_default(app: Flask, source: str) -> None:
-    assert Settings().prefetch == 0
-    assert Settings.from_env({"TILECAST_PREFETCH": "1"}).prefetch == 1
-    # Off: a miss sends its own render only.
+def test_prefetch_is_on_by_default_and_can_be_turned_off(app: Flask, source: str) -> None:
+    assert Settings().prefetch == 1
+    assert Settings.from_env({"TILECAST_PREFETCH": "0"}).prefetch == 0
+    # Off (the tests' settings): a miss sends its own render only.
     app.test_client().get(f"/item/{source}/tiles/zxy/1/1/1")
     assert [name for name, _p, _q in svc(app).sender.sent] == ["tilecast.render_tile"]  # type: ignore[attr-defined]
 
