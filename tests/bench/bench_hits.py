@@ -534,9 +534,14 @@ def run_mixed(
         name=f"api-mixed-{server}",
     )
     side = Side(server, port, [api.proc.pid], MIXED_WORKERS, prep.paths_file)
+    full_resolution = harness.level_tiles(prep.meta, prep.top)
+    # The waiting clients ask the full-resolution tiles, which section 1 asked warm: gone
+    # again, so that each of them waits for a render (the worker is stopped).
+    prep.stack.redis.client().delete(
+        *(f"{prep.prefix}{prep.top}:{x}:{y}{prep.suffix}" for x, y in full_resolution)
+    )
     cold = itertools.cycle(
-        harness.tile_path(prep.source_id, prep.top, x, y)
-        for x, y in harness.level_tiles(prep.meta, prep.top)
+        harness.tile_path(prep.source_id, prep.top, x, y) for x, y in full_resolution
     )
     alone, mixed = SideResult([]), SideResult([])
     stats_all = WaiterStats()
