@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.bench import girder_side, harness, hit_cpu
 from tests.bench.harness import HOST, BenchError, Processes
@@ -45,6 +46,8 @@ from tests.bench.wrk import WrkResult, run_wrk
 from tilecast import procs as tc_procs
 from tilecast.servers import DEFAULT_SERVER, SERVERS
 
+# The issue's full-resolution JPEG tiles (~34 KB); the bench image's own compress to ~3 KB.
+FULL_TILE_BYTES = 34_000
 # The mixed load: tilecast api's defaults, and how many requests wait at once (issue 20:
 # 512 open connections waiting for renders beside the hit load).
 MIXED_WORKERS, MIXED_THREADS, MIXED_CONNECTIONS = 2, 32, 32
@@ -64,8 +67,8 @@ class HitConfig:
     workers: int
     threads: int
     connections: int
-    # The full-resolution level's tiles (~34 KB JPEG) instead of the levels below it
-    # (~3.4 KB): the shape the issue measured tilecast as shipped with.
+    # The full-resolution level's keys holding FULL_TILE_BYTES each instead of the
+    # levels below it (~3.4 KB): the shape the issue measured tilecast as shipped with.
     full_resolution: bool = False
 
 
@@ -317,7 +320,7 @@ def prepare(procs: Processes, ctx: harness.BenchContext, levels_below_base: int)
     bad = [(p, r.status) for p, r in zip(paths, warmed, strict=True) if r.status != 200]
     if bad:
         raise BenchError(f"warming tiles failed for {len(bad)} tiles, e.g. {bad[:3]}")
-    full_paths, full_sizes = warm_full_resolution(stack.api_port, source_id, meta, top)
+    full_paths = warm_full_resolution(stack.api_port, source_id, meta, top)
     # Hits need no worker: stop it so that it takes no CPU from the servers measured
     # (and so that the mixed load's misses wait for a render that never comes).
     assert stack.worker is not None and stack.api is not None
@@ -325,6 +328,7 @@ def prepare(procs: Processes, ctx: harness.BenchContext, levels_below_base: int)
     procs.stop(stack.api)
     z0, x0, y0 = tiles[0]
     prefix, suffix = key_template(stack.redis.client(), source_id, z0, x0, y0)
+    full_sizes = fill_full_resolution(stack.redis.client(), prefix, suffix, meta, top)
     sizes = [len(r.body) for r in warmed]
     paths_file = procs.scratch / "paths.txt"
     paths_file.write_text("\n".join(paths) + "\n")
@@ -349,17 +353,27 @@ def prepare(procs: Processes, ctx: harness.BenchContext, levels_below_base: int)
     )
 
 
-def warm_full_resolution(
-    port: int, source_id: str, meta: dict[str, object], top: int
-) -> tuple[list[str], list[int]]:
-    """Every full-resolution tile cached through tilecast; their paths and sizes."""
+def fill_full_resolution(
+    client: Any, prefix: str, suffix: str, meta: dict[str, object], top: int
+) -> list[int]:
+    """Overwrite each full-resolution tile tilecast cached with FULL_TILE_BYTES of random
+    bytes (the hit path reads a key's bytes, whatever they are); their sizes."""
+    pipe = client.pipeline(transaction=False)
+    for x, y in harness.level_tiles(meta, top):
+        pipe.set(f"{prefix}{top}:{x}:{y}{suffix}", os.urandom(FULL_TILE_BYTES))
+    pipe.execute()
+    return [FULL_TILE_BYTES] * len(harness.level_tiles(meta, top))
+
+
+def warm_full_resolution(port: int, source_id: str, meta: dict[str, object], top: int) -> list[str]:
+    """Every full-resolution tile cached through tilecast; their paths."""
     paths = [harness.tile_path(source_id, top, x, y) for x, y in harness.level_tiles(meta, top)]
     print(f"  hits: warming {len(paths)} full-resolution tiles through tilecast", flush=True)
     warmed = fetch_all(port, paths, concurrency=16)
     bad = [(p, r.status) for p, r in zip(paths, warmed, strict=True) if r.status != 200]
     if bad:
         raise BenchError(f"warming tiles failed for {len(bad)} tiles, e.g. {bad[:3]}")
-    return paths, [len(r.body) for r in warmed]
+    return paths
 
 
 # --- Girder ----------------------------------------------------------------------------
@@ -793,9 +807,11 @@ def server_section(prep: Prepared, servers: Sequence[str], rounds: int, seconds:
             f"{len(prep.paths)} distinct tile URLs of levels z={prep.tiles[0][0]}..0 of the "
             f"{meta['sizeX']}x{meta['sizeY']} pyramidal JPEG TIFF, mean tile "
             f"{prep.mean_bytes / 1024:.1f} KiB; in the configuration marked full resolution, "
-            f"its {len(prep.full_paths)} tiles at z={prep.top}, mean "
-            f"{prep.full_mean_bytes / 1024:.1f} KiB: `tilecast up`'s shape, 2 processes x 32 "
-            f"threads, with 64 connections), {rounds} rounds of {seconds:.0f} s per side "
+            f"its {len(prep.full_paths)} tiles at z={prep.top}, each key's value replaced by "
+            f"{FULL_TILE_BYTES:,} random bytes after tilecast cached it -- the issue's "
+            "~34 KB full-resolution JPEG tiles, which this image's own tiles (~3 KB) are "
+            "not -- under `tilecast up`'s shape, 2 processes x 32 threads, with 64 "
+            f"connections), {rounds} rounds of {seconds:.0f} s per side "
             "back to back, in a rotating order. req/s are the medians over rounds; ratios "
             "are medians of the per-round ratios (a round's runs are seconds apart, so they "
             "share the machine's state). wrk, Redis and the server share the machine's "
