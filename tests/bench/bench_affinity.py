@@ -48,7 +48,8 @@ class Mode:
     queue_depth: int | None = None  # TILECAST_AFFINITY_QUEUE_DEPTH when not the default
 
     def settings(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
+        # Interactive renders only: prefetch would queue bulk tasks nobody consumes here.
+        values: dict[str, Any] = {"prefetch": 0}
         if not self.affinity:
             values["affinity_queue_depth"] = 0
         elif self.queue_depth is not None:

@@ -82,7 +82,10 @@ def run_one(
 ) -> LoadRow:
     images = load_image_paths(ctx)
     with Processes(ctx.scratch / f"load-{users}") as procs:
-        stack = start_load_stack(procs, [ctx.image_dir], images)
+        # Prefetch off: this section checks that every tile asked is rendered exactly
+        # once, which prefetch renders (tiles nobody may ask for) would blur; section 13
+        # measures prefetch.
+        stack = start_load_stack(procs, [ctx.image_dir], images, settings={"prefetch": 0})
         before = stack.counters()
         if before.get(counters.TILES_RENDERED, 0):
             raise BenchError(f"the stack is not cold: {before}")
@@ -131,7 +134,9 @@ def run(
             f"Simulated viewers (tests/bench/load_viewer.py) for {duration:.0f} s per row, each "
             "row on a fresh, cold deployment: its own redis-server, `tilecast api` with its "
             "default server, processes and threads, and one `tilecast worker` with its default "
-            "concurrency (as `tilecast up` runs them). Each viewer opens an image (metadata "
+            "concurrency (as `tilecast up` runs them, but with prefetch off: every tile asked "
+            "must be rendered exactly once here, and section 13 measures prefetch). Each "
+            "viewer opens an image (metadata "
             f"request), shows it whole in a {config.viewport_width}x{config.viewport_height} "
             "viewport, then pans (a fraction of the viewport, keeping a heading) or zooms in or "
             "out a level, with a think time of "

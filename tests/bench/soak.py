@@ -265,8 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="tilecast-soak-"))
     print(f"soak: logs in {scratch}", flush=True)
     with Processes(scratch) as processes:
+        # Prefetch off: renders per distinct tile must stay 1.00 through the kills.
         stack = start_load_stack(
-            processes, [args.image_dir.resolve()], images, workers=args.workers
+            processes,
+            [args.image_dir.resolve()],
+            images,
+            workers=args.workers,
+            settings={"prefetch": 0},
         )
         redis_pid = redis_pid_of(stack.redis.port)
         start = memory(stack, redis_pid)
