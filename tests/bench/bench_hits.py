@@ -639,14 +639,27 @@ def mixed_part(
     rounds: int,
 ) -> Section:
     section = mixed_section()
+    verdicts = []
     for server in sorted(servers, key=lambda s: s != DEFAULT_SERVER):
         result = run_mixed(prep, ctx, server, seconds=seconds, rounds=rounds)
         add_mixed_row(section, server, result)
+        verdicts.append(mixed_verdict(server, result))
     section.notes.append(
         "Goal (issue 20): beside the waiting requests, hit p99 <= 50 ms and >= 0.8 of the "
-        "hit rate alone."
+        "hit rate alone -- " + "; ".join(verdicts) + "."
     )
     return section
+
+
+def mixed_verdict(server: str, result: MixedResult) -> str:
+    ratio = median(round_ratios(result.mixed, result.alone))
+    alone, beside = median(p99_ms(result.alone)), median(p99_ms(result.mixed))
+    met = ratio >= 0.8 and beside <= 50.0
+    default = " (default)" if server == DEFAULT_SERVER else ""
+    return (
+        f"{server}{default}: {ratio:.2f}x the rate alone, p99 {beside:.1f} ms beside "
+        f"({alone:.1f} ms alone), " + ("met" if met else "NOT met")
+    )
 
 
 # --- the benchmark ---------------------------------------------------------------------
