@@ -44,6 +44,7 @@ from tests.bench.harness import HOST, BenchError, Processes
 from tests.bench.report import Section, median
 from tests.bench.wrk import WrkResult, run_wrk
 from tilecast import procs as tc_procs
+from tilecast.common.settings import Settings
 from tilecast.servers import DEFAULT_SERVER, SERVERS
 
 # The issue's full-resolution JPEG tiles (~34 KB); the bench image's own compress to ~3 KB.
@@ -149,6 +150,12 @@ def key_template(client: object, source_id: str, z: int, x: int, y: int) -> tupl
     marker = f":{z}:{x}:{y}:"
     head, tail = key.split(marker)
     return head + ":", ":" + tail
+
+
+def shipped(env: dict[str, str]) -> dict[str, str]:
+    """The measured api's environment with prefetch as shipped (the bench stacks turn it
+    off, harness.tilecast_env): on by default, every hit is handed to its thread."""
+    return {**env, "TILECAST_PREFETCH": str(Settings().prefetch)}
 
 
 @dataclass
@@ -535,7 +542,7 @@ def run_mixed(
     waiters: int = MIXED_WAITERS,
 ) -> MixedResult:
     env = {
-        **prep.stack.env,
+        **shipped(prep.stack.env),
         "TILECAST_RENDER_TIMEOUT": str(MIXED_RENDER_TIMEOUT),
         "TILECAST_MAX_QUEUE_DEPTH": str(MIXED_QUEUE_DEPTH),
     }
@@ -692,7 +699,7 @@ def run(
             for server in servers:
                 api, api_port = harness.start_api(
                     procs,
-                    prep.stack.env,
+                    shipped(prep.stack.env),
                     workers=config.workers,
                     threads=config.threads,
                     server=server,
@@ -812,7 +819,8 @@ def server_section(prep: Prepared, servers: Sequence[str], rounds: int, seconds:
             "Requests per second answering tiles that are already in Redis. `tilecast api` "
             "(its whole hit path, api/hitpath/ in front of Flask: parse and validate the "
             "request, the source's generation, the key, one Redis GET, ETag, CORS and "
-            "caching headers, request id and counters) against "
+            "caching headers, request id and counters; prefetch on, as shipped: each hit "
+            "is handed to the prefetch thread) against "
             "`tests/bench/bare_app.py` (one Flask route, one Redis GET of the key tilecast "
             "wrote, the same bytes and headers), both under the same server "
             f"({', '.join(servers)}; `tilecast api --server NAME`) with the same processes "
