@@ -45,7 +45,10 @@ class Settings:
     # Requests one api process lets wait for renders at once; past it a 503
     # too_many_waiting. The servers run this many app threads on top of --threads, so
     # that waiting requests never hold the threads that answer hits (tilecast/servers.py).
-    max_waiting: int = 256
+    # 512: servers do not spread connections evenly over processes, and 128 viewers (768
+    # connections) on cold images of a 2-core machine had one process refuse past 256
+    # (docs/BENCHMARKS.md, section 5).
+    max_waiting: int = 512
     # In-flight markers expire after this long even if their worker died.
     inflight_ttl: float = 60.0
     # Rendered tiles carry this TTL (seconds, 0 = none) so that a shared Redis can use
