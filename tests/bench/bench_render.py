@@ -214,7 +214,8 @@ def run(ctx: harness.BenchContext, *, levels: tuple[Level, ...] = LEVELS) -> Sec
                         seconds, errors = dispatch_celery(stack, source_id, tiles, timeout=600)
                     else:
                         seconds, errors = dispatch_http(stack, source_id, tiles)
-                    after = harness.stats(stack)
+                    # Counted reads arrive with the workers' next counter flush.
+                    after = harness.settled(lambda: harness.stats(stack))
                     reads = after.get("raw_tiles_read", 0) - before.get("raw_tiles_read", 0)
                     rate = len(tiles) / seconds
                     rates[(level.image, z, processes, mode)] = rate

@@ -411,3 +411,27 @@ def stats(stack: Stack) -> dict[str, int]:
     from tilecast.common import counters
 
     return counters.read(stack.redis.client())
+
+
+def settled(
+    read: Callable[[], dict[str, int]],
+    done: Callable[[dict[str, int]], bool] = lambda _counts: True,
+    timeout: float = 15.0,
+) -> dict[str, int]:
+    """The counters once the last answers' bookkeeping is in: workers and api processes
+    flush their counts about once a second. Polls ``read`` until ``done`` holds and
+    nothing moved for two and a half flush periods, or until ``timeout`` (a shortfall is
+    then the caller's to report)."""
+    from tilecast.common import counters
+
+    deadline = time.monotonic() + timeout
+    last: dict[str, int] = {}
+    stable_since = time.monotonic()
+    while True:
+        now = read()
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        quiet = time.monotonic() - stable_since >= 2.5 * counters.FLUSH_SECONDS
+        if (done(now) and quiet) or time.monotonic() > deadline:
+            return now
+        time.sleep(0.2)

@@ -9,7 +9,6 @@ interactive nodes have registered and answer a ping. The images are registered t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,21 +119,14 @@ def _as_stack(stack: LoadStack) -> harness.Stack:
 def settled_counters(
     stack: LoadStack, rendered_at_least: int, timeout: float = 15.0
 ) -> dict[str, int]:
-    """The counters once the last answers' bookkeeping is in: workers count a render just
-    after announcing it, and api processes flush their hit/miss counts about once a
-    second. Polls until ``tiles_rendered`` reaches ``rendered_at_least`` and nothing moved
-    for two flush periods (or the timeout: a shortfall is then the caller's to report)."""
-    deadline = time.monotonic() + timeout
-    last: dict[str, int] = {}
-    stable_since = time.monotonic()
-    while True:
-        now = stack.counters()
-        if now != last:
-            last, stable_since = now, time.monotonic()
-        rendered = now.get(counters.TILES_RENDERED, 0)
-        quiet = time.monotonic() - stable_since >= 2.5 * counters.FLUSH_SECONDS
-        if (rendered >= rendered_at_least and quiet) or time.monotonic() > deadline:
-            if time.monotonic() > deadline and rendered < rendered_at_least:
-                stack.check_alive()
-            return now
-        time.sleep(0.2)
+    """The counters once ``tiles_rendered`` reached ``rendered_at_least`` and nothing
+    moved for a while (workers count a render just after announcing it); at the timeout
+    with fewer, the stack is checked for a dead process and the counts returned."""
+    counts = harness.settled(
+        stack.counters,
+        lambda now: now.get(counters.TILES_RENDERED, 0) >= rendered_at_least,
+        timeout,
+    )
+    if counts.get(counters.TILES_RENDERED, 0) < rendered_at_least:
+        stack.check_alive()
+    return counts
