@@ -37,7 +37,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tests.bench import girder_side, harness, hit_cpu
 from tests.bench.harness import HOST, BenchError, Processes
@@ -306,7 +305,10 @@ class Prepared:
     # The full-resolution level's tiles, for configurations that ask those.
     full_paths: list[str]
     full_paths_file: Path
-    full_mean_bytes: float
+
+    def key(self, z: int, x: int, y: int) -> str:
+        """The Redis key of tile (z, x, y), as tilecast wrote it (and the bare app reads)."""
+        return f"{self.prefix}{z}:{x}:{y}{self.suffix}"
 
 
 def prepare(procs: Processes, ctx: harness.BenchContext, levels_below_base: int) -> Prepared:
@@ -322,12 +324,11 @@ def prepare(procs: Processes, ctx: harness.BenchContext, levels_below_base: int)
         for x, y in harness.level_tiles(meta, z)
     ]
     paths = [harness.tile_path(source_id, z, x, y) for z, x, y in tiles]
-    print(f"  hits: warming {len(paths)} tiles through tilecast", flush=True)
-    warmed = fetch_all(stack.api_port, paths, concurrency=16)
-    bad = [(p, r.status) for p, r in zip(paths, warmed, strict=True) if r.status != 200]
-    if bad:
-        raise BenchError(f"warming tiles failed for {len(bad)} tiles, e.g. {bad[:3]}")
-    full_paths = warm_full_resolution(stack.api_port, source_id, meta, top)
+    warmed = warm(stack.api_port, paths, "tiles")
+    full_paths = [
+        harness.tile_path(source_id, top, x, y) for x, y in harness.level_tiles(meta, top)
+    ]
+    warm(stack.api_port, full_paths, "full-resolution tiles")
     # Hits need no worker: stop it so that it takes no CPU from the servers measured
     # (and so that the mixed load's misses wait for a render that never comes).
     assert stack.worker is not None and stack.api is not None
@@ -335,13 +336,12 @@ def prepare(procs: Processes, ctx: harness.BenchContext, levels_below_base: int)
     procs.stop(stack.api)
     z0, x0, y0 = tiles[0]
     prefix, suffix = key_template(stack.redis.client(), source_id, z0, x0, y0)
-    full_sizes = fill_full_resolution(stack.redis.client(), prefix, suffix, meta, top)
     sizes = [len(r.body) for r in warmed]
     paths_file = procs.scratch / "paths.txt"
     paths_file.write_text("\n".join(paths) + "\n")
     full_paths_file = procs.scratch / "paths-full.txt"
     full_paths_file.write_text("\n".join(full_paths) + "\n")
-    return Prepared(
+    prep = Prepared(
         procs=procs,
         stack=stack,
         source_id=source_id,
@@ -356,31 +356,32 @@ def prepare(procs: Processes, ctx: harness.BenchContext, levels_below_base: int)
         top=top,
         full_paths=full_paths,
         full_paths_file=full_paths_file,
-        full_mean_bytes=sum(full_sizes) / len(full_sizes),
     )
+    fill_full_resolution(prep)
+    return prep
 
 
-def fill_full_resolution(
-    client: Any, prefix: str, suffix: str, meta: dict[str, object], top: int
-) -> list[int]:
-    """Overwrite each full-resolution tile tilecast cached with FULL_TILE_BYTES of random
-    bytes (the hit path reads a key's bytes, whatever they are); their sizes."""
-    pipe = client.pipeline(transaction=False)
-    for x, y in harness.level_tiles(meta, top):
-        pipe.set(f"{prefix}{top}:{x}:{y}{suffix}", os.urandom(FULL_TILE_BYTES))
-    pipe.execute()
-    return [FULL_TILE_BYTES] * len(harness.level_tiles(meta, top))
-
-
-def warm_full_resolution(port: int, source_id: str, meta: dict[str, object], top: int) -> list[str]:
-    """Every full-resolution tile cached through tilecast; their paths."""
-    paths = [harness.tile_path(source_id, top, x, y) for x, y in harness.level_tiles(meta, top)]
-    print(f"  hits: warming {len(paths)} full-resolution tiles through tilecast", flush=True)
+def warm(port: int, paths: list[str], what: str) -> list[harness.Reply]:
+    """Every tile of ``paths`` asked through tilecast, so that it is cached; the answers."""
+    print(f"  hits: warming {len(paths)} {what} through tilecast", flush=True)
     warmed = fetch_all(port, paths, concurrency=16)
     bad = [(p, r.status) for p, r in zip(paths, warmed, strict=True) if r.status != 200]
     if bad:
         raise BenchError(f"warming tiles failed for {len(bad)} tiles, e.g. {bad[:3]}")
-    return paths
+    return warmed
+
+
+def full_resolution_tiles(prep: Prepared) -> list[tuple[int, int]]:
+    return harness.level_tiles(prep.meta, prep.top)
+
+
+def fill_full_resolution(prep: Prepared) -> None:
+    """Overwrite each full-resolution tile tilecast cached with FULL_TILE_BYTES of random
+    bytes (the hit path reads a key's bytes, whatever they are)."""
+    pipe = prep.stack.redis.client().pipeline(transaction=False)
+    for x, y in full_resolution_tiles(prep):
+        pipe.set(prep.key(prep.top, x, y), os.urandom(FULL_TILE_BYTES))
+    pipe.execute()
 
 
 # --- Girder ----------------------------------------------------------------------------
@@ -555,12 +556,10 @@ def run_mixed(
         name=f"api-mixed-{server}",
     )
     side = Side(server, port, [api.proc.pid], MIXED_WORKERS, prep.paths_file)
-    full_resolution = harness.level_tiles(prep.meta, prep.top)
+    full_resolution = full_resolution_tiles(prep)
     # The waiting clients ask the full-resolution tiles, which section 1 asked warm: gone
     # again, so that each of them waits for a render (the worker is stopped).
-    prep.stack.redis.client().delete(
-        *(f"{prep.prefix}{prep.top}:{x}:{y}{prep.suffix}" for x, y in full_resolution)
-    )
+    prep.stack.redis.client().delete(*(prep.key(prep.top, x, y) for x, y in full_resolution))
     cold = itertools.cycle(
         harness.tile_path(prep.source_id, prep.top, x, y) for x, y in full_resolution
     )
@@ -862,7 +861,7 @@ def server_section(prep: Prepared, servers: Sequence[str], rounds: int, seconds:
 
 def tiles_label(config: HitConfig, prep: Prepared) -> str:
     if config.full_resolution:
-        return f"z={prep.top} (full resolution), {prep.full_mean_bytes / 1024:.1f} KiB"
+        return f"z={prep.top} (full resolution), {FULL_TILE_BYTES / 1024:.1f} KiB"
     return f"z={prep.tiles[0][0]}..0, {prep.mean_bytes / 1024:.1f} KiB"
 
 
