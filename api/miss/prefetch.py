@@ -215,22 +215,20 @@ class Prefetcher:
             environ = {"REMOTE_ADDR": hit.remote_addr, "HTTP_USER_AGENT": hit.user_agent}
             if hit.forwarded is not None:
                 environ["HTTP_X_FORWARDED_FOR"] = hit.forwarded
-            request = TileRequest(
-                hit.source, hit.z, hit.x, hit.y, hit.frame, encoding=self.encoding
-            )
-            found = viewer_id(Request(environ), request, self.proxies)
+            found = viewer_id(Request(environ), self._request_of(hit), self.proxies)
             if len(self._viewers) >= MAX_VIEWERS:
                 self._viewers.clear()
             self._viewers[identity] = found
         return found
 
+    def _request_of(self, hit: RawHit) -> TileRequest:
+        """A hit path's tile: plain, in the default encoding."""
+        return TileRequest(hit.source, hit.z, hit.x, hit.y, hit.frame, encoding=self.encoding)
+
     def _asked_of(self, item: Asked | RawHit, viewer: str) -> Asked:
         if isinstance(item, Asked):
             return item
-        request = TileRequest(
-            item.source, item.z, item.x, item.y, item.frame, encoding=self.encoding
-        )
-        return Asked(viewer, request, item.generation)
+        return Asked(viewer, self._request_of(item), item.generation)
 
     def handle(self, batch: Sequence[Asked | RawHit]) -> list[TileRequest]:
         """Record what each viewer asked (one round trip per viewer); for each viewer
